@@ -1,0 +1,60 @@
+# vbench — see README.md. `make demo` and `make test` are the two promises.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
+PY    ?= python3
+
+.PHONY: all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# Cross-build for the GPU machine (carried to the device as .dist/).
+linux-amd64:
+	@mkdir -p .dist
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o .dist/ $(addprefix ./cmd/,$(CMDS))
+
+test: fmt-check vet gotest pytest
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+gotest:
+	$(GO) test -race -timeout 15m ./...
+
+# Python tests of the PyTorch baseline server (CPU, tiny random model).
+pytest:
+	@if [ -d backends/torch/tests ]; then \
+		if $(PY) -c 'import torch, transformers, pytest' 2>/dev/null; then \
+			cd backends/torch && $(PY) -m pytest -q tests; \
+		else echo "pytest: torch/transformers/pytest missing; run .ci/run or 'pip install -r backends/torch/requirements-test.txt'"; exit 1; fi; \
+	fi
+
+demo: build
+	./scripts/demo.sh
+
+bench:
+	$(GO) test -run XXX -bench . -benchmem ./...
+
+fuzz:
+	./scripts/fuzz.sh 30s
+
+reliability:
+	$(GO) test -race -count=1 -run Reliability ./... -args -reliability=short
+
+reliability-long:
+	$(GO) test -count=1 -timeout 2h -run Reliability ./... -args -reliability=long
+
+setup-gpu:
+	uv sync --extra torch $(if $(VLLM),--extra vllm) $(if $(FLASH),--extra flash)
+
+clean:
+	rm -rf $(BIN) .dist demo-results
