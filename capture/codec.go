@@ -1,0 +1,475 @@
+package capture
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"unicode/utf8"
+)
+
+/*
+Binary layout of a stored Record (the value under a record key), version 1:
+
+	version  byte (recordVersion)
+	fields   in the order of appendRecord
+
+Unsigned integers are uvarints, signed integers zig-zag varints, floats are
+8 little-endian bytes of their IEEE-754 bits, strings and byte slices are
+uvarint-length-prefixed, maps are a uvarint count followed by key/value
+pairs in sorted key order (so equal records encode to equal bytes). Chunk
+times are stored as the delta from the previous chunk's time.
+
+The decoder checks every length against the bytes that remain before it
+allocates, so a corrupt value can never make it allocate more than a small
+multiple of its own size, and it never panics.
+
+A Sample value is: version byte, zig-zag At, name, 8-byte value.
+A Meta value is JSON (see Meta).
+*/
+
+const (
+	recordVersion = 1
+	sampleVersion = 1
+	// maxChunks caps the chunk count of one record (about 16 M reads).
+	maxChunks = 1 << 24
+)
+
+// ErrCorrupt is wrapped by every error about malformed stored bytes.
+var ErrCorrupt = errors.New("corrupt capture value")
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("capture: %w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// AppendBinary appends the binary encoding of r to b and returns the
+// extended slice. It implements encoding.BinaryAppender.
+func (r *Record) AppendBinary(b []byte) ([]byte, error) {
+	return appendRecord(b, r), nil
+}
+
+// MarshalBinary returns the binary encoding of r.
+func (r *Record) MarshalBinary() ([]byte, error) {
+	return appendRecord(make([]byte, 0, r.sizeHint()), r), nil
+}
+
+// sizeHint is an upper-bound guess of the encoded size.
+func (r *Record) sizeHint() int {
+	return 128 + len(r.Path) + len(r.Error) + len(r.RequestBody) + len(r.ResponseBody) + 16*len(r.Chunks)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, s []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendFloat(b []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+}
+
+func appendMap(b []byte, m map[string]string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m)))
+	if len(m) == 0 {
+		return b
+	}
+	if len(m) == 1 {
+		for k, v := range m {
+			return appendString(appendString(b, k), v)
+		}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendString(appendString(b, k), m[k])
+	}
+	return b
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func appendRecord(b []byte, r *Record) []byte {
+	b = append(b, recordVersion)
+	b = binary.AppendUvarint(b, r.ID)
+	b = appendMap(b, r.Labels)
+
+	t := &r.Tags
+	b = appendString(b, t.Run)
+	b = appendString(b, t.Trial)
+	b = appendString(b, t.Level)
+	b = appendFloat(b, t.Rate)
+	b = binary.AppendVarint(b, t.Index)
+	b = binary.AppendVarint(b, t.Scheduled)
+	b = binary.AppendVarint(b, t.Sent)
+	b = binary.AppendVarint(b, t.Deadline)
+	b = appendBool(b, t.Warmup)
+	b = appendString(b, t.TraceHash)
+	b = appendMap(b, t.Extra)
+
+	b = appendString(b, r.Method)
+	b = appendString(b, r.Path)
+	b = binary.AppendUvarint(b, uint64(len(r.RequestHeaders)))
+	for _, h := range r.RequestHeaders {
+		b = appendString(appendString(b, h.Name), h.Value)
+	}
+	b = binary.AppendVarint(b, int64(r.Status))
+	b = appendString(b, r.ContentType)
+
+	b = binary.AppendVarint(b, r.Received)
+	b = binary.AppendVarint(b, r.Forwarded)
+	b = binary.AppendVarint(b, r.Headers)
+	b = binary.AppendVarint(b, r.End)
+
+	b = binary.AppendUvarint(b, uint64(len(r.Chunks)))
+	var last int64
+	for i := range r.Chunks {
+		c := &r.Chunks[i]
+		b = binary.AppendVarint(b, c.At-last)
+		last = c.At
+		b = binary.AppendVarint(b, int64(c.Size))
+		b = binary.AppendVarint(b, int64(c.Events))
+		b = binary.AppendVarint(b, int64(c.Content))
+		b = binary.AppendVarint(b, int64(c.Tokens))
+		b = binary.AppendVarint(b, int64(c.Usage))
+	}
+
+	b = appendString(b, string(r.Outcome))
+	b = appendString(b, r.Error)
+	b = binary.AppendVarint(b, int64(r.PromptTokens))
+	b = binary.AppendVarint(b, int64(r.CompletionTokens))
+	b = appendBytes(b, r.RequestBody)
+	b = binary.AppendVarint(b, r.RequestSize)
+	b = appendBytes(b, r.ResponseBody)
+	b = binary.AppendVarint(b, r.ResponseSize)
+	return b
+}
+
+// decoder reads fields from a value; the first error sticks and later reads
+// return zero values, so callers check err once at the end.
+type decoder struct {
+	b     []byte
+	err   error
+	field string
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = corrupt("%s: %s", d.field, what)
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad unsigned varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// int32 reads a varint that must fit in [lo, hi].
+func (d *decoder) ranged(lo, hi int64) int64 {
+	v := d.varint()
+	if v < lo || v > hi {
+		d.fail(fmt.Sprintf("value %d outside [%d, %d]", v, lo, hi))
+		return 0
+	}
+	return v
+}
+
+func (d *decoder) byte1() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) float() float64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.fail("truncated float")
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
+	d.b = d.b[8:]
+	return v
+}
+
+// raw returns the next length-prefixed bytes, aliasing the input.
+func (d *decoder) raw() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.b)))
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) str() string { return string(d.raw()) }
+
+// count reads an element count; each element takes at least minSize bytes,
+// so a count larger than the remaining bytes allow is corrupt.
+func (d *decoder) count(minSize int, limit uint64) int {
+	n := d.uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if n > limit || n*uint64(minSize) > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("count %d is impossible with %d bytes left", n, len(d.b)))
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) strMap() map[string]string {
+	n := d.count(2, math.MaxInt32)
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]string, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		k := d.str()
+		m[k] = d.str()
+	}
+	return m
+}
+
+// UnmarshalBinary decodes a value written by AppendBinary into r,
+// replacing all of r's fields. The decoded record does not alias data.
+func (r *Record) UnmarshalBinary(data []byte) error {
+	*r = Record{}
+	if len(data) == 0 {
+		return corrupt("record: empty value")
+	}
+	if data[0] != recordVersion {
+		return corrupt("record: version %d, this build reads version %d", data[0], recordVersion)
+	}
+	d := decoder{b: data[1:], field: "id"}
+	r.ID = d.uvarint()
+	d.field = "labels"
+	r.Labels = d.strMap()
+
+	d.field = "tags"
+	t := &r.Tags
+	t.Run = d.str()
+	t.Trial = d.str()
+	t.Level = d.str()
+	t.Rate = d.float()
+	t.Index = d.varint()
+	t.Scheduled = d.varint()
+	t.Sent = d.varint()
+	t.Deadline = d.varint()
+	switch d.byte1() {
+	case 0:
+	case 1:
+		t.Warmup = true
+	default:
+		d.fail("warmup flag is not 0 or 1")
+	}
+	t.TraceHash = d.str()
+	t.Extra = d.strMap()
+
+	d.field = "request line"
+	r.Method = d.str()
+	r.Path = d.str()
+	d.field = "request headers"
+	if n := d.count(2, math.MaxInt32); n > 0 {
+		r.RequestHeaders = make([]Header, n)
+		for i := range r.RequestHeaders {
+			r.RequestHeaders[i].Name = d.str()
+			r.RequestHeaders[i].Value = d.str()
+		}
+	}
+	d.field = "status"
+	r.Status = int(d.ranged(math.MinInt32, math.MaxInt32))
+	r.ContentType = d.str()
+
+	d.field = "times"
+	r.Received = d.varint()
+	r.Forwarded = d.varint()
+	r.Headers = d.varint()
+	r.End = d.varint()
+
+	d.field = "chunks"
+	if n := d.count(6, maxChunks); n > 0 {
+		r.Chunks = make([]Chunk, n)
+		var at int64
+		for i := range r.Chunks {
+			c := &r.Chunks[i]
+			at += d.varint()
+			c.At = at
+			c.Size = int32(d.ranged(math.MinInt32, math.MaxInt32))
+			c.Events = int16(d.ranged(math.MinInt16, math.MaxInt16))
+			c.Content = int16(d.ranged(math.MinInt16, math.MaxInt16))
+			c.Tokens = int32(d.ranged(math.MinInt32, math.MaxInt32))
+			c.Usage = int32(d.ranged(math.MinInt32, math.MaxInt32))
+			if d.err != nil {
+				break
+			}
+		}
+	}
+
+	d.field = "outcome"
+	r.Outcome = Outcome(d.str())
+	r.Error = d.str()
+	d.field = "usage"
+	r.PromptTokens = int32(d.ranged(math.MinInt32, math.MaxInt32))
+	r.CompletionTokens = int32(d.ranged(math.MinInt32, math.MaxInt32))
+	d.field = "request body"
+	if b := d.raw(); len(b) > 0 {
+		r.RequestBody = append([]byte(nil), b...)
+	}
+	r.RequestSize = d.varint()
+	d.field = "response body"
+	if b := d.raw(); len(b) > 0 {
+		r.ResponseBody = append([]byte(nil), b...)
+	}
+	r.ResponseSize = d.varint()
+	if d.err == nil && len(d.b) != 0 {
+		d.field = "end"
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	if d.err != nil {
+		*r = Record{}
+		return d.err
+	}
+	return nil
+}
+
+// AppendBinary appends the binary encoding of s to b.
+func (s Sample) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, sampleVersion)
+	b = binary.AppendVarint(b, s.At)
+	b = appendString(b, s.Name)
+	return appendFloat(b, s.Value), nil
+}
+
+// MarshalBinary returns the binary encoding of s.
+func (s Sample) MarshalBinary() ([]byte, error) {
+	return s.AppendBinary(make([]byte, 0, 20+len(s.Name)))
+}
+
+// UnmarshalBinary decodes a value written by Sample.AppendBinary into s.
+func (s *Sample) UnmarshalBinary(data []byte) error {
+	*s = Sample{}
+	if len(data) == 0 {
+		return corrupt("sample: empty value")
+	}
+	if data[0] != sampleVersion {
+		return corrupt("sample: version %d, this build reads version %d", data[0], sampleVersion)
+	}
+	d := decoder{b: data[1:], field: "sample"}
+	s.At = d.varint()
+	s.Name = d.str()
+	s.Value = d.float()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	if d.err != nil {
+		*s = Sample{}
+		return d.err
+	}
+	return nil
+}
+
+// MetaVersion is the version of the Meta JSON this package writes.
+const MetaVersion = 1
+
+// Meta is the run metadata of a capture: which tool wrote it, with what
+// configuration, in front of which upstream. A capture may hold several (one
+// per process that opened it for writing); Metas returns them in the order
+// they were stored.
+type Meta struct {
+	// Version is MetaVersion when written by this package.
+	Version int `json:"version"`
+	// Tool is the writing program, e.g. "vbproxy" or "vbreplay".
+	Tool string `json:"tool"`
+	// ToolVersion is the tool's version (module version or git hash).
+	ToolVersion string `json:"tool_version,omitempty"`
+	// Started is the Unix ns at which the writer started.
+	Started int64 `json:"started"`
+	// Upstream is the proxied server's address.
+	Upstream string `json:"upstream,omitempty"`
+	// Labels are the labels added to every record.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Host is the host name and PID is the process id of the writer.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+	// Config is the writer's resolved configuration, as JSON.
+	Config json.RawMessage `json:"config,omitempty"`
+	// Extra holds any other facts (trace hash, run id, ...).
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// MarshalBinary returns the stored form of m: JSON.
+func (m Meta) MarshalBinary() ([]byte, error) {
+	if m.Version == 0 {
+		m.Version = MetaVersion
+	}
+	if len(m.Config) > 0 && !json.Valid(m.Config) {
+		return nil, fmt.Errorf("capture: meta: config is not valid JSON")
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalBinary decodes a stored Meta.
+func (m *Meta) UnmarshalBinary(data []byte) error {
+	*m = Meta{}
+	if !utf8.Valid(data) {
+		return corrupt("meta: not UTF-8 JSON")
+	}
+	if err := json.Unmarshal(data, m); err != nil {
+		*m = Meta{}
+		return corrupt("meta: %v", err)
+	}
+	if m.Version < 1 || m.Version > MetaVersion {
+		v := m.Version
+		*m = Meta{}
+		return corrupt("meta: version %d, this build reads versions 1..%d", v, MetaVersion)
+	}
+	return nil
+}

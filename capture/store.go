@@ -1,0 +1,380 @@
+package capture
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+/*
+Key layout (all integers big-endian, so byte order is numeric order):
+
+	'R' ‖ received(8, sign bit flipped) ‖ id(8)   → Record (binary, see codec.go)
+	'S' ‖ at(8, sign bit flipped) ‖ seq(8)         → Sample (binary)
+	'M' ‖ seq(8)                                   → Meta (JSON)
+	'V'                                            → "vbench-capture 1" (format marker)
+
+Records are keyed by the time the proxy received the request and then by
+ID, so a scan of the 'R' prefix visits records in arrival order even though
+the proxy hands a record to the writer when its exchange ends (a long
+stream ends after a short one that arrived later). Flipping the sign bit
+keeps negative times (never expected) ordered before positive ones.
+
+IDs come from one counter per store: Writer.NextID at arrival (what the
+proxy should do), or Put when the record has none. On open the counter
+resumes after the largest ID stored, so IDs stay unique across reopen.
+*/
+
+const (
+	prefixRecord = 'R'
+	prefixSample = 'S'
+	prefixMeta   = 'M'
+	formatMarker = "vbench-capture 1"
+	recordKeyLen = 17
+	sampleKeyLen = 17
+	metaKeyLen   = 9
+)
+
+var markerKey = []byte{'V'}
+
+func timeKey(t int64) uint64 { return uint64(t) ^ (1 << 63) }
+
+func recordKey(dst []byte, received int64, id uint64) []byte {
+	dst = append(dst, prefixRecord)
+	dst = binary.BigEndian.AppendUint64(dst, timeKey(received))
+	return binary.BigEndian.AppendUint64(dst, id)
+}
+
+func sampleKey(dst []byte, at int64, seq uint64) []byte {
+	dst = append(dst, prefixSample)
+	dst = binary.BigEndian.AppendUint64(dst, timeKey(at))
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+// Options tune a Store. The zero value is ready for a recording proxy.
+type Options struct {
+	// ReadOnly opens an existing capture for analysis: several readers may
+	// share it, no writer may hold it.
+	ReadOnly bool
+	// FlushInterval is the longest a queued record waits before it is
+	// committed (default 20 ms).
+	FlushInterval time.Duration
+	// BatchRecords commits as soon as this many items are queued for the
+	// next commit (default 1000).
+	BatchRecords int
+	// SyncInterval is how often committed data is synced to disk with
+	// fsync (default 1 s; negative: never, which still survives a process
+	// crash but not a power loss).
+	SyncInterval time.Duration
+	// QueueSize is the capacity of the writer's queue (default 65536
+	// items); Put drops and counts when it is full.
+	QueueSize int
+	// MemTableSize is Badger's memtable size in bytes (default 16 MiB;
+	// NumMemtables is 3).
+	MemTableSize int64
+	// BlockCacheSize is Badger's block cache in bytes (default 32 MiB).
+	BlockCacheSize int64
+	// Logger receives the store's messages; Badger's own chatter goes out
+	// at debug level. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 20 * time.Millisecond
+	}
+	if o.BatchRecords <= 0 {
+		o.BatchRecords = 1000
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = time.Second
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1 << 16
+	}
+	if o.MemTableSize <= 0 {
+		o.MemTableSize = 16 << 20
+	}
+	if o.BlockCacheSize <= 0 {
+		o.BlockCacheSize = 32 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// ErrInUse is wrapped by the error Open returns when another process holds
+// the capture (a running proxy).
+var ErrInUse = errors.New("capture is in use by a running process")
+
+// ErrNotCapture is wrapped by the error Open returns for a directory that
+// is not a capture.
+var ErrNotCapture = errors.New("not a vbench capture")
+
+// Store is one capture directory: a Badger database holding records,
+// samples and metadata. A read-write Store has one batching Writer.
+type Store struct {
+	dir    string
+	opt    Options
+	db     *badger.DB
+	log    *slog.Logger
+	writer *Writer // nil when read-only
+
+	metaMu  sync.Mutex
+	metaSeq uint64
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+// Dir returns the capture directory.
+func (s *Store) Dir() string { return s.dir }
+
+// badgerLogger sends Badger's messages to slog: errors and warnings at
+// their level, the rest at debug so an embedded store stays quiet.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	if b.l.Enabled(context.Background(), slog.LevelDebug) {
+		b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+	}
+}
+func (b badgerLogger) Debugf(f string, a ...any) { b.Infof(f, a...) }
+
+func badgerOptions(dir string, opt *Options, readOnly bool) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithReadOnly(readOnly).
+		WithLogger(badgerLogger{opt.Logger}).
+		WithSyncWrites(false).
+		WithMemTableSize(opt.MemTableSize).
+		WithNumMemtables(3).
+		WithBlockCacheSize(opt.BlockCacheSize).
+		WithIndexCacheSize(16 << 20).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithValueThreshold(64 << 10).
+		WithValueLogFileSize(64 << 20).
+		WithBaseTableSize(8 << 20).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithCompactL0OnClose(true)
+}
+
+// Open opens the capture in dir, creating it (mode 0700) unless
+// opt.ReadOnly. After a crash of the writing process it recovers the store:
+// Badger replays its log and truncates a torn tail ("log truncate
+// required"), which a read-only open does by opening read-write once first.
+// If another process holds the capture, the error wraps ErrInUse and names
+// its pid.
+func Open(dir string, opt Options) (*Store, error) {
+	opt.defaults()
+	if dir == "" {
+		return nil, fmt.Errorf("capture: open: empty directory name")
+	}
+	if opt.ReadOnly {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("capture: open %s: %w", dir, err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("capture: open %s: %w: it is a file, not a capture directory", dir, ErrNotCapture)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("capture: open %s: %w: no Badger MANIFEST in it", dir, ErrNotCapture)
+		}
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("capture: create %s: %w", dir, err)
+		}
+	}
+	db, err := openDB(dir, &opt)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, opt: opt, db: db, log: opt.Logger}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !opt.ReadOnly {
+		maxID, err := s.scanMax(prefixRecord, recordKeyLen)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		maxSeq, err := s.scanMax(prefixSample, sampleKeyLen)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.writer = newWriter(s, maxID, maxSeq)
+	}
+	return s, nil
+}
+
+func openDB(dir string, opt *Options) (*badger.DB, error) {
+	db, err := badger.Open(badgerOptions(dir, opt, opt.ReadOnly))
+	if err == nil {
+		return db, nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Cannot acquire directory lock"):
+		pid := ""
+		if b, rerr := os.ReadFile(filepath.Join(dir, "LOCK")); rerr == nil {
+			if p, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				pid = fmt.Sprintf(" (pid %d)", p)
+			}
+		}
+		return nil, fmt.Errorf("capture: open %s: %w%s; stop it, or analyse a closed capture (copy one with the proxy's snapshot, or rotate the capture per run)", dir, ErrInUse, pid)
+	case opt.ReadOnly && strings.Contains(msg, "truncate required"):
+		// The writer died without closing the store. A read-write open
+		// replays the log and truncates the torn tail; then read.
+		opt.Logger.Info("capture: recovering a store that was not closed cleanly", "dir", dir)
+		rw, rerr := badger.Open(badgerOptions(dir, opt, false))
+		if rerr != nil {
+			return nil, fmt.Errorf("capture: recover %s after a crash: %w (original error: %v)", dir, rerr, err)
+		}
+		if cerr := rw.Close(); cerr != nil {
+			return nil, fmt.Errorf("capture: recover %s after a crash: close: %w", dir, cerr)
+		}
+		db, err = badger.Open(badgerOptions(dir, opt, true))
+		if err != nil {
+			return nil, fmt.Errorf("capture: open %s read-only after recovery: %w", dir, err)
+		}
+		return db, nil
+	}
+	return nil, fmt.Errorf("capture: open %s: %w", dir, err)
+}
+
+// init checks the format marker of an existing store and writes it into a
+// new one.
+func (s *Store) init() error {
+	var have []byte
+	empty := true
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		item, err := txn.Get(markerKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		have, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("capture: open %s: read format marker: %w", s.dir, err)
+	}
+	switch {
+	case have != nil && string(have) != formatMarker:
+		return fmt.Errorf("capture: open %s: %w: format %q, this build reads %q", s.dir, ErrNotCapture, have, formatMarker)
+	case have == nil && !empty:
+		return fmt.Errorf("capture: open %s: %w: a Badger store without the vbench marker", s.dir, ErrNotCapture)
+	case have == nil && s.opt.ReadOnly:
+		return nil // an empty store that a writer created and closed at once
+	case have == nil:
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(markerKey, []byte(formatMarker)) }); err != nil {
+			return fmt.Errorf("capture: open %s: write format marker: %w", s.dir, err)
+		}
+	}
+	metaSeq, err := s.scanMax(prefixMeta, metaKeyLen)
+	if err != nil {
+		return err
+	}
+	s.metaSeq = metaSeq
+	return nil
+}
+
+// scanMax returns the largest trailing uint64 of the keys with a prefix
+// (keys only, no values read).
+func (s *Store) scanMax(prefix byte, keyLen int) (uint64, error) {
+	var max uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != keyLen {
+				continue
+			}
+			if v := binary.BigEndian.Uint64(k[keyLen-8:]); v > max {
+				max = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("capture: open %s: scan %c keys: %w", s.dir, prefix, err)
+	}
+	return max, nil
+}
+
+// Writer returns the store's batching writer; nil for a read-only store.
+func (s *Store) Writer() *Writer { return s.writer }
+
+// PutMeta stores run metadata synchronously (it is rare and small).
+func (s *Store) PutMeta(m Meta) error {
+	if s.opt.ReadOnly {
+		return fmt.Errorf("capture: put meta into %s: the store is open read-only", s.dir)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("capture: put meta into %s: the store is closed", s.dir)
+	}
+	v, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	key := binary.BigEndian.AppendUint64([]byte{prefixMeta}, s.metaSeq+1)
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(key, v) }); err != nil {
+		return fmt.Errorf("capture: put meta into %s: %w", s.dir, err)
+	}
+	s.metaSeq++
+	return nil
+}
+
+// Close drains the writer's queue, commits, syncs and closes the database.
+// It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		var errs []error
+		if s.writer != nil {
+			if err := s.writer.close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("capture: close %s: %w", s.dir, err))
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}

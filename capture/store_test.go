@@ -1,0 +1,347 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func openTest(t *testing.T, dir string, opt Options) *Store {
+	t.Helper()
+	if opt.Logger == nil {
+		opt.Logger = quiet
+	}
+	s, err := Open(dir, opt)
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", dir, err)
+	}
+	return s
+}
+
+func readAll(t *testing.T, s *Store) []*Record {
+	t.Helper()
+	var out []*Record
+	if err := s.Records(func(r *Record) error { out = append(out, r); return nil }); err != nil {
+		t.Fatalf("Records = %v", err)
+	}
+	return out
+}
+
+func TestStoreWriteReadReopen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cap")
+	s := openTest(t, dir, Options{})
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("capture dir mode = %v, %v; want 0700", st.Mode().Perm(), err)
+	}
+	w := s.Writer()
+	base := int64(1_700_000_000_000_000_000)
+	// Arrival order differs from completion order: the proxy reserves IDs
+	// at arrival and puts records when they end.
+	ids := []uint64{w.NextID(), w.NextID(), w.NextID()}
+	recs := []*Record{fullRecord(ids[0]), fullRecord(ids[1]), fullRecord(ids[2])}
+	for i, r := range recs {
+		r.Received = base + int64(i)*1000
+	}
+	for _, i := range []int{2, 0, 1} {
+		if !w.Put(recs[i]) {
+			t.Fatalf("Put dropped record %d", i)
+		}
+	}
+	if !w.Put(&Record{Received: base + 5000, Tags: Tags{Index: -1}}) { // ID assigned by Put
+		t.Fatal("Put dropped")
+	}
+	for i := range 3 {
+		w.PutSample(Sample{At: base + int64(3-i)*100, Name: MetricRunning, Value: float64(i)})
+	}
+	if err := s.PutMeta(Meta{Tool: "test", Started: base}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	if w.Put(fullRecord(0)) {
+		t.Error("Put after Close accepted a record")
+	}
+	if st := w.Stats(); st.Written != 4 || st.Samples != 3 || st.Dropped != 1 || st.Lost != 0 || st.FlushedID != 4 || st.Bytes == 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if info, _ := d.Info(); info.Mode().Perm()&0o077 != 0 && filepath.Base(p) != "LOCK" {
+				// Files are reachable only through the 0700 directory anyway.
+				t.Logf("%s mode %v", p, info.Mode().Perm())
+			}
+		}
+		return nil
+	})
+
+	// Two read-only readers at once.
+	r1 := openTest(t, dir, Options{ReadOnly: true})
+	r2 := openTest(t, dir, Options{ReadOnly: true})
+	got := readAll(t, r1)
+	if len(got) != 4 {
+		t.Fatalf("read %d records, want 4", len(got))
+	}
+	for i := range 3 {
+		if !reflect.DeepEqual(got[i], recs[i]) {
+			t.Errorf("record %d differs:\n got %+v\nwant %+v", i, got[i], recs[i])
+		}
+	}
+	if got[3].ID != 4 {
+		t.Errorf("Put-assigned ID = %d, want 4", got[3].ID)
+	}
+	var samples []Sample
+	r2.Samples(func(s Sample) error { samples = append(samples, s); return nil })
+	if len(samples) != 3 || samples[0].Value != 2 || samples[2].Value != 0 {
+		t.Errorf("samples not in time order: %+v", samples)
+	}
+	metas, err := r2.Metas()
+	if err != nil || len(metas) != 1 || metas[0].Tool != "test" || metas[0].Version != MetaVersion {
+		t.Errorf("Metas = %+v, %v", metas, err)
+	}
+	if r1.Writer() != nil {
+		t.Error("read-only store has a writer")
+	}
+	if err := r1.PutMeta(Meta{}); err == nil {
+		t.Error("PutMeta on a read-only store succeeded")
+	}
+	// A writer cannot open while readers hold the store.
+	if _, err := Open(dir, Options{Logger: quiet}); !errors.Is(err, ErrInUse) {
+		t.Errorf("read-write Open under readers = %v, want ErrInUse", err)
+	}
+	r1.Close()
+	r2.Close()
+
+	// Reopen for writing: IDs resume after the largest stored.
+	s = openTest(t, dir, Options{})
+	if id := s.Writer().NextID(); id != 5 {
+		t.Errorf("NextID after reopen = %d, want 5", id)
+	}
+	s.Writer().PutSample(Sample{At: base, Name: "x"})
+	s.PutMeta(Meta{Tool: "second"})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r1 = openTest(t, dir, Options{ReadOnly: true})
+	defer r1.Close()
+	nr, ns, err := r1.Counts()
+	if nr != 4 || ns != 4 || err != nil {
+		t.Errorf("Counts = %d, %d, %v; want 4, 4", nr, ns, err)
+	}
+	if metas, _ := r1.Metas(); len(metas) != 2 || metas[1].Tool != "second" {
+		t.Errorf("Metas after reopen = %+v", metas)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, "file")
+	os.WriteFile(file, []byte("x"), 0o600)
+	if _, err := Open(filepath.Join(tmp, "missing"), Options{ReadOnly: true, Logger: quiet}); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("read-only open of a missing dir = %v", err)
+	}
+	if _, err := Open(file, Options{ReadOnly: true, Logger: quiet}); !errors.Is(err, ErrNotCapture) {
+		t.Errorf("read-only open of a file = %v", err)
+	}
+	if _, err := Open(tmp, Options{ReadOnly: true, Logger: quiet}); !errors.Is(err, ErrNotCapture) {
+		t.Errorf("read-only open of a plain dir = %v", err)
+	}
+	if _, err := Open("", Options{Logger: quiet}); err == nil {
+		t.Error("empty dir accepted")
+	}
+	// The live writer's lock: a second open (either mode) names the pid.
+	dir := filepath.Join(tmp, "live")
+	s := openTest(t, dir, Options{})
+	defer s.Close()
+	for _, ro := range []bool{false, true} {
+		_, err := Open(dir, Options{ReadOnly: ro, Logger: quiet})
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "pid") {
+			t.Errorf("Open(ReadOnly=%v) of a live capture = %v, want ErrInUse naming the pid", ro, err)
+		}
+	}
+}
+
+func TestLiveReadAndSnapshot(t *testing.T) {
+	tmp := t.TempDir()
+	s := openTest(t, filepath.Join(tmp, "live"), Options{})
+	defer s.Close()
+	w := s.Writer()
+	for i := range 100 {
+		w.Put(&Record{Received: int64(i), Tags: Tags{Index: int64(i)}})
+	}
+	waitFor(t, func() bool { return w.Stats().Written == 100 })
+	if n := len(readAll(t, s)); n != 100 {
+		t.Errorf("live Records saw %d, want 100", n)
+	}
+	snap := filepath.Join(tmp, "snap")
+	if err := s.Snapshot(snap); err != nil {
+		t.Fatal(err)
+	}
+	w.Put(&Record{Received: 1000})
+	r := openTest(t, snap, Options{ReadOnly: true})
+	defer r.Close()
+	got := readAll(t, r)
+	if len(got) != 100 || got[99].Tags.Index != 99 {
+		t.Errorf("snapshot has %d records", len(got))
+	}
+	if err := s.Snapshot(snap); err == nil {
+		t.Error("snapshot into a non-empty dir succeeded")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestQueueFullDropsWithoutBlocking(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{QueueSize: 4, FlushInterval: time.Hour, BatchRecords: 1 << 20})
+	w := s.Writer()
+	accepted := 0
+	done := make(chan struct{})
+	go func() {
+		for range 1000 {
+			if w.Put(&Record{}) {
+				accepted++
+			}
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Put blocked with a full queue")
+	}
+	st := w.Stats()
+	if st.Dropped == 0 || uint64(accepted)+st.Dropped != 1000 {
+		t.Errorf("accepted %d, Stats %+v", accepted, st)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Written != uint64(accepted) {
+		t.Errorf("Close wrote %d, want the %d accepted", st.Written, accepted)
+	}
+}
+
+// TestWriteFailureKeepsAccepting closes the database under the writer: every
+// commit then fails like a full disk would. Put must go on returning
+// without blocking, the records are counted as lost and the error exposed.
+func TestWriteFailureKeepsAccepting(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{FlushInterval: time.Millisecond})
+	w := s.Writer()
+	w.Put(&Record{})
+	waitFor(t, func() bool { return w.Stats().Written == 1 })
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if !w.Put(&Record{}) {
+			t.Fatal("Put refused while the queue has room")
+		}
+	}
+	waitFor(t, func() bool { return w.Stats().Lost == 50 })
+	st := w.Stats()
+	if st.LastError == "" || st.Errors == 0 || st.Written != 1 {
+		t.Errorf("Stats after failures = %+v", st)
+	}
+	err := w.close()
+	if err == nil || !strings.Contains(err.Error(), "50 records/samples lost") {
+		t.Errorf("close = %v, want a lost-records error", err)
+	}
+}
+
+func TestDump(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, Options{})
+	r := fullRecord(0)
+	r.ResponseBody = []byte{0xff, 0xfe}
+	s.Writer().Put(r)
+	s.Writer().PutSample(Sample{At: 1, Name: MetricWaiting, Value: 2})
+	s.PutMeta(Meta{Tool: "vbproxy", Upstream: "u"})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := DumpDir(dir, &buf, DumpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("dump has %d lines:\n%s", len(lines), buf.String())
+	}
+	var kinds []string
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		kinds = append(kinds, m["kind"].(string))
+	}
+	if !reflect.DeepEqual(kinds, []string{"meta", "record", "sample"}) {
+		t.Errorf("kinds = %v", kinds)
+	}
+	var rec struct {
+		ID              uint64 `json:"id"`
+		RequestBody     string `json:"request_body"`
+		ResponseBodyB64 []byte `json:"response_body_b64"`
+		Chunks          []Chunk
+	}
+	json.Unmarshal([]byte(lines[1]), &rec)
+	if rec.ID != 1 || rec.RequestBody != string(r.RequestBody) || !bytes.Equal(rec.ResponseBodyB64, r.ResponseBody) || len(rec.Chunks) != len(r.Chunks) {
+		t.Errorf("record line = %s", lines[1])
+	}
+	buf.Reset()
+	DumpDir(dir, &buf, DumpOptions{NoBodies: true, NoSamples: true, NoMeta: true})
+	if strings.Contains(buf.String(), "body\"") || strings.Count(buf.String(), "\n") != 1 {
+		t.Errorf("dump without bodies/samples/meta = %s", buf.String())
+	}
+	if err := DumpDir(filepath.Join(dir, "nope"), io.Discard, DumpOptions{}); err == nil {
+		t.Error("dump of a missing capture succeeded")
+	}
+}
+
+// TestReadOnlyAfterCrashRecovers kills a writer process with SIGKILL and
+// opens its capture read-only: the "log truncate required" state must be
+// repaired transparently.
+func TestReadOnlyAfterCrashRecovers(t *testing.T) {
+	if os.Getenv(crashEnv) != "" {
+		t.Skip("child")
+	}
+	dir := filepath.Join(t.TempDir(), "cap")
+	ack := filepath.Join(t.TempDir(), "ack")
+	cmd := crashChild(t, dir, ack, "1")
+	waitFor(t, func() bool { return lastAck(t, ack) >= 10_000 })
+	cmd.Process.Kill()
+	cmd.Wait()
+	var logs bytes.Buffer
+	s := openTest(t, dir, Options{ReadOnly: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer s.Close()
+	if !strings.Contains(logs.String(), "recovering a store that was not closed cleanly") {
+		t.Errorf("read-only open after kill -9 did not go through recovery; log:\n%s", logs.String())
+	}
+	n, _, err := s.Counts()
+	if err != nil || n < 10_000 {
+		t.Errorf("after kill -9, read-only Counts = %d, %v; want ≥ 10000", n, err)
+	}
+}
+

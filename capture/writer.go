@@ -1,0 +1,362 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// item is one queued write: a record or a sample.
+type item struct {
+	rec    *Record
+	sample Sample
+}
+
+// Writer is the one batching writer of a Store. Put and PutSample never
+// block: they hand the value to a bounded queue, or drop and count it when
+// the queue is full or the store is closed. One goroutine drains the queue
+// and commits a fresh Badger transaction every FlushInterval or BatchRecords
+// items, whichever comes first, and syncs to disk every SyncInterval.
+//
+// A failed commit (disk full, I/O error) does not stop the writer: the items
+// of that commit are counted as lost, the error is kept for Stats and Close,
+// and the writer goes on with the next batch.
+type Writer struct {
+	s    *Store
+	ch   chan item
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.RWMutex // held for reading by Put, for writing by close
+	closing bool
+
+	nextID    atomic.Uint64
+	sampleSeq uint64 // writer goroutine only
+	arena     []byte // writer goroutine only
+	pending   atomic.Int64
+
+	written, samples, dropped, lost atomic.Uint64
+	flushes, syncs, bytes           atomic.Uint64
+	flushedID                       atomic.Uint64
+	lastDropLog                     atomic.Int64
+
+	statMu   sync.Mutex
+	lat      [1024]time.Duration
+	latN     int
+	latMax   time.Duration
+	lastErr  error
+	errCount uint64
+}
+
+// WriterStats are the writer's live numbers.
+type WriterStats struct {
+	// Queued is the number of items waiting in the queue or the batch
+	// being built.
+	Queued int `json:"queued"`
+	// Written is the number of records committed; Samples the number of
+	// samples committed.
+	Written uint64 `json:"written"`
+	Samples uint64 `json:"samples"`
+	// Dropped counts items refused by Put/PutSample because the queue was
+	// full or the store closed.
+	Dropped uint64 `json:"dropped"`
+	// Lost counts items accepted but not stored because a commit failed.
+	Lost uint64 `json:"lost"`
+	// Flushes counts commits; Syncs counts fsyncs.
+	Flushes uint64 `json:"flushes"`
+	Syncs   uint64 `json:"syncs"`
+	// FlushP50, FlushP99 and FlushMax describe commit latency over the
+	// last 1024 commits (FlushMax over the writer's life).
+	FlushP50 time.Duration `json:"flush_p50_ns"`
+	FlushP99 time.Duration `json:"flush_p99_ns"`
+	FlushMax time.Duration `json:"flush_max_ns"`
+	// Bytes is the encoded size of everything committed (keys + values).
+	Bytes uint64 `json:"bytes"`
+	// FlushedID is the largest record ID committed so far. Records are
+	// committed in Put order, so every record put before it is stored too
+	// (unless dropped or lost).
+	FlushedID uint64 `json:"flushed_id"`
+	// Errors counts failed commits and syncs; LastError is the latest.
+	Errors    uint64 `json:"errors"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+func newWriter(s *Store, maxID, maxSampleSeq uint64) *Writer {
+	w := &Writer{
+		s:         s,
+		ch:        make(chan item, s.opt.QueueSize),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		sampleSeq: maxSampleSeq,
+	}
+	w.nextID.Store(maxID)
+	go w.run()
+	return w
+}
+
+// NextID reserves the next record ID. The proxy calls it when a request
+// arrives and stores it in Record.ID, so IDs increase in arrival order;
+// Put assigns one to a record whose ID is 0.
+func (w *Writer) NextID() uint64 { return w.nextID.Add(1) }
+
+// Put queues r for writing and reports whether it was accepted; false
+// means dropped (and counted). It never blocks. The writer owns r after a
+// successful Put: the caller must not change it.
+func (w *Writer) Put(r *Record) bool {
+	if r.ID == 0 {
+		r.ID = w.NextID()
+	}
+	return w.enqueue(item{rec: r})
+}
+
+// PutSample queues a server-metric sample; like Put it never blocks.
+func (w *Writer) PutSample(s Sample) bool { return w.enqueue(item{sample: s}) }
+
+func (w *Writer) enqueue(it item) bool {
+	w.mu.RLock()
+	if !w.closing {
+		select {
+		case w.ch <- it:
+			w.mu.RUnlock()
+			return true
+		default:
+		}
+	}
+	w.mu.RUnlock()
+	w.drop()
+	return false
+}
+
+// drop counts a refused item and logs the first drop and then at most one
+// summary every 10 s.
+func (w *Writer) drop() {
+	n := w.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := w.lastDropLog.Load()
+	if n != 1 && now-last < int64(10*time.Second) {
+		return
+	}
+	if !w.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	if n == 1 {
+		w.s.log.Warn("capture: writer queue full or closed, dropping records (the stream is not blocked)", "dir", w.s.dir, "queue", cap(w.ch))
+	} else {
+		w.s.log.Warn("capture: still dropping records", "dir", w.s.dir, "dropped", n)
+	}
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	opt := &w.s.opt
+	tick := time.NewTicker(opt.FlushInterval)
+	defer tick.Stop()
+	batch := make([]item, 0, opt.BatchRecords)
+	lastSync := time.Now()
+	dirty := false
+	flush := func() {
+		if len(batch) > 0 {
+			w.flush(batch)
+			clear(batch)
+			batch = batch[:0]
+			dirty = true
+		}
+	}
+	for {
+		select {
+		case it := <-w.ch:
+			batch = append(batch, it)
+			w.pending.Store(int64(len(batch)))
+			if len(batch) >= opt.BatchRecords {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+			if dirty && opt.SyncInterval > 0 && time.Since(lastSync) >= opt.SyncInterval {
+				w.sync()
+				dirty = false
+				lastSync = time.Now()
+			}
+		case <-w.stop:
+			for {
+				select {
+				case it := <-w.ch:
+					batch = append(batch, it)
+					if len(batch) >= opt.BatchRecords {
+						flush()
+					}
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+			if dirty {
+				w.sync()
+			}
+			return
+		}
+	}
+}
+
+func (w *Writer) sync() {
+	if w.s.db.IsClosed() { // Badger's Sync panics on a closed DB
+		w.fail(fmt.Errorf("capture: sync %s: %w", w.s.dir, badger.ErrDBClosed))
+		return
+	}
+	if err := w.s.db.Sync(); err != nil {
+		w.fail(fmt.Errorf("capture: sync %s: %w", w.s.dir, err))
+		return
+	}
+	w.syncs.Add(1)
+}
+
+func (w *Writer) fail(err error) {
+	w.statMu.Lock()
+	first := w.errCount == 0
+	w.errCount++
+	w.lastErr = err
+	w.statMu.Unlock()
+	if first {
+		w.s.log.Error("capture: write failed; records are being lost (the proxy keeps forwarding)", "err", err)
+	}
+}
+
+// flush commits batch in as few transactions as Badger allows.
+func (w *Writer) flush(batch []item) {
+	start := time.Now()
+	db := w.s.db
+	if db.IsClosed() {
+		w.lost.Add(uint64(len(batch)))
+		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", len(batch), w.s.dir, badger.ErrDBClosed))
+		w.pending.Store(0)
+		return
+	}
+	arena := w.arena[:0]
+	txn := db.NewTransaction(true)
+	var inTxn, records, samples, bytes uint64
+	var maxID uint64
+	commit := func() {
+		if err := txn.Commit(); err != nil {
+			w.lost.Add(inTxn)
+			w.fail(fmt.Errorf("capture: commit %d items to %s: %w", inTxn, w.s.dir, err))
+		} else {
+			w.written.Add(records)
+			w.samples.Add(samples)
+			w.bytes.Add(bytes)
+			if maxID > w.flushedID.Load() {
+				w.flushedID.Store(maxID)
+			}
+		}
+		inTxn, records, samples, bytes = 0, 0, 0, 0
+	}
+	for i := range batch {
+		it := &batch[i]
+		k0 := len(arena)
+		var v0 int
+		if it.rec != nil {
+			arena = recordKey(arena, it.rec.Received, it.rec.ID)
+			v0 = len(arena)
+			arena = appendRecord(arena, it.rec)
+		} else {
+			w.sampleSeq++
+			arena = sampleKey(arena, it.sample.At, w.sampleSeq)
+			v0 = len(arena)
+			arena, _ = it.sample.AppendBinary(arena)
+		}
+		key, val := arena[k0:v0:v0], arena[v0:len(arena):len(arena)]
+		err := txn.Set(key, val)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			commit()
+			txn = db.NewTransaction(true)
+			err = txn.Set(key, val)
+		}
+		if err != nil {
+			w.lost.Add(1)
+			w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
+			continue
+		}
+		inTxn++
+		bytes += uint64(len(arena) - k0)
+		if it.rec != nil {
+			records++
+			maxID = max(maxID, it.rec.ID)
+		} else {
+			samples++
+		}
+	}
+	if inTxn > 0 {
+		commit()
+	} else {
+		txn.Discard()
+	}
+	if cap(arena) <= 64<<20 {
+		w.arena = arena[:0]
+	} else {
+		w.arena = nil
+	}
+	w.pending.Store(0)
+	w.flushes.Add(1)
+	d := time.Since(start)
+	w.statMu.Lock()
+	w.lat[w.latN%len(w.lat)] = d
+	w.latN++
+	w.latMax = max(w.latMax, d)
+	w.statMu.Unlock()
+}
+
+// Stats returns the writer's live numbers.
+func (w *Writer) Stats() WriterStats {
+	st := WriterStats{
+		Queued:    len(w.ch) + int(w.pending.Load()),
+		Written:   w.written.Load(),
+		Samples:   w.samples.Load(),
+		Dropped:   w.dropped.Load(),
+		Lost:      w.lost.Load(),
+		Flushes:   w.flushes.Load(),
+		Syncs:     w.syncs.Load(),
+		Bytes:     w.bytes.Load(),
+		FlushedID: w.flushedID.Load(),
+	}
+	w.statMu.Lock()
+	n := min(w.latN, len(w.lat))
+	lat := slices.Clone(w.lat[:n])
+	st.FlushMax = w.latMax
+	st.Errors = w.errCount
+	if w.lastErr != nil {
+		st.LastError = w.lastErr.Error()
+	}
+	w.statMu.Unlock()
+	if n > 0 {
+		slices.Sort(lat)
+		st.FlushP50 = lat[(n-1)*50/100]
+		st.FlushP99 = lat[(n-1)*99/100]
+	}
+	return st
+}
+
+// close stops accepting, drains the queue, commits and syncs. It reports
+// lost records and the last error, if any.
+func (w *Writer) close() error {
+	w.mu.Lock()
+	if w.closing {
+		w.mu.Unlock()
+		<-w.done
+		return nil
+	}
+	w.closing = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+	w.statMu.Lock()
+	defer w.statMu.Unlock()
+	if w.lastErr != nil {
+		return fmt.Errorf("capture: %d records/samples lost in %d failed writes; last: %w", w.lost.Load(), w.errCount, w.lastErr)
+	}
+	return nil
+}
