@@ -344,4 +344,3 @@ func TestReadOnlyAfterCrashRecovers(t *testing.T) {
 		t.Errorf("after kill -9, read-only Counts = %d, %v; want ≥ 10000", n, err)
 	}
 }
-
