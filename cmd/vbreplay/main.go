@@ -1,0 +1,156 @@
+// Command vbreplay plays a trace against an OpenAI-compatible server, open
+// loop and on absolute time, and reports its own schedule lag alongside
+// client-side TTFT and E2E. See README.md ("vbreplay").
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/replay"
+	"github.com/vbench/vbench/trace"
+)
+
+func main() { os.Exit(cli.Main(run)) }
+
+const usage = "vbreplay TRACE --target URL [--rate R | --rates 1,5,10] [--duration 60s] [flags]"
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return cli.Exit(stderr, "vbreplay", runErr(ctx, args, stdout, stderr))
+}
+
+func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("vbreplay", usage, stderr)
+	var cfg replay.Config
+	fs.StringVar(&cfg.Target, "target", "", "base URL of the server or vbproxy, e.g. http://127.0.0.1:8000")
+	rate := fs.Float64("rate", 0, "mean request rate in requests/s (0 = the trace's own pace)")
+	fs.Float64SliceVar(&cfg.Rates, "rates", nil, "rate ladder: one level per rate, same requests in the same order (e.g. 1,5,10,20)")
+	fs.Float64Var(&cfg.Speed, "speed", 1, "multiply the pace of every level (2 = twice as fast)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each level; the trace is cut there (0 = play it all)")
+	fs.DurationVar(&cfg.Drain, "drain", replay.DefaultDrain, "how long in-flight requests may run after a level ends before they are cut")
+	warmup := fs.String("warmup", "", "warm-up before measuring: a duration (10s) or a request count (50), taken from the trace's end")
+	fs.StringVar(&cfg.WarmupMode, "warmup-mode", replay.WarmupLevel, "warm up before every level (level) or once (run)")
+	fs.IntVar(&cfg.MaxConcurrency, "max-concurrency", 0, "cap on requests in flight (0 = open loop, no cap)")
+	fs.StringVar(&cfg.OnFull, "on-full", replay.OnFullWait, "at the cap: wait (shows as lag) or drop (counted)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 0, "cut one request after this long (0 = only the drain limit)")
+	fs.StringVar(&cfg.Model, "model", "", "model name in every body (default: the first of GET /v1/models)")
+	fs.StringVar(&cfg.ChatMaxTokens, "chat-max-tokens", replay.ChatMaxTokensBoth, "length field of chat requests: both, max_tokens or max_completion_tokens")
+	fs.BoolVar(&cfg.ExactOutput, "exact-output", false, "ask for exactly the trace's output length (max_tokens = min_tokens, ignore_eos), verbatim bodies too")
+	headers := fs.StringArray("header", nil, "extra header 'Name: value' (repeatable; e.g. 'Authorization: Bearer KEY')")
+	labels := fs.StringArray("label", nil, "label k=v sent as X-VB-Label-k (repeatable)")
+	fs.StringVar(&cfg.Run, "run", "", "run id for the X-VB-Run tag (default: a UTC timestamp)")
+	fs.StringVar(&cfg.Trial, "trial", "", "trial id for the X-VB-Trial tag")
+	fs.DurationVar(&cfg.LagThreshold, "lag-threshold", replay.DefaultLagThreshold, "warn and mark the level when schedule lag p99 exceeds this")
+	fs.DurationVar(&cfg.Spin, "spin", 0, "spin (instead of sleeping) for this long before each due time: sub-ms accuracy for one busy core")
+	fs.BoolVar(&cfg.AllowShort, "allow-short", false, "accept a trace shorter than rate × duration (the level ends early)")
+	noPreflight := fs.Bool("no-preflight", false, "skip the 1-token request that checks target and model before the load")
+	fs.DurationVar(&cfg.InterruptDrain, "interrupt-drain", replay.DefaultInterruptDrain, "after Ctrl-C, how long in-flight requests may finish before they are cut")
+	fs.DurationVar(&cfg.ProgressInterval, "progress-interval", replay.DefaultProgressInterval, "how often the live progress line is printed")
+	quiet := fs.BoolP("quiet", "q", false, "no progress lines")
+	jsonOut := fs.String("json", "", "write the result as JSON to this file ('-' = stdout)")
+	fs.BoolVar(&cfg.KeepRequests, "details", false, "include every request's measurements in --json")
+	fs.StringVar(&cfg.Capture, "capture", "", "record through an in-process proxy into this capture directory (needs --upstream)")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "server the embedded proxy forwards to (with --capture)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("want exactly one TRACE argument (trace.bin or .jsonl, '-' = stdin), got %d", fs.NArg())
+	}
+	if fs.Changed("rate") && fs.Changed("rates") {
+		return cli.Usagef("--rate and --rates exclude each other")
+	}
+	if fs.Changed("rate") {
+		cfg.Rates = []float64{*rate}
+	}
+	var err error
+	if cfg.WarmupDuration, cfg.WarmupRequests, err = replay.ParseWarmup(*warmup); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	if cfg.Labels, err = cli.ParseKV("label", *labels); err != nil {
+		return err
+	}
+	if len(*headers) > 0 {
+		cfg.Headers = http.Header{}
+		for _, h := range *headers {
+			k, v, ok := strings.Cut(h, ":")
+			if !ok || strings.TrimSpace(k) == "" {
+				return cli.Usagef("--header %q: want 'Name: value'", h)
+			}
+			cfg.Headers.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
+	cfg.SkipPreflight = *noPreflight
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	if err := validate(cfg); err != nil {
+		return err
+	}
+	hdr, reqs, err := trace.ReadFile(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("read trace %s: %w", fs.Arg(0), err)
+	}
+	res, err := replay.Run(ctx, cfg, hdr, reqs)
+	if res == nil {
+		return err
+	}
+	if werr := replay.WriteSummary(stdout, res); werr != nil {
+		return errors.Join(err, werr)
+	}
+	if *jsonOut != "" {
+		if werr := writeJSON(*jsonOut, stdout, res); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, lr := range res.Levels {
+		if lr.Sent > 0 && lr.OK == 0 {
+			return fmt.Errorf("level %s req/s: none of the %d requests succeeded (%s)", lr.Label, lr.Sent, errorKinds(lr.Errors))
+		}
+	}
+	return nil
+}
+
+// validate checks the config before the trace is read, so flag mistakes
+// are usage errors.
+func validate(cfg replay.Config) error {
+	c := cfg.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	return nil
+}
+
+func errorKinds(m map[string]int) string {
+	var parts []string
+	for _, k := range cli.SortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeJSON(path string, stdout io.Writer, res *replay.Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write --json: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Concurrency-cap policies (Config.OnFull).
+const (
+	OnFullWait = "wait" // the pacer waits for a free slot (the wait shows as lag)
+	OnFullDrop = "drop" // the request is not sent and is counted as dropped
+)
+
+// Warm-up modes (Config.WarmupMode).
+const (
+	WarmupLevel = "level" // warm up before every level
+	WarmupRun   = "run"   // warm up once, before the first level
+)
+
+// Defaults applied by Config.WithDefaults.
+const (
+	DefaultDrain            = 120 * time.Second
+	DefaultLagThreshold     = 10 * time.Millisecond
+	DefaultInterruptDrain   = 5 * time.Second
+	DefaultProgressInterval = 5 * time.Second
+)
+
+// Config says what to replay, where and how. Fields are named after the
+// vbreplay flags.
+type Config struct {
+	// Target is the base URL of the server (or vbproxy), e.g.
+	// http://127.0.0.1:8000. Empty with Capture set: the embedded proxy.
+	Target string `json:"target"`
+	// Upstream is where the embedded proxy forwards (Capture mode only).
+	Upstream string `json:"upstream,omitempty"`
+	// Capture is a capture directory: record through an in-process proxy.
+	Capture string `json:"capture,omitempty"`
+	// Rates are the asked mean request rates in requests/s, one level each,
+	// in order; empty or 0 plays the trace at its own pace.
+	Rates []float64 `json:"rates"`
+	// Speed multiplies the pace of every level (2 = twice as fast).
+	Speed float64 `json:"speed"`
+	// Duration cuts each level: requests due after it are not sent. 0 plays
+	// the whole trace.
+	Duration time.Duration `json:"duration_ns"`
+	// Drain is how long in-flight requests may run after a level's last
+	// send time (or its duration) before they are cut.
+	Drain time.Duration `json:"drain_ns"`
+	// WarmupDuration and WarmupRequests size the warm-up (one of them, or
+	// neither for no warm-up).
+	WarmupDuration time.Duration `json:"warmup_duration_ns,omitempty"`
+	WarmupRequests int           `json:"warmup_requests,omitempty"`
+	// WarmupMode is WarmupLevel or WarmupRun.
+	WarmupMode string `json:"warmup_mode"`
+	// MaxConcurrency caps the requests in flight (0 = open loop, no cap);
+	// OnFull says what happens at the cap (OnFullWait or OnFullDrop).
+	MaxConcurrency int    `json:"max_concurrency,omitempty"`
+	OnFull         string `json:"on_full,omitempty"`
+	// Timeout cuts one request after this long (0 = only the drain limit).
+	Timeout time.Duration `json:"timeout_ns,omitempty"`
+	// Model overrides the model in every body; empty asks GET /v1/models
+	// and takes the first.
+	Model string `json:"model"`
+	// ChatMaxTokens: ChatMaxTokensBoth (default), ChatMaxTokensLegacy or
+	// ChatMaxTokensCompletion.
+	ChatMaxTokens string `json:"chat_max_tokens"`
+	// ExactOutput asks every request for exactly its trace output length
+	// (max_tokens = min_tokens, ignore_eos), verbatim bodies included.
+	ExactOutput bool `json:"exact_output"`
+	// Headers are added to every request (API keys); not written to JSON.
+	Headers http.Header `json:"-"`
+	// Labels become X-VB-Label-<key> headers.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Run and Trial identify the run in the tags (Run defaults to a
+	// timestamp).
+	Run   string `json:"run"`
+	Trial string `json:"trial,omitempty"`
+	// LagThreshold: a level whose schedule-lag p99 exceeds it is marked and
+	// warned about.
+	LagThreshold time.Duration `json:"lag_threshold_ns"`
+	// Spin is how long before a due time the pacer stops sleeping and
+	// spins (yielding) instead; 0 sleeps all the way. Spinning buys
+	// sub-millisecond accuracy for one busy core.
+	Spin time.Duration `json:"spin_ns"`
+	// AllowShort accepts a trace shorter than rate × duration (the level
+	// then ends early) instead of failing before the load.
+	AllowShort bool `json:"allow_short,omitempty"`
+	// SkipPreflight skips the 1-token request before the load.
+	SkipPreflight bool `json:"skip_preflight,omitempty"`
+	// KeepRequests keeps every RequestResult in the result.
+	KeepRequests bool `json:"keep_requests,omitempty"`
+	// InterruptDrain is how long in-flight requests may finish after the
+	// context is cancelled (Ctrl-C) before they are cut.
+	InterruptDrain time.Duration `json:"interrupt_drain_ns"`
+	// Progress receives a live progress line per level (nil: none), every
+	// ProgressInterval.
+	Progress         io.Writer     `json:"-"`
+	ProgressInterval time.Duration `json:"progress_interval_ns"`
+	// Client is the HTTP client to use; nil builds a tuned one.
+	Client *http.Client `json:"-"`
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Speed == 0 {
+		c.Speed = 1
+	}
+	if c.Drain == 0 {
+		c.Drain = DefaultDrain
+	}
+	if c.WarmupMode == "" {
+		c.WarmupMode = WarmupLevel
+	}
+	if c.OnFull == "" {
+		c.OnFull = OnFullWait
+	}
+	if c.ChatMaxTokens == "" {
+		c.ChatMaxTokens = ChatMaxTokensBoth
+	}
+	if c.LagThreshold == 0 {
+		c.LagThreshold = DefaultLagThreshold
+	}
+	if c.InterruptDrain == 0 {
+		c.InterruptDrain = DefaultInterruptDrain
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = DefaultProgressInterval
+	}
+	if len(c.Rates) == 0 {
+		c.Rates = []float64{0}
+	}
+	if c.Run == "" {
+		c.Run = time.Now().UTC().Format("20060102T150405.000Z")
+	}
+	return c
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch {
+	case c.Target == "" && c.Capture == "":
+		bad("no target: give --target URL (or --capture DIR with --upstream URL)")
+	case c.Target != "" && c.Capture != "":
+		bad("--target and --capture exclude each other: with --capture the replayer targets its own proxy, which forwards to --upstream")
+	case c.Capture != "" && c.Upstream == "":
+		bad("--capture needs --upstream URL (the server the embedded proxy forwards to)")
+	}
+	for _, u := range []struct{ name, v string }{{"target", c.Target}, {"upstream", c.Upstream}} {
+		if u.v == "" {
+			continue
+		}
+		p, err := url.Parse(u.v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("--%s %q: want an http:// or https:// base URL", u.name, u.v)
+		}
+	}
+	for _, r := range c.Rates {
+		if math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+			bad("rate %v: want a positive number of requests/s (0 = the trace's own pace)", r)
+		}
+	}
+	if math.IsNaN(c.Speed) || math.IsInf(c.Speed, 0) || c.Speed < 0 {
+		bad("--speed %v: want a positive factor", c.Speed)
+	}
+	if c.Duration < 0 || c.Drain < 0 || c.Timeout < 0 || c.WarmupDuration < 0 || c.Spin < 0 || c.InterruptDrain < 0 {
+		bad("durations must not be negative")
+	}
+	if c.WarmupRequests < 0 {
+		bad("--warmup %d: want a positive count", c.WarmupRequests)
+	}
+	if c.WarmupDuration > 0 && c.WarmupRequests > 0 {
+		bad("warm-up: give a duration or a request count, not both")
+	}
+	if c.WarmupMode != WarmupLevel && c.WarmupMode != WarmupRun {
+		bad("--warmup-mode %q: want level or run", c.WarmupMode)
+	}
+	if c.MaxConcurrency < 0 {
+		bad("--max-concurrency %d: want 0 (no cap) or more", c.MaxConcurrency)
+	}
+	if c.OnFull != OnFullWait && c.OnFull != OnFullDrop {
+		bad("--on-full %q: want wait or drop", c.OnFull)
+	}
+	switch c.ChatMaxTokens {
+	case ChatMaxTokensBoth, ChatMaxTokensLegacy, ChatMaxTokensCompletion:
+	default:
+		bad("--chat-max-tokens %q: want both, max_tokens or max_completion_tokens", c.ChatMaxTokens)
+	}
+	for k := range c.Labels {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
+			bad("--label %q: a key must be a plain header token", k)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("replay: config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// ParseWarmup parses the --warmup value: a duration ("10s") or a request
+// count ("50"); "" or "0" means none.
+func ParseWarmup(s string) (time.Duration, int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, 0, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && fmt.Sprint(n) == s {
+		if n < 0 {
+			return 0, 0, fmt.Errorf("--warmup %q: negative", s)
+		}
+		return 0, n, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, 0, fmt.Errorf("--warmup %q: want a duration (10s) or a request count (50)", s)
+	}
+	return d, 0, nil
+}

@@ -1,0 +1,734 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vbench/vbench/trace"
+)
+
+// Tool names the replayer in results.
+const Tool = "vbreplay"
+
+// ErrTraceTooShort is returned before the load when a level would run out
+// of trace before its duration ends.
+var ErrTraceTooShort = errors.New("trace too short")
+
+// ErrPreflight is returned when the request sent before the load fails.
+var ErrPreflight = errors.New("preflight failed")
+
+// Result is what a replay did and measured. It embeds the configuration
+// that made it.
+type Result struct {
+	Tool      string    `json:"tool"`
+	Config    Config    `json:"config"`
+	TraceHash string    `json:"trace_hash"`
+	TraceLen  int       `json:"trace_requests"`
+	Model     string    `json:"model"`
+	Started   time.Time `json:"started"`
+	Ended     time.Time `json:"ended"`
+	// Levels holds one result per measured rate level, in order.
+	Levels []LevelResult `json:"levels"`
+	// Warmups holds the warm-up phases (not measured).
+	Warmups []LevelResult `json:"warmups,omitempty"`
+	// Interrupted is set when the context was cancelled (Ctrl-C).
+	Interrupted bool `json:"interrupted,omitempty"`
+	// LagExceeded is set when any level's lag p99 exceeded the threshold:
+	// the replayer could not keep its schedule and the results are suspect.
+	LagExceeded bool `json:"lag_exceeded,omitempty"`
+	// Capture describes the embedded proxy's capture, if any.
+	Capture *CaptureStats `json:"capture,omitempty"`
+}
+
+// CaptureStats describes the capture written in embedded mode.
+type CaptureStats struct {
+	Dir      string `json:"dir"`
+	Upstream string `json:"upstream"`
+	Written  int64  `json:"written"`
+	Dropped  int64  `json:"dropped"`
+}
+
+// LevelResult is what one rate level (or warm-up phase) did.
+type LevelResult struct {
+	// Label is the level's X-VB-Level tag; Rate its effective asked rate
+	// (req/s); Scale the factor applied to trace offsets.
+	Label  string  `json:"label"`
+	Rate   float64 `json:"rate"`
+	Scale  float64 `json:"scale"`
+	Warmup bool    `json:"warmup,omitempty"`
+	// Window is the sending window (the duration, or the last due time).
+	Window time.Duration `json:"window_ns"`
+	// Planned is the number of requests due inside the window; Sent the
+	// number handed to the client; Dropped those skipped at the concurrency
+	// cap; OK those that streamed to their end.
+	Planned int `json:"planned"`
+	Sent    int `json:"sent"`
+	Dropped int `json:"dropped"`
+	OK      int `json:"ok"`
+	// Late counts requests sent more than the lag threshold after their
+	// scheduled time.
+	Late int `json:"late"`
+	// Errors counts failed requests by kind (KindCut, "http_500", ...).
+	Errors map[string]int `json:"errors,omitempty"`
+	// ScheduledRate is the rate the trace asked for over the requests sent
+	// ((n−1)/(last due − first due)); AchievedRate the rate actually sent
+	// ((n−1)/(last sent − first sent)).
+	ScheduledRate float64 `json:"scheduled_rate"`
+	AchievedRate  float64 `json:"achieved_rate"`
+	// Lag is the schedule lag (actual − scheduled send) distribution.
+	Lag Dist `json:"lag"`
+	// TTFT is first content − send; TTFTScheduled first content −
+	// scheduled send (counts the replayer's own delay); E2E last byte −
+	// send. Over OK requests.
+	TTFT          Dist `json:"ttft"`
+	TTFTScheduled Dist `json:"ttft_scheduled"`
+	E2E           Dist `json:"e2e"`
+	// OutputTokens sums the server-reported completion tokens of OK
+	// requests.
+	OutputTokens int64 `json:"output_tokens"`
+	// Elapsed runs from the level's start to its last response.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// LagExceeded: lag p99 above the threshold.
+	LagExceeded bool `json:"lag_exceeded,omitempty"`
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Requests holds every request's measurements when KeepRequests is set.
+	Requests []RequestResult `json:"requests,omitempty"`
+}
+
+// Run plays reqs (in trace order) against cfg's target once per rate level
+// and returns what happened. It validates everything and sends a preflight
+// request before the load; a cancelled ctx stops sending, lets in-flight
+// requests drain for cfg.InterruptDrain, and returns the partial result
+// with ctx's error.
+func Run(ctx context.Context, cfg Config, hdr trace.Header, reqs []trace.Request) (*Result, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	plan, err := makePlan(&cfg, &hdr, reqs)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Tool: Tool, Config: cfg, TraceHash: hdr.HashHex(), TraceLen: len(reqs), Started: time.Now().UTC()}
+	var emb *embedded
+	if cfg.Capture != "" {
+		if emb, err = startEmbedded(&cfg, &hdr); err != nil {
+			return nil, err
+		}
+		res.Config.Target = cfg.Target
+	}
+	r := newRunner(&cfg, &hdr, reqs)
+	runErr := r.run(ctx, plan, res)
+	res.Ended = time.Now().UTC()
+	if emb != nil {
+		stats, err := emb.stop()
+		res.Capture = stats
+		runErr = errors.Join(runErr, err)
+	}
+	return res, runErr
+}
+
+// phase is one paced sequence of requests: a measured level or a warm-up.
+type phase struct {
+	label  string
+	rate   float64
+	scale  float64
+	warmup bool
+	window time.Duration // sending window; warm-ups by duration hold it
+	hold   bool          // wait for the window's end after the last send
+	items  []item
+}
+
+// item is one request of a phase: its trace position and its due time
+// relative to the phase's start.
+type item struct {
+	req int
+	at  time.Duration
+}
+
+type plan struct {
+	levels  []phase
+	warmups []phase // per level (WarmupLevel) or one (WarmupRun); may be empty
+	used    []bool  // requests that some phase sends
+}
+
+// makePlan builds every phase before any I/O, so a trace that is too short
+// or a bad request fails before the load.
+func makePlan(cfg *Config, hdr *trace.Header, reqs []trace.Request) (*plan, error) {
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("replay: the trace holds no requests")
+	}
+	for i := range reqs {
+		if err := reqs[i].Validate(); err != nil {
+			return nil, fmt.Errorf("replay: trace request %d: %w", i, err)
+		}
+		if i > 0 && reqs[i].Offset < reqs[i-1].Offset {
+			return nil, fmt.Errorf("replay: trace request %d: offset %v is before the previous one's %v (a trace is in arrival order)", i, reqs[i].Offset, reqs[i-1].Offset)
+		}
+	}
+	off := func(i int) time.Duration { return reqs[i].Offset }
+	last := reqs[len(reqs)-1].Offset
+	p := &plan{used: make([]bool, len(reqs))}
+	var short []error
+	for li, rate := range cfg.Rates {
+		scale, err := Scale(hdr.MeanRate, rate, cfg.Speed)
+		if err != nil {
+			return nil, err
+		}
+		eff := rate * cfg.Speed
+		if rate == 0 {
+			eff = hdr.MeanRate * cfg.Speed
+		}
+		label := strconv.FormatFloat(eff, 'g', 6, 64)
+		n := CutIndex(off, len(reqs), scale, cfg.Duration)
+		if cfg.Duration > 0 && n == len(reqs) && !cfg.AllowShort {
+			need := ""
+			if eff > 0 {
+				need = fmt.Sprintf(" (needs about %.0f requests)", eff*cfg.Duration.Seconds())
+			}
+			short = append(short, fmt.Errorf("level %d (%s req/s): the trace's %d requests last %v at this rate, shorter than --duration %v%s",
+				li+1, label, len(reqs), ScaleOffset(last, scale).Round(time.Millisecond), cfg.Duration, need))
+		}
+		lv := phase{label: label, rate: eff, scale: scale, window: cfg.Duration}
+		for i := 0; i < n; i++ {
+			lv.items = append(lv.items, item{req: i, at: ScaleOffset(reqs[i].Offset, scale)})
+			p.used[i] = true
+		}
+		if cfg.Duration == 0 && n > 0 {
+			lv.window = lv.items[n-1].at
+		}
+		p.levels = append(p.levels, lv)
+		if (cfg.WarmupDuration > 0 || cfg.WarmupRequests > 0) && (cfg.WarmupMode == WarmupLevel || li == 0) {
+			p.warmups = append(p.warmups, warmupPhase(cfg, reqs, lv, p.used))
+		}
+	}
+	if len(short) > 0 {
+		return nil, fmt.Errorf("replay: %w: %w; synthesize a longer trace, lower the rate or duration, or pass --allow-short", ErrTraceTooShort, errors.Join(short...))
+	}
+	return p, nil
+}
+
+// warmupPhase takes the warm-up requests from the end of the trace (the
+// part least likely to be measured, so prompts are not seen twice when the
+// trace is longer than a level), played at the level's pace.
+func warmupPhase(cfg *Config, reqs []trace.Request, lv phase, used []bool) phase {
+	n := len(reqs)
+	s := n - 1
+	if cfg.WarmupRequests > 0 {
+		s = max(n-cfg.WarmupRequests, 0)
+	} else {
+		last := reqs[n-1].Offset
+		for s > 0 && ScaleOffset(last-reqs[s-1].Offset, lv.scale) < cfg.WarmupDuration {
+			s--
+		}
+	}
+	w := phase{label: lv.label, rate: lv.rate, scale: lv.scale, warmup: true}
+	for i := s; i < n; i++ {
+		w.items = append(w.items, item{req: i, at: ScaleOffset(reqs[i].Offset-reqs[s].Offset, lv.scale)})
+		used[i] = true
+	}
+	w.window = w.items[len(w.items)-1].at
+	if cfg.WarmupDuration > 0 {
+		w.window, w.hold = cfg.WarmupDuration, true
+	}
+	return w
+}
+
+// runner holds what every phase of one run shares.
+type runner struct {
+	cfg    *Config
+	hdr    *trace.Header
+	reqs   []trace.Request
+	bodies [][]byte
+	urls   []string
+	client *http.Client
+	base   http.Header // user headers and the run's constant tags
+	sem    chan struct{}
+	anchor time.Time
+	wall   int64
+	pool   sync.Pool
+}
+
+func newRunner(cfg *Config, hdr *trace.Header, reqs []trace.Request) *runner {
+	r := &runner{cfg: cfg, hdr: hdr, reqs: reqs, client: cfg.Client, anchor: time.Now()}
+	r.wall = r.anchor.UnixNano()
+	if r.client == nil {
+		r.client = &http.Client{Transport: newTransport()}
+	}
+	if cfg.MaxConcurrency > 0 {
+		r.sem = make(chan struct{}, cfg.MaxConcurrency)
+	}
+	r.pool.New = func() any { return new(streamer) }
+	return r
+}
+
+// unix converts a monotonic reading to Unix ns (wall time anchored once).
+func (r *runner) unix(t time.Time) int64 { return r.wall + int64(t.Sub(r.anchor)) }
+
+func (r *runner) run(ctx context.Context, p *plan, res *Result) error {
+	base := strings.TrimRight(r.cfg.Target, "/")
+	if r.cfg.Model == "" {
+		m, err := r.firstModel(ctx, base)
+		if err != nil {
+			return err
+		}
+		r.cfg.Model = m
+		res.Config.Model = m
+	}
+	res.Model = r.cfg.Model
+	r.bodies = make([][]byte, len(r.reqs))
+	r.urls = make([]string, len(r.reqs))
+	opt := RenderOptions{Model: r.cfg.Model, ChatMaxTokens: r.cfg.ChatMaxTokens, ExactOutput: r.cfg.ExactOutput}
+	for i := range r.reqs {
+		if !p.used[i] {
+			continue
+		}
+		b, err := Render(&r.reqs[i], opt)
+		if err != nil {
+			return fmt.Errorf("replay: trace request %d: %w", i, err)
+		}
+		r.bodies[i] = b
+		r.urls[i] = base + r.reqs[i].Endpoint
+	}
+	r.base = r.baseHeader()
+	if !r.cfg.SkipPreflight {
+		if err := r.preflight(ctx, base); err != nil {
+			return err
+		}
+	}
+	var pendingWarm *running
+	wi := 0
+	for li := range p.levels {
+		if ctx.Err() != nil {
+			res.Interrupted = true
+			break
+		}
+		if wi < len(p.warmups) && (r.cfg.WarmupMode == WarmupLevel || li == 0) {
+			w := r.start(ctx, &p.warmups[wi])
+			wi++
+			if r.cfg.WarmupMode == WarmupRun {
+				pendingWarm = w
+			} else {
+				lr := r.measure(ctx, &p.levels[li], res)
+				res.Warmups = append(res.Warmups, w.wait(ctx))
+				res.Levels = append(res.Levels, lr)
+				continue
+			}
+		}
+		res.Levels = append(res.Levels, r.measure(ctx, &p.levels[li], res))
+		if pendingWarm != nil {
+			res.Warmups = append(res.Warmups, pendingWarm.wait(ctx))
+			pendingWarm = nil
+		}
+	}
+	if pendingWarm != nil {
+		res.Warmups = append(res.Warmups, pendingWarm.wait(ctx))
+	}
+	for i := range res.Levels {
+		if res.Levels[i].LagExceeded {
+			res.LagExceeded = true
+		}
+		if res.Levels[i].Interrupted {
+			res.Interrupted = true
+		}
+	}
+	if ctx.Err() != nil {
+		res.Interrupted = true
+		return fmt.Errorf("replay: %w", ctx.Err())
+	}
+	return nil
+}
+
+// measure runs one measured level to its end.
+func (r *runner) measure(ctx context.Context, ph *phase, res *Result) LevelResult {
+	return r.start(ctx, ph).wait(ctx)
+}
+
+// baseHeader holds what every request carries.
+func (r *runner) baseHeader() http.Header {
+	h := make(http.Header, len(r.cfg.Headers)+8)
+	for k, v := range r.cfg.Headers {
+		h[k] = append([]string(nil), v...)
+	}
+	h["Content-Type"] = []string{"application/json"}
+	h["Accept"] = []string{"text/event-stream"}
+	h["X-Vb-Run"] = []string{r.cfg.Run}
+	if r.cfg.Trial != "" {
+		h["X-Vb-Trial"] = []string{r.cfg.Trial}
+	}
+	h["X-Vb-Trace"] = []string{r.hdr.HashHex()}
+	for k, v := range r.cfg.Labels {
+		h.Set("X-VB-Label-"+k, v)
+	}
+	return h
+}
+
+// running is a phase whose sending is over and whose requests may still
+// be in flight.
+type running struct {
+	r           *runner
+	ph          *phase
+	results     []RequestResult
+	start       time.Time
+	cutAt       time.Time
+	cut         context.CancelCauseFunc
+	cutTimer    *time.Timer
+	done        chan struct{}
+	interrupted bool
+	sent        atomic.Int64
+	finished    atomic.Int64
+	failed      atomic.Int64
+	lagMu       sync.Mutex
+	lagWindow   []time.Duration
+	stopProg    chan struct{}
+	progDone    chan struct{}
+}
+
+// start paces the phase's requests (returning when the last one is sent,
+// or the context is cancelled) and leaves them draining.
+func (r *runner) start(ctx context.Context, ph *phase) *running {
+	rn := &running{r: r, ph: ph, results: make([]RequestResult, len(ph.items)), done: make(chan struct{}),
+		stopProg: make(chan struct{}), progDone: make(chan struct{})}
+	rn.start = time.Now()
+	rn.cutAt = rn.start.Add(ph.window + r.cfg.Drain)
+	cutCtx, cut := context.WithCancelCause(context.Background())
+	rn.cut = cut
+	rn.cutTimer = time.AfterFunc(time.Until(rn.cutAt), func() { cut(errCut) })
+	deadline := []string{strconv.FormatInt(r.unix(rn.cutAt), 10)}
+	go rn.progress()
+
+	var wg sync.WaitGroup
+	w := newWaiter(r.cfg.Spin)
+	defer w.stop()
+	n := 0
+loop:
+	for i := range ph.items {
+		it := &ph.items[i]
+		due := rn.start.Add(it.at)
+		if err := w.until(ctx, due); err != nil {
+			rn.interrupted = true
+			break
+		}
+		res := &rn.results[i]
+		if r.sem != nil {
+			select {
+			case r.sem <- struct{}{}:
+			default:
+				if r.cfg.OnFull == OnFullDrop {
+					*res = RequestResult{Index: r.reqs[it.req].Index, Scheduled: r.unix(due), Tokens: -1, Kind: KindDropped}
+					n++
+					continue
+				}
+				select {
+				case r.sem <- struct{}{}:
+				case <-ctx.Done():
+					rn.interrupted = true
+					break loop
+				}
+			}
+		}
+		n++
+		rn.sent.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.send(cutCtx, res, due, it.req, ph.warmup, ph, deadline)
+			if r.sem != nil {
+				<-r.sem
+			}
+			if !res.OK() {
+				rn.failed.Add(1)
+			}
+			rn.finished.Add(1)
+			rn.lagMu.Lock()
+			rn.lagWindow = append(rn.lagWindow, res.Lag())
+			rn.lagMu.Unlock()
+		}()
+	}
+	rn.results = rn.results[:n]
+	if ph.hold && !rn.interrupted {
+		if err := w.until(ctx, rn.start.Add(ph.window)); err != nil {
+			rn.interrupted = true
+		}
+	}
+	go func() { wg.Wait(); close(rn.done) }()
+	return rn
+}
+
+// wait drains the phase: in-flight requests run until they end or the cut
+// deadline (or, after ctx is cancelled, for InterruptDrain), then it
+// summarizes the phase.
+func (rn *running) wait(ctx context.Context) LevelResult {
+	select {
+	case <-rn.done:
+	case <-ctx.Done():
+		rn.interrupted = true
+		t := time.AfterFunc(rn.r.cfg.InterruptDrain, func() { rn.cut(errCut) })
+		<-rn.done
+		t.Stop()
+	}
+	rn.cutTimer.Stop()
+	rn.cut(nil)
+	close(rn.stopProg)
+	<-rn.progDone
+	lr := rn.summarize()
+	if rn.r.cfg.Progress != nil {
+		fmt.Fprintf(rn.r.cfg.Progress, "%s\n", levelLine(&lr, rn.r.cfg.LagThreshold))
+	}
+	return lr
+}
+
+func (rn *running) summarize() LevelResult {
+	ph, cfg := rn.ph, rn.r.cfg
+	lr := LevelResult{Label: ph.label, Rate: ph.rate, Scale: ph.scale, Warmup: ph.warmup, Window: ph.window,
+		Planned: len(ph.items), Interrupted: rn.interrupted}
+	var lags, ttft, ttfts, e2e []time.Duration
+	var firstDue, lastDue, firstSent, lastSent int64
+	var end time.Duration
+	for i := range rn.results {
+		q := &rn.results[i]
+		if q.Kind == KindDropped {
+			lr.Dropped++
+			continue
+		}
+		lr.Sent++
+		if lr.Sent == 1 {
+			firstDue, firstSent = q.Scheduled, q.Sent
+		}
+		lastDue, lastSent = q.Scheduled, max(lastSent, q.Sent)
+		lag := q.Lag()
+		lags = append(lags, lag)
+		if lag > cfg.LagThreshold {
+			lr.Late++
+		}
+		if e := time.Duration(q.Sent-rn.r.unix(rn.start)) + q.End; e > end {
+			end = e
+		}
+		if !q.OK() {
+			if lr.Errors == nil {
+				lr.Errors = map[string]int{}
+			}
+			lr.Errors[q.Kind]++
+			continue
+		}
+		lr.OK++
+		if q.Content > 0 {
+			ttft = append(ttft, q.FirstContent)
+			ttfts = append(ttfts, q.FirstContent+lag)
+		}
+		e2e = append(e2e, q.End)
+		if q.Tokens > 0 {
+			lr.OutputTokens += int64(q.Tokens)
+		}
+	}
+	lr.Elapsed = end
+	if lr.Sent > 1 {
+		if d := lastDue - firstDue; d > 0 {
+			lr.ScheduledRate = float64(lr.Sent-1) / (float64(d) / 1e9)
+		}
+		if d := lastSent - firstSent; d > 0 {
+			lr.AchievedRate = float64(lr.Sent-1) / (float64(d) / 1e9)
+		}
+	}
+	lr.Lag, lr.TTFT, lr.TTFTScheduled, lr.E2E = Summarize(lags), Summarize(ttft), Summarize(ttfts), Summarize(e2e)
+	lr.LagExceeded = lr.Lag.P99 > cfg.LagThreshold
+	if cfg.KeepRequests {
+		lr.Requests = rn.results
+	}
+	return lr
+}
+
+// progress prints a live line every ProgressInterval until the phase ends.
+func (rn *running) progress() {
+	defer close(rn.progDone)
+	cfg := rn.r.cfg
+	if cfg.Progress == nil {
+		<-rn.stopProg
+		return
+	}
+	t := time.NewTicker(cfg.ProgressInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-rn.stopProg:
+			return
+		case <-t.C:
+		}
+		rn.lagMu.Lock()
+		win := rn.lagWindow
+		rn.lagWindow = nil
+		rn.lagMu.Unlock()
+		d := Summarize(win)
+		sent, fin := rn.sent.Load(), rn.finished.Load()
+		kind := "level"
+		if rn.ph.warmup {
+			kind = "warm-up"
+		}
+		eta := time.Until(rn.start.Add(rn.ph.window)).Round(100 * time.Millisecond)
+		etaS := eta.String()
+		if int(sent) >= len(rn.ph.items) || eta <= 0 {
+			etaS = fmt.Sprintf("draining (cut in %v)", time.Until(rn.cutAt).Round(time.Second))
+		}
+		warn := ""
+		if d.P99 > cfg.LagThreshold {
+			warn = "  LAGGING"
+		}
+		fmt.Fprintf(cfg.Progress, "%s %s req/s: sent %d/%d finished %d in flight %d | lag p99 %s%s | errors %d | ETA %s\n",
+			kind, rn.ph.label, sent, len(rn.ph.items), fin, sent-fin, fmtDur(d.P99), warn, rn.failed.Load(), etaS)
+	}
+}
+
+// send sends one request and reads its response to the end.
+func (r *runner) send(ctx context.Context, res *RequestResult, due time.Time, req int, warmup bool, ph *phase, deadline []string) {
+	*res = RequestResult{Index: r.reqs[req].Index, Scheduled: r.unix(due), Tokens: -1}
+	if r.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.cfg.Timeout, errTimeout)
+		defer cancel()
+	}
+	h := make(http.Header, len(r.base)+8)
+	for k, v := range r.base {
+		h[k] = v
+	}
+	h["X-Vb-Level"] = []string{ph.label}
+	h["X-Vb-Rate"] = []string{strconv.FormatFloat(ph.rate, 'g', -1, 64)}
+	h["X-Vb-Index"] = []string{strconv.FormatInt(res.Index, 10)}
+	h["X-Vb-Scheduled"] = []string{strconv.FormatInt(res.Scheduled, 10)}
+	h["X-Vb-Deadline"] = deadline
+	if warmup {
+		h["X-Vb-Warmup"] = []string{"1"}
+	}
+	body := r.bodies[req]
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.urls[req], bytes.NewReader(body))
+	if err != nil {
+		res.Kind, res.Error = KindOther, err.Error()
+		return
+	}
+	now := time.Now()
+	res.Sent = r.unix(now)
+	h["X-Vb-Sent"] = []string{strconv.FormatInt(res.Sent, 10)}
+	hreq.Header = h
+	resp, err := r.client.Do(hreq)
+	if err != nil {
+		res.End = time.Since(now)
+		res.Kind, res.Error = classify(ctx, err), err.Error()
+		return
+	}
+	res.Status = resp.StatusCode
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		res.End = time.Since(now)
+		res.Kind, res.Error = httpKind(resp.StatusCode), strings.TrimSpace(string(msg))
+		return
+	}
+	s := r.pool.Get().(*streamer)
+	err = s.read(resp.Body, now, res)
+	r.pool.Put(s)
+	resp.Body.Close()
+	res.End = time.Since(now)
+	if err != nil {
+		res.Kind, res.Error = classify(ctx, err), err.Error()
+	}
+}
+
+// firstModel asks the target for its models and returns the first.
+func (r *runner) firstModel(ctx context.Context, base string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/models", nil)
+	if err != nil {
+		return "", fmt.Errorf("replay: %w", err)
+	}
+	for k, v := range r.cfg.Headers {
+		req.Header[k] = v
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("replay: preflight: target %s unreachable (GET /v1/models): %w", base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("replay: preflight: GET %s/v1/models: HTTP %d: %s (pass --model NAME)", base, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil || len(list.Data) == 0 || list.Data[0].ID == "" {
+		return "", fmt.Errorf("replay: preflight: GET %s/v1/models lists no model (pass --model NAME)", base)
+	}
+	return list.Data[0].ID, nil
+}
+
+// preflight sends one 1-token request per endpoint of the trace, so an
+// unreachable target or a rejected model fails before the load.
+func (r *runner) preflight(ctx context.Context, base string) error {
+	seen := map[string]bool{}
+	var eps []string
+	for i := range r.reqs {
+		if ep := r.reqs[i].Endpoint; r.bodies[i] != nil && !seen[ep] {
+			seen[ep] = true
+			eps = append(eps, ep)
+		}
+	}
+	sort.Strings(eps)
+	for _, ep := range eps {
+		q := trace.Request{Endpoint: ep, Prompt: "Hello", Sampling: trace.Sampling{MaxTokens: 1}}
+		if ep == trace.EndpointChat {
+			q.Messages = []trace.Message{{Role: "user", Content: "Hello"}}
+		}
+		body, err := Render(&q, RenderOptions{Model: r.cfg.Model, ChatMaxTokens: r.cfg.ChatMaxTokens})
+		if err != nil {
+			return fmt.Errorf("replay: preflight: %w", err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		req, err := http.NewRequestWithContext(pctx, http.MethodPost, base+ep, bytes.NewReader(body))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("replay: preflight: %w", err)
+		}
+		for k, v := range r.base {
+			req.Header[k] = v
+		}
+		req.Header.Set("X-VB-Level", "preflight")
+		req.Header.Set("X-VB-Index", "-1")
+		req.Header.Set("X-VB-Warmup", "1")
+		res := RequestResult{Tokens: -1}
+		resp, err := r.client.Do(req)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("replay: %w: POST %s%s: target unreachable: %w", ErrPreflight, base, ep, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			resp.Body.Close()
+			cancel()
+			hint := ""
+			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusBadRequest {
+				hint = fmt.Sprintf(" (is model %q served there? --model overrides it)", r.cfg.Model)
+			}
+			return fmt.Errorf("replay: %w: POST %s%s with model %q: HTTP %d: %s%s", ErrPreflight, base, ep, r.cfg.Model, resp.StatusCode, bytes.TrimSpace(msg), hint)
+		}
+		err = new(streamer).read(resp.Body, time.Now(), &res)
+		resp.Body.Close()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("replay: %w: POST %s%s: the stream failed: %w", ErrPreflight, base, ep, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package replay
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vbench/vbench/internal/cli"
+)
+
+// fmtDur prints a duration in milliseconds with two decimals.
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+// levelLine is the one-line account of a finished phase.
+func levelLine(lr *LevelResult, threshold time.Duration) string {
+	kind := "level"
+	if lr.Warmup {
+		kind = "warm-up"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s req/s done: sent %d/%d ok %d", kind, lr.Label, lr.Sent, lr.Planned, lr.OK)
+	if lr.Dropped > 0 {
+		fmt.Fprintf(&b, " dropped %d", lr.Dropped)
+	}
+	fmt.Fprintf(&b, " | achieved %.2f req/s (scheduled %.2f) | lag p50 %s p99 %s max %s",
+		lr.AchievedRate, lr.ScheduledRate, fmtDur(lr.Lag.P50), fmtDur(lr.Lag.P99), fmtDur(lr.Lag.Max))
+	if len(lr.Errors) > 0 {
+		fmt.Fprintf(&b, " | errors %s", errorList(lr.Errors))
+	}
+	if lr.LagExceeded {
+		fmt.Fprintf(&b, "\nWARNING: %s %s req/s: schedule lag p99 %s exceeds %s: the replayer could not keep the schedule (%d of %d requests late); this level's latencies are suspect",
+			kind, lr.Label, fmtDur(lr.Lag.P99), fmtDur(threshold), lr.Late, lr.Sent)
+	}
+	if lr.Interrupted {
+		b.WriteString(" | INTERRUPTED")
+	}
+	return b.String()
+}
+
+func errorList(m map[string]int) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range cli.SortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, ",")
+}
+
+// WriteSummary prints the result as a table, one row per measured level,
+// followed by warnings.
+func WriteSummary(w io.Writer, res *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "level\trate\tsent\tok\tdropped\terrors\tscheduled/s\tachieved/s\tlag p50\tlag p99\tlate\tttft p50\tttft p99\te2e p50\te2e p99\ttokens\t\n")
+	for i := range res.Levels {
+		lr := &res.Levels[i]
+		errs := "0"
+		if len(lr.Errors) > 0 {
+			errs = errorList(lr.Errors)
+		}
+		fmt.Fprintf(tw, "%s\t%g\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t\n",
+			lr.Label, lr.Rate, lr.Sent, lr.OK, lr.Dropped, errs, lr.ScheduledRate, lr.AchievedRate,
+			fmtDur(lr.Lag.P50), fmtDur(lr.Lag.P99), lr.Late, fmtDur(lr.TTFT.P50), fmtDur(lr.TTFT.P99),
+			fmtDur(lr.E2E.P50), fmtDur(lr.E2E.P99), lr.OutputTokens)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "run %s, trace %s (%d requests), model %q, target %s\n", res.Config.Run, shortHash(res.TraceHash), res.TraceLen, res.Model, res.Config.Target)
+	if res.Capture != nil {
+		fmt.Fprintf(w, "capture %s: %d records written, %d dropped\n", res.Capture.Dir, res.Capture.Written, res.Capture.Dropped)
+	}
+	if res.LagExceeded {
+		fmt.Fprintf(w, "WARNING: schedule lag p99 exceeded %s in some level: the load was not delivered as scheduled; treat those levels' latencies as suspect\n", fmtDur(res.Config.LagThreshold))
+	}
+	if res.Interrupted {
+		fmt.Fprintln(w, "INTERRUPTED: the summary covers what ran before the stop")
+	}
+	return nil
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
