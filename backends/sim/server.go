@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxRequestBody caps a request body (32 MiB).
@@ -225,7 +226,7 @@ func promptTokens(raw json.RawMessage) (int, error) {
 	}
 	var text string
 	if json.Unmarshal(raw, &text) == nil {
-		return TextTokens(len(text)), nil
+		return TextTokens(utf8.RuneCountInString(text)), nil
 	}
 	var ids []int64
 	if json.Unmarshal(raw, &ids) == nil {

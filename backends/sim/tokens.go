@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"math/rand/v2"
+	"unicode/utf8"
 )
 
-// BytesPerToken is the text prompt rule: a text prompt of n bytes counts
-// ceil(n / BytesPerToken) tokens (at least 1) — about right for English
-// under GPT-2/Llama BPE tokenizers, and exactly reproducible. Token-id
-// prompts count exactly.
-const BytesPerToken = 4
+// CharsPerToken is the text prompt rule: a text prompt of n characters
+// (Unicode code points) counts ceil(n / CharsPerToken) tokens, at least 1 —
+// about right for English under GPT-2/Llama BPE tokenizers, exactly
+// reproducible, and the same rule as synth.EstimateTokens. Token-id prompts
+// count exactly.
+const CharsPerToken = 4
 
 // ChatMessageOverhead is the chat-template cost of each chat message in
 // tokens (role markers, separators); ChatPrimer is the assistant prefix the
@@ -20,12 +22,12 @@ const (
 	ChatPrimer          = 3
 )
 
-// TextTokens returns the token count of a text prompt of n bytes.
+// TextTokens returns the token count of a text prompt of n characters.
 func TextTokens(n int) int {
 	if n <= 0 {
 		return 1
 	}
-	return (n + BytesPerToken - 1) / BytesPerToken
+	return (n + CharsPerToken - 1) / CharsPerToken
 }
 
 // chatTokens counts a chat prompt: every message's content by the text
@@ -46,15 +48,15 @@ type chatMessage struct {
 	Content json.RawMessage `json:"content"`
 }
 
-// contentLen returns the length in bytes of a message's text: a string, or
-// the text parts of a content array.
+// contentLen returns the length in characters of a message's text: a
+// string, or the text parts of a content array.
 func (m chatMessage) contentLen() int {
 	if len(m.Content) == 0 || string(m.Content) == "null" {
 		return 0
 	}
 	var s string
 	if json.Unmarshal(m.Content, &s) == nil {
-		return len(s)
+		return utf8.RuneCountInString(s)
 	}
 	var parts []struct {
 		Text string `json:"text"`
@@ -62,7 +64,7 @@ func (m chatMessage) contentLen() int {
 	if json.Unmarshal(m.Content, &parts) == nil {
 		n := 0
 		for _, p := range parts {
-			n += len(p.Text)
+			n += utf8.RuneCountInString(p.Text)
 		}
 		return n
 	}
