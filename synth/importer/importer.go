@@ -1,0 +1,354 @@
+// Package importer turns public LLM-serving traces into trace files that
+// keep their recorded timing: the Azure LLM inference trace CSV, the
+// Mooncake "timed trace" JSONL (with shared prompt prefixes), BurstGPT CSV
+// and vLLM's custom JSONL. Prompts are synthesized to the recorded lengths
+// (token ids) unless the file carries text.
+package importer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/vbench/vbench/synth"
+	"github.com/vbench/vbench/trace"
+)
+
+// Formats Import understands.
+const (
+	FormatAzure      = "azure"
+	FormatMooncake   = "mooncake"
+	FormatBurstGPT   = "burstgpt"
+	FormatVLLMCustom = "vllm-custom"
+)
+
+// Formats lists the importable formats.
+var Formats = []string{FormatAzure, FormatMooncake, FormatBurstGPT, FormatVLLMCustom}
+
+// ErrRow is wrapped by every error about a malformed input row.
+var ErrRow = errors.New("malformed row")
+
+// Row is one request of a public trace, as parsed.
+type Row struct {
+	// Line is the 1-based line number in the input file.
+	Line int
+	// At is the arrival time relative to the file's time origin; Timed is
+	// false for formats without timestamps (vllm-custom).
+	At    time.Duration
+	Timed bool
+	// In and Out are the prompt and output lengths in tokens.
+	In, Out int32
+	// HashIDs are Mooncake's prefix block hashes (BlockSize tokens each).
+	HashIDs []int64
+	// Prompt is the prompt text, when the file has it.
+	Prompt string
+}
+
+// Options control the import. The zero value keeps the recorded timing.
+type Options struct {
+	// Speed multiplies the pace (offsets are divided by Speed); 0 or 1
+	// keeps it.
+	Speed float64
+	// Rate rescales the offsets to this mean rate in requests/s; 0 keeps it.
+	Rate float64
+	// MaxGap compresses every idle gap longer than MaxGap to MaxGap.
+	MaxGap time.Duration
+	// WindowStart and WindowEnd keep only requests whose recorded offset
+	// lies in [WindowStart, WindowEnd) (WindowEnd 0: to the end); the slice
+	// is rebased so its first request arrives at 0.
+	WindowStart, WindowEnd time.Duration
+	// Seed seeds synthesized prompts (and vllm-custom arrivals).
+	Seed int64
+	// TokenLow and TokenHigh bound synthesized token ids.
+	TokenLow, TokenHigh int32
+	// BlockSize is the Mooncake hash block size in tokens (512).
+	BlockSize int
+	// Endpoint is the API path of every request.
+	Endpoint string
+	// OutputLen is the output length for vllm-custom rows without one.
+	OutputLen int32
+	// Model keeps only BurstGPT rows of this model ("" keeps all).
+	Model string
+	// Tokenizer measures vllm-custom prompts exactly (else chars/4).
+	Tokenizer *synth.Tokenizer
+	// IgnoreEOS and MinTokens enforce output lengths as in synth.
+	IgnoreEOS, MinTokens bool
+	// Created is the header time; zero is the first recorded arrival (or
+	// the Unix epoch plus Seed seconds when the file has no dates).
+	Created time.Time
+}
+
+// DefaultOptions returns the vbsynth import defaults.
+func DefaultOptions() Options {
+	return Options{Seed: 1, TokenLow: 1000, TokenHigh: 30000, BlockSize: 512, Endpoint: trace.EndpointCompletions,
+		OutputLen: 256, IgnoreEOS: true, MinTokens: true}
+}
+
+// Validate reports every problem of o at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Speed < 0 || math.IsNaN(o.Speed) || math.IsInf(o.Speed, 0) {
+		errs = append(errs, fmt.Errorf("--speed %v must be positive", o.Speed))
+	}
+	if o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
+		errs = append(errs, fmt.Errorf("--rate %v must be positive", o.Rate))
+	}
+	if o.Speed > 0 && o.Speed != 1 && o.Rate > 0 {
+		errs = append(errs, errors.New("pass --speed or --rate, not both"))
+	}
+	if o.MaxGap < 0 {
+		errs = append(errs, fmt.Errorf("--max-gap %v is negative", o.MaxGap))
+	}
+	if o.WindowStart < 0 || (o.WindowEnd != 0 && o.WindowEnd <= o.WindowStart) {
+		errs = append(errs, fmt.Errorf("--window %v,%v: want 0 <= START < END", o.WindowStart, o.WindowEnd))
+	}
+	if o.TokenLow < 0 || o.TokenHigh <= o.TokenLow {
+		errs = append(errs, fmt.Errorf("token range %d,%d: want 0 <= low < high", o.TokenLow, o.TokenHigh))
+	}
+	if o.BlockSize <= 0 {
+		errs = append(errs, fmt.Errorf("block size %d must be positive", o.BlockSize))
+	}
+	if o.OutputLen <= 0 {
+		errs = append(errs, fmt.Errorf("--output-len %d must be positive", o.OutputLen))
+	}
+	switch o.Endpoint {
+	case trace.EndpointCompletions, trace.EndpointChat:
+	default:
+		errs = append(errs, fmt.Errorf("endpoint %q: want %s or %s", o.Endpoint, trace.EndpointCompletions, trace.EndpointChat))
+	}
+	return errors.Join(errs...)
+}
+
+// Parse reads every row of a file in the given format.
+func Parse(format string, r io.Reader, o *Options) ([]Row, time.Time, error) {
+	switch format {
+	case FormatAzure:
+		return parseAzure(r)
+	case FormatMooncake:
+		rows, err := parseMooncake(r)
+		return rows, time.Time{}, err
+	case FormatBurstGPT:
+		rows, err := parseBurstGPT(r, o.Model)
+		return rows, time.Time{}, err
+	case FormatVLLMCustom:
+		rows, err := parseVLLMCustom(r, o)
+		return rows, time.Time{}, err
+	}
+	return nil, time.Time{}, fmt.Errorf("importer: unknown format %q (want azure, mooncake, burstgpt or vllm-custom)", format)
+}
+
+// Result describes a finished import.
+type Result struct {
+	Header trace.Header
+	Rows   int // rows read from the file
+	Kept   int // requests written
+}
+
+// ImportFile reads path in format and writes the trace to out (format by
+// extension, see trace.Create).
+func ImportFile(ctx context.Context, format, path, out string, o Options) (*Result, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("importer: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("importer: %w", err)
+	}
+	rows, origin, err := Parse(format, bufio.NewReaderSize(f, 1<<16), &o)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("importer: %s: no requests", path)
+	}
+	total := len(rows)
+	arrival := trace.ArrivalRecorded
+	if !rows[0].Timed {
+		arrival = trace.ArrivalPoisson
+		offs := synth.NewOffsets(synth.Arrival{Process: trace.ArrivalPoisson, Burstiness: 1, Rate: 1}, o.Seed)
+		for i := range rows {
+			rows[i].At = offs.Next()
+		}
+	}
+	rows, err = Retime(rows, o)
+	if err != nil {
+		return nil, fmt.Errorf("importer: %s: %w", path, err)
+	}
+	created := o.Created
+	if created.IsZero() {
+		created = origin
+		if created.IsZero() {
+			created = time.Unix(o.Seed, 0)
+		}
+	}
+	hdr := trace.Header{
+		Generator: "vbsynth " + synth.Version + " import", Created: created.UTC(), Seed: o.Seed,
+		Dataset: format + ":" + filepath.Base(path), Arrival: arrival, MeanRate: MeanRate(rows),
+		Params: map[string]string{
+			"format": format, "rows": strconv.Itoa(total), "kept": strconv.Itoa(len(rows)),
+			"speed": fmtF(o.Speed), "rate": fmtF(o.Rate), "max_gap": o.MaxGap.String(),
+			"window":      o.WindowStart.String() + "," + o.WindowEnd.String(),
+			"token_range": fmt.Sprintf("%d,%d", o.TokenLow, o.TokenHigh), "endpoint": o.Endpoint,
+		},
+	}
+	if arrival == trace.ArrivalPoisson {
+		hdr.Burstiness = 1
+	}
+	if format == FormatMooncake {
+		hdr.Params["block_size"] = strconv.Itoa(o.BlockSize)
+	}
+	w, closeFn, err := trace.Create(out, hdr)
+	if err != nil {
+		return nil, err
+	}
+	var req trace.Request
+	for i := range rows {
+		if i%1024 == 0 && ctx.Err() != nil {
+			closeFn()
+			return nil, ctx.Err()
+		}
+		if err := build(&req, int64(i), &rows[i], format, path, &o); err != nil {
+			closeFn()
+			return nil, err
+		}
+		if err := w.Write(&req); err != nil {
+			closeFn()
+			return nil, err
+		}
+	}
+	if err := closeFn(); err != nil {
+		return nil, err
+	}
+	return &Result{Header: w.Header(), Rows: total, Kept: len(rows)}, nil
+}
+
+func fmtF(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// MeanRate returns the measured mean rate of rows: (n−1)/span, the rate
+// whose inter-arrival mean equals the trace's; 0 for fewer than two rows or
+// a zero span.
+func MeanRate(rows []Row) float64 {
+	if len(rows) < 2 {
+		return 0
+	}
+	span := rows[len(rows)-1].At - rows[0].At
+	if span <= 0 {
+		return 0
+	}
+	return float64(len(rows)-1) / span.Seconds()
+}
+
+// Retime applies the window, the gap cap and the speed or rate to rows
+// (which must be in arrival order), rebasing the first to offset 0.
+func Retime(rows []Row, o Options) ([]Row, error) {
+	if len(rows) == 0 {
+		return rows, nil
+	}
+	origin := rows[0].At
+	kept := rows[:0:0]
+	for _, r := range rows {
+		rel := r.At - origin
+		if rel < o.WindowStart || (o.WindowEnd > 0 && rel >= o.WindowEnd) {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("no request in the window %v..%v (trace spans %v)", o.WindowStart, o.WindowEnd, rows[len(rows)-1].At-origin)
+	}
+	// Rebase and cap gaps, computing on the original gaps.
+	prevOrig := kept[0].At
+	var t time.Duration
+	for i := range kept {
+		gap := kept[i].At - prevOrig
+		prevOrig = kept[i].At
+		if o.MaxGap > 0 && gap > o.MaxGap {
+			gap = o.MaxGap
+		}
+		t += gap
+		kept[i].At = t
+	}
+	factor := 1.0
+	switch {
+	case o.Rate > 0:
+		if r := MeanRate(kept); r > 0 {
+			factor = r / o.Rate
+		}
+	case o.Speed > 0:
+		factor = 1 / o.Speed
+	}
+	if factor != 1 {
+		for i := range kept {
+			kept[i].At = time.Duration(math.Round(float64(kept[i].At) * factor))
+		}
+	}
+	return kept, nil
+}
+
+// build turns a row into request idx.
+func build(req *trace.Request, idx int64, r *Row, format, path string, o *Options) error {
+	*req = trace.Request{
+		Index: idx, Offset: r.At, Endpoint: o.Endpoint, InputTokens: r.In, OutputTokens: r.Out,
+		Sampling: trace.Sampling{MaxTokens: r.Out, IgnoreEOS: o.IgnoreEOS},
+		Source:   trace.Source{Dataset: format + ":" + filepath.Base(path), Row: "line " + strconv.Itoa(r.Line)},
+	}
+	if o.MinTokens {
+		req.Sampling.MinTokens = r.Out
+	}
+	var text string
+	switch {
+	case r.Prompt != "":
+		text = r.Prompt
+	case o.Endpoint == trace.EndpointChat:
+		return fmt.Errorf("importer: %s has no prompt text and chat requests cannot carry token ids; use --endpoint %s", format, trace.EndpointCompletions)
+	case len(r.HashIDs) > 0:
+		req.PromptTokenIDs = PrefixPrompt(r.HashIDs, int(r.In), o.BlockSize, o.Seed, int64(r.Line), o.TokenLow, o.TokenHigh)
+	default:
+		rng := rand.New(rand.NewPCG(uint64(o.Seed), uint64(r.Line)))
+		req.PromptTokenIDs = synth.TokenPrompt(rng, int(r.In), o.TokenLow, o.TokenHigh, nil)
+	}
+	if text != "" {
+		if o.Endpoint == trace.EndpointChat {
+			req.Messages = []trace.Message{{Role: "user", Content: text}}
+		} else {
+			req.Prompt = text
+		}
+	}
+	return nil
+}
+
+// PrefixPrompt builds a Mooncake prompt of n token ids: block i is
+// blockSize ids drawn from a generator seeded by (seed, hashIDs[i]), so two
+// requests that share leading hash ids share exactly those leading blocks,
+// and prefix caching sees the same hits as in production. Beyond the last
+// hashed block the ids come from a generator seeded by the row, unique to
+// the request.
+func PrefixPrompt(hashIDs []int64, n, blockSize int, seed, row int64, low, high int32) []int32 {
+	ids := make([]int32, 0, n)
+	span := uint32(high - low)
+	for _, h := range hashIDs {
+		if len(ids) >= n {
+			break
+		}
+		rng := rand.New(rand.NewPCG(uint64(seed), uint64(h)^0x9e3779b97f4a7c15))
+		for j := 0; j < blockSize && len(ids) < n; j++ {
+			ids = append(ids, low+int32(rng.Uint32N(span)))
+		}
+	}
+	if len(ids) < n {
+		rng := rand.New(rand.NewPCG(uint64(seed), uint64(row)))
+		for len(ids) < n {
+			ids = append(ids, low+int32(rng.Uint32N(span)))
+		}
+	}
+	return ids
+}

@@ -1,0 +1,147 @@
+package synth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"unicode/utf8"
+
+	"github.com/sugarme/tokenizer"
+	"github.com/sugarme/tokenizer/pretrained"
+)
+
+// Tokenizer counts tokens with a Hugging Face tokenizer.json (BPE,
+// WordPiece, Unigram; byte-level and Metaspace pre-tokenizers), through the
+// pure-Go github.com/sugarme/tokenizer. Counts include the special tokens
+// the file's post-processor adds (a BOS token for OPT and Llama), as
+// `len(tokenizer(text).input_ids)` does in vLLM's benchmark.
+//
+// A Tokenizer is not safe for concurrent use.
+type Tokenizer struct {
+	tk *tokenizer.Tokenizer
+	// Name is the file's base name and the first 12 hex digits of its
+	// SHA-256, e.g. "tokenizer.json@3f1a…", recorded in trace headers.
+	Name string
+}
+
+// LoadTokenizer reads a tokenizer.json file.
+func LoadTokenizer(path string) (*Tokenizer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("synth: tokenizer: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	tk, err := loadTokenizer(io.TeeReader(f, h))
+	if err != nil {
+		return nil, fmt.Errorf("synth: tokenizer %s: %w (want a Hugging Face tokenizer.json)", path, err)
+	}
+	sum := h.Sum(nil)
+	return &Tokenizer{tk: tk, Name: filepath.Base(path) + "@" + hex.EncodeToString(sum[:6])}, nil
+}
+
+// loadTokenizer guards against panics inside the library on unexpected
+// files: a bad tokenizer.json must end in an error, not a stack trace.
+func loadTokenizer(r io.Reader) (tk *tokenizer.Tokenizer, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			tk, err = nil, fmt.Errorf("unsupported or malformed file: %v", p)
+		}
+	}()
+	return pretrained.FromReader(r)
+}
+
+// Count returns the number of tokens of text, special tokens included.
+func (t *Tokenizer) Count(text string) (n int, err error) {
+	ids, err := t.Encode(text)
+	return len(ids), err
+}
+
+// Encode returns the token ids of text, special tokens included.
+func (t *Tokenizer) Encode(text string) (ids []int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ids, err = nil, fmt.Errorf("synth: tokenizer %s: %v", t.Name, p)
+		}
+	}()
+	enc, err := t.tk.EncodeSingle(text, true)
+	if err != nil {
+		return nil, fmt.Errorf("synth: tokenizer %s: %w", t.Name, err)
+	}
+	return enc.Ids, nil
+}
+
+// EstimateTokens is the length estimate used without a tokenizer: one token
+// per four characters, rounded up (within about 10% of BPE counts for
+// English prose; see docs/readme/synth.md).
+func EstimateTokens(text string) int32 {
+	return int32((utf8.RuneCountInString(text) + 3) / 4)
+}
+
+// Measure fills the token counts of every record: exact counts with tok,
+// EstimateTokens without it.
+func Measure(ds *Dataset, tok *Tokenizer) error {
+	for i := range ds.Records {
+		r := &ds.Records[i]
+		if tok == nil {
+			r.InputTokens, r.OutputTokens = EstimateTokens(r.Prompt), EstimateTokens(r.Output)
+			continue
+		}
+		in, err := tok.Count(r.Prompt)
+		if err != nil {
+			return fmt.Errorf("record %s: prompt: %w", r.ID, err)
+		}
+		out, err := tok.Count(r.Output)
+		if err != nil {
+			return fmt.Errorf("record %s: output: %w", r.ID, err)
+		}
+		r.InputTokens, r.OutputTokens = int32(min(in, 1<<30)), int32(min(out, 1<<30))
+	}
+	return nil
+}
+
+// Filter keeps the requests a benchmark can use, like vLLM's ShareGPT
+// sampler: both lengths at least MinTokens, the prompt at most MaxInput
+// tokens and prompt plus output at most MaxTotal. A zero maximum disables
+// that bound.
+type Filter struct {
+	MinTokens int32
+	MaxInput  int32
+	MaxTotal  int32
+}
+
+// DefaultFilter is vLLM's: min 4 tokens, prompt ≤ 1024, prompt+output ≤ 2048.
+var DefaultFilter = Filter{MinTokens: 4, MaxInput: 1024, MaxTotal: 2048}
+
+// Keep reports whether a request of in prompt and out output tokens passes.
+func (f Filter) Keep(in, out int32) bool {
+	switch {
+	case in < f.MinTokens || out < f.MinTokens:
+		return false
+	case f.MaxInput > 0 && in > f.MaxInput:
+		return false
+	case f.MaxTotal > 0 && int64(in)+int64(out) > int64(f.MaxTotal):
+		return false
+	}
+	return true
+}
+
+// Validate reports an impossible filter.
+func (f Filter) Validate() error {
+	switch {
+	case f.MinTokens < 0 || f.MaxInput < 0 || f.MaxTotal < 0:
+		return fmt.Errorf("synth: filter bounds must not be negative (min %d, max input %d, max total %d)", f.MinTokens, f.MaxInput, f.MaxTotal)
+	case f.MaxInput > 0 && f.MaxInput < f.MinTokens:
+		return fmt.Errorf("synth: --max-input %d is below --min-tokens %d", f.MaxInput, f.MinTokens)
+	case f.MaxTotal > 0 && f.MaxTotal < 2*f.MinTokens:
+		return fmt.Errorf("synth: --max-total %d is below twice --min-tokens %d", f.MaxTotal, f.MinTokens)
+	}
+	return nil
+}
+
+func (f Filter) String() string {
+	return fmt.Sprintf("min=%d,max_input=%d,max_total=%d", f.MinTokens, f.MaxInput, f.MaxTotal)
+}
