@@ -18,8 +18,11 @@ const (
 
 // RenderOptions are the settings that shape request bodies.
 type RenderOptions struct {
-	// Model is the model name put in every body.
+	// Model is the model name put in every generated body.
 	Model string
+	// VerbatimModel replaces the model of verbatim (captured) bodies when
+	// set; they keep their own otherwise.
+	VerbatimModel string
 	// ChatMaxTokens says which length field chat requests carry
 	// (ChatMaxTokensBoth when empty).
 	ChatMaxTokens string
@@ -127,8 +130,8 @@ func renderVerbatim(raw []byte, opt RenderOptions, maxTok, minTok int32, ignoreE
 	}
 	set("stream", true)
 	set("stream_options", usageOptions)
-	if opt.Model != "" {
-		set("model", opt.Model)
+	if opt.VerbatimModel != "" {
+		set("model", opt.VerbatimModel)
 	}
 	if opt.ExactOutput && maxTok > 0 {
 		_, hasMCT := m["max_completion_tokens"]

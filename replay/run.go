@@ -278,6 +278,7 @@ func (r *runner) unix(t time.Time) int64 { return r.wall + int64(t.Sub(r.anchor)
 
 func (r *runner) run(ctx context.Context, p *plan, res *Result) error {
 	base := strings.TrimRight(r.cfg.Target, "/")
+	explicit := r.cfg.Model
 	if r.cfg.Model == "" {
 		m, err := r.firstModel(ctx, base)
 		if err != nil {
@@ -289,7 +290,7 @@ func (r *runner) run(ctx context.Context, p *plan, res *Result) error {
 	res.Model = r.cfg.Model
 	r.bodies = make([][]byte, len(r.reqs))
 	r.urls = make([]string, len(r.reqs))
-	opt := RenderOptions{Model: r.cfg.Model, ChatMaxTokens: r.cfg.ChatMaxTokens, ExactOutput: r.cfg.ExactOutput}
+	opt := RenderOptions{Model: r.cfg.Model, VerbatimModel: explicit, ChatMaxTokens: r.cfg.ChatMaxTokens, ExactOutput: r.cfg.ExactOutput}
 	for i := range r.reqs {
 		if !p.used[i] {
 			continue
