@@ -1,0 +1,84 @@
+package backends
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Preset names of the study's variants.
+const (
+	PresetTorchBaseline  = "torch-baseline"
+	PresetVLLMPage       = "vllm-page"
+	PresetVLLMPageFlash  = "vllm-page+flash"
+	PresetVLLMAllOpt     = "vllm-all-opt"
+	PresetTransformersCB = "transformers-cb"
+	PresetSimPaged       = "sim-paged"
+	PresetSimContiguous  = "sim-contiguous"
+)
+
+// presets is the single table of variant presets. Each entry states only
+// what differs from the server's defaults; the orchestrator fills model,
+// max_model_len, port and host.
+var presets = map[string]Spec{
+	PresetTorchBaseline: {
+		Kind:        KindTorch,
+		Description: "PyTorch baseline: contiguous per-request KV (max reservation), iteration-level batching, SDPA",
+		KVPolicy:    "max",
+		Attn:        "sdpa",
+	},
+	PresetVLLMPage: {
+		Kind:             KindVLLM,
+		Description:      "vLLM paged attention, Triton backend, eager (no CUDA graphs/compile), no prefix caching",
+		AttentionBackend: "TRITON_ATTN",
+		EnforceEager:     ptr(true),
+		PrefixCaching:    ptr(false),
+	},
+	PresetVLLMPageFlash: {
+		Kind:             KindVLLM,
+		Description:      "vLLM paged attention, FlashAttention backend, eager, no prefix caching",
+		AttentionBackend: "FLASH_ATTN",
+		EnforceEager:     ptr(true),
+		PrefixCaching:    ptr(false),
+	},
+	PresetVLLMAllOpt: {
+		Kind:        KindVLLM,
+		Description: "vLLM defaults: CUDA graphs, torch.compile, prefix caching, chunked prefill",
+	},
+	PresetTransformersCB: {
+		Kind:               KindTransformers,
+		Description:        "transformers serve with continuous batching and paged attention",
+		ContinuousBatching: ptr(true),
+		AttnImplementation: "sdpa_paged",
+	},
+	PresetSimPaged: {
+		Kind:        KindSim,
+		Description: "built-in simulator, paged KV (vLLM-like)",
+		SimPolicy:   "paged",
+	},
+	PresetSimContiguous: {
+		Kind:           KindSim,
+		Description:    "built-in simulator, contiguous KV with max reservation (Orca-Max-like)",
+		SimPolicy:      "contiguous",
+		SimReservation: "max",
+	},
+}
+
+// Preset returns a copy of the named preset.
+func Preset(name string) (Spec, error) {
+	p, ok := presets[name]
+	if !ok {
+		return Spec{}, fmt.Errorf("backends: no preset %q (known: %s)", name, strings.Join(PresetNames(), ", "))
+	}
+	return p.Clone(), nil
+}
+
+// PresetNames lists the presets in order.
+func PresetNames() []string {
+	names := make([]string, 0, len(presets))
+	for n := range presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

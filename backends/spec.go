@@ -1,0 +1,258 @@
+package backends
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Kinds of backend.
+const (
+	KindVLLM         = "vllm"
+	KindTorch        = "torch"
+	KindTransformers = "transformers"
+	KindSim          = "sim"
+	KindExec         = "exec"
+)
+
+// Kinds lists every kind, in the order documentation shows them.
+var Kinds = []string{KindVLLM, KindTorch, KindTransformers, KindSim, KindExec}
+
+// Ways to give vLLM its attention backend (Spec.AttentionVia).
+const (
+	// AttentionAuto picks the flag or the variable from the installed
+	// version (AttentionFlagSince).
+	AttentionAuto = "auto"
+	// AttentionFlag passes --attention-backend NAME.
+	AttentionFlag = "flag"
+	// AttentionEnv sets VLLM_ATTENTION_BACKEND=NAME.
+	AttentionEnv = "env"
+)
+
+// Duration is a time.Duration that TOML and JSON read and write as "90s".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: want a value like 90s, 10m or 1h30m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Spec is a resolved variant: which server to run and how. Field names follow
+// the server flags they set; unset pointer fields leave the server's default.
+// TOML keys are the snake_case names in the tags; a study's [variants.NAME]
+// table sets any of them on top of a preset.
+type Spec struct {
+	// Kind is vllm, torch, transformers, sim or exec.
+	Kind string `toml:"kind" json:"kind"`
+	// Description says what the variant stands for in reports.
+	Description string `toml:"description" json:"description,omitempty"`
+
+	// Model is the model directory or hub id (vllm, torch, transformers).
+	// The orchestrator fills it from the study's model; a variant rarely sets it.
+	Model string `toml:"model" json:"model,omitempty"`
+	// ServedModelName is the name clients send (--served-model-name).
+	ServedModelName string `toml:"served_model_name" json:"served_model_name,omitempty"`
+	// MaxModelLen is --max-model-len (0: the model's default).
+	MaxModelLen int `toml:"max_model_len" json:"max_model_len,omitempty"`
+	// Dtype is --dtype (auto, bfloat16, float16).
+	Dtype string `toml:"dtype" json:"dtype,omitempty"`
+	// GPUMemoryUtilization is --gpu-memory-utilization (0: default).
+	GPUMemoryUtilization float64 `toml:"gpu_memory_utilization" json:"gpu_memory_utilization,omitempty"`
+	// MaxNumSeqs is --max-num-seqs (0: default).
+	MaxNumSeqs int `toml:"max_num_seqs" json:"max_num_seqs,omitempty"`
+	// MaxNumBatchedTokens is --max-num-batched-tokens (0: default).
+	MaxNumBatchedTokens int `toml:"max_num_batched_tokens" json:"max_num_batched_tokens,omitempty"`
+	// LoadFormat is --load-format, e.g. "dummy" for random weights of the
+	// real shapes (vllm, torch).
+	LoadFormat string `toml:"load_format" json:"load_format,omitempty"`
+
+	// EnforceEager is vLLM's --enforce-eager (no CUDA graphs, no compile).
+	EnforceEager *bool `toml:"enforce_eager" json:"enforce_eager,omitempty"`
+	// OptimizationLevel is vLLM's -O level (0–3); nil leaves the default.
+	OptimizationLevel *int `toml:"optimization_level" json:"optimization_level,omitempty"`
+	// PrefixCaching is --enable-prefix-caching / --no-enable-prefix-caching.
+	PrefixCaching *bool `toml:"prefix_caching" json:"prefix_caching,omitempty"`
+	// ChunkedPrefill is --enable-chunked-prefill / --no-enable-chunked-prefill.
+	ChunkedPrefill *bool `toml:"chunked_prefill" json:"chunked_prefill,omitempty"`
+	// KVCacheDtype is --kv-cache-dtype (auto, fp8, ...).
+	KVCacheDtype string `toml:"kv_cache_dtype" json:"kv_cache_dtype,omitempty"`
+	// BlockSize is --block-size (0: default).
+	BlockSize int `toml:"block_size" json:"block_size,omitempty"`
+	// SpeculativeConfig is the JSON of --speculative-config.
+	SpeculativeConfig string `toml:"speculative_config" json:"speculative_config,omitempty"`
+	// AttentionBackend is vLLM's attention backend name (TRITON_ATTN,
+	// FLASH_ATTN, FLASHINFER, FLEX_ATTENTION); empty: vLLM chooses.
+	AttentionBackend string `toml:"attention_backend" json:"attention_backend,omitempty"`
+	// AttentionVia is how the attention backend is passed: auto (by the
+	// installed version), flag or env.
+	AttentionVia string `toml:"attention_via" json:"attention_via,omitempty"`
+	// VLLMVersion skips version detection when set (e.g. "0.11.0").
+	VLLMVersion string `toml:"vllm_version" json:"vllm_version,omitempty"`
+
+	// KVPolicy is the baseline server's reservation policy: max, pow2 or oracle.
+	KVPolicy string `toml:"kv_policy" json:"kv_policy,omitempty"`
+	// KVBudgetGiB is the baseline server's KV-cache budget in GiB.
+	KVBudgetGiB float64 `toml:"kv_budget_gib" json:"kv_budget_gib,omitempty"`
+	// Attn is the baseline server's attention kernel: sdpa or flash.
+	Attn string `toml:"attn" json:"attn,omitempty"`
+
+	// ContinuousBatching is transformers serve --continuous-batching.
+	ContinuousBatching *bool `toml:"continuous_batching" json:"continuous_batching,omitempty"`
+	// AttnImplementation is transformers serve --attn-implementation
+	// (sdpa, sdpa_paged, flash_attention_2, paged_attention, ...).
+	AttnImplementation string `toml:"attn_implementation" json:"attn_implementation,omitempty"`
+	// Compile turns on transformers serve --compile.
+	Compile *bool `toml:"compile" json:"compile,omitempty"`
+
+	// SimPolicy is vbsim --policy: paged or contiguous.
+	SimPolicy string `toml:"sim_policy" json:"sim_policy,omitempty"`
+	// SimReservation is vbsim --reservation: max, pow2 or oracle.
+	SimReservation string `toml:"sim_reservation" json:"sim_reservation,omitempty"`
+	// SimKVTokens is vbsim --kv-tokens.
+	SimKVTokens int `toml:"sim_kv_tokens" json:"sim_kv_tokens,omitempty"`
+	// SimMaxBatchTokens is vbsim --max-batch-tokens.
+	SimMaxBatchTokens int `toml:"sim_max_batch_tokens" json:"sim_max_batch_tokens,omitempty"`
+	// SimPreset is vbsim --preset (a named speed profile).
+	SimPreset string `toml:"sim_preset" json:"sim_preset,omitempty"`
+	// SimSpeed is vbsim --speed (time compression; 1 = real time).
+	SimSpeed float64 `toml:"sim_speed" json:"sim_speed,omitempty"`
+
+	// Command is the exec kind's command line; "{port}", "{host}" and
+	// "{model}" are replaced. Only a study file can set it.
+	Command []string `toml:"command" json:"command,omitempty"`
+	// HealthPaths overrides the polled paths (default /health and /v1/models).
+	HealthPaths []string `toml:"health_paths" json:"health_paths,omitempty"`
+
+	// Executable overrides the program (vllm, transformers, vbsim).
+	Executable string `toml:"executable" json:"executable,omitempty"`
+	// Python is the interpreter of the backend's environment (torch; vllm
+	// and transformers look for their script next to it). Default: the
+	// project's uv environment .venv/bin/python when present, else python3.
+	Python string `toml:"python" json:"python,omitempty"`
+	// ExtraArgs are appended to the command line as given.
+	ExtraArgs []string `toml:"extra_args" json:"extra_args,omitempty"`
+	// Env adds environment variables.
+	Env map[string]string `toml:"env" json:"env,omitempty"`
+	// StartupTimeout bounds WaitHealthy for this variant (0: the study's).
+	StartupTimeout Duration `toml:"startup_timeout" json:"startup_timeout,omitempty"`
+}
+
+// Clone returns a deep copy, so that overriding a copy never touches a preset.
+func (s Spec) Clone() Spec {
+	c := s
+	c.EnforceEager = clonePtr(s.EnforceEager)
+	c.OptimizationLevel = clonePtr(s.OptimizationLevel)
+	c.PrefixCaching = clonePtr(s.PrefixCaching)
+	c.ChunkedPrefill = clonePtr(s.ChunkedPrefill)
+	c.ContinuousBatching = clonePtr(s.ContinuousBatching)
+	c.Compile = clonePtr(s.Compile)
+	c.Command = append([]string(nil), s.Command...)
+	c.HealthPaths = append([]string(nil), s.HealthPaths...)
+	c.ExtraArgs = append([]string(nil), s.ExtraArgs...)
+	if s.Env != nil {
+		c.Env = make(map[string]string, len(s.Env))
+		for k, v := range s.Env {
+			c.Env[k] = v
+		}
+	}
+	return c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Validate collects every problem of the spec.
+func (s *Spec) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch s.Kind {
+	case KindVLLM, KindTorch, KindTransformers:
+		if s.Model == "" {
+			bad("kind %s needs a model", s.Kind)
+		}
+	case KindSim:
+	case KindExec:
+		if len(s.Command) == 0 {
+			bad("kind exec needs command = [\"program\", \"arg\", ...]")
+		}
+	case "":
+		bad("kind is missing (one of %s)", strings.Join(Kinds, ", "))
+	default:
+		bad("kind %q is unknown (one of %s)", s.Kind, strings.Join(Kinds, ", "))
+	}
+	if s.GPUMemoryUtilization < 0 || s.GPUMemoryUtilization > 1 {
+		bad("gpu_memory_utilization %v: want a fraction in (0, 1]", s.GPUMemoryUtilization)
+	}
+	for name, v := range map[string]int{"max_model_len": s.MaxModelLen, "max_num_seqs": s.MaxNumSeqs,
+		"max_num_batched_tokens": s.MaxNumBatchedTokens, "block_size": s.BlockSize,
+		"sim_kv_tokens": s.SimKVTokens, "sim_max_batch_tokens": s.SimMaxBatchTokens} {
+		if v < 0 {
+			bad("%s %d: must not be negative", name, v)
+		}
+	}
+	if s.OptimizationLevel != nil && (*s.OptimizationLevel < 0 || *s.OptimizationLevel > 3) {
+		bad("optimization_level %d: want 0..3", *s.OptimizationLevel)
+	}
+	switch s.AttentionVia {
+	case "", AttentionAuto, AttentionFlag, AttentionEnv:
+	default:
+		bad("attention_via %q: want auto, flag or env", s.AttentionVia)
+	}
+	if s.SpeculativeConfig != "" && !json.Valid([]byte(s.SpeculativeConfig)) {
+		bad("speculative_config is not valid JSON: %s", s.SpeculativeConfig)
+	}
+	switch s.KVPolicy {
+	case "", "max", "pow2", "oracle":
+	default:
+		bad("kv_policy %q: want max, pow2 or oracle", s.KVPolicy)
+	}
+	switch s.Attn {
+	case "", "sdpa", "flash":
+	default:
+		bad("attn %q: want sdpa or flash", s.Attn)
+	}
+	switch s.SimPolicy {
+	case "", "paged", "contiguous":
+	default:
+		bad("sim_policy %q: want paged or contiguous", s.SimPolicy)
+	}
+	switch s.SimReservation {
+	case "", "max", "pow2", "oracle":
+	default:
+		bad("sim_reservation %q: want max, pow2 or oracle", s.SimReservation)
+	}
+	if s.KVBudgetGiB < 0 || s.SimSpeed < 0 {
+		bad("kv_budget_gib and sim_speed must not be negative")
+	}
+	for _, p := range s.HealthPaths {
+		if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "http://") {
+			bad("health path %q: want /path or http://host:port/path", p)
+		}
+	}
+	for k := range s.Env {
+		if k == "" || strings.ContainsAny(k, "= \t") {
+			bad("env key %q is not a variable name", k)
+		}
+	}
+	return errors.Join(errs...)
+}
