@@ -41,6 +41,9 @@ type Config struct {
 	Upstream string `json:"upstream,omitempty"`
 	// Capture is a capture directory: record through an in-process proxy.
 	Capture string `json:"capture,omitempty"`
+	// ScrapeInterval is how often the embedded proxy scrapes the upstream's
+	// /metrics (0 = never).
+	ScrapeInterval time.Duration `json:"scrape_interval_ns,omitempty"`
 	// Rates are the asked mean request rates in requests/s, one level each,
 	// in order; empty or 0 plays the trace at its own pace.
 	Rates []float64 `json:"rates"`

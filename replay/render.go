@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/vbench/vbench/trace"
 )
@@ -123,6 +124,9 @@ func renderVerbatim(raw []byte, opt RenderOptions, maxTok, minTok int32, ignoreE
 			err = fmt.Errorf("null")
 		}
 		return nil, fmt.Errorf("verbatim body is not a JSON object: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("verbatim body has trailing data after its JSON object")
 	}
 	set := func(k string, v any) {
 		b, _ := json.Marshal(v) // plain values: cannot fail
