@@ -1,0 +1,204 @@
+package analyze
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+)
+
+// Output formats of the terminal summary (Config.Format).
+const (
+	FormatTable = "table"
+	FormatCSV   = "csv"
+	FormatJSON  = "json"
+)
+
+// Measurement windows (Config.Window).
+const (
+	// WindowSkipWarmup excludes warm-up requests (Tags.Warmup) and the
+	// drain after the replayer's deadline. The default.
+	WindowSkipWarmup = "skip-warmup"
+	// WindowAll measures every request, warm-up included.
+	WindowAll = "all"
+)
+
+// Config says what to analyse and what to write. The zero value plus
+// Captures is valid; see Validate.
+type Config struct {
+	// Captures are capture directories or JSON Lines dumps (the output of
+	// --dump / capture.Dump; "-" is stdin).
+	Captures []string
+	// Stdin is read for a capture named "-".
+	Stdin io.Reader
+	// By lists the grouping fields (default variant, rate, trial): variant,
+	// rate (the level label), trial, run, model, capture, or any label.
+	By []string
+	// Out is the directory for summary.csv, summary.json, requests.csv,
+	// report.md, charts/ and vllm/ ("" writes no files).
+	Out string
+	// Report is the Markdown report's path (default Out/report.md; "" with
+	// no Out writes none).
+	Report string
+	// Chart draws the charts (PNG and SVG) under Out/charts.
+	Chart bool
+	// Format is the terminal summary format: table, csv or json.
+	Format string
+	// Stdout receives the terminal summary (nil: none); Stderr receives
+	// warnings (nil: none).
+	Stdout, Stderr io.Writer
+	// SLO holds the goodput limits (zero: no goodput).
+	SLO SLO
+	// Window is skip-warmup (default) or all.
+	Window string
+	// VLLMJSON writes Out/vllm/<group>.json in `vllm bench serve` format.
+	VLLMJSON bool
+	// AllowMixed compares trials that replayed different traces.
+	AllowMixed bool
+	// Saturation is the normalized latency (s/token) under which a rate is
+	// sustained (default 200ms).
+	Saturation time.Duration
+	// LagWarn is the schedule-lag p99 above which the replayer is reported
+	// as the bottleneck (default 10ms).
+	LagWarn time.Duration
+	// CDFRate picks the rate level of the CDF charts (default: the highest
+	// level every variant sustains, else the lowest level).
+	CDFRate string
+	// Timeline picks the group key of the timeline chart (default: the
+	// group of the highest rate of the first variant).
+	Timeline string
+	// Title heads the report (default "vbench report").
+	Title string
+}
+
+// Validate fills defaults and reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Captures) == 0 {
+		errs = append(errs, errors.New("no capture given"))
+	}
+	if len(c.By) == 0 {
+		c.By = []string{"variant", "rate", "trial"}
+	}
+	for _, b := range c.By {
+		if strings.TrimSpace(b) == "" {
+			errs = append(errs, fmt.Errorf("--by: empty field in %q", strings.Join(c.By, ",")))
+		}
+	}
+	switch c.Format {
+	case "":
+		c.Format = FormatTable
+	case FormatTable, FormatCSV, FormatJSON:
+	default:
+		errs = append(errs, fmt.Errorf("--format %q: want table, csv or json", c.Format))
+	}
+	switch c.Window {
+	case "":
+		c.Window = WindowSkipWarmup
+	case WindowSkipWarmup, WindowAll:
+	default:
+		errs = append(errs, fmt.Errorf("--window %q: want skip-warmup or all", c.Window))
+	}
+	if c.Saturation == 0 {
+		c.Saturation = 200 * time.Millisecond
+	}
+	if c.Saturation < 0 {
+		errs = append(errs, fmt.Errorf("--saturation %s: must be positive", c.Saturation))
+	}
+	if c.LagWarn == 0 {
+		c.LagWarn = 10 * time.Millisecond
+	}
+	if (c.Chart || c.VLLMJSON) && c.Out == "" {
+		errs = append(errs, errors.New("--chart and --vllm-json write files: give --out DIR"))
+	}
+	if c.Report == "" && c.Out != "" {
+		c.Report = c.Out + "/report.md"
+	}
+	if c.Title == "" {
+		c.Title = "vbench report"
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("analyze: config: %w", err)
+	}
+	return nil
+}
+
+// SLO holds per-request service-level objectives for goodput; a zero limit
+// is not checked. A request is good when it completed and every set limit
+// holds (value ≤ limit). As in `vllm bench serve`, a request with one
+// output token (no TPOT) meets any TPOT limit.
+type SLO struct {
+	TTFT      time.Duration `json:"ttft,omitempty"`
+	TTFTSched time.Duration `json:"ttft_sched,omitempty"`
+	TPOT      time.Duration `json:"tpot,omitempty"`
+	E2E       time.Duration `json:"e2e,omitempty"`
+	// Norm limits the normalized latency (E2E per output token).
+	Norm time.Duration `json:"norm,omitempty"`
+}
+
+// Empty reports whether no limit is set.
+func (s SLO) Empty() bool { return s == SLO{} }
+
+// String formats s the way ParseSLO reads it.
+func (s SLO) String() string {
+	var parts []string
+	add := func(k string, d time.Duration) {
+		if d > 0 {
+			parts = append(parts, k+"="+d.String())
+		}
+	}
+	add("ttft", s.TTFT)
+	add("ttft_sched", s.TTFTSched)
+	add("tpot", s.TPOT)
+	add("e2e", s.E2E)
+	add("norm", s.Norm)
+	return strings.Join(parts, ",")
+}
+
+// ParseSLO reads "ttft=1s,tpot=100ms,e2e=10s,norm=200ms,ttft_sched=2s"
+// (e2el is accepted for e2e).
+func ParseSLO(text string) (SLO, error) {
+	var s SLO
+	if strings.TrimSpace(text) == "" {
+		return s, nil
+	}
+	for _, part := range strings.Split(text, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return SLO{}, fmt.Errorf("--slo %q: want name=duration, e.g. ttft=1s", part)
+		}
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return SLO{}, fmt.Errorf("--slo %s: %q is not a positive duration such as 500ms", k, v)
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "ttft":
+			s.TTFT = d
+		case "ttft_sched", "ttft-sched":
+			s.TTFTSched = d
+		case "tpot":
+			s.TPOT = d
+		case "e2e", "e2el":
+			s.E2E = d
+		case "norm", "normalized":
+			s.Norm = d
+		default:
+			return SLO{}, fmt.Errorf("--slo %q: unknown objective; want ttft, ttft_sched, tpot, e2e or norm", k)
+		}
+	}
+	return s, nil
+}
+
+// Meets reports whether a request is good under s.
+func (s SLO) Meets(r *Request) bool {
+	if !r.Completed {
+		return false
+	}
+	le := func(v float64, lim time.Duration) bool {
+		return lim <= 0 || (!math.IsNaN(v) && v <= lim.Seconds())
+	}
+	tpotOK := s.TPOT <= 0 || math.IsNaN(r.TPOT) && r.OutputTokens <= 1 || le(r.TPOT, s.TPOT)
+	return le(r.TTFT, s.TTFT) && le(r.TTFTSched, s.TTFTSched) && tpotOK && le(r.E2E, s.E2E) && le(r.NormLatency, s.Norm)
+}

@@ -1,0 +1,294 @@
+package analyze
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// Group is the summary of one group of requests (by default one variant ×
+// rate level × trial). Its JSON and CSV column names are stable and
+// documented in docs/readme/analyze.md. Durations are in seconds,
+// normalized latency in s/token.
+type Group struct {
+	// Key is the group key: the values of Config.By joined with "/".
+	Key string `json:"key"`
+	// Labels holds the value of every Config.By field.
+	Labels  map[string]string `json:"labels"`
+	Variant string            `json:"variant"`
+	Level   string            `json:"level"`
+	Rate    float64           `json:"rate"`
+	Trial   string            `json:"trial"`
+	Model   string            `json:"model,omitempty"`
+	// Captures lists the inputs that contributed.
+	Captures []string `json:"captures"`
+	// TraceHashes lists the distinct trace hashes of its requests.
+	TraceHashes []string `json:"trace_hashes,omitempty"`
+
+	// Count is the number of measured requests (warm-up excluded unless
+	// Config.Window is "all"); Warmup counts the excluded ones.
+	Count     int `json:"count"`
+	Warmup    int `json:"warmup"`
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+	// FailedBy counts failed requests by error kind.
+	FailedBy map[string]int `json:"failed_by,omitempty"`
+	// EstimatedTokens counts completed requests whose output length is an
+	// estimate (content chunks) or unknown.
+	EstimatedTokens int `json:"estimated_tokens"`
+	// EmptyOutput counts completed requests with no output token.
+	EmptyOutput int `json:"empty_output"`
+
+	// WindowStart and WindowEnd bound the measurement window (Unix ns):
+	// from the first measured request's start to the last measured
+	// request's end, cut at the replayer's deadline (the drain after it is
+	// excluded). Duration is the window in seconds.
+	WindowStart int64   `json:"window_start"`
+	WindowEnd   int64   `json:"window_end"`
+	Duration    float64 `json:"duration"`
+
+	// RequestThroughput is completed requests ending in the window per
+	// second; OutputThroughput their output tokens per second;
+	// InputTokens and OutputTokens are their totals.
+	RequestThroughput float64 `json:"request_throughput"`
+	OutputThroughput  float64 `json:"output_throughput"`
+	InputTokens       int64   `json:"input_tokens"`
+	OutputTokens      int64   `json:"output_tokens"`
+	// Goodput is completed requests meeting every SLO per second (NaN
+	// without SLOs); GoodCount is their number.
+	Goodput   float64 `json:"goodput"`
+	GoodCount int     `json:"good_count"`
+
+	// NormLatency is E2E/output tokens over completed requests: its Mean
+	// is the vLLM paper's normalized latency.
+	NormLatency Dist `json:"norm_latency"`
+	TTFT        Dist `json:"ttft"`
+	TTFTSched   Dist `json:"ttft_sched"`
+	TPOT        Dist `json:"tpot"`
+	// ITL pools the gaps between consecutive content chunks of every
+	// completed request; ITLToken is the same per token (a gap over a
+	// chunk of k tokens counts k times as gap/k).
+	ITL      Dist `json:"itl"`
+	ITLToken Dist `json:"itl_token"`
+	E2E      Dist `json:"e2e"`
+	// Lag is the replayer's send lateness (Sent − Scheduled).
+	Lag Dist `json:"lag"`
+
+	// InFlightMean and InFlightMax are the requests open at the proxy
+	// over the window (time-weighted mean, maximum), all traffic counted.
+	InFlightMean float64 `json:"inflight_mean"`
+	InFlightMax  int     `json:"inflight_max"`
+	// Running, Waiting and KVUsage are time-weighted means over the window
+	// of the server's gauges (vllm:num_requests_running — the paper's
+	// batched requests —, num_requests_waiting, kv_cache_usage_perc); NaN
+	// when the server exposed none. RunningMax is the largest sample.
+	Running    float64 `json:"running_mean"`
+	RunningMax float64 `json:"running_max"`
+	Waiting    float64 `json:"waiting_mean"`
+	KVUsage    float64 `json:"kv_usage_mean"`
+	// Preemptions is the increase of vllm:num_preemptions over the window.
+	Preemptions float64 `json:"preemptions"`
+	// Samples is the number of server-metric samples in the window.
+	Samples int `json:"samples"`
+
+	// Warnings are plain sentences about this group.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// groupAcc accumulates one group while records stream by.
+type groupAcc struct {
+	g        *Group
+	reqs     []int // indexes into the request list
+	itl      []float64
+	itlToken []float64
+	captures map[string]bool
+	hashes   map[string]bool
+	// split: itlToken is kept apart from itl (some chunk had ≠ 1 token).
+	split bool
+	// deadline is the latest replayer deadline of its measured requests.
+	deadline int64
+}
+
+// keyOf returns the value of a grouping field for a request.
+func keyOf(r *Request, rec *capture.Record, field string) string {
+	switch field {
+	case "variant":
+		return r.Variant
+	case "rate", "level":
+		return r.Level
+	case "trial":
+		return r.Trial
+	case "run":
+		return rec.Tags.Run
+	case "capture":
+		return r.Capture
+	case "model":
+		return r.Model
+	}
+	return labelOf(rec, field)
+}
+
+// sortGroups orders groups by variant, numeric rate, then key, so outputs
+// are stable and rates read in order.
+func sortGroups(gs []*Group) {
+	slices.SortStableFunc(gs, func(a, b *Group) int {
+		return cmp.Or(
+			cmp.Compare(a.Variant, b.Variant),
+			cmp.Compare(a.Rate, b.Rate),
+			compareNatural(a.Trial, b.Trial),
+			cmp.Compare(a.Key, b.Key),
+		)
+	})
+}
+
+// compareNatural compares numerically when both strings are numbers.
+func compareNatural(a, b string) int {
+	x, ex := strconv.ParseFloat(a, 64)
+	y, ey := strconv.ParseFloat(b, 64)
+	if ex == nil && ey == nil {
+		return cmp.Compare(x, y)
+	}
+	return cmp.Compare(a, b)
+}
+
+// finish computes the group's statistics from its requests.
+func (a *groupAcc) finish(reqs []Request, cfg *Config, series *sampleSeries, spans []span) {
+	g := a.g
+	g.Captures = sortedSet(a.captures)
+	g.TraceHashes = sortedSet(a.hashes)
+	var ttft, ttftS, tpot, e2e, norm, lag []float64
+	g.FailedBy = map[string]int{}
+	g.WindowStart, g.WindowEnd = math.MaxInt64, math.MinInt64
+	for _, i := range a.reqs {
+		r := &reqs[i]
+		g.WindowStart = min(g.WindowStart, r.Start)
+		g.WindowEnd = max(g.WindowEnd, r.End)
+	}
+	if d := a.deadline; d > g.WindowStart && d < g.WindowEnd {
+		g.WindowEnd = d
+	}
+	if len(a.reqs) == 0 {
+		g.WindowStart, g.WindowEnd = 0, 0
+	}
+	g.Duration = secs(g.WindowEnd - g.WindowStart)
+	for _, i := range a.reqs {
+		r := &reqs[i]
+		lag = append(lag, r.Lag)
+		if !r.Completed {
+			g.Failed++
+			g.FailedBy[r.ErrorKind]++
+			continue
+		}
+		g.Completed++
+		if r.TokenSource == SourceChunks || r.TokenSource == SourceNone {
+			g.EstimatedTokens++
+		}
+		if r.OutputTokens == 0 {
+			g.EmptyOutput++
+		}
+		if r.End <= g.WindowEnd {
+			g.OutputTokens += int64(r.OutputTokens)
+			if r.PromptTokens > 0 {
+				g.InputTokens += int64(r.PromptTokens)
+			}
+			g.RequestThroughput++
+			if cfg.SLO.Meets(r) {
+				g.GoodCount++
+			}
+		}
+		ttft = append(ttft, r.TTFT)
+		ttftS = append(ttftS, r.TTFTSched)
+		tpot = append(tpot, r.TPOT)
+		e2e = append(e2e, r.E2E)
+		norm = append(norm, r.NormLatency)
+	}
+	if len(g.FailedBy) == 0 {
+		g.FailedBy = nil
+	}
+	g.Goodput = math.NaN()
+	if g.Duration > 0 {
+		g.OutputThroughput = float64(g.OutputTokens) / g.Duration
+		g.RequestThroughput /= g.Duration
+		if !cfg.SLO.Empty() {
+			g.Goodput = float64(g.GoodCount) / g.Duration
+		}
+	} else {
+		g.RequestThroughput = math.NaN()
+		g.OutputThroughput = math.NaN()
+	}
+	g.TTFT = Summarize(ttft)
+	g.TTFTSched = Summarize(ttftS)
+	g.TPOT = Summarize(tpot)
+	g.E2E = Summarize(e2e)
+	g.NormLatency = Summarize(norm)
+	g.Lag = Summarize(lag)
+	g.ITL = Summarize(a.itl)
+	g.ITLToken = g.ITL
+	if a.split {
+		g.ITLToken = Summarize(a.itlToken)
+	}
+	a.itl, a.itlToken = nil, nil
+
+	g.InFlightMean, g.InFlightMax = inFlight(spans, g.WindowStart, g.WindowEnd)
+	g.Running, g.RunningMax, g.Waiting, g.KVUsage, g.Preemptions, g.Samples = math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN(), 0
+	if series != nil && g.Duration > 0 {
+		g.Running, g.RunningMax, g.Samples = series.gauge(capture.MetricRunning, g.WindowStart, g.WindowEnd)
+		g.Waiting, _, _ = series.gauge(capture.MetricWaiting, g.WindowStart, g.WindowEnd)
+		g.KVUsage, _, _ = series.gauge(capture.MetricKVUsage, g.WindowStart, g.WindowEnd)
+		g.Preemptions = series.delta(capture.MetricPreemptions, g.WindowStart, g.WindowEnd)
+	}
+	g.Warnings = groupWarnings(g, cfg)
+}
+
+func groupWarnings(g *Group, cfg *Config) []string {
+	var w []string
+	if g.Count == 0 {
+		w = append(w, "no measured request (only warm-up traffic?)")
+	} else if g.Completed == 0 {
+		w = append(w, fmt.Sprintf("no request completed: %d failed (%s)", g.Failed, kindsText(g.FailedBy)))
+	} else if g.Failed > 0 {
+		w = append(w, fmt.Sprintf("%d of %d requests failed (%s)", g.Failed, g.Count, kindsText(g.FailedBy)))
+	}
+	if g.Lag.N > 0 && g.Lag.P99 > cfg.LagWarn.Seconds() {
+		w = append(w, fmt.Sprintf("schedule lag p99 %s exceeds %s: the replayer was the bottleneck, latencies from send understate the load", fmtDur(g.Lag.P99), cfg.LagWarn))
+	}
+	if g.EstimatedTokens > 0 {
+		w = append(w, fmt.Sprintf("%d completed requests have no server token count; their output length is the content-chunk count (an estimate)", g.EstimatedTokens))
+	}
+	if g.EmptyOutput > 0 {
+		w = append(w, fmt.Sprintf("%d completed requests produced no output token", g.EmptyOutput))
+	}
+	if len(g.TraceHashes) > 1 {
+		w = append(w, fmt.Sprintf("requests from %d different traces: %s", len(g.TraceHashes), strings.Join(g.TraceHashes, ", ")))
+	}
+	return w
+}
+
+func kindsText(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,180 @@
+package analyze
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/vbench/vbench/capture"
+)
+
+func near(a, b float64) bool {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.IsNaN(a) && math.IsNaN(b)
+	}
+	return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b))
+}
+
+func checkF(t *testing.T, what string, got, want float64) {
+	t.Helper()
+	if !near(got, want) {
+		t.Errorf("%s = %v; want %v", what, got, want)
+	}
+}
+
+func TestMeasure(t *testing.T) {
+	recs, _, _ := smallFixture()
+	nan := math.NaN()
+	tests := []struct {
+		id                                         int
+		completed                                  bool
+		kind                                       string
+		out                                        int
+		source                                     string
+		ttft, ttftSched, e2e, tpot, norm, itl, lag float64
+		gaps                                       []float64
+		gapTokens                                  []int
+	}{
+		{1, true, "", 4, SourceUsageChunks, 0.1, 0.102, 0.251, 0.151 / 3, 0.251 / 4, 0.075, 0.001, []float64{0.05, 0.1}, []int{1, 2}},
+		{2, true, "", 3, SourceUsage, 0.2, 0.2, 0.401, 0.201 / 2, 0.401 / 3, 0.1, 0, []float64{0.1, 0.1}, []int{1, 1}},
+		{3, true, "", 2, SourceChunks, 0.1, nan, 0.3, 0.2, 0.15, 0.2, nan, []float64{0.2}, []int{1}},
+		{4, false, "http_500", 0, SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
+		{5, false, KindCut, 1, SourceUsageChunks, 0.1, nan, nan, nan, nan, nan, nan, nil, nil},
+		{6, false, string(capture.OutcomeClientAborted), 0, SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
+		{7, true, "", 0, SourceUsage, nan, nan, 0.01, nan, nan, nan, nan, nil, nil},
+		{9, false, KindIncomplete, 0, SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
+	}
+	byID := map[int]*capture.Record{}
+	for _, r := range recs {
+		byID[int(r.ID)] = r
+	}
+	for _, tt := range tests {
+		var gaps []float64
+		var toks []int
+		r := Measure(byID[tt.id], "fx", func(g float64, n int) { gaps = append(gaps, g); toks = append(toks, n) })
+		if r.Completed != tt.completed || r.ErrorKind != tt.kind {
+			t.Errorf("request %d: completed %v kind %q; want %v %q", tt.id, r.Completed, r.ErrorKind, tt.completed, tt.kind)
+		}
+		if r.OutputTokens != tt.out || r.TokenSource != tt.source {
+			t.Errorf("request %d: output %d from %s; want %d from %s", tt.id, r.OutputTokens, r.TokenSource, tt.out, tt.source)
+		}
+		for _, c := range []struct {
+			name      string
+			got, want float64
+		}{{"ttft", r.TTFT, tt.ttft}, {"ttft_sched", r.TTFTSched, tt.ttftSched}, {"e2e", r.E2E, tt.e2e}, {"tpot", r.TPOT, tt.tpot}, {"norm", r.NormLatency, tt.norm}, {"itl_mean", r.ITLMean, tt.itl}, {"lag", r.Lag, tt.lag}} {
+			if !near(c.got, c.want) {
+				t.Errorf("request %d: %s = %v; want %v", tt.id, c.name, c.got, c.want)
+			}
+		}
+		if len(gaps) != len(tt.gaps) {
+			t.Errorf("request %d: gaps %v; want %v", tt.id, gaps, tt.gaps)
+			continue
+		}
+		for i := range gaps {
+			if !near(gaps[i], tt.gaps[i]) || toks[i] != tt.gapTokens[i] {
+				t.Errorf("request %d: gap %d = %v (%d tokens); want %v (%d)", tt.id, i, gaps[i], toks[i], tt.gaps[i], tt.gapTokens[i])
+			}
+		}
+	}
+}
+
+func TestAnalyzeSmallFixture(t *testing.T) {
+	recs, samples, metas := smallFixture()
+	path := filepath.Join(t.TempDir(), "fx.jsonl")
+	writeDump(t, path, recs, samples, metas)
+	res, err := Analyze(context.Background(), Config{Captures: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 1 {
+		t.Fatalf("%d groups; want 1", len(res.Groups))
+	}
+	g := res.Groups[0]
+	if g.Key != "a/1/1" || g.Count != 8 || g.Warmup != 1 || g.Completed != 4 || g.Failed != 4 {
+		t.Errorf("group %s: count %d warmup %d completed %d failed %d; want a/1/1 8 1 4 4", g.Key, g.Count, g.Warmup, g.Completed, g.Failed)
+	}
+	wantKinds := map[string]int{"http_500": 1, KindCut: 1, "client_aborted": 1, KindIncomplete: 1}
+	for k, n := range wantKinds {
+		if g.FailedBy[k] != n {
+			t.Errorf("failed_by[%s] = %d; want %d (all: %v)", k, g.FailedBy[k], n, g.FailedBy)
+		}
+	}
+	if g.EstimatedTokens != 1 || g.EmptyOutput != 1 {
+		t.Errorf("estimated %d, empty %d; want 1, 1", g.EstimatedTokens, g.EmptyOutput)
+	}
+	if g.WindowStart != t0 || g.WindowEnd != t0+800*ms {
+		t.Errorf("window [%d, %d]; want [t0, t0+800ms]", g.WindowStart-t0, g.WindowEnd-t0)
+	}
+	checkF(t, "duration", g.Duration, 0.8)
+	checkF(t, "request_throughput", g.RequestThroughput, 4/0.8)
+	checkF(t, "output_throughput", g.OutputThroughput, 9/0.8)
+	if g.OutputTokens != 9 || g.InputTokens != 40 {
+		t.Errorf("tokens out %d in %d; want 9, 40", g.OutputTokens, g.InputTokens)
+	}
+	checkF(t, "ttft mean", g.TTFT.Mean, 0.4/3)
+	checkF(t, "ttft p50", g.TTFT.P50, 0.1)
+	checkF(t, "ttft p99", g.TTFT.P99, 0.198)
+	checkF(t, "itl mean", g.ITL.Mean, 0.11)
+	checkF(t, "itl_token mean", g.ITLToken.Mean, 0.55/6)
+	if g.ITLToken.N != 6 || g.ITL.N != 5 {
+		t.Errorf("itl n %d, per token %d; want 5, 6", g.ITL.N, g.ITLToken.N)
+	}
+	checkF(t, "e2e mean", g.E2E.Mean, (0.251+0.401+0.3+0.01)/4)
+	checkF(t, "norm mean", g.NormLatency.Mean, (0.251/4+0.401/3+0.15)/3)
+	checkF(t, "tpot mean", g.TPOT.Mean, (0.151/3+0.201/2+0.2)/3)
+	checkF(t, "inflight mean", g.InFlightMean, 1.117/0.8)
+	if g.InFlightMax != 3 {
+		t.Errorf("inflight max %d; want 3", g.InFlightMax)
+	}
+	checkF(t, "running mean", g.Running, (0.25*1+0.5*3+0.05*2)/0.8)
+	checkF(t, "running max", g.RunningMax, 3)
+	checkF(t, "waiting mean", g.Waiting, 1)
+	checkF(t, "kv mean", g.KVUsage, 0.5)
+	checkF(t, "preemptions", g.Preemptions, 3)
+	checkF(t, "goodput", g.Goodput, math.NaN())
+	checkF(t, "lag p99", g.Lag.P99, 0.00099)
+}
+
+func TestGoodputSLO(t *testing.T) {
+	recs, samples, metas := smallFixture()
+	path := filepath.Join(t.TempDir(), "fx.jsonl")
+	writeDump(t, path, recs, samples, metas)
+	tests := []struct {
+		slo  string
+		good int
+	}{
+		{"ttft=150ms", 2},         // r1, r3 (r2 0.2 s; r7 has no TTFT)
+		{"tpot=100ms", 2},         // r1 0.0503, r7 (no TPOT, ≤1 token); r2 0.1005, r3 0.2 fail
+		{"e2e=350ms", 3},          // r1, r3, r7
+		{"ttft=1s,norm=100ms", 1}, // r1 only (0.0628)
+		{"ttft_sched=150ms", 1},   // r1 (0.102); r3 has no schedule
+	}
+	for _, tt := range tests {
+		slo, err := ParseSLO(tt.slo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Analyze(context.Background(), Config{Captures: []string{path}, SLO: slo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := res.Groups[0]
+		if g.GoodCount != tt.good {
+			t.Errorf("--slo %s: %d good; want %d", tt.slo, g.GoodCount, tt.good)
+		}
+		checkF(t, "goodput "+tt.slo, g.Goodput, float64(tt.good)/0.8)
+	}
+}
+
+func TestParseSLOErrors(t *testing.T) {
+	for _, s := range []string{"ttft", "ttft=abc", "speed=1s", "ttft=-1s", "ttft=0s"} {
+		if _, err := ParseSLO(s); err == nil {
+			t.Errorf("ParseSLO(%q): no error", s)
+		}
+	}
+	s, err := ParseSLO("ttft=1s, tpot=100ms,e2el=5s")
+	if err != nil || s.String() != "ttft=1s,tpot=100ms,e2e=5s" {
+		t.Errorf("ParseSLO = %v, %v", s, err)
+	}
+}

@@ -1,0 +1,176 @@
+package analyze
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"strings"
+)
+
+// reference returns the variant the others are compared with: a variant
+// named like the PyTorch baseline if present, else the one with the lowest
+// sustained rate.
+func (res *Result) reference() (Saturation, bool) {
+	var ref Saturation
+	found := false
+	for _, s := range res.Saturation {
+		if s.Over {
+			continue
+		}
+		if strings.Contains(s.Variant, "baseline") || strings.HasPrefix(s.Variant, "torch") {
+			return s, true
+		}
+		if !found || s.Rate < ref.Rate {
+			ref, found = s, true
+		}
+	}
+	return ref, found
+}
+
+// SaturationLines returns one sentence per variant about its sustained
+// rate, then the ratios to the reference variant.
+func (res *Result) SaturationLines() []string {
+	if len(res.Saturation) == 0 {
+		return nil
+	}
+	thr := fmtNum(res.Setup.Saturation, -1)
+	var out []string
+	for _, s := range res.Saturation {
+		switch {
+		case s.Over:
+			out = append(out, fmt.Sprintf("%s: normalized latency is above %s s/token even at its lowest rate", s.Variant, thr))
+		case s.Never:
+			out = append(out, fmt.Sprintf("%s sustains at least %s req/s at %s s/token (its highest measured rate; %.4f s/token there)", s.Variant, fmtNum(s.Rate, -1), thr, s.NormLatency))
+		default:
+			out = append(out, fmt.Sprintf("%s sustains %s req/s at %s s/token (%.4f s/token there)", s.Variant, fmtNum(s.Rate, -1), thr, s.NormLatency))
+		}
+	}
+	ref, ok := res.reference()
+	if !ok || len(res.Saturation) < 2 {
+		return out
+	}
+	for _, s := range res.Saturation {
+		if s.Variant == ref.Variant || s.Over || ref.Rate <= 0 {
+			continue
+		}
+		atLeast := ""
+		if s.Never {
+			atLeast = "at least "
+		}
+		out = append(out, fmt.Sprintf("%s sustains %s%.1f× the request rate of %s at %s s/token", s.Variant, atLeast, s.Rate/ref.Rate, ref.Variant, thr))
+	}
+	return out
+}
+
+// mdEscape makes a table cell safe.
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+// WriteReport writes the Markdown report. Chart paths are written relative
+// to the report's directory reportDir.
+func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, reportDir string) error {
+	var b strings.Builder
+	st := res.Setup
+	fmt.Fprintf(&b, "# %s\n\n", cfg.Title)
+	b.WriteString("## Setup\n\n")
+	list := func(name string, xs []string) {
+		v := "-"
+		if len(xs) > 0 {
+			v = "`" + strings.Join(xs, "`, `") + "`"
+		}
+		fmt.Fprintf(&b, "- %s: %s\n", name, v)
+	}
+	list("captures", st.Captures)
+	list("variants", st.Variants)
+	list("models", st.Models)
+	list("trace hashes", st.TraceHashes)
+	list("tools", st.Tools)
+	list("hosts", st.Hosts)
+	list("facts (metadata and labels)", st.Facts)
+	fmt.Fprintf(&b, "- records: %d, server-metric samples: %d\n", st.Records, st.Samples)
+	fmt.Fprintf(&b, "- grouping: %s; window: %s; saturation threshold: %s s/token", strings.Join(st.By, " × "), st.Window, fmtNum(st.Saturation, -1))
+	if st.SLO != "" {
+		fmt.Fprintf(&b, "; SLO: %s", st.SLO)
+	}
+	b.WriteString("\n\n")
+
+	b.WriteString("## Saturation\n\n")
+	if lines := res.SaturationLines(); len(lines) > 0 {
+		for _, l := range lines {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+	} else {
+		b.WriteString("No rate levels with completed requests: no saturation rate.\n")
+	}
+	b.WriteString("\n")
+
+	if len(charts) > 0 {
+		b.WriteString("## Charts\n\n")
+		for _, c := range charts {
+			rel := c.Paths[0]
+			if r, err := filepath.Rel(reportDir, rel); err == nil {
+				rel = r
+			}
+			fmt.Fprintf(&b, "![%s](%s)\n\n", c.Title, filepath.ToSlash(rel))
+		}
+	}
+
+	b.WriteString("## Summary\n\nOne row per group; durations in the unit shown, normalized latency in s/token, \"batched\" is the time-weighted mean of the server's running requests.\n\n")
+	hdr := tableHeader()
+	b.WriteString("| " + strings.Join(hdr, " | ") + " |\n|")
+	for range hdr {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, g := range res.Groups {
+		row := tableRow(g)
+		for i := range row {
+			row[i] = mdEscape(row[i])
+		}
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+
+	multi := false
+	for _, a := range res.Aggregates {
+		multi = multi || a.Trials > 1
+	}
+	if multi {
+		b.WriteString("## Across trials (mean ± 95% CI, t distribution)\n\n")
+		b.WriteString("| group | trials | req/s | tok/s | norm s/tok | TTFT p99 (s) | TPOT mean (s) |\n|---|---|---|---|---|---|---|\n")
+		for _, a := range res.Aggregates {
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", mdEscape(a.Key), a.Trials,
+				ciText(a.RequestThroughput, 2), ciText(a.OutputThroughput, 1), ciText(a.NormLatency, 4), ciText(a.TTFTP99, 3), ciText(a.TPOTMean, 4))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("## Warnings\n\n")
+	if ws := res.AllWarnings(); len(ws) > 0 {
+		for _, w := range ws {
+			fmt.Fprintf(&b, "- %s\n", mdEscape(w))
+		}
+	} else {
+		b.WriteString("None.\n")
+	}
+	b.WriteString("\n## Definitions\n\n" + definitionsMarkdown)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func ciText(c CI, prec int) string {
+	if math.IsNaN(c.Half) {
+		return fmtNum(c.Mean, prec)
+	}
+	return fmtNum(c.Mean, prec) + " ± " + fmtNum(c.Half, prec)
+}
+
+// definitionsMarkdown is the short form of the metric definitions (the
+// full text is in docs/readme/analyze.md).
+const definitionsMarkdown = `- TTFT: first content chunk − request start (the proxy's receive time); "sched" variants start at the replayer's scheduled time.
+- ITL: gap between consecutive content chunks; per token: the gap divided by the tokens of the later chunk.
+- TPOT: (E2E − TTFT) / (output tokens − 1). E2E: last byte − request start.
+- Normalized latency: E2E / output tokens per completed request; the figure is its mean (s/token).
+- Throughput: completed requests (and their output tokens) ending in the measurement window, per second of window. The window runs from the first measured request to the last end, cut at the replayer's deadline; warm-up requests are excluded.
+- Percentiles: linear interpolation between closest ranks (numpy's default, as in ` + "`vllm bench serve`" + `).
+`

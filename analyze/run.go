@@ -1,0 +1,361 @@
+// Package analyze turns captures into the numbers and pictures of a
+// benchmark: per-request metrics (TTFT, ITL, TPOT, E2E, normalized
+// latency), per-group summaries (variant × rate × trial) with percentiles
+// computed like `vllm bench serve`, cross-trial means with confidence
+// intervals, CSV/JSON/vLLM-JSON exports, charts and a Markdown report.
+//
+// The metric definitions live here and only here; docs/readme/analyze.md
+// documents them. Analysis is pure and deterministic: the same captures
+// give the same bytes.
+package analyze
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// ErrMixedTraces is wrapped by the error of Analyze when the requests
+// replayed different traces and Config.AllowMixed is off.
+var ErrMixedTraces = errors.New("captures replayed different traces")
+
+// Result is everything an analysis computed.
+type Result struct {
+	// Groups are the per-group summaries, sorted by variant, rate, trial.
+	Groups []*Group `json:"groups"`
+	// Aggregates merge the trials of each group (Config.By without trial).
+	Aggregates []*Aggregate `json:"aggregates"`
+	// Saturation holds each variant's sustained rate under the threshold.
+	Saturation []Saturation `json:"saturation"`
+	// Setup describes the inputs (from the captures' metadata and labels).
+	Setup Setup `json:"setup"`
+	// Warnings are sentences about the whole analysis (group warnings
+	// are in each Group).
+	Warnings []string `json:"warnings,omitempty"`
+	// Requests are the per-request metrics, in input order then arrival
+	// order.
+	Requests []Request `json:"-"`
+
+	series map[string]*sampleSeries // by capture name
+	spans  map[string][]span        // by capture name
+}
+
+// Setup describes what was analysed.
+type Setup struct {
+	Captures    []string `json:"captures"`
+	Variants    []string `json:"variants"`
+	Models      []string `json:"models,omitempty"`
+	TraceHashes []string `json:"trace_hashes,omitempty"`
+	// Tools lists "tool version" of each capture writer; Hosts the hosts.
+	Tools []string `json:"tools,omitempty"`
+	Hosts []string `json:"hosts,omitempty"`
+	// Facts are the metadata's Extra values and labels, "key=value",
+	// deduplicated and sorted (GPU, driver, versions, ...).
+	Facts []string `json:"facts,omitempty"`
+	// Records and Samples count what was read.
+	Records int `json:"records"`
+	Samples int `json:"samples"`
+	// By and Window repeat the configuration; SLO and Saturation too.
+	By         []string `json:"by"`
+	Window     string   `json:"window"`
+	SLO        string   `json:"slo,omitempty"`
+	Saturation float64  `json:"saturation_threshold"`
+}
+
+// Analyze reads the captures and computes the result. It writes nothing.
+func Analyze(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}}
+	groups := map[string]*groupAcc{}
+	var order []*groupAcc
+	var gaps []float64
+	var gapTokens []int
+	sink := func(g float64, t int) {
+		gaps = append(gaps, g)
+		gapTokens = append(gapTokens, t)
+	}
+	facts := map[string]bool{}
+	tools, hosts, models, hashes, variants := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	keyParts := make([]string, len(cfg.By))
+	for _, name := range cfg.Captures {
+		if slices.Contains(res.Setup.Captures, name) {
+			return nil, fmt.Errorf("analyze: capture %s given twice", name)
+		}
+		res.Setup.Captures = append(res.Setup.Captures, name)
+		var spans []span
+		metas, samples, err := source{name: name, stdin: cfg.Stdin}.read(ctx, func(rec *capture.Record) error {
+			gaps, gapTokens = gaps[:0], gapTokens[:0]
+			r := Measure(rec, name, sink)
+			for i, f := range cfg.By {
+				keyParts[i] = keyOf(&r, rec, f)
+			}
+			r.Key = strings.Join(keyParts, "/")
+			spans = append(spans, span{r.Start, r.End})
+			idx := len(res.Requests)
+			res.Requests = append(res.Requests, r)
+			a := groups[r.Key]
+			if a == nil {
+				labels := make(map[string]string, len(cfg.By))
+				for i, f := range cfg.By {
+					labels[f] = keyParts[i]
+				}
+				a = &groupAcc{
+					g:        &Group{Key: r.Key, Labels: labels, Variant: r.Variant, Level: r.Level, Rate: r.Rate, Trial: r.Trial, Model: r.Model},
+					captures: map[string]bool{}, hashes: map[string]bool{},
+				}
+				groups[r.Key] = a
+				order = append(order, a)
+			}
+			a.captures[name] = true
+			if r.Warmup && cfg.Window == WindowSkipWarmup {
+				a.g.Warmup++
+				return nil
+			}
+			a.g.Count++
+			a.reqs = append(a.reqs, idx)
+			a.hashes[r.TraceHash] = true
+			hashes[r.TraceHash] = true
+			variants[r.Variant] = true
+			models[r.Model] = true
+			a.deadline = max(a.deadline, rec.Tags.Deadline)
+			if len(gaps) > 0 {
+				a.addGaps(gaps, gapTokens)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("analyze: %w", err)
+		}
+		res.spans[name] = spans
+		res.series[name] = newSampleSeries(samples)
+		res.Setup.Samples += len(samples)
+		for _, m := range metas {
+			tools[strings.TrimSpace(m.Tool+" "+m.ToolVersion)] = true
+			hosts[m.Host] = true
+			for k, v := range m.Extra {
+				facts[k+"="+v] = true
+			}
+			for k, v := range m.Labels {
+				facts[k+"="+v] = true
+			}
+		}
+	}
+	res.Setup.Records = len(res.Requests)
+	res.Setup.Variants = sortedSet(variants)
+	res.Setup.Models = sortedSet(models)
+	res.Setup.TraceHashes = sortedSet(hashes)
+	res.Setup.Tools = sortedSet(tools)
+	res.Setup.Hosts = sortedSet(hosts)
+	res.Setup.Facts = sortedSet(facts)
+	res.Setup.By = cfg.By
+	res.Setup.Window = cfg.Window
+	res.Setup.SLO = cfg.SLO.String()
+	res.Setup.Saturation = cfg.Saturation.Seconds()
+	if len(res.Requests) == 0 {
+		return nil, fmt.Errorf("analyze: %s: %w (is the capture empty, or did the proxy see no traffic?)", strings.Join(cfg.Captures, ", "), ErrNoRecords)
+	}
+	if len(res.Setup.TraceHashes) > 1 {
+		msg := fmt.Sprintf("the requests replayed %d different traces (%s)", len(res.Setup.TraceHashes), strings.Join(res.Setup.TraceHashes, ", "))
+		if !cfg.AllowMixed {
+			return nil, fmt.Errorf("analyze: %w: %s; comparing them is meaningless unless you mean it: pass --allow-mixed", ErrMixedTraces, msg)
+		}
+		res.Warnings = append(res.Warnings, msg+": compared anyway (--allow-mixed)")
+	}
+
+	for _, a := range order {
+		spans, series := res.groupInputs(a)
+		a.finish(res.Requests, &cfg, series, spans)
+		res.Groups = append(res.Groups, a.g)
+	}
+	sortGroups(res.Groups)
+	res.Aggregates = aggregate(res.Groups, cfg.By)
+	res.Saturation = saturation(res.Aggregates, cfg.Saturation.Seconds())
+	for _, g := range res.Groups {
+		if g.Completed == 0 && g.Count > 0 {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("group %s: no request completed", g.Key))
+		}
+	}
+	return res, nil
+}
+
+// addGaps adds one request's chunk gaps. The per-token list is kept apart
+// only once a chunk carried other than one token: until then it equals the
+// per-chunk list (saving memory on the common one-token stream).
+func (a *groupAcc) addGaps(gaps []float64, tokens []int) {
+	a.itl = append(a.itl, gaps...)
+	if !a.split {
+		if !slices.ContainsFunc(tokens, func(t int) bool { return t != 1 }) {
+			return
+		}
+		a.split = true
+		a.itlToken = slices.Clone(a.itl[:len(a.itl)-len(gaps)])
+	}
+	for i, g := range gaps {
+		t := tokens[i]
+		for range t { // a content chunk without token adds no per-token gap
+			a.itlToken = append(a.itlToken, g/float64(t))
+		}
+	}
+}
+
+// groupInputs returns the exchanges and server samples of the captures a
+// group came from.
+func (res *Result) groupInputs(a *groupAcc) ([]span, *sampleSeries) {
+	caps := sortedSet(a.captures)
+	if len(caps) == 1 {
+		return res.spans[caps[0]], res.series[caps[0]]
+	}
+	var spans []span
+	var samples []capture.Sample
+	for _, c := range caps {
+		spans = append(spans, res.spans[c]...)
+		for _, xs := range res.series[c].byName {
+			samples = append(samples, xs...)
+		}
+	}
+	return spans, newSampleSeries(samples)
+}
+
+// Aggregate merges the trials of a group: the mean of each per-trial value
+// with its 95% confidence interval.
+type Aggregate struct {
+	// Key is the group key without the trial field.
+	Key     string  `json:"key"`
+	Variant string  `json:"variant"`
+	Level   string  `json:"level"`
+	Rate    float64 `json:"rate"`
+	Trials  int     `json:"trials"`
+	// Completed and Failed are totals over the trials.
+	Completed int `json:"completed"`
+	Failed    int `json:"failed"`
+
+	RequestThroughput CI `json:"request_throughput"`
+	OutputThroughput  CI `json:"output_throughput"`
+	Goodput           CI `json:"goodput"`
+	NormLatency       CI `json:"norm_latency_mean"`
+	TTFTMean          CI `json:"ttft_mean"`
+	TTFTP50           CI `json:"ttft_p50"`
+	TTFTP99           CI `json:"ttft_p99"`
+	TPOTMean          CI `json:"tpot_mean"`
+	ITLMean           CI `json:"itl_mean"`
+	E2EMean           CI `json:"e2e_mean"`
+	E2EP99            CI `json:"e2e_p99"`
+	InFlightMean      CI `json:"inflight_mean"`
+	Running           CI `json:"running_mean"`
+	Preemptions       CI `json:"preemptions"`
+}
+
+func aggregate(groups []*Group, by []string) []*Aggregate {
+	keep := make([]int, 0, len(by))
+	for i, f := range by {
+		if f != "trial" {
+			keep = append(keep, i)
+		}
+	}
+	byKey := map[string][]*Group{}
+	var keys []string
+	for _, g := range groups {
+		parts := strings.Split(g.Key, "/")
+		var k []string
+		for _, i := range keep {
+			if i < len(parts) {
+				k = append(k, parts[i])
+			}
+		}
+		key := strings.Join(k, "/")
+		if _, ok := byKey[key]; !ok {
+			keys = append(keys, key)
+		}
+		byKey[key] = append(byKey[key], g)
+	}
+	out := make([]*Aggregate, 0, len(keys))
+	for _, key := range keys {
+		gs := byKey[key]
+		ci := func(f func(*Group) float64) CI {
+			xs := make([]float64, len(gs))
+			for i, g := range gs {
+				xs[i] = f(g)
+			}
+			return MeanCI(xs)
+		}
+		a := &Aggregate{Key: key, Variant: gs[0].Variant, Level: gs[0].Level, Rate: gs[0].Rate, Trials: len(gs)}
+		for _, g := range gs {
+			a.Completed += g.Completed
+			a.Failed += g.Failed
+		}
+		a.RequestThroughput = ci(func(g *Group) float64 { return g.RequestThroughput })
+		a.OutputThroughput = ci(func(g *Group) float64 { return g.OutputThroughput })
+		a.Goodput = ci(func(g *Group) float64 { return g.Goodput })
+		a.NormLatency = ci(func(g *Group) float64 { return g.NormLatency.Mean })
+		a.TTFTMean = ci(func(g *Group) float64 { return g.TTFT.Mean })
+		a.TTFTP50 = ci(func(g *Group) float64 { return g.TTFT.P50 })
+		a.TTFTP99 = ci(func(g *Group) float64 { return g.TTFT.P99 })
+		a.TPOTMean = ci(func(g *Group) float64 { return g.TPOT.Mean })
+		a.ITLMean = ci(func(g *Group) float64 { return g.ITL.Mean })
+		a.E2EMean = ci(func(g *Group) float64 { return g.E2E.Mean })
+		a.E2EP99 = ci(func(g *Group) float64 { return g.E2E.P99 })
+		a.InFlightMean = ci(func(g *Group) float64 { return g.InFlightMean })
+		a.Running = ci(func(g *Group) float64 { return g.Running })
+		a.Preemptions = ci(func(g *Group) float64 { return g.Preemptions })
+		out = append(out, a)
+	}
+	slices.SortStableFunc(out, func(x, y *Aggregate) int {
+		return cmp.Or(cmp.Compare(x.Variant, y.Variant), cmp.Compare(x.Rate, y.Rate), cmp.Compare(x.Key, y.Key))
+	})
+	return out
+}
+
+// Saturation is the highest rate a variant sustains: the highest rate
+// level such that the mean normalized latency stays under the threshold at
+// that level and at every lower level (NaN when even the lowest level is
+// over it).
+type Saturation struct {
+	Variant string  `json:"variant"`
+	Rate    float64 `json:"rate"`
+	Level   string  `json:"level,omitempty"`
+	// NormLatency is the normalized latency at that rate.
+	NormLatency float64 `json:"norm_latency"`
+	// Over reports that even the lowest rate exceeded the threshold;
+	// Never that the highest measured rate stayed under it (the real
+	// saturation rate may be higher).
+	Over  bool `json:"over"`
+	Never bool `json:"never_saturated"`
+}
+
+func saturation(aggs []*Aggregate, threshold float64) []Saturation {
+	var out []Saturation
+	byVariant := map[string][]*Aggregate{}
+	var names []string
+	for _, a := range aggs {
+		if a.Rate <= 0 || math.IsNaN(a.NormLatency.Mean) {
+			continue
+		}
+		if _, ok := byVariant[a.Variant]; !ok {
+			names = append(names, a.Variant)
+		}
+		byVariant[a.Variant] = append(byVariant[a.Variant], a)
+	}
+	slices.Sort(names)
+	for _, v := range names {
+		as := byVariant[v] // sorted by rate already
+		s := Saturation{Variant: v, Rate: math.NaN(), NormLatency: math.NaN()}
+		for _, a := range as {
+			if a.NormLatency.Mean > threshold {
+				break
+			}
+			s.Rate, s.Level, s.NormLatency = a.Rate, a.Level, a.NormLatency.Mean
+		}
+		s.Over = math.IsNaN(s.Rate)
+		s.Never = !s.Over && s.Rate == as[len(as)-1].Rate
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package analyze
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// source reads one input: a capture directory (Badger store) or a JSON
+// Lines dump as written by capture.Dump ({"kind":"meta"|"record"|"sample",
+// ...}).
+type source struct {
+	name  string
+	stdin io.Reader
+}
+
+// ErrNoRecords is wrapped by the error of Analyze when the inputs hold no
+// request record at all.
+var ErrNoRecords = errors.New("no request records")
+
+// read calls rec for every record and returns the metadata and samples.
+func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]capture.Meta, []capture.Sample, error) {
+	if s.name == "-" {
+		return readDump(ctx, s.stdin, "stdin", rec)
+	}
+	fi, err := os.Stat(s.name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+	}
+	if !fi.IsDir() {
+		f, err := os.Open(s.name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+		}
+		defer f.Close()
+		return readDump(ctx, f, s.name, rec)
+	}
+	st, err := capture.Open(s.name, capture.Options{ReadOnly: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+	}
+	defer st.Close()
+	metas, err := st.Metas()
+	if err != nil {
+		return nil, nil, err
+	}
+	n := 0
+	err = st.Records(func(r *capture.Record) error {
+		if n++; n%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return rec(r)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var samples []capture.Sample
+	err = st.Samples(func(x capture.Sample) error {
+		samples = append(samples, x)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return metas, samples, nil
+}
+
+// maxDumpLine caps one dump line (a record with its bodies).
+const maxDumpLine = 256 << 20
+
+// readDump reads a JSON Lines dump.
+func readDump(ctx context.Context, r io.Reader, name string, rec func(*capture.Record) error) ([]capture.Meta, []capture.Sample, error) {
+	var metas []capture.Meta
+	var samples []capture.Sample
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxDumpLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		if line%4096 == 0 && ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		b := sc.Bytes()
+		if len(b) == 0 {
+			continue
+		}
+		var head struct {
+			Kind string `json:"kind"`
+		}
+		if err := json.Unmarshal(b, &head); err != nil {
+			return nil, nil, fmt.Errorf("capture %s: line %d: not a capture dump line (want JSON with \"kind\"): %v", name, line, err)
+		}
+		switch head.Kind {
+		case "meta":
+			var m capture.Meta
+			if err := json.Unmarshal(b, &m); err != nil {
+				return nil, nil, fmt.Errorf("capture %s: line %d: meta: %v", name, line, err)
+			}
+			metas = append(metas, m)
+		case "sample":
+			var x capture.Sample
+			if err := json.Unmarshal(b, &x); err != nil {
+				return nil, nil, fmt.Errorf("capture %s: line %d: sample: %v", name, line, err)
+			}
+			samples = append(samples, x)
+		case "record":
+			var d struct {
+				*capture.Record
+				RequestBody     *string `json:"request_body,omitempty"`
+				RequestBodyB64  []byte  `json:"request_body_b64,omitempty"`
+				ResponseBody    *string `json:"response_body,omitempty"`
+				ResponseBodyB64 []byte  `json:"response_body_b64,omitempty"`
+			}
+			d.Record = &capture.Record{Tags: capture.Tags{Index: -1}, PromptTokens: -1, CompletionTokens: -1}
+			if err := json.Unmarshal(b, &d); err != nil {
+				return nil, nil, fmt.Errorf("capture %s: line %d: record: %v", name, line, err)
+			}
+			d.Record.RequestBody = bodyOf(d.RequestBody, d.RequestBodyB64)
+			d.Record.ResponseBody = bodyOf(d.ResponseBody, d.ResponseBodyB64)
+			if err := rec(d.Record); err != nil {
+				return nil, nil, err
+			}
+		default:
+			return nil, nil, fmt.Errorf("capture %s: line %d: unknown kind %q (want meta, record or sample)", name, line, head.Kind)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("capture %s: line %d: %w", name, line+1, err)
+	}
+	return metas, samples, nil
+}
+
+func bodyOf(text *string, b64 []byte) []byte {
+	if text != nil {
+		return []byte(*text)
+	}
+	return b64
+}

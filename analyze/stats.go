@@ -1,0 +1,149 @@
+package analyze
+
+import (
+	"math"
+	"slices"
+)
+
+// Dist summarizes a sample of values (seconds, or s/token): the statistics
+// that `vllm bench serve` reports, computed the same way. An empty sample
+// gives N = 0 and every other field NaN (written as empty cells and JSON
+// null), never a made-up zero.
+type Dist struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	// Std is the population standard deviation (numpy's np.std default,
+	// which vLLM uses).
+	Std float64 `json:"std"`
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// Summarize sorts xs in place and returns its Dist. NaN values are dropped
+// before summarizing.
+func Summarize(xs []float64) Dist {
+	xs = slices.DeleteFunc(xs, math.IsNaN)
+	nan := math.NaN()
+	if len(xs) == 0 {
+		return Dist{Mean: nan, Std: nan, P50: nan, P90: nan, P95: nan, P99: nan, Max: nan}
+	}
+	slices.Sort(xs)
+	mean, std := meanStd(xs)
+	return Dist{
+		N:    len(xs),
+		Mean: mean,
+		Std:  std,
+		P50:  PercentileSorted(xs, 50),
+		P90:  PercentileSorted(xs, 90),
+		P95:  PercentileSorted(xs, 95),
+		P99:  PercentileSorted(xs, 99),
+		Max:  xs[len(xs)-1],
+	}
+}
+
+// meanStd returns the mean and population standard deviation of xs, with
+// the two-pass algorithm (stable for the large, similar values of ns
+// latencies).
+func meanStd(xs []float64) (mean, std float64) {
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	mean = sum / float64(len(xs))
+	var ss float64
+	for _, x := range xs {
+		d := x - mean
+		ss += d * d
+	}
+	return mean, math.Sqrt(ss / float64(len(xs)))
+}
+
+// PercentileSorted returns the p-th percentile (0..100) of the sorted
+// sample xs by linear interpolation between closest ranks: with
+// h = (n−1)·p/100, the value is xs[⌊h⌋] + (h−⌊h⌋)·(xs[⌊h⌋+1] − xs[⌊h⌋]).
+// This is numpy's default method ("linear"), the one `vllm bench serve`
+// uses. It returns NaN for an empty sample.
+func PercentileSorted(xs []float64, p float64) float64 {
+	n := len(xs)
+	if n == 0 {
+		return math.NaN()
+	}
+	if p <= 0 {
+		return xs[0]
+	}
+	if p >= 100 {
+		return xs[n-1]
+	}
+	h := float64(n-1) * p / 100
+	lo := int(math.Floor(h))
+	if lo >= n-1 {
+		return xs[n-1]
+	}
+	return xs[lo] + (h-float64(lo))*(xs[lo+1]-xs[lo])
+}
+
+// CI is the mean of per-trial values with the half-width of its 95%
+// confidence interval (Student's t with n−1 degrees of freedom; NaN with
+// fewer than two trials).
+type CI struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	// Half is the half-width: the interval is Mean ± Half.
+	Half float64 `json:"ci95"`
+}
+
+// MeanCI returns the mean of xs (NaN values dropped) and its 95% confidence
+// interval half-width t(0.975, n−1)·s/√n with the sample standard deviation s.
+func MeanCI(xs []float64) CI {
+	var v []float64
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	n := len(v)
+	if n == 0 {
+		return CI{Mean: math.NaN(), Half: math.NaN()}
+	}
+	var sum float64
+	for _, x := range v {
+		sum += x
+	}
+	mean := sum / float64(n)
+	if n < 2 {
+		return CI{N: n, Mean: mean, Half: math.NaN()}
+	}
+	var ss float64
+	for _, x := range v {
+		d := x - mean
+		ss += d * d
+	}
+	s := math.Sqrt(ss / float64(n-1))
+	return CI{N: n, Mean: mean, Half: tQuantile975(n-1) * s / math.Sqrt(float64(n))}
+}
+
+// tQuantile975 returns t(0.975, df): the table up to 30 degrees of freedom,
+// then the Cornish–Fisher expansion around the normal quantile (error below
+// 0.001 for df > 30).
+func tQuantile975(df int) float64 {
+	if df < 1 {
+		return math.NaN()
+	}
+	// The 0.975 quantile of Student's t for 1..30 degrees of freedom
+	// (standard tables).
+	t975 := [...]float64{
+		12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+		2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+		2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+	}
+	if df <= len(t975) {
+		return t975[df-1]
+	}
+	const z = 1.959963984540054
+	d := float64(df)
+	z3, z5 := z*z*z, z*z*z*z*z
+	return z + (z3+z)/(4*d) + (5*z5+16*z3+3*z)/(96*d*d)
+}

@@ -1,0 +1,123 @@
+// Command vbanalyze turns vbench captures into metrics, CSV/JSON files,
+// vLLM-compatible results, charts and a Markdown report.
+//
+//	vbanalyze CAPTURE... [--by variant,rate,trial] [--out DIR] [--chart]
+//	          [--format table|csv|json] [--slo ttft=1s,tpot=100ms]
+//	          [--window skip-warmup|all] [--vllm-json] [--allow-mixed]
+//	          [--saturation 0.2s] [--dump]
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/cli"
+)
+
+func main() { os.Exit(cli.Main(run)) }
+
+const usage = `vbanalyze CAPTURE... [flags]
+
+Analyse captures (capture directories written by vbproxy/vbreplay, or their
+JSON Lines dumps; "-" reads a dump from stdin): per-request metrics, one
+summary row per group (variant × rate × trial by default), cross-trial
+confidence intervals, charts and a Markdown report.`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("vbanalyze", usage, stderr)
+	by := fs.StringSlice("by", []string{"variant", "rate", "trial"}, "group by these fields: variant, rate, trial, run, model, capture or any label")
+	out := fs.StringP("out", "o", "", "write summary.csv, summary.json, aggregates.csv, requests.csv, report.md (and charts/, vllm/) to this directory")
+	chart := fs.Bool("chart", false, "draw the charts (PNG and SVG) under OUT/charts (needs --out)")
+	format := fs.String("format", "table", "terminal summary format: table, csv or json")
+	slo := fs.String("slo", "", "goodput objectives, e.g. ttft=1s,tpot=100ms (also ttft_sched, e2e, norm)")
+	window := fs.String("window", "skip-warmup", "measurement window: skip-warmup (warm-up requests and drain excluded) or all")
+	vllmJSON := fs.Bool("vllm-json", false, "write OUT/vllm/<group>.json in the result format of `vllm bench serve` (needs --out)")
+	allowMixed := fs.Bool("allow-mixed", false, "compare trials that replayed different traces (different trace hashes)")
+	saturation := fs.Duration("saturation", 0, "normalized-latency threshold (per token) under which a rate is sustained (default 200ms)")
+	lagWarn := fs.Duration("lag-warn", 0, "warn when the replayer's schedule-lag p99 exceeds this (default 10ms)")
+	cdfRate := fs.String("cdf-rate", "", "rate level of the CDF charts (default: the highest level every variant sustains)")
+	timeline := fs.String("timeline", "", "group key of the timeline chart (default: the highest rate of the first variant)")
+	report := fs.String("report", "", "path of the Markdown report (default OUT/report.md)")
+	title := fs.String("title", "", "title of the report")
+	dump := fs.Bool("dump", false, "print the captures as JSON Lines (meta, records, samples) instead of analysing them")
+	noBodies := fs.Bool("no-bodies", false, "with --dump: leave request and response bodies out")
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.Exit(stderr, "vbanalyze", err)
+	}
+	if fs.NArg() == 0 {
+		return cli.Exit(stderr, "vbanalyze", cli.Usagef("give at least one capture directory or dump file"))
+	}
+	if *dump {
+		return cli.Exit(stderr, "vbanalyze", dumpAll(fs.Args(), stdin, stdout, capture.DumpOptions{NoBodies: *noBodies}))
+	}
+	sl, err := analyze.ParseSLO(*slo)
+	if err != nil {
+		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))
+	}
+	cfg := analyze.Config{
+		Captures:   fs.Args(),
+		Stdin:      stdin,
+		By:         *by,
+		Out:        *out,
+		Report:     *report,
+		Chart:      *chart,
+		Format:     *format,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		SLO:        sl,
+		Window:     *window,
+		VLLMJSON:   *vllmJSON,
+		AllowMixed: *allowMixed,
+		Saturation: *saturation,
+		LagWarn:    *lagWarn,
+		CDFRate:    *cdfRate,
+		Timeline:   *timeline,
+		Title:      *title,
+	}
+	if err := cfg.Validate(); err != nil {
+		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))
+	}
+	err = analyze.Run(ctx, cfg)
+	if errors.Is(err, analyze.ErrMixedTraces) {
+		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))
+	}
+	return cli.Exit(stderr, "vbanalyze", err)
+}
+
+// dumpAll prints every capture as JSON Lines: capture directories through
+// capture.Dump, dump files as they are.
+func dumpAll(paths []string, stdin io.Reader, stdout io.Writer, opt capture.DumpOptions) error {
+	for _, p := range paths {
+		if p == "-" {
+			if _, err := io.Copy(stdout, stdin); err != nil {
+				return fmt.Errorf("dump stdin: %w", err)
+			}
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("dump: %w", err)
+		}
+		if fi.IsDir() {
+			if err := capture.DumpDir(p, stdout, opt); err != nil {
+				return fmt.Errorf("dump %s: %w", p, err)
+			}
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("dump: %w", err)
+		}
+		_, err = io.Copy(stdout, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("dump %s: %w", p, err)
+		}
+	}
+	return nil
+}
