@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vbench/vbench/capture"
+)
+
+var adminPrefix = []byte("/vb/")
+
+// Stats are the proxy's live numbers (GET /vb/stats).
+type Stats struct {
+	// Upstream is the base URL forwarded to.
+	Upstream string `json:"upstream"`
+	// Uptime is the time since New, in seconds.
+	Uptime float64 `json:"uptime_s"`
+	// InFlight is the number of exchanges started and not yet finished.
+	InFlight int64 `json:"in_flight"`
+	// Requests counts exchanges started; Completed those finished.
+	Requests  int64 `json:"requests"`
+	Completed int64 `json:"completed"`
+	// Chunks and Bytes count response body reads forwarded.
+	Chunks int64 `json:"chunks"`
+	Bytes  int64 `json:"bytes"`
+	// Recorded counts records the sink accepted; Dropped those it refused
+	// (queue full).
+	Recorded int64 `json:"recorded"`
+	Dropped  int64 `json:"dropped"`
+	// QueueDepth is the sink's queued records, -1 when the sink does not
+	// say.
+	QueueDepth int64 `json:"queue_depth"`
+	// Samples counts scraped server-metric samples the sink accepted;
+	// SamplesDropped those it refused.
+	Samples        int64 `json:"samples"`
+	SamplesDropped int64 `json:"samples_dropped"`
+	// Scrapes and ScrapeErrors count polls of the upstream's /metrics.
+	Scrapes      int64 `json:"scrapes"`
+	ScrapeErrors int64 `json:"scrape_errors"`
+	// Outcomes counts finished exchanges by outcome.
+	Outcomes map[capture.Outcome]int64 `json:"outcomes"`
+}
+
+// QueueDepther is implemented by sinks that can tell how many records wait
+// in their queue.
+type QueueDepther interface {
+	QueueDepth() int
+}
+
+// Stats returns the live numbers.
+func (p *Proxy) Stats() Stats {
+	st := Stats{
+		Upstream:       p.up.url,
+		Uptime:         time.Since(p.t0).Seconds(),
+		InFlight:       p.c.inFlight.Load(),
+		Requests:       p.c.requests.Load(),
+		Completed:      p.c.completed.Load(),
+		Chunks:         p.c.chunks.Load(),
+		Bytes:          p.c.bytes.Load(),
+		Recorded:       p.c.recorded.Load(),
+		Dropped:        p.c.dropped.Load(),
+		QueueDepth:     -1,
+		Samples:        p.c.samples.Load(),
+		SamplesDropped: p.c.samplesDropped.Load(),
+		Scrapes:        p.c.scrapes.Load(),
+		ScrapeErrors:   p.c.scrapeErrors.Load(),
+		Outcomes:       make(map[capture.Outcome]int64, numOutcomes),
+	}
+	if q, ok := p.sink.(QueueDepther); ok {
+		st.QueueDepth = int64(q.QueueDepth())
+	}
+	for i, o := range outcomeNames {
+		st.Outcomes[o] = p.c.outcomes[i].Load()
+	}
+	return st
+}
+
+// admin serves /vb/health, /vb/stats and /vb/metrics.
+func (p *Proxy) admin(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Request.Header.RequestURI())
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	switch path {
+	case "/vb/health":
+		ctx.SetContentType("application/json")
+		fmt.Fprintf(ctx, `{"status":"ok","upstream":%q}`+"\n", p.up.url)
+	case "/vb/stats":
+		ctx.SetContentType("application/json")
+		b, _ := json.MarshalIndent(p.Stats(), "", "  ")
+		ctx.Write(append(b, '\n'))
+	case "/vb/metrics":
+		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+		p.writeMetrics(ctx)
+	default:
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+		ctx.SetContentType("text/plain; charset=utf-8")
+		fmt.Fprintf(ctx, "vbproxy: %s: not found; the proxy's own endpoints are /vb/health, /vb/stats, /vb/metrics\n", path)
+	}
+}
+
+func (p *Proxy) writeMetrics(ctx *fasthttp.RequestCtx) {
+	st := p.Stats()
+	gauge := func(name, help string, v int64) {
+		fmt.Fprintf(ctx, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
+	}
+	counter := func(name, help string, v int64) {
+		fmt.Fprintf(ctx, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	gauge("vbproxy_in_flight", "Exchanges in flight.", st.InFlight)
+	counter("vbproxy_requests_total", "Exchanges started.", st.Requests)
+	counter("vbproxy_completed_total", "Exchanges finished.", st.Completed)
+	counter("vbproxy_chunks_total", "Response chunks forwarded.", st.Chunks)
+	counter("vbproxy_bytes_total", "Response bytes forwarded.", st.Bytes)
+	counter("vbproxy_records_total", "Records accepted by the capture queue.", st.Recorded)
+	counter("vbproxy_records_dropped_total", "Records dropped because the capture queue was full.", st.Dropped)
+	gauge("vbproxy_queue_depth", "Records waiting in the capture queue (-1 unknown).", st.QueueDepth)
+	counter("vbproxy_samples_total", "Server-metric samples recorded.", st.Samples)
+	counter("vbproxy_samples_dropped_total", "Server-metric samples dropped.", st.SamplesDropped)
+	counter("vbproxy_scrapes_total", "Polls of the upstream /metrics.", st.Scrapes)
+	counter("vbproxy_scrape_errors_total", "Failed polls of the upstream /metrics.", st.ScrapeErrors)
+	fmt.Fprintf(ctx, "# HELP vbproxy_outcomes_total Finished exchanges by outcome.\n# TYPE vbproxy_outcomes_total counter\n")
+	for _, o := range outcomeNames {
+		fmt.Fprintf(ctx, "vbproxy_outcomes_total{outcome=%q} %d\n", o, st.Outcomes[o])
+	}
+}

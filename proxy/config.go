@@ -1,0 +1,163 @@
+// Package proxy is vbench's recording reverse proxy: a fasthttp server in
+// front of an OpenAI-compatible inference server that forwards every byte
+// unchanged, flushes each upstream read to the client as it arrives, and
+// records every exchange (with the arrival time of each response chunk) as
+// one capture.Record handed to a Sink off the forwarding path.
+//
+// The proxy's own endpoints live on the main listener under /vb/
+// (/vb/health, /vb/stats, /vb/metrics) and are never forwarded: inference
+// servers have no /vb/ paths, and one port is simpler to orchestrate.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultIdleTimeout        = 10 * time.Minute
+	DefaultMaxRequestBody     = 64 << 20
+	DefaultMaxResponseBody    = 1 << 30
+	DefaultRecordRequestBody  = 1 << 20
+	DefaultRecordResponseBody = 4 << 20
+	DefaultMaxConns           = 16384
+)
+
+// Config sets up a Proxy. Field names follow vbproxy's flags.
+type Config struct {
+	// Upstream is the server to forward to: "HOST:PORT", ":PORT" (loopback)
+	// or an http:// or https:// URL without a path.
+	Upstream string
+	// Labels are added to every record (--label k=v).
+	Labels map[string]string
+	// IdleTimeout is the longest the proxy waits between two reads of an
+	// upstream response body before it cuts the exchange (there is no
+	// whole-response timeout). 0 means DefaultIdleTimeout; negative means
+	// no idle timeout.
+	IdleTimeout time.Duration
+	// MaxRequestBody is the largest request body accepted (413 above it).
+	// 0 means DefaultMaxRequestBody.
+	MaxRequestBody int
+	// MaxResponseBody is the largest response body forwarded; a longer one
+	// is cut and recorded as too_large. 0 means DefaultMaxResponseBody;
+	// negative means no limit.
+	MaxResponseBody int64
+	// RecordRequestBody and RecordResponseBody cap the body bytes stored in
+	// a record (sizes are always recorded in full). 0 means the default;
+	// negative means store none.
+	RecordRequestBody  int
+	RecordResponseBody int
+	// RecordSecrets keeps Authorization, Proxy-Authorization, Api-Key,
+	// X-Api-Key and Cookie values in records instead of capture.Redacted.
+	RecordSecrets bool
+	// ScrapeInterval, when positive, polls the upstream's /metrics and
+	// stores the server metrics the analysis needs as samples.
+	ScrapeInterval time.Duration
+	// MaxConns caps the connections to the upstream (each open stream pins
+	// one). 0 means DefaultMaxConns.
+	MaxConns int
+	// Logger receives warnings (drops, scrape failures); nil discards.
+	Logger *slog.Logger
+}
+
+// upstream is the parsed Config.Upstream.
+type upstream struct {
+	addr  string // host:port to dial
+	host  string // Host header value
+	isTLS bool
+	url   string // base URL, for messages
+}
+
+func parseUpstream(s string) (upstream, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return upstream{}, errors.New("upstream is empty: want HOST:PORT or http://HOST:PORT")
+	}
+	scheme := "http"
+	hostport := s
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return upstream{}, fmt.Errorf("upstream %q: %w", s, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return upstream{}, fmt.Errorf("upstream %q: scheme %q not supported (http or https)", s, u.Scheme)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return upstream{}, fmt.Errorf("upstream %q: a path prefix is not supported; give the server's base URL", s)
+		}
+		scheme, hostport = u.Scheme, u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		if scheme == "https" && !strings.Contains(hostport, ":") {
+			host, port = hostport, "443"
+		} else if scheme == "http" && strings.Contains(s, "://") && !strings.Contains(hostport, ":") {
+			host, port = hostport, "80"
+		} else {
+			return upstream{}, fmt.Errorf("upstream %q: want HOST:PORT or a URL: %w", s, err)
+		}
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	return upstream{addr: addr, host: addr, isTLS: scheme == "https", url: scheme + "://" + addr}, nil
+}
+
+// Validate reports every problem with the config at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := parseUpstream(c.Upstream); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxRequestBody < 0 {
+		errs = append(errs, fmt.Errorf("max request body %d: must be >= 0", c.MaxRequestBody))
+	}
+	if c.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("max conns %d: must be >= 0", c.MaxConns))
+	}
+	if c.ScrapeInterval < 0 {
+		errs = append(errs, fmt.Errorf("scrape interval %v: must be >= 0", c.ScrapeInterval))
+	} else if c.ScrapeInterval > 0 && c.ScrapeInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("scrape interval %v: must be at least 10ms", c.ScrapeInterval))
+	}
+	for k := range c.Labels {
+		if k == "" {
+			errs = append(errs, errors.New("label with an empty key"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxRequestBody == 0 {
+		c.MaxRequestBody = DefaultMaxRequestBody
+	}
+	if c.MaxResponseBody == 0 {
+		c.MaxResponseBody = DefaultMaxResponseBody
+	}
+	if c.RecordRequestBody == 0 {
+		c.RecordRequestBody = DefaultRecordRequestBody
+	}
+	if c.RecordResponseBody == 0 {
+		c.RecordResponseBody = DefaultRecordResponseBody
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// memSink is an in-memory Sink with a bounded queue, like capture.Writer.
+type memSink struct {
+	mu      sync.Mutex
+	recs    []*capture.Record
+	samples []capture.Sample
+	limit   int // records accepted before refusing; 0 = no limit
+	notify  chan struct{}
+}
+
+func newMemSink() *memSink { return &memSink{notify: make(chan struct{}, 1)} }
+
+func (m *memSink) Put(r *capture.Record) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.limit > 0 && len(m.recs) >= m.limit {
+		return false
+	}
+	m.recs = append(m.recs, r)
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (m *memSink) PutSample(s capture.Sample) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.samples = append(m.samples, s)
+	return true
+}
+
+func (m *memSink) records() []*capture.Record {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*capture.Record(nil), m.recs...)
+}
+
+// wait returns the records once there are n of them, or fails the test.
+func (m *memSink) wait(t testing.TB, n int) []*capture.Record {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		if r := m.records(); len(r) >= n {
+			return r
+		}
+		select {
+		case <-m.notify:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("got %d records; want %d", len(m.records()), n)
+		}
+	}
+}
+
+// startProxy runs a proxy on a loopback port until the test ends.
+func startProxy(t testing.TB, cfg Config, sink Sink) (*Proxy, string) {
+	t.Helper()
+	p, err := New(cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return p, "http://" + ln.Addr().String()
+}
+
+// startUpstream runs an net/http handler on loopback until the test ends.
+func startUpstream(t testing.TB, h http.HandlerFunc) (string, *http.Server) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), srv
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count fds: %v", err)
+	}
+	return len(ents)
+}
+
+// leakCheck records goroutines and fds now and, at cleanup (registered
+// first, so it runs after every server was closed), waits for both to come
+// back to the baseline.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	g0, fd0 := runtime.NumGoroutine(), openFDs(t)
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			g, fd := runtime.NumGoroutine(), openFDs(t)
+			if g <= g0+2 && fd <= fd0 {
+				t.Logf("leak check: goroutines %d -> %d, fds %d -> %d after %v", g0, g, fd0, fd, time.Until(deadline))
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("leak: goroutines %d -> %d, fds %d -> %d\n%s", g0, g, fd0, fd, buf)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}

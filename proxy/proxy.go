@@ -1,0 +1,327 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// Sink receives finished records and scraped samples. Both methods must
+// never block; false means the value was dropped. *capture.Writer is one.
+type Sink interface {
+	Put(*capture.Record) bool
+	PutSample(capture.Sample) bool
+}
+
+// Proxy is a recording reverse proxy. Create it with New, run it with
+// Serve, stop it with Shutdown.
+type Proxy struct {
+	cfg  Config
+	up   upstream
+	sink Sink
+	log  *slog.Logger
+	srv  *fasthttp.Server
+	hc   *fasthttp.HostClient
+
+	t0     time.Time // process clock anchor: Unix ns = t0Unix + monotonic since t0
+	t0Unix int64
+
+	mu      sync.Mutex
+	streams map[*stream]struct{}
+	closing bool
+
+	scrapeStop chan struct{}
+	scrapeDone chan struct{}
+
+	c counters
+}
+
+// counters are the live numbers behind Stats.
+type counters struct {
+	inFlight       atomic.Int64
+	requests       atomic.Int64
+	completed      atomic.Int64
+	chunks         atomic.Int64
+	bytes          atomic.Int64
+	recorded       atomic.Int64
+	dropped        atomic.Int64
+	samples        atomic.Int64
+	samplesDropped atomic.Int64
+	scrapes        atomic.Int64
+	scrapeErrors   atomic.Int64
+	outcomes       [numOutcomes]atomic.Int64
+}
+
+var outcomeNames = [...]capture.Outcome{
+	capture.OutcomeOK, capture.OutcomeClientAborted, capture.OutcomeUpstreamError,
+	capture.OutcomeUpstreamUnreachable, capture.OutcomeIdleTimeout, capture.OutcomeTooLarge,
+	capture.OutcomeShutdown,
+}
+
+const numOutcomes = len(outcomeNames)
+
+func outcomeIndex(o capture.Outcome) int {
+	for i, n := range outcomeNames {
+		if n == o {
+			return i
+		}
+	}
+	return 0
+}
+
+// New builds a proxy. sink may be nil: the proxy then forwards only.
+func New(cfg Config, sink Sink) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	up, _ := parseUpstream(cfg.Upstream)
+	now := time.Now()
+	p := &Proxy{
+		cfg:     cfg,
+		up:      up,
+		sink:    sink,
+		log:     cfg.Logger,
+		t0:      now,
+		t0Unix:  now.UnixNano(),
+		streams: make(map[*stream]struct{}),
+	}
+	p.hc = &fasthttp.HostClient{
+		Addr:                          up.addr,
+		IsTLS:                         up.isTLS,
+		Name:                          "vbproxy",
+		NoDefaultUserAgentHeader:      true,
+		StreamResponseBody:            true,
+		MaxConns:                      cfg.MaxConns,
+		MaxConnWaitTimeout:            30 * time.Second,
+		MaxIdleConnDuration:           10 * time.Second,
+		ReadBufferSize:                16 << 10,
+		WriteBufferSize:               16 << 10,
+		DisablePathNormalizing:        true,
+		DisableHeaderNamesNormalizing: false,
+		// ReadTimeout stays 0: it would be a deadline on the whole streamed
+		// body. The per-stream idle watchdog replaces it.
+		RetryIf: func(*fasthttp.Request) bool { return false },
+	}
+	p.srv = &fasthttp.Server{
+		Handler:                      p.handle,
+		ErrorHandler:                 p.handleError,
+		Name:                         "vbproxy",
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		MaxRequestBodySize:           cfg.MaxRequestBody,
+		ReadBufferSize:               16 << 10,
+		WriteBufferSize:              16 << 10,
+		ReadTimeout:                  5 * time.Minute,
+		IdleTimeout:                  2 * time.Minute,
+		// WriteTimeout stays 0: it would cover the whole streamed body.
+		Concurrency:       1 << 20,
+		CloseOnShutdown:   true,
+		ReduceMemoryUsage: false,
+		Logger:            slogPrinter{p.log},
+	}
+	return p, nil
+}
+
+// slogPrinter adapts fasthttp's Printf logger to slog.
+type slogPrinter struct{ l *slog.Logger }
+
+func (s slogPrinter) Printf(format string, args ...any) {
+	s.l.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
+}
+
+// Upstream returns the base URL of the upstream.
+func (p *Proxy) Upstream() string { return p.up.url }
+
+// Serve accepts connections on ln until Shutdown; it returns nil after a
+// clean shutdown.
+func (p *Proxy) Serve(ln net.Listener) error {
+	if p.cfg.ScrapeInterval > 0 {
+		p.mu.Lock()
+		if p.scrapeStop == nil {
+			p.scrapeStop = make(chan struct{})
+			p.scrapeDone = make(chan struct{})
+			go p.scrapeLoop(p.scrapeStop, p.scrapeDone)
+		}
+		p.mu.Unlock()
+	}
+	err := p.srv.Serve(ln)
+	p.mu.Lock()
+	closing := p.closing
+	p.mu.Unlock()
+	if closing {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// errShutdown is what a stream cut at the drain deadline reads.
+var errShutdown = errors.New("proxy shutting down: stream cut at the drain deadline")
+
+// Shutdown stops accepting connections, lets in-flight exchanges finish
+// until ctx is done, then cuts the rest (recorded as proxy_shutdown) and
+// waits briefly for their records. It stops the metrics scraper. The Sink
+// is the caller's to flush and close afterwards.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closing = true
+	stop := p.scrapeStop
+	p.scrapeStop = nil
+	p.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-p.scrapeDone
+	}
+	err := p.srv.ShutdownWithContext(ctx)
+	if err == nil {
+		p.hc.CloseIdleConnections()
+		return nil
+	}
+	// Drain deadline passed: cut every open stream so its record is kept.
+	p.mu.Lock()
+	open := make([]*stream, 0, len(p.streams))
+	for s := range p.streams {
+		open = append(open, s)
+	}
+	p.mu.Unlock()
+	for _, s := range open {
+		s.cut(errShutdown)
+	}
+	wait, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err2 := p.srv.ShutdownWithContext(wait); err2 != nil {
+		p.log.Warn("proxy: connections still open after cutting streams", "in_flight", p.c.inFlight.Load())
+	}
+	p.hc.CloseIdleConnections()
+	return fmt.Errorf("proxy: shutdown: drain deadline passed, cut %d streams: %w", len(open), err)
+}
+
+// now returns the Unix ns of t on the process clock.
+func (p *Proxy) unix(t time.Time) int64 { return p.t0Unix + int64(t.Sub(p.t0)) }
+
+// handle serves one request.
+func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
+	// The raw request URI, not ctx.Path(): parsing the URI would normalize
+	// the path that is forwarded.
+	if bytes.HasPrefix(ctx.Request.Header.RequestURI(), adminPrefix) {
+		p.admin(ctx)
+		return
+	}
+	start := time.Now()
+	p.c.inFlight.Add(1)
+	p.c.requests.Add(1)
+	rec := &capture.Record{
+		Labels:           p.cfg.Labels,
+		Received:         p.unix(start),
+		PromptTokens:     -1,
+		CompletionTokens: -1,
+	}
+	req := &ctx.Request
+	p.readRequest(req, rec)
+	p.prepareUpstreamRequest(req)
+
+	resp := fasthttp.AcquireResponse()
+	rec.Forwarded = int64(time.Since(start))
+	err := p.hc.Do(req, resp)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		rec.Outcome = capture.OutcomeUpstreamUnreachable
+		rec.Error = fmt.Sprintf("upstream %s: %v", p.up.url, err)
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.Response.SetStatusCode(fasthttp.StatusBadGateway)
+		ctx.Response.SetBodyString("vbproxy: upstream " + p.up.url + " unreachable: " + err.Error() + "\n")
+		rec.End = int64(time.Since(start))
+		p.finish(rec)
+		return
+	}
+	rec.Headers = int64(time.Since(start))
+	rec.Status = resp.StatusCode()
+	rec.ContentType = string(resp.Header.ContentType())
+
+	resp.Header.CopyTo(&ctx.Response.Header)
+	stripResponseHopHeaders(&ctx.Response.Header)
+	ctx.Response.ImmediateHeaderFlush = true
+
+	s := p.newStream(rec, resp, start)
+	body := resp.BodyStream()
+	if body == nil {
+		// No body stream (HEAD, 204, 304): forward what is there.
+		ctx.Response.SetBodyRaw(resp.Body())
+		s.readErr = errNoBody
+		s.CloseWithError(nil)
+		return
+	}
+	cl := resp.Header.ContentLength()
+	if cl < 0 {
+		cl = -1
+	}
+	ctx.SetBodyStream(s, cl)
+}
+
+var errNoBody = errors.New("no body")
+
+// handleError answers requests fasthttp could not read; an oversize body
+// is recorded as too_large.
+func (p *Proxy) handleError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		now := time.Now()
+		p.c.inFlight.Add(1)
+		p.c.requests.Add(1)
+		rec := &capture.Record{
+			Labels:           p.cfg.Labels,
+			Received:         p.unix(now),
+			Status:           fasthttp.StatusRequestEntityTooLarge,
+			Outcome:          capture.OutcomeTooLarge,
+			Error:            fmt.Sprintf("request body over the proxy's limit of %d bytes (--max-body)", p.cfg.MaxRequestBody),
+			PromptTokens:     -1,
+			CompletionTokens: -1,
+		}
+		p.readRequest(&ctx.Request, rec)
+		rec.RequestSize = int64(ctx.Request.Header.ContentLength())
+		p.finish(rec)
+		ctx.Response.SetStatusCode(fasthttp.StatusRequestEntityTooLarge)
+		ctx.Response.SetBodyString("vbproxy: " + rec.Error + "\n")
+		return
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		ctx.Response.SetStatusCode(fasthttp.StatusRequestTimeout)
+		ctx.Response.SetBodyString("vbproxy: request read timeout\n")
+		return
+	}
+	ctx.Response.SetStatusCode(fasthttp.StatusBadRequest)
+	ctx.Response.SetBodyString("vbproxy: cannot parse the request: " + err.Error() + "\n")
+}
+
+// finish hands a finished record to the sink.
+func (p *Proxy) finish(rec *capture.Record) {
+	p.c.outcomes[outcomeIndex(rec.Outcome)].Add(1)
+	p.c.completed.Add(1)
+	p.c.inFlight.Add(-1)
+	if p.sink == nil {
+		return
+	}
+	if p.sink.Put(rec) {
+		p.c.recorded.Add(1)
+		return
+	}
+	n := p.c.dropped.Add(1)
+	if n == 1 || n%1000 == 0 {
+		p.log.Warn("proxy: capture queue full, records dropped", "dropped", n)
+	}
+}

@@ -1,0 +1,243 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/openai"
+	"github.com/vbench/vbench/internal/sse"
+)
+
+// stream is the response body handed to fasthttp: each Read reads the
+// upstream once, notes the chunk (time, size, SSE events and tokens), copies
+// its bytes into the record up to the cap, and returns them to be written
+// and flushed. fasthttp calls CloseWithError at the end with the client
+// write error, if any; that finishes the record.
+type stream struct {
+	p     *Proxy
+	rec   *capture.Record
+	resp  *fasthttp.Response
+	body  io.Reader
+	start time.Time
+	isSSE bool
+
+	total    int64
+	readErr  error
+	tooLarge bool
+
+	// SSE accounting for the chunk being read.
+	split     sse.Splitter
+	onEvent   func(sse.Event)
+	cur       *capture.Chunk
+	lastUsage int32
+	badEvents int
+	errEvent  bool
+
+	// Shared with the idle watchdog and Shutdown.
+	last   atomic.Int64 // monotonic ns since start of the last read
+	mu     sync.Mutex
+	closed bool
+	cutErr error // why the upstream was cut (idle, shutdown)
+	timer  *time.Timer
+}
+
+// errIdle is what a stream cut by the idle watchdog reads.
+var errIdle = errors.New("idle timeout: no bytes from the upstream")
+
+// initialChunks is the timeline capacity allocated with each record.
+const initialChunks = 64
+
+func (p *Proxy) newStream(rec *capture.Record, resp *fasthttp.Response, start time.Time) *stream {
+	s := &stream{p: p, rec: rec, resp: resp, body: resp.BodyStream(), start: start}
+	s.isSSE = bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
+	s.onEvent = s.event
+	rec.Chunks = make([]capture.Chunk, 0, initialChunks)
+	if s.body == nil {
+		return s
+	}
+	s.last.Store(int64(time.Since(start)))
+	if p.cfg.IdleTimeout > 0 {
+		s.timer = time.AfterFunc(p.cfg.IdleTimeout, s.watch)
+	}
+	p.mu.Lock()
+	p.streams[s] = struct{}{}
+	p.mu.Unlock()
+	return s
+}
+
+// Read is the hot path: one upstream read, forwarded as one chunk.
+func (s *stream) Read(b []byte) (int, error) {
+	n, err := s.body.Read(b)
+	if n > 0 {
+		if max := s.p.cfg.MaxResponseBody; max > 0 && s.total+int64(n) > max {
+			s.tooLarge = true
+			s.total += int64(n)
+			s.readErr = fmt.Errorf("response body over the proxy's limit of %d bytes (--max-response-body); cut", max)
+			return 0, s.readErr
+		}
+		at := time.Since(s.start)
+		s.last.Store(int64(at))
+		s.note(b[:n], int64(at))
+		s.total += int64(n)
+	}
+	if err != nil && s.readErr == nil {
+		s.readErr = err
+	}
+	return n, err
+}
+
+// note records one chunk. It allocates only when the record's timeline or
+// body buffer grows.
+func (s *stream) note(b []byte, at int64) {
+	s.p.c.chunks.Add(1)
+	s.p.c.bytes.Add(int64(len(b)))
+	s.rec.Chunks = append(s.rec.Chunks, capture.Chunk{At: at, Size: int32(len(b)), Tokens: -1, Usage: -1})
+	if room := s.p.cfg.RecordResponseBody - len(s.rec.ResponseBody); room > 0 {
+		s.rec.ResponseBody = append(s.rec.ResponseBody, b[:min(room, len(b))]...)
+	}
+	if s.isSSE {
+		s.cur = &s.rec.Chunks[len(s.rec.Chunks)-1]
+		s.split.Feed(b, s.onEvent)
+		s.cur = nil
+	}
+}
+
+// event accounts one SSE event completed by the current chunk.
+func (s *stream) event(ev sse.Event) {
+	c := s.cur
+	c.Events++
+	info := openai.Scan(ev.Data)
+	if !info.Valid {
+		s.badEvents++
+	}
+	if info.Error || string(ev.Type) == "error" {
+		s.errEvent = true
+	}
+	if info.PromptTokens >= 0 {
+		s.rec.PromptTokens = info.PromptTokens
+	}
+	tokens := int32(-1)
+	if info.CompletionTokens >= 0 {
+		c.Usage = info.CompletionTokens
+		s.rec.CompletionTokens = info.CompletionTokens
+		tokens = info.CompletionTokens - s.lastUsage
+		s.lastUsage = info.CompletionTokens
+	} else if info.TokenIDs > 0 {
+		tokens = info.TokenIDs
+	}
+	if info.Content {
+		c.Content++
+		if tokens >= 0 {
+			if c.Tokens < 0 {
+				c.Tokens = 0
+			}
+			c.Tokens += tokens
+		}
+	}
+}
+
+// watch is the idle watchdog: it cuts the upstream when no byte came for
+// the idle timeout, and re-arms itself for the time left otherwise.
+func (s *stream) watch() {
+	idle := s.p.cfg.IdleTimeout
+	quiet := time.Since(s.start) - time.Duration(s.last.Load())
+	if quiet < idle {
+		s.mu.Lock()
+		if !s.closed {
+			s.timer.Reset(idle - quiet)
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.cut(errIdle)
+}
+
+// cut closes the upstream body from another goroutine; the blocked Read
+// returns an error and fasthttp ends the response.
+func (s *stream) cut(why error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.cutErr != nil {
+		return
+	}
+	s.cutErr = why
+	if c, ok := s.body.(fasthttp.ReadCloserWithError); ok {
+		// Safe concurrently with Read: fasthttp interrupts the read by
+		// closing the connection, and closes only once.
+		c.CloseWithError(why)
+	}
+}
+
+// CloseWithError is called by fasthttp once the body was written (err nil)
+// or writing failed (err is the write error or the read error). It closes
+// the upstream (closing its connection unless the body was fully read, so
+// the engine sees the client leave) and finishes the record.
+func (s *stream) CloseWithError(werr error) error {
+	s.mu.Lock()
+	s.closed = true
+	cutErr := s.cutErr
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	if s.body != nil {
+		s.p.mu.Lock()
+		delete(s.p.streams, s)
+		s.p.mu.Unlock()
+	}
+
+	rec := s.rec
+	rec.End = int64(time.Since(s.start))
+	rec.ResponseSize = s.total
+	readErr := s.readErr
+	switch {
+	case cutErr == errIdle:
+		rec.Outcome = capture.OutcomeIdleTimeout
+		rec.Error = fmt.Sprintf("no bytes from the upstream for %v (--idle-timeout)", s.p.cfg.IdleTimeout)
+	case cutErr == errShutdown:
+		rec.Outcome = capture.OutcomeShutdown
+		rec.Error = errShutdown.Error()
+	case s.tooLarge:
+		rec.Outcome = capture.OutcomeTooLarge
+		rec.Error = readErr.Error()
+	case readErr != nil && readErr != io.EOF && readErr != errNoBody:
+		rec.Outcome = capture.OutcomeUpstreamError
+		rec.Error = "upstream body: " + readErr.Error()
+	case werr != nil:
+		rec.Outcome = capture.OutcomeClientAborted
+		rec.Error = "client: " + werr.Error()
+	default:
+		rec.Outcome = capture.OutcomeOK
+	}
+	if s.errEvent && rec.Error == "" {
+		rec.Error = "the stream carried an error event"
+	}
+	if s.badEvents > 0 && rec.Error == "" {
+		rec.Error = fmt.Sprintf("%d SSE events were not valid JSON", s.badEvents)
+	}
+	if s.split.Oversize > 0 && rec.Error == "" {
+		rec.Error = fmt.Sprintf("%d SSE events exceeded %d bytes and were not parsed", s.split.Oversize, sse.DefaultMaxEventSize)
+	}
+
+	// Closing with an error discards the connection; after a full read it
+	// goes back to the pool.
+	closeErr := werr
+	if closeErr == nil && readErr != nil && readErr != io.EOF && readErr != errNoBody {
+		closeErr = readErr
+	}
+	if c, ok := s.body.(fasthttp.ReadCloserWithError); ok {
+		c.CloseWithError(closeErr)
+	}
+	fasthttp.ReleaseResponse(s.resp)
+	s.resp, s.body = nil, nil
+	s.p.finish(rec)
+	return nil
+}
