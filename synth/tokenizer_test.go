@@ -78,7 +78,7 @@ func TestGPT2Parity(t *testing.T) {
 		"Hello world":                          {15496, 995},
 		"Give three tips for staying healthy.": {23318, 1115, 9040, 329, 10589, 5448, 13},
 		" héllo   wörld\n\n  x":                {289, 2634, 18798, 220, 220, 266, 30570, 335, 628, 220, 2124},
-		"I'm can't 2023 emojis 😀!":            {40, 1101, 460, 470, 1160, 1954, 795, 13210, 271, 30325, 222, 0},
+		"I'm can't 2023 emojis 😀!":             {40, 1101, 460, 470, 1160, 1954, 795, 13210, 271, 30325, 222, 0},
 	} {
 		ids, err := tok.Encode(text)
 		if err != nil {
