@@ -116,6 +116,11 @@ func Run(ctx context.Context, cfg Config, hdr trace.Header, reqs []trace.Request
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Progress != nil {
+		// Warm-up and level phases, and the embedded proxy's logger, print
+		// concurrently.
+		cfg.Progress = &lockedWriter{w: cfg.Progress}
+	}
 	plan, err := makePlan(&cfg, &hdr, reqs)
 	if err != nil {
 		return nil, err
@@ -732,4 +737,16 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 		}
 	}
 	return nil
+}
+
+// lockedWriter serializes writes from concurrent phases.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

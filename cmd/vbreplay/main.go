@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/vbench/vbench/internal/cli"
 	"github.com/vbench/vbench/replay"
@@ -58,6 +59,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&cfg.KeepRequests, "details", false, "include every request's measurements in --json")
 	fs.StringVar(&cfg.Capture, "capture", "", "record through an in-process proxy into this capture directory (needs --upstream)")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "server the embedded proxy forwards to (with --capture)")
+	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", time.Second, "with --capture: how often the proxy scrapes the upstream's /metrics (0 = never)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}

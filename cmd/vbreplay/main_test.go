@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/internal/testserver"
+	"github.com/vbench/vbench/replay"
+	"github.com/vbench/vbench/trace"
+)
+
+func writeTrace(t *testing.T, n int) string {
+	t.Helper()
+	reqs := make([]trace.Request, n)
+	for i := range reqs {
+		reqs[i] = trace.Request{Index: int64(i), Offset: time.Duration(i) * time.Second, Endpoint: trace.EndpointCompletions,
+			Prompt: "hello", InputTokens: 1, OutputTokens: 3, Sampling: trace.Sampling{MaxTokens: 3, IgnoreEOS: true}}
+	}
+	path := filepath.Join(t.TempDir(), "trace.bin")
+	if _, err := trace.WriteFile(path, trace.Header{Generator: "test", MeanRate: 1, Arrival: trace.ArrivalConstant}, reqs); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func startServer(t *testing.T, cfg testserver.Config) *testserver.Server {
+	t.Helper()
+	s, err := testserver.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func call(ctx context.Context, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(ctx, args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRunLadderJSON(t *testing.T) {
+	srv := startServer(t, testserver.Config{Model: "served"})
+	tr := writeTrace(t, 100)
+	js := filepath.Join(t.TempDir(), "res.json")
+	code, out, errOut := call(context.Background(), tr, "--target", srv.URL, "--rates", "100,200", "--duration", "200ms",
+		"--warmup", "5", "--label", "variant=a", "--header", "Authorization: Bearer k", "--json", js, "--details", "--progress-interval", "50ms")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"level", "100", "200", `model "served"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "level 100 req/s done: sent 20/20 ok 20") || !strings.Contains(errOut, "warm-up 200 req/s done: sent 5/5") {
+		t.Errorf("progress:\n%s", errOut)
+	}
+	b, err := os.ReadFile(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res replay.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Levels) != 2 || res.Levels[0].OK != 20 || res.Levels[1].OK != 40 || len(res.Levels[1].Requests) != 40 || len(res.Warmups) != 2 {
+		t.Errorf("result levels %+v", res.Levels)
+	}
+	if res.Config.Labels["variant"] != "a" || bytes.Contains(b, []byte("Bearer")) {
+		t.Errorf("result config labels %v; the API key must not be written", res.Config.Labels)
+	}
+	if h := srv.Headers()[len(srv.Headers())-1]; h.Get("Authorization") != "Bearer k" {
+		t.Errorf("Authorization header %q", h.Get("Authorization"))
+	}
+}
+
+func TestRunCapture(t *testing.T) {
+	srv := startServer(t, testserver.Config{})
+	dir := filepath.Join(t.TempDir(), "cap")
+	code, out, errOut := call(context.Background(), writeTrace(t, 50), "--capture", dir, "--upstream", srv.URL, "--rate", "100", "-q")
+	if code != cli.ExitOK || !strings.Contains(out, "capture "+dir+": 52 records written, 0 dropped") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	st, err := capture.Open(dir, capture.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, _, err := st.Counts(); err != nil || n != 52 {
+		t.Errorf("capture holds %d records (%v); want 52", n, err)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	srv := startServer(t, testserver.Config{Model: "served"})
+	tr := writeTrace(t, 10)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no trace", []string{"--target", srv.URL}, cli.ExitUsage, "want exactly one TRACE"},
+		{"rate and rates", []string{tr, "--target", srv.URL, "--rate", "1", "--rates", "1,2"}, cli.ExitUsage, "exclude each other"},
+		{"bad policy", []string{tr, "--target", srv.URL, "--on-full", "maybe"}, cli.ExitUsage, "--on-full"},
+		{"bad warmup", []string{tr, "--target", srv.URL, "--warmup", "soon"}, cli.ExitUsage, "--warmup"},
+		{"bad header", []string{tr, "--target", srv.URL, "--header", "novalue"}, cli.ExitUsage, "--header"},
+		{"no target", []string{tr}, cli.ExitUsage, "no target"},
+		{"missing trace", []string{"/nonexistent/trace.bin", "--target", srv.URL}, cli.ExitFailure, "no such file"},
+		{"model rejected", []string{tr, "--target", srv.URL, "--model", "nope"}, cli.ExitFailure, "HTTP 404"},
+		{"too short", []string{tr, "--target", srv.URL, "--rate", "1", "--duration", "1m"}, cli.ExitFailure, "trace too short"},
+		{"capture without upstream", []string{tr, "--capture", t.TempDir()}, cli.ExitUsage, "--upstream"},
+	}
+	for _, tt := range tests {
+		code, _, errOut := call(context.Background(), tt.args...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) || strings.Contains(errOut, "goroutine") {
+			t.Errorf("%s: exit %d stderr %q; want exit %d mentioning %q", tt.name, code, errOut, tt.code, tt.want)
+		}
+	}
+}
+
+func TestRunInterrupted(t *testing.T) {
+	srv := startServer(t, testserver.Config{TTFT: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	code, out, errOut := call(ctx, writeTrace(t, 100), "--target", srv.URL, "--rate", "20", "--interrupt-drain", "100ms", "-q")
+	if code != cli.ExitFailure && code != cli.ExitInterrupted {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(out, "INTERRUPTED") || !strings.Contains(errOut, "deadline exceeded") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+}
