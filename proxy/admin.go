@@ -34,6 +34,9 @@ type Stats struct {
 	// QueueDepth is the sink's queued records, -1 when the sink does not
 	// say.
 	QueueDepth int64 `json:"queue_depth"`
+	// Capture holds the capture writer's numbers when the sink is a
+	// *capture.Writer.
+	Capture *capture.WriterStats `json:"capture,omitempty"`
 	// Samples counts scraped server-metric samples the sink accepted;
 	// SamplesDropped those it refused.
 	Samples        int64 `json:"samples"`
@@ -45,10 +48,9 @@ type Stats struct {
 	Outcomes map[capture.Outcome]int64 `json:"outcomes"`
 }
 
-// QueueDepther is implemented by sinks that can tell how many records wait
-// in their queue.
-type QueueDepther interface {
-	QueueDepth() int
+// writerStater is implemented by *capture.Writer.
+type writerStater interface {
+	Stats() capture.WriterStats
 }
 
 // Stats returns the live numbers.
@@ -70,8 +72,10 @@ func (p *Proxy) Stats() Stats {
 		ScrapeErrors:   p.c.scrapeErrors.Load(),
 		Outcomes:       make(map[capture.Outcome]int64, numOutcomes),
 	}
-	if q, ok := p.sink.(QueueDepther); ok {
-		st.QueueDepth = int64(q.QueueDepth())
+	if w, ok := p.sink.(writerStater); ok {
+		ws := w.Stats()
+		st.Capture = &ws
+		st.QueueDepth = int64(ws.Queued)
 	}
 	for i, o := range outcomeNames {
 		st.Outcomes[o] = p.c.outcomes[i].Load()

@@ -23,6 +23,12 @@ type Sink interface {
 	PutSample(capture.Sample) bool
 }
 
+// idReserver is implemented by *capture.Writer: IDs reserved on arrival
+// increase in arrival order.
+type idReserver interface {
+	NextID() uint64
+}
+
 // Proxy is a recording reverse proxy. Create it with New, run it with
 // Serve, stop it with Shutdown.
 type Proxy struct {
@@ -230,6 +236,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		Received:         p.unix(start),
 		PromptTokens:     -1,
 		CompletionTokens: -1,
+	}
+	if id, ok := p.sink.(idReserver); ok {
+		rec.ID = id.NextID()
 	}
 	req := &ctx.Request
 	p.readRequest(req, rec)

@@ -1,0 +1,303 @@
+// Command vbproxy is vbench's recording reverse proxy: put it in front of an
+// OpenAI-compatible server and it forwards every byte unchanged while
+// recording each exchange, with the arrival time of every response chunk,
+// into a capture directory. See README.md ("vbproxy").
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/proxy"
+)
+
+func main() { os.Exit(cli.Main(run)) }
+
+const usage = `vbproxy --upstream HOST:PORT|URL [--listen 127.0.0.1:8001] [--capture DIR] [flags]
+       vbproxy dump CAPTURE_DIR [--no-bodies] [--no-samples]`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "dump" {
+		return cli.Exit(stderr, "vbproxy dump", runDump(args[1:], stdout, stderr))
+	}
+	return cli.Exit(stderr, "vbproxy", runProxy(ctx, args, stdout, stderr))
+}
+
+// config is what vbproxy runs with; it is stored in the capture's Meta.
+type config struct {
+	Listen        string            `json:"listen"`
+	Capture       string            `json:"capture"`
+	Upstream      string            `json:"upstream"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	IdleTimeout   time.Duration     `json:"idle_timeout_ns"`
+	MaxBody       int64             `json:"max_body"`
+	MaxResponse   int64             `json:"max_response_body"`
+	RecordReq     int64             `json:"record_request_body"`
+	RecordResp    int64             `json:"record_response_body"`
+	RecordSecrets bool              `json:"record_secrets"`
+	Scrape        time.Duration     `json:"scrape_metrics_ns"`
+	MaxConns      int               `json:"max_conns"`
+	Drain         time.Duration     `json:"drain_ns"`
+	FlushInterval time.Duration     `json:"flush_interval_ns"`
+	SyncInterval  time.Duration     `json:"sync_interval_ns"`
+	QueueSize     int               `json:"queue_size"`
+}
+
+func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("vbproxy", usage, stderr)
+	var c config
+	fs.StringVar(&c.Upstream, "upstream", "", "server to forward to: HOST:PORT, :PORT or http(s)://HOST:PORT (required)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8001", "address to listen on (loopback by default; other addresses expose the capture's traffic)")
+	fs.StringVar(&c.Capture, "capture", "./capture", "capture directory (a Badger store; created if missing; '' = forward without recording)")
+	labels := fs.StringArray("label", nil, "label k=v added to every record (repeatable, or k=v,k2=v2)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "cut a response when the upstream sends nothing for this long (no whole-response timeout; 0 = never)")
+	maxBody := fs.String("max-body", "64MiB", "largest request body accepted (413 and a too_large record above it)")
+	maxResp := fs.String("max-response-body", "1GiB", "largest response body forwarded; longer ones are cut (0 = no limit)")
+	recReq := fs.String("record-request-body", "1MiB", "request body bytes stored per record (0 = none)")
+	recResp := fs.String("record-response-body", "4MiB", "raw response bytes stored per record (0 = none)")
+	fs.BoolVar(&c.RecordSecrets, "record-secrets", false, "store Authorization, Api-Key, X-Api-Key and Cookie values instead of [REDACTED]")
+	fs.DurationVar(&c.Scrape, "scrape-metrics", 0, "poll the upstream's /metrics this often and store running/waiting/KV-cache/preemption samples (e.g. 250ms; 0 = off)")
+	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most connections to the upstream (each open stream holds one)")
+	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight streams may finish before they are cut (a second signal cuts them now)")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 20*time.Millisecond, "longest a finished record waits before it is committed to the capture")
+	fs.DurationVar(&c.SyncInterval, "sync-interval", time.Second, "how often the capture is fsynced (negative = never; a process crash still loses nothing committed)")
+	fs.IntVar(&c.QueueSize, "queue-size", 1<<16, "capture queue capacity; a full queue drops records (counted, never blocks a stream)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("unexpected arguments %q (did you mean 'vbproxy dump DIR'?)", fs.Args())
+	}
+	if c.Upstream == "" {
+		return cli.Usagef("--upstream is required, e.g. --upstream 127.0.0.1:8000")
+	}
+	var errs []error
+	var err error
+	if c.Labels, err = cli.ParseKV("label", *labels); err != nil {
+		errs = append(errs, err)
+	}
+	for _, s := range []struct {
+		flag string
+		v    string
+		dst  *int64
+	}{{"max-body", *maxBody, &c.MaxBody}, {"max-response-body", *maxResp, &c.MaxResponse},
+		{"record-request-body", *recReq, &c.RecordReq}, {"record-response-body", *recResp, &c.RecordResp}} {
+		n, err := parseSize(s.v)
+		if err != nil {
+			errs = append(errs, cli.Usagef("--%s %q: %v", s.flag, s.v, err))
+		}
+		*s.dst = n
+	}
+	if c.MaxBody <= 0 || c.MaxBody > 1<<31-1 {
+		errs = append(errs, cli.Usagef("--max-body must be between 1 byte and 2GiB"))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		errs = append(errs, cli.Usagef("--log-level %q: want debug, info, warn or error", *logLevel))
+	}
+	pcfg := proxy.Config{
+		Upstream:           c.Upstream,
+		Labels:             c.Labels,
+		IdleTimeout:        c.IdleTimeout,
+		MaxRequestBody:     int(c.MaxBody),
+		MaxResponseBody:    orNegative(c.MaxResponse),
+		RecordRequestBody:  int(orNegative(c.RecordReq)),
+		RecordResponseBody: int(orNegative(c.RecordResp)),
+		RecordSecrets:      c.RecordSecrets,
+		ScrapeInterval:     c.Scrape,
+		MaxConns:           c.MaxConns,
+	}
+	if c.IdleTimeout == 0 {
+		pcfg.IdleTimeout = -1
+	}
+	if err := pcfg.Validate(); err != nil {
+		errs = append(errs, cli.Usagef("%v", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	pcfg.Logger = log
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.Listen, err)
+	}
+	defer ln.Close()
+	if !isLoopback(ln.Addr()) {
+		fmt.Fprintf(stderr, "vbproxy: WARNING: listening on %s, which is reachable from other hosts.\n"+
+			"vbproxy: WARNING: anyone who can reach it can use the upstream through it, and their traffic is recorded.\n", ln.Addr())
+	}
+
+	var st *capture.Store
+	var sink proxy.Sink
+	if c.Capture != "" {
+		st, err = capture.Open(c.Capture, capture.Options{Logger: log, FlushInterval: c.FlushInterval, SyncInterval: c.SyncInterval, QueueSize: c.QueueSize})
+		if err != nil {
+			return fmt.Errorf("--capture %s: %w", c.Capture, err)
+		}
+		sink = st.Writer()
+	}
+	p, err := proxy.New(pcfg, sink)
+	if err != nil {
+		closeStore(st, stderr)
+		return err
+	}
+	if st != nil {
+		conf, _ := json.Marshal(c)
+		host, _ := os.Hostname()
+		meta := capture.Meta{Version: capture.MetaVersion, Tool: "vbproxy", ToolVersion: version(), Started: time.Now().UnixNano(),
+			Upstream: p.Upstream(), Labels: c.Labels, Host: host, PID: os.Getpid(), Config: conf,
+			Extra: map[string]string{"listen": ln.Addr().String()}}
+		if err := st.PutMeta(meta); err != nil {
+			closeStore(st, stderr)
+			return fmt.Errorf("--capture %s: write metadata: %w", c.Capture, err)
+		}
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ln) }()
+	rec := "not recording"
+	if st != nil {
+		rec = "recording into " + c.Capture
+	}
+	fmt.Fprintf(stdout, "vbproxy: listening on http://%s -> %s, %s (stats at /vb/stats)\n", ln.Addr(), p.Upstream(), rec)
+
+	var serveErr error
+	select {
+	case serveErr = <-served:
+	case <-ctx.Done():
+	}
+	// Shutdown: stop accepting, drain until --drain or a second signal.
+	second := make(chan os.Signal, 1)
+	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(second)
+	drainCtx, cancel := context.WithTimeout(context.Background(), c.Drain)
+	defer cancel()
+	if serveErr == nil {
+		fmt.Fprintf(stderr, "vbproxy: shutting down: %d in flight, waiting up to %v (signal again to cut them now)\n", p.Stats().InFlight, c.Drain)
+		go func() {
+			select {
+			case <-second:
+				fmt.Fprintln(stderr, "vbproxy: second signal: cutting in-flight streams")
+				cancel()
+			case <-drainCtx.Done():
+			}
+		}()
+	}
+	shutErr := p.Shutdown(drainCtx)
+	if serveErr == nil {
+		serveErr = <-served
+	}
+	closeErr := closeStore(st, stderr)
+	s := p.Stats()
+	fmt.Fprintf(stderr, "vbproxy: %d requests, %d recorded, %d dropped; outcomes %v\n", s.Requests, s.Recorded, s.Dropped, outcomes(s))
+	if shutErr != nil {
+		fmt.Fprintf(stderr, "vbproxy: %v\n", shutErr)
+	}
+	return errors.Join(serveErr, closeErr)
+}
+
+func closeStore(st *capture.Store, stderr io.Writer) error {
+	if st == nil {
+		return nil
+	}
+	ws := st.Writer().Stats()
+	err := st.Close()
+	if err != nil {
+		return fmt.Errorf("closing the capture: %w", err)
+	}
+	ws2 := st.Writer().Stats()
+	fmt.Fprintf(stderr, "vbproxy: capture %s closed: %d records, %d samples written, %d dropped, %d lost\n", st.Dir(), ws2.Written, ws2.Samples, max(ws.Dropped, ws2.Dropped), ws2.Lost)
+	return nil
+}
+
+func outcomes(s proxy.Stats) string {
+	var b strings.Builder
+	for k, v := range s.Outcomes {
+		if v > 0 {
+			fmt.Fprintf(&b, "%s=%d ", k, v)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// orNegative maps 0 ("none"/"no limit" on the command line) to -1 for
+// proxy.Config, where 0 means the default.
+func orNegative(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return bi.Main.Version
+}
+
+// parseSize reads a byte count: 1048576, 64KiB, 1MiB, 2GiB, 10MB, 1GB.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("want a byte count such as 1048576, 64KiB, 1MiB or 2GiB")
+	}
+	if n > (1<<62)/mult {
+		return 0, errors.New("too large")
+	}
+	return n * mult, nil
+}
+
+func runDump(args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("vbproxy dump", "vbproxy dump CAPTURE_DIR [--no-bodies] [--no-samples]", stderr)
+	var opt capture.DumpOptions
+	fs.BoolVar(&opt.NoBodies, "no-bodies", false, "leave request and response bodies out")
+	fs.BoolVar(&opt.NoSamples, "no-samples", false, "leave server-metric samples out")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("want one CAPTURE_DIR, got %d arguments", fs.NArg())
+	}
+	return capture.DumpDir(fs.Arg(0), stdout, opt)
+}
