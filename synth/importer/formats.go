@@ -55,19 +55,22 @@ func csvRows(r io.Reader, want []string, fn func(line int, col func(string) stri
 			return rowErr(1, "header %q lacks column %q (want %s)", strings.Join(head, ","), w, strings.Join(want, ", "))
 		}
 	}
+	lastLine := 1
 	for {
 		rec, err := cr.Read()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return rowErr(pe.Line, "%v", pe.Err)
 			}
-			return rowErr(line, "%v", err)
+			return rowErr(lastLine+1, "%v", err)
 		}
+		// FieldPos is only defined for the fields of a record read without error.
+		line, _ := cr.FieldPos(0)
+		lastLine = line
 		if len(rec) != len(head) {
 			return rowErr(line, "%d fields, header has %d", len(rec), len(head))
 		}
