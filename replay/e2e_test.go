@@ -43,8 +43,25 @@ func received(t *testing.T, srv *testserver.Server) []seen {
 }
 
 // TestEndToEnd200: every request is sent, in trace order, tagged, and
-// on time (generous bound: CI has two noisy cores), at 200 req/s.
+// on time, at 200 req/s. The lag bound is generous (the goal, measured by
+// the benchmarks, is well under a millisecond) and the level is retried up
+// to three times, because CI shares two cores with other jobs and one
+// starved second says nothing about the replayer.
 func TestEndToEnd200(t *testing.T) {
+	const p90Bound, p99Bound = 5 * time.Millisecond, 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		lag := endToEnd200(t)
+		if t.Failed() || (lag.P90 <= p90Bound && lag.P99 <= p99Bound) {
+			return
+		}
+		if attempt == 3 {
+			t.Fatalf("lag p90 %v p99 %v at 200 req/s in 3 attempts; want under %v and %v", lag.P90, lag.P99, p90Bound, p99Bound)
+		}
+		t.Logf("attempt %d: lag p90 %v p99 %v over %v/%v (noisy machine?); again", attempt, lag.P90, lag.P99, p90Bound, p99Bound)
+	}
+}
+
+func endToEnd200(t *testing.T) Dist {
 	srv := startServer(t, testserver.Config{TTFT: 5 * time.Millisecond, ITL: time.Millisecond})
 	hdr, reqs := testTrace(800, 4)
 	cfg := Config{Target: srv.URL, Rates: []float64{200}, Duration: 2 * time.Second, Run: "r1", Trial: "t1",
@@ -54,7 +71,7 @@ func TestEndToEnd200(t *testing.T) {
 		t.Fatal(err)
 	}
 	lr := res.Levels[0]
-	t.Logf("sent %d ok %d lag p50 %v p99 %v max %v achieved %.1f/s scheduled %.1f/s ttft p50 %v", lr.Sent, lr.OK, lr.Lag.P50, lr.Lag.P99, lr.Lag.Max, lr.AchievedRate, lr.ScheduledRate, lr.TTFT.P50)
+	t.Logf("sent %d ok %d lag p50 %v p90 %v p99 %v max %v achieved %.1f/s scheduled %.1f/s ttft p50 %v", lr.Sent, lr.OK, lr.Lag.P50, lr.Lag.P90, lr.Lag.P99, lr.Lag.Max, lr.AchievedRate, lr.ScheduledRate, lr.TTFT.P50)
 	want := CutIndex(func(i int) time.Duration { return reqs[i].Offset }, len(reqs), 1.0/200, 2*time.Second)
 	if lr.Planned != want || lr.Sent != want || lr.OK != want {
 		t.Fatalf("planned %d sent %d ok %d; want %d each", lr.Planned, lr.Sent, lr.OK, want)
@@ -76,11 +93,6 @@ func TestEndToEnd200(t *testing.T) {
 	if len(indices) != want {
 		t.Errorf("server saw %d distinct indices; want %d", len(indices), want)
 	}
-	// Generous: the goal (and the benchmark) is well under a millisecond,
-	// but CI shares two cores with other jobs.
-	if lr.Lag.P99 > 20*time.Millisecond {
-		t.Errorf("lag p99 %v at 200 req/s; want under 20ms", lr.Lag.P99)
-	}
 	if lr.TTFT.P50 < 5*time.Millisecond || lr.E2E.P50 < 8*time.Millisecond {
 		t.Errorf("ttft p50 %v e2e p50 %v; the server's floor is 5ms and 8ms", lr.TTFT.P50, lr.E2E.P50)
 	}
@@ -97,6 +109,7 @@ func TestEndToEnd200(t *testing.T) {
 	if dl, _ := strconv.ParseInt(h.Get("X-VB-Deadline"), 10, 64); dl < got[0].scheduled+int64(DefaultDrain) {
 		t.Errorf("X-VB-Deadline %d is before the start plus the drain", dl)
 	}
+	return lr.Lag
 }
 
 // TestIdentity: two replays of one trace at different rates send the same
@@ -116,20 +129,30 @@ func TestIdentity(t *testing.T) {
 	if len(runs[0]) != len(reqs) || len(runs[1]) != len(reqs) {
 		t.Fatalf("server saw %d and %d; want %d each", len(runs[0]), len(runs[1]), len(reqs))
 	}
+	// Scheduled times scale exactly (to the rounding of one nanosecond per
+	// request); sent times scale within the lags the replayer measured.
 	var worst time.Duration
 	for i := range reqs {
 		a, b := runs[0][i], runs[1][i]
 		if a.index != int64(i) || b.index != int64(i) || a.body != b.body {
 			t.Fatalf("position %d: indices %d/%d, bodies equal %v", i, a.index, b.index, a.body == b.body)
 		}
+		slowSch := time.Duration(a.scheduled - runs[0][0].scheduled)
+		fastSch := time.Duration(b.scheduled - runs[1][0].scheduled)
+		if d := (fastSch - slowSch/10).Abs(); d > time.Microsecond {
+			t.Errorf("position %d: scheduled at +%v at rate 100, +%v at rate 10: not a tenth", i, fastSch, slowSch)
+		}
 		slow := time.Duration(a.sent - runs[0][0].sent)
 		fast := time.Duration(b.sent - runs[1][0].sent)
-		worst = max(worst, (fast - slow/10).Abs())
+		dev := (fast - slow/10).Abs()
+		worst = max(worst, dev)
+		lagA, lagB := time.Duration(a.sent-a.scheduled), time.Duration(b.sent-b.scheduled)
+		lag0A, lag0B := time.Duration(runs[0][0].sent-runs[0][0].scheduled), time.Duration(runs[1][0].sent-runs[1][0].scheduled)
+		if explained := lagB + lag0B + (lagA+lag0A)/10 + time.Microsecond; dev > explained {
+			t.Errorf("position %d: send times deviate by %v, more than the measured lags explain (%v)", i, dev, explained)
+		}
 	}
 	t.Logf("worst |t100 − t10/10| = %v", worst)
-	if worst > 20*time.Millisecond {
-		t.Errorf("rate-100 send times differ from rate-10 times / 10 by up to %v", worst)
-	}
 }
 
 func TestPreflight(t *testing.T) {
