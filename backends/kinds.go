@@ -214,6 +214,15 @@ func simCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	}
 	argv := []string{path, "--port", strconv.Itoa(o.Port)}
 	add := func(a ...string) { argv = append(argv, a...) }
+	if s.ServedModelName != "" {
+		add("--model", s.ServedModelName)
+	}
+	if s.MaxModelLen > 0 {
+		add("--max-model-len", strconv.Itoa(s.MaxModelLen))
+	}
+	if s.BlockSize > 0 {
+		add("--block-size", strconv.Itoa(s.BlockSize))
+	}
 	if s.SimPolicy != "" {
 		add("--policy", s.SimPolicy)
 	}

@@ -1,0 +1,423 @@
+// Package bench runs the experiment matrix of a study: models × variants ×
+// repetitions, each trial replaying the same trace at rising request rates
+// against a freshly started backend, recording through the embedded proxy,
+// then analysing and indexing the results.
+//
+// A study is a TOML file (see examples/*.toml and docs/readme/bench.md).
+// Decoding is strict: an unknown key is an error, and every problem of the
+// file is reported at once before anything touches the disk or a GPU.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/vbench/vbench/backends"
+)
+
+// Duration is a TOML duration string ("60s", "4h").
+type Duration = backends.Duration
+
+// Study is a decoded study file.
+type Study struct {
+	// Name identifies the study in the results index and in resume.
+	Name string `toml:"name" json:"name"`
+	// Description is free text for the report.
+	Description string `toml:"description" json:"description,omitempty"`
+	// ResultsDir is where trial directories go (default "results"),
+	// ReportsDir where reports go (default "reports"). Relative paths, here
+	// and everywhere in the file, are relative to the working directory.
+	ResultsDir string `toml:"results_dir" json:"results_dir"`
+	ReportsDir string `toml:"reports_dir" json:"reports_dir"`
+	// Budget is the time the whole matrix should fit in (default 4h).
+	Budget Duration `toml:"budget" json:"budget"`
+	// GPU describes the card when nvidia-smi cannot (planning on a laptop).
+	GPU GPUConfig `toml:"gpu" json:"gpu"`
+	// Trace is the one trace every trial replays.
+	Trace TraceConfig `toml:"trace" json:"trace"`
+	// Run holds the load settings shared by every trial.
+	Run RunConfig `toml:"run" json:"run"`
+	// Models are run in order; each lists its variants.
+	Models []ModelConfig `toml:"models" json:"models"`
+	// Variants defines or overrides variants by name; a name not defined
+	// here must be a preset.
+	Variants map[string]toml.Primitive `toml:"variants" json:"-"`
+
+	path string
+	md   toml.MetaData
+}
+
+// GPUConfig names the card a plan checks against.
+type GPUConfig struct {
+	// Name is e.g. "RTX 4090" (informative).
+	Name string `toml:"name" json:"name,omitempty"`
+	// MemoryGiB is the card's memory; 0 asks nvidia-smi.
+	MemoryGiB float64 `toml:"memory_gib" json:"memory_gib,omitempty"`
+}
+
+// TraceConfig says where the trace is and how to make it when missing.
+type TraceConfig struct {
+	// Path is the trace file (trace.bin or .jsonl).
+	Path string `toml:"path" json:"path"`
+	// Generate is a command run when Path does not exist ("{path}" is
+	// replaced), e.g. ["vbsynth", "--dataset", "sharegpt", "--out", "{path}"].
+	Generate []string `toml:"generate" json:"generate,omitempty"`
+}
+
+// RunConfig holds the load settings of every trial.
+type RunConfig struct {
+	// Rates are the request rates in req/s, run from low to high.
+	Rates []float64 `toml:"rates" json:"rates"`
+	// Duration is each level's sending window.
+	Duration Duration `toml:"duration" json:"duration"`
+	// Warmup is sent before the first level of a trial (not measured).
+	Warmup Duration `toml:"warmup" json:"warmup"`
+	// Drain is how long in-flight requests may finish after a level.
+	Drain Duration `toml:"drain" json:"drain"`
+	// Repetitions is the number of trials per model × variant (default 1).
+	Repetitions int `toml:"repetitions" json:"repetitions"`
+	// StartupTimeout bounds a backend's start (default 15m).
+	StartupTimeout Duration `toml:"startup_timeout" json:"startup_timeout"`
+	// StopGrace is the wait between SIGTERM and SIGKILL (default 30s).
+	StopGrace Duration `toml:"stop_grace" json:"stop_grace"`
+	// MaxConcurrency caps requests in flight (0: open loop).
+	MaxConcurrency int `toml:"max_concurrency" json:"max_concurrency,omitempty"`
+	// ExactOutput asks every request for exactly its trace output length.
+	ExactOutput *bool `toml:"exact_output" json:"exact_output,omitempty"`
+	// EarlyStop skips higher rates once a variant is clearly saturated.
+	EarlyStop EarlyStop `toml:"early_stop" json:"early_stop"`
+	// Chart draws charts in each trial's analysis and in the report.
+	Chart *bool `toml:"chart" json:"chart,omitempty"`
+	// Speed multiplies the pace of the trace on top of the rate (rarely
+	// needed; 0 = 1).
+	Speed float64 `toml:"speed" json:"speed,omitempty"`
+}
+
+// EarlyStop holds the saturation rules.
+type EarlyStop struct {
+	// NormalizedLatency stops when a level's mean E2E per output token
+	// exceeds it (e.g. "1s"); 0 disables.
+	NormalizedLatency Duration `toml:"normalized_latency" json:"normalized_latency,omitempty"`
+	// CutFraction stops when more than this fraction of a level's sent
+	// requests were still queued or running at the drain cut (the queue grew
+	// without bound); 0 disables.
+	CutFraction float64 `toml:"cut_fraction" json:"cut_fraction,omitempty"`
+}
+
+// ModelConfig is one model of the matrix.
+type ModelConfig struct {
+	// Name names the model in paths and reports (default: Model).
+	Name string `toml:"name" json:"name"`
+	// Model is the local directory or hub id given to the servers.
+	Model string `toml:"model" json:"model"`
+	// ServedModelName is what clients send (default: the server's choice).
+	ServedModelName string `toml:"served_model_name" json:"served_model_name,omitempty"`
+	// MaxModelLen bounds prompt + output (required for GPU kinds on a 24 GB
+	// card: native lengths do not fit).
+	MaxModelLen int `toml:"max_model_len" json:"max_model_len,omitempty"`
+	// Dtype is the weights' dtype (default from config.json).
+	Dtype string `toml:"dtype" json:"dtype,omitempty"`
+	// LoadFormat "dummy" uses random weights of the real shapes.
+	LoadFormat string `toml:"load_format" json:"load_format,omitempty"`
+	// ParamsB overrides the parameter count (billions) when no config.json
+	// is at hand; WeightsGiB overrides the weight bytes outright.
+	ParamsB    float64 `toml:"params_b" json:"params_b,omitempty"`
+	WeightsGiB float64 `toml:"weights_gib" json:"weights_gib,omitempty"`
+	// Variants are the variant names to run, in order.
+	Variants []string `toml:"variants" json:"variants"`
+}
+
+// Defaults of a study.
+const (
+	DefaultBudget         = 4 * time.Hour
+	DefaultStartupTimeout = 15 * time.Minute
+	DefaultStopGrace      = 30 * time.Second
+	DefaultDrain          = 60 * time.Second
+)
+
+// LoadStudy reads and validates a study file. Nothing else is touched.
+func LoadStudy(path string) (*Study, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: study: %w", err)
+	}
+	s, err := ParseStudy(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s.path = path
+	return s, nil
+}
+
+// ParseStudy decodes and validates a study from TOML text.
+func ParseStudy(text string) (*Study, error) {
+	var s Study
+	md, err := toml.Decode(text, &s)
+	if err != nil {
+		return nil, fmt.Errorf("bench: study: %w", err)
+	}
+	s.md = md
+	s.defaults()
+	errs := []error{}
+	// Resolve every variant of every model now: that decodes the variant
+	// tables, so undecoded keys left afterwards are unknown keys.
+	if _, err := s.Resolve(); err != nil {
+		errs = append(errs, err)
+	}
+	for name, prim := range s.Variants {
+		// A defined variant that no model uses is still checked.
+		if _, err := s.decodeVariant(name, prim, ModelConfig{Model: "m"}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		errs = append(errs, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", ")))
+	}
+	if err := s.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("bench: study: %w", err)
+	}
+	return &s, nil
+}
+
+func (s *Study) defaults() {
+	if s.ResultsDir == "" {
+		s.ResultsDir = "results"
+	}
+	if s.ReportsDir == "" {
+		s.ReportsDir = "reports"
+	}
+	if s.Budget == 0 {
+		s.Budget = Duration(DefaultBudget)
+	}
+	if s.Run.Repetitions == 0 {
+		s.Run.Repetitions = 1
+	}
+	if s.Run.StartupTimeout == 0 {
+		s.Run.StartupTimeout = Duration(DefaultStartupTimeout)
+	}
+	if s.Run.StopGrace == 0 {
+		s.Run.StopGrace = Duration(DefaultStopGrace)
+	}
+	if s.Run.Drain == 0 {
+		s.Run.Drain = Duration(DefaultDrain)
+	}
+	for i := range s.Models {
+		if s.Models[i].Name == "" {
+			s.Models[i].Name = s.Models[i].Model
+		}
+	}
+}
+
+func (s *Study) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if strings.TrimSpace(s.Name) == "" {
+		bad("name is missing (it identifies the study in the index and for --resume)")
+	}
+	if s.Trace.Path == "" {
+		bad("trace.path is missing")
+	}
+	if len(s.Run.Rates) == 0 {
+		bad("run.rates is empty: give the request rates, e.g. [1, 5, 10, 20]")
+	}
+	for i, r := range s.Run.Rates {
+		if math.IsNaN(r) || math.IsInf(r, 0) || r <= 0 {
+			bad("run.rates[%d] = %v: want a positive rate in req/s", i, r)
+		}
+		if i > 0 && r <= s.Run.Rates[i-1] {
+			bad("run.rates must rise: %v after %v (rates run from low to high)", r, s.Run.Rates[i-1])
+		}
+	}
+	if s.Run.Duration <= 0 {
+		bad("run.duration is missing: the sending window of each level, e.g. \"60s\"")
+	}
+	if s.Run.Warmup < 0 || s.Run.Drain < 0 || s.Run.StartupTimeout < 0 || s.Run.StopGrace < 0 || s.Budget < 0 {
+		bad("durations must not be negative")
+	}
+	if s.Run.Repetitions < 1 {
+		bad("run.repetitions %d: want 1 or more", s.Run.Repetitions)
+	}
+	if s.Run.MaxConcurrency < 0 {
+		bad("run.max_concurrency %d: want 0 (open loop) or more", s.Run.MaxConcurrency)
+	}
+	if s.Run.EarlyStop.CutFraction < 0 || s.Run.EarlyStop.CutFraction > 1 {
+		bad("run.early_stop.cut_fraction %v: want a fraction in [0, 1]", s.Run.EarlyStop.CutFraction)
+	}
+	if s.Run.Speed < 0 {
+		bad("run.speed %v: want a positive factor", s.Run.Speed)
+	}
+	if s.GPU.MemoryGiB < 0 {
+		bad("gpu.memory_gib %v: must not be negative", s.GPU.MemoryGiB)
+	}
+	if len(s.Models) == 0 {
+		bad("no [[models]]: a study needs at least one model")
+	}
+	seen := map[string]bool{}
+	for i, m := range s.Models {
+		where := fmt.Sprintf("models[%d]", i)
+		if m.Name != "" {
+			where = fmt.Sprintf("model %q", m.Name)
+		}
+		if m.Name == "" {
+			bad("%s: give model (a directory or hub id) or name", where)
+		}
+		if seen[m.Name] {
+			bad("%s appears twice", where)
+		}
+		seen[m.Name] = true
+		if len(m.Variants) == 0 {
+			bad("%s: variants is empty", where)
+		}
+		if m.MaxModelLen < 0 || m.ParamsB < 0 || m.WeightsGiB < 0 {
+			bad("%s: max_model_len, params_b and weights_gib must not be negative", where)
+		}
+		vs := map[string]bool{}
+		for _, v := range m.Variants {
+			if vs[v] {
+				bad("%s: variant %q listed twice", where, v)
+			}
+			vs[v] = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Variant is one resolved variant of one model.
+type Variant struct {
+	// Name is the variant's name in the study.
+	Name string `json:"name"`
+	// Preset is the preset it started from.
+	Preset string `json:"preset"`
+	// Spec is the resolved backend spec.
+	Spec backends.Spec `json:"spec"`
+}
+
+// Resolve returns, for every model in order, its variants in order.
+func (s *Study) Resolve() ([][]Variant, error) {
+	var errs []error
+	out := make([][]Variant, len(s.Models))
+	for i, m := range s.Models {
+		for _, name := range m.Variants {
+			prim, defined := s.Variants[name]
+			var v Variant
+			var err error
+			if defined {
+				v, err = s.decodeVariant(name, prim, m)
+			} else {
+				v, err = presetVariant(name, name, m)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("model %q: %w", m.Name, err))
+				continue
+			}
+			out[i] = append(out[i], v)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// presetVariant starts from a preset and applies the model's settings.
+func presetVariant(name, preset string, m ModelConfig) (Variant, error) {
+	spec, err := backends.Preset(preset)
+	if err != nil {
+		return Variant{}, fmt.Errorf("variant %q: not defined in [variants] and %w", name, err)
+	}
+	applyModel(&spec, m)
+	return Variant{Name: name, Preset: preset, Spec: spec}, nil
+}
+
+func applyModel(spec *backends.Spec, m ModelConfig) {
+	if spec.Kind != backends.KindSim && spec.Kind != backends.KindExec {
+		spec.Model = m.Model
+		spec.Dtype = m.Dtype
+		spec.LoadFormat = m.LoadFormat
+	} else if spec.Kind == backends.KindExec {
+		spec.Model = m.Model
+	}
+	spec.MaxModelLen = m.MaxModelLen
+	spec.ServedModelName = m.ServedModelName
+}
+
+// decodeVariant applies [variants.NAME] over its preset and the model.
+func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (Variant, error) {
+	var head struct {
+		Preset string `toml:"preset"`
+	}
+	if err := s.md.PrimitiveDecode(prim, &head); err != nil {
+		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
+	}
+	var spec backends.Spec
+	if head.Preset != "" {
+		v, err := presetVariant(name, head.Preset, m)
+		if err != nil {
+			return Variant{}, err
+		}
+		spec = v.Spec
+	} else {
+		applyModel(&spec, m)
+	}
+	var over struct {
+		Preset string `toml:"preset"`
+		backends.Spec
+	}
+	over.Spec = spec
+	if err := s.md.PrimitiveDecode(prim, &over); err != nil {
+		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
+	}
+	spec = over.Spec
+	if err := spec.Validate(); err != nil {
+		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
+	}
+	return Variant{Name: name, Preset: head.Preset, Spec: spec}, nil
+}
+
+// Path returns the study file's path ("" when parsed from text).
+func (s *Study) Path() string { return s.path }
+
+// SanitizeName turns a model or variant name into one safe path element:
+// letters, digits and . _ + - are kept, anything else (slashes included)
+// becomes _, and a name made only of dots is escaped.
+func SanitizeName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '+', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	out := strings.TrimLeft(b.String(), ".")
+	if out == "" {
+		out = "_" + strings.Repeat("_", len(name)%3)
+	}
+	if len(out) > 100 {
+		out = out[:100]
+	}
+	return out
+}
+
+// under joins elem to dir and refuses anything that escapes dir.
+func under(dir string, elem ...string) (string, error) {
+	p := filepath.Join(append([]string{dir}, elem...)...)
+	rel, err := filepath.Rel(dir, p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("bench: path %q escapes %s", p, dir)
+	}
+	return p, nil
+}

@@ -1,0 +1,277 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/trace"
+)
+
+// Trial is one model × variant × repetition: one backend start, every rate.
+type Trial struct {
+	// Index is the trial's place in the run order (0-based).
+	Index int `json:"index"`
+	// Model and Variant name the cell; Rep counts from 1.
+	Model   ModelConfig `json:"model"`
+	Variant Variant     `json:"variant"`
+	Rep     int         `json:"rep"`
+	// Estimate is the expected wall time of the trial.
+	Estimate time.Duration `json:"estimate_ns"`
+}
+
+// Key identifies a trial across runs of the same study (for --resume).
+func (t Trial) Key() string {
+	return fmt.Sprintf("%s/%s/rep%d", t.Model.Name, t.Variant.Name, t.Rep)
+}
+
+// Plan is the resolved matrix of a study and its checks.
+type Plan struct {
+	Study  *Study  `json:"-"`
+	Trials []Trial `json:"trials"`
+	// GPU is what nvidia-smi said (zero when absent); GPUGiB the memory the
+	// checks used (the study's [gpu] wins).
+	GPU    backends.GPU `json:"gpu"`
+	GPUGiB float64      `json:"gpu_gib"`
+	// Fits holds the memory check of every GPU model × variant.
+	Fits []Fit `json:"fits"`
+	// Trace is the trace header (zero when the trace will be generated).
+	Trace      trace.Header `json:"trace"`
+	TraceReady bool         `json:"trace_ready"`
+	// Estimate is the expected wall time of the whole matrix (drain of a
+	// saturated level not counted); Worst counts every drain in full.
+	Estimate time.Duration `json:"estimate_ns"`
+	Worst    time.Duration `json:"worst_ns"`
+	// Errors stop a run; Warnings do not.
+	Errors   []string `json:"errors,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// startupEstimate is the expected start-up of each kind (model load, graph
+// capture, compile). vLLM with compile and CUDA graphs takes the longest.
+func startupEstimate(spec backends.Spec) time.Duration {
+	switch spec.Kind {
+	case backends.KindVLLM:
+		if spec.EnforceEager != nil && *spec.EnforceEager {
+			return 90 * time.Second
+		}
+		return 3 * time.Minute
+	case backends.KindTorch:
+		return 90 * time.Second
+	case backends.KindTransformers:
+		return 2 * time.Minute
+	case backends.KindSim:
+		return time.Second
+	default:
+		return 30 * time.Second
+	}
+}
+
+// typicalDrain is the drain counted per level by the estimate: a level
+// below saturation empties within seconds.
+const typicalDrain = 15 * time.Second
+
+// stopEstimate covers SIGTERM, the port and GPU checks.
+const stopEstimate = 15 * time.Second
+
+// MakePlan resolves the study, checks the models against the GPU and the
+// trace against the rates, and estimates the duration. It reads the trace
+// header and asks nvidia-smi; it writes nothing.
+func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
+	resolved, err := s.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Study: s}
+	if g, err := backends.DetectGPU(ctx); err == nil {
+		p.GPU = g
+		p.GPUGiB = float64(g.MemoryMiB) / 1024
+	}
+	if s.GPU.MemoryGiB > 0 {
+		p.GPUGiB = s.GPU.MemoryGiB
+	}
+	gpuName := s.GPU.Name
+	if gpuName == "" {
+		gpuName = p.GPU.Name
+	}
+
+	// The trace.
+	if f, err := trace.Open(s.Trace.Path); err == nil {
+		p.Trace = f.Header()
+		p.TraceReady = true
+		f.Close()
+	} else if errors.Is(err, os.ErrNotExist) && len(s.Trace.Generate) > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("trace %s does not exist yet; run will make it with: %s (its length is checked then)",
+			s.Trace.Path, strings.Join(s.Trace.Generate, " ")))
+	} else {
+		p.Errors = append(p.Errors, fmt.Sprintf("trace: %v", err))
+	}
+	if p.TraceReady {
+		p.Errors = append(p.Errors, checkTrace(p.Trace, s.Run)...)
+	}
+
+	// The matrix, in run order: model → variant → repetition.
+	usesGPU := false
+	for mi, m := range s.Models {
+		for _, v := range resolved[mi] {
+			if v.Spec.Kind == backends.KindVLLM || v.Spec.Kind == backends.KindTorch || v.Spec.Kind == backends.KindTransformers {
+				usesGPU = true
+				f := checkFit(m, v, p.GPUGiB)
+				p.Fits = append(p.Fits, f)
+				if f.Known && !f.Fits {
+					p.Errors = append(p.Errors, fmt.Sprintf("model %s (%s) does not fit %s: %s. Suggestion: %s",
+						m.Name, v.Name, gpuLabel(gpuName, p.GPUGiB), f.Reason, f.Suggest))
+				} else if !f.Known {
+					p.Warnings = append(p.Warnings, fmt.Sprintf("model %s (%s): fit not checked: %s", m.Name, v.Name, f.Reason))
+				}
+			}
+			for rep := 1; rep <= s.Run.Repetitions; rep++ {
+				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep}
+				t.Estimate = trialEstimate(v.Spec, s.Run, typicalDrain)
+				p.Trials = append(p.Trials, t)
+				p.Estimate += t.Estimate
+				p.Worst += trialEstimate(v.Spec, s.Run, s.Run.Drain.D())
+			}
+		}
+	}
+	if usesGPU && p.GPUGiB == 0 {
+		p.Warnings = append(p.Warnings, "no GPU found and no [gpu] memory_gib: memory fit not checked")
+	}
+	if p.Estimate > s.Budget.D() {
+		p.Errors = append(p.Errors, fmt.Sprintf("the matrix needs ≈%s, over the budget of %s: drop rates, variants or repetitions, or shorten run.duration",
+			roundDur(p.Estimate), roundDur(s.Budget.D())))
+	} else if p.Worst > s.Budget.D() {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("if every level drains for the full %s the matrix takes ≈%s, over the budget of %s",
+			s.Run.Drain.D(), roundDur(p.Worst), roundDur(s.Budget.D())))
+	}
+	dedupe(&p.Warnings)
+	return p, nil
+}
+
+func gpuLabel(name string, gib float64) string {
+	if name == "" {
+		return fmt.Sprintf("a %.0f GiB GPU", gib)
+	}
+	return fmt.Sprintf("%s (%.0f GiB)", name, gib)
+}
+
+func dedupe(s *[]string) {
+	seen := map[string]bool{}
+	out := (*s)[:0]
+	for _, v := range *s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	*s = out
+}
+
+func trialEstimate(spec backends.Spec, r RunConfig, drain time.Duration) time.Duration {
+	d := startupEstimate(spec) + r.Warmup.D() + stopEstimate
+	for range r.Rates {
+		d += r.Duration.D() + min(drain, r.Drain.D())
+	}
+	return d
+}
+
+// checkTrace verifies that every level has enough requests: at rate R a
+// trace of native mean rate M spans Span×M/R, which must cover the warm-up
+// and the level's duration.
+func checkTrace(h trace.Header, r RunConfig) []string {
+	var errs []string
+	if h.Count == 0 {
+		return []string{"trace: it holds no requests"}
+	}
+	native := h.MeanRate
+	if native <= 0 {
+		native = 1
+	}
+	speed := r.Speed
+	if speed == 0 {
+		speed = 1
+	}
+	need := r.Duration.D() + r.Warmup.D()
+	for _, rate := range r.Rates {
+		span := time.Duration(float64(h.Span) * native / (rate * speed))
+		if span < need {
+			errs = append(errs, fmt.Sprintf("trace: at %g req/s its %d requests span %s, shorter than warm-up + duration = %s; make a trace of ≥ %d requests (vbsynth --requests or --span) or shorten run.duration",
+				rate, h.Count, roundDur(span), need, int(float64(h.Count)*float64(need)/float64(max(span, 1)))+1))
+		}
+	}
+	return errs
+}
+
+func roundDur(d time.Duration) time.Duration {
+	if d > time.Minute {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
+}
+
+// Print writes the plan for people: checks, run order, time against budget.
+func (p *Plan) Print(w io.Writer) {
+	s := p.Study
+	fmt.Fprintf(w, "study %q: %d models, %d trials, rates %v req/s × %s (warm-up %s, drain ≤ %s)\n",
+		s.Name, len(s.Models), len(p.Trials), s.Run.Rates, s.Run.Duration.D(), s.Run.Warmup.D(), s.Run.Drain.D())
+	if p.TraceReady {
+		fmt.Fprintf(w, "trace %s: %d requests over %s at %g req/s native, hash %s\n",
+			s.Trace.Path, p.Trace.Count, roundDur(p.Trace.Span), p.Trace.MeanRate, p.Trace.ShortHash())
+	}
+	switch {
+	case p.GPU.Name != "":
+		fmt.Fprintf(w, "GPU: %s, %d MiB, driver %s, CUDA %s\n", p.GPU.Name, p.GPU.MemoryMiB, p.GPU.Driver, p.GPU.CUDA)
+	case p.GPUGiB > 0:
+		fmt.Fprintf(w, "GPU: %s (from the study file)\n", gpuLabel(s.GPU.Name, p.GPUGiB))
+	}
+	if len(p.Fits) > 0 {
+		fmt.Fprintln(w, "\nmemory:")
+		for _, f := range p.Fits {
+			switch {
+			case f.Fits:
+				fmt.Fprintf(w, "  ok    %-24s %-18s weights ≈%.1f GiB, KV %.0f KiB/token → ≈%d tokens of KV in %.1f GiB usable\n",
+					f.Model, f.Variant, f.WeightsGiB, f.KVPerTokenKiB, f.KVTokens, f.UsableGiB)
+			case f.Known:
+				fmt.Fprintf(w, "  NO    %-24s %-18s %s\n", f.Model, f.Variant, f.Reason)
+			default:
+				fmt.Fprintf(w, "  ?     %-24s %-18s %s\n", f.Model, f.Variant, f.Reason)
+			}
+		}
+	}
+	fmt.Fprintln(w, "\nrun order:")
+	var at time.Duration
+	for _, t := range p.Trials {
+		at += t.Estimate
+		fmt.Fprintf(w, "  %3d  %-24s %-18s rep %d  %-13s ≈%-8s (done at ≈%s)\n", t.Index+1, t.Model.Name, t.Variant.Name, t.Rep,
+			t.Variant.Spec.Kind, roundDur(t.Estimate), roundDur(at))
+	}
+	pct := 100 * float64(p.Estimate) / float64(s.Budget.D())
+	fmt.Fprintf(w, "\nestimate: ≈%s of the %s budget (%.0f%%); ≈%s if every level drains fully\n",
+		roundDur(p.Estimate), roundDur(s.Budget.D()), pct, roundDur(p.Worst))
+	for _, m := range p.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", m)
+	}
+	for _, m := range p.Errors {
+		fmt.Fprintf(w, "error: %s\n", m)
+	}
+	if len(p.Errors) == 0 {
+		fmt.Fprintln(w, "plan ok")
+	}
+}
+
+// Err joins the plan's errors.
+func (p *Plan) Err() error {
+	if len(p.Errors) == 0 {
+		return nil
+	}
+	errs := make([]error, len(p.Errors))
+	for i, e := range p.Errors {
+		errs[i] = errors.New(e)
+	}
+	return fmt.Errorf("bench: plan: %w", errors.Join(errs...))
+}

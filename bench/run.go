@@ -1,0 +1,691 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/replay"
+	"github.com/vbench/vbench/trace"
+)
+
+// Trial statuses recorded in status.json and the index.
+const (
+	StatusRunning      = "running"
+	StatusOK           = "ok"
+	StatusEarlyStopped = "early-stopped" // ok, higher rates skipped as saturated
+	StatusFailed       = "failed"
+	StatusUnsupported  = "unsupported" // the variant cannot run here (skipped)
+	StatusInterrupted  = "interrupted"
+)
+
+// done reports whether a status counts as finished for --resume.
+func done(status string) bool { return status == StatusOK || status == StatusEarlyStopped }
+
+// RunOptions are the settings of one `vbbench run`.
+type RunOptions struct {
+	// Resume skips trials of the same study that finished before.
+	Resume bool
+	// Archive compresses each trial's raw captures after analysis.
+	Archive bool
+	// Force runs despite plan errors (a model that seems not to fit).
+	Force bool
+	// Progress receives the live view (nil: none).
+	Progress io.Writer
+	// SearchDirs are searched for vbsim before PATH.
+	SearchDirs []string
+	// ToolVersion is recorded in meta.json.
+	ToolVersion string
+	// OnLevel, when set, is called as each level starts (tests inject
+	// failures through it).
+	OnLevel func(t Trial, rate float64, b backends.Backend)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// LevelStatus is what one rate level of a trial did.
+type LevelStatus struct {
+	Label   string  `json:"label"`
+	Rate    float64 `json:"rate"`
+	Capture string  `json:"capture"`
+	Sent    int     `json:"sent"`
+	OK      int     `json:"ok"`
+	Cut     int     `json:"cut"`
+	// NormLatency is the replayer's quick mean E2E per output token (s);
+	// the analysis has the exact figure.
+	NormLatency float64 `json:"norm_latency_s"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// TrialStatus is status.json of a trial directory.
+type TrialStatus struct {
+	Study     string        `json:"study"`
+	Key       string        `json:"key"`
+	Model     string        `json:"model"`
+	Variant   string        `json:"variant"`
+	Rep       int           `json:"rep"`
+	Status    string        `json:"status"`
+	Error     string        `json:"error,omitempty"`
+	Warnings  []string      `json:"warnings,omitempty"`
+	Levels    []LevelStatus `json:"levels"`
+	Skipped   []float64     `json:"skipped_rates,omitempty"`
+	StopCause string        `json:"early_stop,omitempty"`
+	Archived  bool          `json:"archived,omitempty"`
+	Started   time.Time     `json:"started"`
+	Ended     time.Time     `json:"ended"`
+	Dir       string        `json:"-"`
+}
+
+// RunResult summarises a study run.
+type RunResult struct {
+	Trials []TrialStatus
+	// Report is the Markdown report's path ("" when none was written).
+	Report string
+	// Interrupted is set when the context was cancelled.
+	Interrupted bool
+}
+
+// Failed counts trials that did not finish.
+func (r *RunResult) Failed() int {
+	n := 0
+	for _, t := range r.Trials {
+		if !done(t.Status) {
+			n++
+		}
+	}
+	return n
+}
+
+// Run executes the study: for each trial in plan order it starts the
+// backend, warms up, replays every rate through the embedded proxy into
+// the trial's captures, stops the backend and analyses; then it writes the
+// study report. A failing trial is recorded and the study goes on; a
+// cancelled ctx stops the current backend and keeps what finished.
+func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
+	if err := p.Err(); err != nil && !opt.Force {
+		return nil, fmt.Errorf("%w (fix the study, or pass --force to run anyway)", err)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Progress == nil {
+		opt.Progress = io.Discard
+	}
+	s := p.Study
+	hdr, reqs, tracePath, err := prepareTrace(ctx, s, opt.SearchDirs)
+	if err != nil {
+		return nil, err
+	}
+	if errs := checkTrace(hdr, s.Run); len(errs) > 0 && !opt.Force {
+		return nil, fmt.Errorf("bench: %s", strings.Join(errs, "; "))
+	}
+	if err := os.MkdirAll(s.ResultsDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: results: %w", err)
+	}
+	stored, err := storeTrace(s.ResultsDir, tracePath, hdr)
+	if err != nil {
+		return nil, err
+	}
+	var previous map[string]TrialStatus
+	if opt.Resume {
+		if previous, err = scanFinished(s.ResultsDir, s.Name); err != nil {
+			return nil, err
+		}
+	}
+	r := &runner{study: s, plan: p, opt: opt, hdr: hdr, reqs: reqs, tracePath: stored, start: opt.Now(), trialStart: opt.Now()}
+	r.runID = opt.Now().UTC().Format("20060102T150405Z")
+	res := &RunResult{}
+	for _, t := range p.Trials {
+		if prev, ok := previous[t.Key()]; ok {
+			fmt.Fprintf(opt.Progress, "[%d/%d] %s: done before (%s), skipped by --resume\n", t.Index+1, len(p.Trials), t.Key(), prev.Dir)
+			res.Trials = append(res.Trials, prev)
+			r.doneEst += t.Estimate
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		st := r.trial(ctx, t)
+		res.Trials = append(res.Trials, st)
+		r.doneEst += t.Estimate
+	}
+	res.Interrupted = ctx.Err() != nil
+	if !res.Interrupted {
+		report, err := r.report(context.WithoutCancel(ctx), res.Trials)
+		if err != nil {
+			fmt.Fprintf(opt.Progress, "report: %v\n", err)
+		}
+		res.Report = report
+	}
+	if opt.Archive {
+		for i := range res.Trials {
+			t := &res.Trials[i]
+			if t.Archived || t.Dir == "" {
+				continue
+			}
+			if err := archiveCaptures(t.Dir); err != nil {
+				t.Warnings = append(t.Warnings, "archive: "+err.Error())
+			} else {
+				t.Archived = true
+			}
+			writeJSON(filepath.Join(t.Dir, "status.json"), t)
+		}
+	}
+	if res.Interrupted {
+		return res, ctx.Err()
+	}
+	return res, nil
+}
+
+type runner struct {
+	study      *Study
+	plan       *Plan
+	opt        RunOptions
+	hdr        trace.Header
+	reqs       []trace.Request
+	tracePath  string
+	runID      string
+	start      time.Time
+	doneEst    time.Duration
+	trialStart time.Time
+	indexMu    sync.Mutex
+}
+
+// progress prints the live line of the matrix.
+func (r *runner) progress(t Trial, what string) {
+	now := r.opt.Now()
+	elapsed := now.Sub(r.start)
+	eta := r.plan.Estimate - r.doneEst - now.Sub(r.trialStart)
+	fmt.Fprintf(r.opt.Progress, "[%d/%d] %s/%s rep %d: %s — elapsed %s, ETA ≈%s\n",
+		t.Index+1, len(r.plan.Trials), t.Model.Name, t.Variant.Name, t.Rep, what, roundDur(elapsed), roundDur(max(eta, 0)))
+}
+
+// trialDir makes results/<model>/<variant>/<timestamp>-<short-id>.
+func (r *runner) trialDir(t Trial) (string, error) {
+	now := r.opt.Now().UTC()
+	sum := sha256.Sum256([]byte(r.study.Name + "\x00" + t.Key() + "\x00" + strconv.FormatInt(now.UnixNano(), 10)))
+	name := now.Format("20060102T150405Z") + "-" + hex.EncodeToString(sum[:3])
+	dir, err := under(r.study.ResultsDir, SanitizeName(t.Model.Name), SanitizeName(t.Variant.Name), name)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	return dir, nil
+}
+
+// TrialConfig is config.json of a trial: everything that made it.
+type TrialConfig struct {
+	Study     string           `json:"study"`
+	StudyFile string           `json:"study_file,omitempty"`
+	Key       string           `json:"key"`
+	RunID     string           `json:"run_id"`
+	Model     ModelConfig      `json:"model"`
+	Variant   Variant          `json:"variant"`
+	Rep       int              `json:"rep"`
+	Run       RunConfig        `json:"run"`
+	TraceHash string           `json:"trace_hash"`
+	Trace     string           `json:"trace"`
+	Command   backends.Command `json:"command"`
+	BaseURL   string           `json:"base_url"`
+}
+
+func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
+	s := r.study
+	r.trialStart = r.opt.Now()
+	st = TrialStatus{Study: s.Name, Key: t.Key(), Model: t.Model.Name, Variant: t.Variant.Name, Rep: t.Rep,
+		Status: StatusRunning, Started: r.opt.Now().UTC()}
+	dir, err := r.trialDir(t)
+	if err != nil {
+		st.Status, st.Error = StatusFailed, err.Error()
+		return st
+	}
+	st.Dir = dir
+	statusPath := filepath.Join(dir, "status.json")
+	finish := func() {
+		st.Ended = r.opt.Now().UTC()
+		if err := writeJSON(statusPath, st); err != nil {
+			st.Warnings = append(st.Warnings, err.Error())
+		}
+		r.appendIndex(st)
+		r.progress(t, "finished: "+st.Status)
+	}
+	defer finish()
+	writeJSON(statusPath, st)
+	r.progress(t, "starting "+t.Variant.Spec.Kind+" backend")
+
+	relTrace, _ := filepath.Rel(dir, r.tracePath)
+	cfg := TrialConfig{Study: s.Name, StudyFile: s.Path(), Key: t.Key(), RunID: r.runID, Model: t.Model, Variant: t.Variant,
+		Rep: t.Rep, Run: s.Run, TraceHash: r.hdr.HashHex(), Trace: relTrace}
+	spec := t.Variant.Spec.Clone()
+	b, err := backends.New(spec, backends.Options{StopGrace: s.Run.StopGrace.D(), SearchDirs: r.opt.SearchDirs})
+	if err != nil {
+		st.Status, st.Error = StatusFailed, err.Error()
+		writeJSON(filepath.Join(dir, "config.json"), cfg)
+		return st
+	}
+	cfg.BaseURL = b.BaseURL()
+	meta := collectMeta(ctx, r.opt.ToolVersion, spec, st.Started)
+	writeJSON(filepath.Join(dir, "meta.json"), meta)
+	defer func() {
+		meta.Ended = r.opt.Now().UTC()
+		writeJSON(filepath.Join(dir, "meta.json"), meta)
+	}()
+	if err := b.Prepare(ctx); err != nil {
+		cfg.Command = b.Command()
+		writeJSON(filepath.Join(dir, "config.json"), cfg)
+		st.Status, st.Error = StatusFailed, err.Error()
+		if errors.Is(err, backends.ErrUnsupported) {
+			st.Status = StatusUnsupported
+			fmt.Fprintf(r.opt.Progress, "variant %s skipped: %v\n", t.Variant.Name, err)
+		}
+		return st
+	}
+	cfg.Command = b.Command()
+	meta.BackendVersion = cfg.Command.Version
+	meta.Python = pythonVersions(ctx, spec, cfg.Command)
+	writeJSON(filepath.Join(dir, "config.json"), cfg)
+
+	logf, err := os.Create(filepath.Join(dir, "backend.log"))
+	if err != nil {
+		st.Status, st.Error = StatusFailed, fmt.Sprintf("bench: backend log: %v", err)
+		return st
+	}
+	defer logf.Close()
+	// Stop with a context of its own: a Ctrl-C must still stop the server.
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Run.StopGrace.D()+2*time.Minute)
+		defer cancel()
+		if err := b.Stop(sctx); err != nil {
+			st.Warnings = append(st.Warnings, "stop: "+err.Error())
+		}
+	}
+	if err := b.Start(ctx, logf); err != nil {
+		st.Status, st.Error = StatusFailed, err.Error()
+		return st
+	}
+	if err := b.WaitHealthy(ctx, s.Run.StartupTimeout.D()); err != nil {
+		stop()
+		st.Status, st.Error = StatusFailed, err.Error()
+		if ctx.Err() != nil {
+			st.Status = StatusInterrupted
+		}
+		return st
+	}
+	r.progress(t, "backend healthy at "+b.BaseURL())
+
+	for i, rate := range s.Run.Rates {
+		if ctx.Err() != nil {
+			break
+		}
+		lv, err := r.level(ctx, t, b, dir, i, rate)
+		st.Levels = append(st.Levels, lv)
+		if err != nil {
+			st.Error = err.Error()
+			switch {
+			case ctx.Err() != nil:
+				st.Status = StatusInterrupted
+			default:
+				st.Status = StatusFailed
+			}
+			break
+		}
+		if cause := r.saturated(lv); cause != "" && i+1 < len(s.Run.Rates) {
+			st.StopCause = fmt.Sprintf("rate %g: %s", rate, cause)
+			st.Skipped = append(st.Skipped, s.Run.Rates[i+1:]...)
+			st.Status = StatusEarlyStopped
+			r.progress(t, "saturated ("+st.StopCause+"); skipping rates "+fmt.Sprint(st.Skipped))
+			break
+		}
+	}
+	stop()
+	if ctx.Err() != nil && st.Status == StatusRunning {
+		st.Status = StatusInterrupted
+		st.Error = "interrupted"
+	}
+	if st.Status == StatusRunning {
+		st.Status = StatusOK
+	}
+	// Analyse what was captured, even for a failed trial: the partial data
+	// shows what happened before the failure.
+	if caps := levelCaptures(dir, st.Levels); len(caps) > 0 {
+		if err := r.analyzeTrial(context.WithoutCancel(ctx), dir, caps); err != nil {
+			st.Warnings = append(st.Warnings, "analysis: "+err.Error())
+		}
+	}
+	return st
+}
+
+// level replays the trace at one rate into capture/<label>.
+func (r *runner) level(ctx context.Context, t Trial, b backends.Backend, dir string, i int, rate float64) (LevelStatus, error) {
+	s := r.study
+	label := strconv.FormatFloat(rate, 'f', -1, 64)
+	capDir := filepath.Join(dir, "capture", "rate-"+label)
+	lv := LevelStatus{Label: label, Rate: rate, Capture: filepath.Join("capture", "rate-"+label)}
+	r.progress(t, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(s.Run.Rates), s.Run.Duration.D()))
+	if r.opt.OnLevel != nil {
+		r.opt.OnLevel(t, rate, b)
+	}
+	// The level stops early if the backend dies under it.
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.Exited():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	exact := true
+	if s.Run.ExactOutput != nil {
+		exact = *s.Run.ExactOutput
+	}
+	cfg := replay.Config{
+		Capture:        capDir,
+		Upstream:       b.BaseURL(),
+		Rates:          []float64{rate},
+		Speed:          s.Run.Speed,
+		Duration:       s.Run.Duration.D(),
+		Drain:          s.Run.Drain.D(),
+		MaxConcurrency: s.Run.MaxConcurrency,
+		Model:          t.Variant.Spec.ServedModelName,
+		ExactOutput:    exact,
+		Labels:         map[string]string{"variant": t.Variant.Name, "model": t.Model.Name, "rep": strconv.Itoa(t.Rep), "study": s.Name},
+		Run:            r.runID,
+		Trial:          filepath.Base(dir),
+		Progress:       prefixWriter(r.opt.Progress, "    "),
+		InterruptDrain: 2 * time.Second,
+		ScrapeInterval: time.Second,
+	}
+	if i == 0 && s.Run.Warmup > 0 {
+		cfg.WarmupDuration = s.Run.Warmup.D()
+		cfg.WarmupMode = replay.WarmupRun
+	}
+	res, err := replay.Run(lctx, cfg, r.hdr, r.reqs)
+	if res != nil {
+		writeJSON(filepath.Join(dir, "replay-rate-"+label+".json"), res)
+		for _, l := range res.Levels {
+			lv.Sent += l.Sent
+			lv.OK += l.OK
+			lv.Cut += l.Errors[replay.KindCut]
+			if l.OK > 0 && l.OutputTokens > 0 {
+				lv.NormLatency = l.E2E.Mean.Seconds() / (float64(l.OutputTokens) / float64(l.OK))
+			}
+		}
+	}
+	select {
+	case <-b.Exited():
+		err = fmt.Errorf("backend crashed during rate %s (%v); last log lines:\n%s", label, b.ExitErr(), b.LogTail(15))
+	default:
+	}
+	if err != nil {
+		lv.Error = err.Error()
+	}
+	return lv, err
+}
+
+// saturated applies the early-stop rules to a finished level.
+func (r *runner) saturated(lv LevelStatus) string {
+	es := r.study.Run.EarlyStop
+	if es.NormalizedLatency > 0 && lv.NormLatency > es.NormalizedLatency.D().Seconds() {
+		return fmt.Sprintf("normalized latency %.3f s/token > %s", lv.NormLatency, es.NormalizedLatency.D())
+	}
+	if es.CutFraction > 0 && lv.Sent > 0 && float64(lv.Cut)/float64(lv.Sent) > es.CutFraction {
+		return fmt.Sprintf("%d of %d requests still queued or running at the drain cut (queue growing without bound)", lv.Cut, lv.Sent)
+	}
+	return ""
+}
+
+func levelCaptures(dir string, levels []LevelStatus) []string {
+	var out []string
+	for _, l := range levels {
+		p := filepath.Join(dir, l.Capture)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *runner) chart() bool {
+	return r.study.Run.Chart == nil || *r.study.Run.Chart
+}
+
+func (r *runner) analyzeTrial(ctx context.Context, dir string, caps []string) error {
+	return analyze.Run(ctx, analyze.Config{
+		Captures: caps,
+		Out:      filepath.Join(dir, "analysis"),
+		Chart:    r.chart(),
+		Title:    "vbench trial " + filepath.Base(dir),
+	})
+}
+
+// report analyses every finished trial of the study together into
+// reports/<timestamp>.md.
+func (r *runner) report(ctx context.Context, trials []TrialStatus) (string, error) {
+	var caps []string
+	for _, t := range trials {
+		if t.Dir == "" || t.Archived {
+			continue
+		}
+		caps = append(caps, levelCaptures(t.Dir, t.Levels)...)
+	}
+	if len(caps) == 0 {
+		return "", errors.New("no captures to report on")
+	}
+	name := r.opt.Now().UTC().Format("20060102T150405Z")
+	if err := os.MkdirAll(r.study.ReportsDir, 0o755); err != nil {
+		return "", fmt.Errorf("bench: reports: %w", err)
+	}
+	path := filepath.Join(r.study.ReportsDir, name+".md")
+	by := []string{"variant", "rate", "trial"}
+	if len(r.study.Models) > 1 {
+		by = []string{"model", "variant", "rate", "trial"}
+	}
+	cfg := analyze.Config{
+		Captures: caps,
+		By:       by,
+		Out:      filepath.Join(r.study.ReportsDir, name),
+		Report:   path,
+		Chart:    r.chart(),
+		Title:    "vbench study " + r.study.Name,
+	}
+	if err := analyze.Run(ctx, cfg); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// prepareTrace reads the study's trace, generating it first if asked.
+func prepareTrace(ctx context.Context, s *Study, searchDirs []string) (trace.Header, []trace.Request, string, error) {
+	path := s.Trace.Path
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && len(s.Trace.Generate) > 0 {
+		argv := make([]string, len(s.Trace.Generate))
+		for i, a := range s.Trace.Generate {
+			argv[i] = strings.ReplaceAll(a, "{path}", path)
+		}
+		if !strings.Contains(argv[0], "/") {
+			for _, d := range searchDirs {
+				if p := filepath.Join(d, argv[0]); isExecutable(p) {
+					argv[0] = p
+					break
+				}
+			}
+		}
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return trace.Header{}, nil, "", fmt.Errorf("bench: %w", err)
+			}
+		}
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return trace.Header{}, nil, "", fmt.Errorf("bench: generate the trace with %s: %v\n%s", strings.Join(argv, " "), err, lastLines(string(out), 10))
+		}
+	}
+	hdr, reqs, err := trace.ReadFile(path)
+	if err != nil {
+		return hdr, nil, "", fmt.Errorf("bench: trace: %w", err)
+	}
+	return hdr, reqs, path, nil
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// storeTrace copies the trace once per study into results/traces/<hash>.bin.
+func storeTrace(results, src string, hdr trace.Header) (string, error) {
+	dir := filepath.Join(results, "traces")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	ext := ".bin"
+	if trace.IsJSONL(src) {
+		ext = ".jsonl"
+	}
+	dst := filepath.Join(dir, hdr.ShortHash()+ext)
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.Create(tmp)
+	if err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", fmt.Errorf("bench: copy the trace: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	return dst, os.Rename(tmp, dst)
+}
+
+// scanFinished finds the finished trials of a study under results.
+func scanFinished(results, study string) (map[string]TrialStatus, error) {
+	out := map[string]TrialStatus{}
+	matches, err := filepath.Glob(filepath.Join(results, "*", "*", "*", "status.json"))
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range matches {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		var st TrialStatus
+		if json.Unmarshal(b, &st) != nil || st.Study != study || !done(st.Status) {
+			continue
+		}
+		st.Dir = filepath.Dir(m)
+		if prev, ok := out[st.Key]; !ok || st.Ended.After(prev.Ended) {
+			out[st.Key] = st
+		}
+	}
+	return out, nil
+}
+
+// appendIndex adds the trial's row to results/README.md.
+func (r *runner) appendIndex(st TrialStatus) {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	path := filepath.Join(r.study.ResultsDir, "README.md")
+	_, err := os.Stat(path)
+	f, ferr := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if ferr != nil {
+		return
+	}
+	defer f.Close()
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprint(f, "# vbench results\n\nOne row per trial, appended by `vbbench run`.\n\n| date | study | model | variant | rep | status | config |\n|---|---|---|---|---|---|---|\n")
+	}
+	rel := "-"
+	if st.Dir != "" {
+		if p, err := filepath.Rel(r.study.ResultsDir, filepath.Join(st.Dir, "config.json")); err == nil {
+			rel = "[" + p + "](" + p + ")"
+		}
+	}
+	status := st.Status
+	if st.StopCause != "" {
+		status += " (" + st.StopCause + ")"
+	} else if st.Error != "" {
+		status += ": " + firstLine(st.Error)
+	}
+	fmt.Fprintf(f, "| %s | %s | %s | %s | %d | %s | %s |\n", st.Started.Format("2006-01-02 15:04:05Z"),
+		cell(st.Study), cell(st.Model), cell(st.Variant), st.Rep, cell(status), rel)
+}
+
+func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", "\\|"), "\n", " ") }
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// prefixWriter indents each write (the replayer's progress lines).
+func prefixWriter(w io.Writer, prefix string) io.Writer {
+	if w == io.Discard {
+		return nil
+	}
+	return &prefixed{w: w, prefix: prefix}
+}
+
+type prefixed struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixed) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := strings.TrimRight(string(b), "\n")
+	_, err := io.WriteString(p.w, p.prefix+strings.ReplaceAll(s, "\n", "\n"+p.prefix)+"\n")
+	return len(b), err
+}

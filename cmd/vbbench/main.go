@@ -1,0 +1,148 @@
+// Command vbbench runs a benchmark study: `vbbench plan study.toml` checks
+// it and prints the run order with a time estimate; `vbbench run
+// study.toml` runs the whole matrix of models × variants × rates, each
+// trial against a freshly started backend, and writes results/ and a
+// report; `vbbench presets` lists the variant presets.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/bench"
+	"github.com/vbench/vbench/internal/cli"
+)
+
+func main() { os.Exit(cli.Main(run)) }
+
+const usage = `vbbench <command> [flags]
+
+Commands:
+  plan STUDY.toml      validate the study, check models against the GPU and the
+                       trace against the rates, print the run order and estimate
+  run STUDY.toml       run the study (see 'vbbench run --help')
+  presets              list the variant presets and what they set`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(stderr, usage)
+		if len(args) == 0 {
+			return cli.ExitUsage
+		}
+		return cli.ExitOK
+	}
+	switch args[0] {
+	case "plan":
+		return cli.Exit(stderr, "vbbench plan", planCmd(ctx, args[1:], stdout, stderr))
+	case "run":
+		return runCmd(ctx, args[1:], stdout, stderr)
+	case "presets":
+		return cli.Exit(stderr, "vbbench presets", presetsCmd(stdout))
+	default:
+		fmt.Fprintf(stderr, "vbbench: unknown command %q\n\n%s\n", args[0], usage)
+		return cli.ExitUsage
+	}
+}
+
+func loadStudy(fsArgs []string) (*bench.Study, error) {
+	if len(fsArgs) != 1 {
+		return nil, cli.Usagef("want exactly one study file, got %d arguments", len(fsArgs))
+	}
+	return bench.LoadStudy(fsArgs[0])
+}
+
+func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] STUDY.toml", stderr)
+	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	s, err := loadStudy(fs.Args())
+	if err != nil {
+		return err
+	}
+	p, err := bench.MakePlan(ctx, s)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(p); err != nil {
+			return err
+		}
+	} else {
+		p.Print(stdout)
+	}
+	return p.Err()
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := cli.NewFlagSet("vbbench run", "vbbench run [flags] STUDY.toml", stderr)
+	resume := fs.Bool("resume", false, "skip trials of this study that finished before; re-run missing and failed ones")
+	archive := fs.Bool("archive", false, "compress each trial's raw captures to capture.tar.gz after analysis")
+	force := fs.Bool("force", false, "run despite plan errors (a model that seems not to fit, a short trace)")
+	quiet := fs.Bool("quiet", false, "no live progress on stderr")
+	if err := cli.Parse(fs, args); err != nil {
+		return cli.Exit(stderr, "vbbench run", err)
+	}
+	s, err := loadStudy(fs.Args())
+	if err != nil {
+		return cli.Exit(stderr, "vbbench run", err)
+	}
+	p, err := bench.MakePlan(ctx, s)
+	if err != nil {
+		return cli.Exit(stderr, "vbbench run", err)
+	}
+	var progress io.Writer = stderr
+	if *quiet {
+		progress = nil
+	}
+	opt := bench.RunOptions{Resume: *resume, Archive: *archive, Force: *force, Progress: progress, SearchDirs: exeDirs()}
+	res, err := bench.Run(ctx, p, opt)
+	if res != nil {
+		fmt.Fprintf(stdout, "%d trials: %d finished, %d not\n", len(res.Trials), len(res.Trials)-res.Failed(), res.Failed())
+		for _, t := range res.Trials {
+			line := fmt.Sprintf("  %-40s %s", t.Key, t.Status)
+			if t.Error != "" {
+				line += ": " + strings.SplitN(t.Error, "\n", 2)[0]
+			}
+			fmt.Fprintln(stdout, line)
+		}
+		if res.Report != "" {
+			fmt.Fprintf(stdout, "report: %s\n", res.Report)
+		}
+	}
+	if err != nil {
+		return cli.Exit(stderr, "vbbench run", err)
+	}
+	if res.Failed() > 0 {
+		fmt.Fprintf(stderr, "vbbench run: %d trials did not finish; see results/README.md, fix, and run again with --resume\n", res.Failed())
+		return cli.ExitFailure
+	}
+	return cli.ExitOK
+}
+
+// exeDirs is where vbsim is looked for first: next to vbbench.
+func exeDirs() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return []string{filepath.Dir(exe)}
+}
+
+func presetsCmd(stdout io.Writer) error {
+	for _, name := range backends.PresetNames() {
+		p, _ := backends.Preset(name)
+		b, _ := json.Marshal(p)
+		fmt.Fprintf(stdout, "%-18s %s\n%-18s %s\n", name, p.Description, "", b)
+	}
+	return nil
+}
