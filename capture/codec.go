@@ -8,6 +8,8 @@ import (
 	"math"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/klauspost/compress/s2"
 )
 
 /*
@@ -472,4 +474,63 @@ func (m *Meta) UnmarshalBinary(data []byte) error {
 		return corrupt("meta: version %d, this build reads versions 1..%d", v, MetaVersion)
 	}
 	return nil
+}
+
+// Stored record values. The store keeps a record as its binary encoding
+// (first byte recordVersion) or, when that is larger than compressMin
+// bytes and compresses, as compressedTag followed by the S2 block
+// compression of the encoding. Compressing before Badger sees the value lets
+// the store keep values in Badger's value log (written once, never
+// compacted) without paying the uncompressed size on disk: request bodies,
+// raw SSE responses and chunk timelines compress several-fold.
+const (
+	compressedTag = 0xC5
+	compressMin   = 256
+	// maxStoredRecord caps the decompressed size of one stored record.
+	maxStoredRecord = 256 << 20
+)
+
+// appendStoredRecord appends the stored form of r to dst; scratch is a
+// reusable buffer for the uncompressed encoding, returned grown.
+func appendStoredRecord(dst, scratch []byte, r *Record) (out, scratchOut []byte) {
+	scratch = appendRecord(scratch[:0], r)
+	if len(scratch) < compressMin {
+		return append(dst, scratch...), scratch
+	}
+	need := 1 + s2.MaxEncodedLen(len(scratch))
+	dst = slices.Grow(dst, need)
+	start := len(dst)
+	dst = append(dst, compressedTag)
+	enc := s2.Encode(dst[start+1:start+need], scratch)
+	if len(enc) >= len(scratch) { // incompressible: store it plain
+		dst = append(dst[:start], scratch...)
+		return dst, scratch
+	}
+	return dst[:start+1+len(enc)], scratch
+}
+
+// decodeStoredRecord decodes a stored record value into r; buf is a
+// reusable decompression buffer, returned grown.
+func decodeStoredRecord(v []byte, r *Record, buf []byte) ([]byte, error) {
+	if len(v) > 0 && v[0] == compressedTag {
+		n, err := s2.DecodedLen(v[1:])
+		if err != nil {
+			*r = Record{}
+			return buf, corrupt("record: compressed value: %v", err)
+		}
+		if n > maxStoredRecord || n > 512*len(v) {
+			*r = Record{}
+			return buf, corrupt("record: compressed value claims %d bytes from %d", n, len(v))
+		}
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		d, err := s2.Decode(buf[:n], v[1:])
+		if err != nil {
+			*r = Record{}
+			return buf, corrupt("record: compressed value: %v", err)
+		}
+		v = d
+	}
+	return buf, r.UnmarshalBinary(v)
 }

@@ -168,6 +168,14 @@ func TestWriteSeeds(t *testing.T) {
 	}
 	full := fullRecord(3)
 	full.Chunks = full.Chunks[:2]
+	big := fullRecord(9)
+	big.ResponseBody = bytes.Repeat([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"), 20)
+	stored, _ := appendStoredRecord(nil, nil, big)
+	sdir := filepath.Join("testdata", "fuzz", "FuzzStoredRecordDecode")
+	os.MkdirAll(sdir, 0o755)
+	if err := os.WriteFile(filepath.Join(sdir, "compressed"), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", stored)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for name, r := range map[string]*Record{"zero": {}, "full": full, "unreachable": {ID: 2, Tags: Tags{Index: -1}, Outcome: OutcomeUpstreamUnreachable, Error: "refused", PromptTokens: -1, CompletionTokens: -1}} {
 		b, _ := r.MarshalBinary()
 		content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
@@ -239,4 +247,52 @@ func TestFuzzSeedsPresent(t *testing.T) {
 	if err != nil || len(ents) == 0 {
 		t.Fatalf("no committed seeds in testdata/fuzz/FuzzRecordDecode: %v", err)
 	}
+}
+
+func TestStoredRecordRoundTrip(t *testing.T) {
+	big := fullRecord(9)
+	big.ResponseBody = bytes.Repeat([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"), 200)
+	random := fullRecord(10)
+	random.RequestBody = make([]byte, 4096)
+	for i := range random.RequestBody {
+		random.RequestBody[i] = byte(i*7919 + i*i*31)
+	}
+	for name, in := range map[string]*Record{"small": {ID: 1}, "compressible": big, "full": fullRecord(3), "incompressible": random} {
+		v, _ := appendStoredRecord(nil, nil, in)
+		compressed := v[0] == compressedTag
+		if name == "compressible" && (!compressed || len(v)*4 > len(big.ResponseBody)) {
+			t.Errorf("%s: stored %d bytes (compressed %v)", name, len(v), compressed)
+		}
+		if name == "small" && compressed {
+			t.Errorf("small record compressed")
+		}
+		var out Record
+		if _, err := decodeStoredRecord(v, &out, nil); err != nil || !reflect.DeepEqual(in, &out) {
+			t.Errorf("%s: stored round trip = %v", name, err)
+		}
+		for i := range len(v) {
+			if _, err := decodeStoredRecord(v[:i], &out, nil); err == nil {
+				t.Fatalf("%s: prefix %d of %d decoded", name, i, len(v))
+			}
+		}
+	}
+}
+
+// FuzzStoredRecordDecode feeds arbitrary bytes to the stored-value decoder
+// (compressed or not): an ErrCorrupt error or a valid record, never a panic
+// or a huge allocation.
+func FuzzStoredRecordDecode(f *testing.F) {
+	big := fullRecord(9)
+	big.ResponseBody = bytes.Repeat([]byte("data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"), 20)
+	for _, r := range []*Record{{}, big} {
+		v, _ := appendStoredRecord(nil, nil, r)
+		f.Add(v)
+	}
+	f.Add([]byte{compressedTag, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r Record
+		if _, err := decodeStoredRecord(b, &r, nil); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("error %v does not wrap ErrCorrupt", err)
+		}
+	})
 }

@@ -46,9 +46,11 @@ func (s *Store) scan(prefix byte, keyLen int, fn func(key, val []byte) error) er
 // returned. It works on a read-only store and on the live store of a running
 // writer (it then sees the records committed when it started).
 func (s *Store) Records(fn func(*Record) error) error {
+	var buf []byte
 	err := s.scan(prefixRecord, recordKeyLen, func(k, v []byte) error {
 		r := new(Record)
-		if err := r.UnmarshalBinary(v); err != nil {
+		var err error
+		if buf, err = decodeStoredRecord(v, r, buf); err != nil {
 			return fmt.Errorf("record key %x: %w", k, err)
 		}
 		if id := binary.BigEndian.Uint64(k[9:]); id != r.ID {

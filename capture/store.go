@@ -172,7 +172,13 @@ func badgerOptions(dir string, opt *Options, readOnly bool) badger.Options {
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).
-		WithValueThreshold(64 << 10).
+		// Stored record values are already S2-compressed (codec.go), so a
+		// streamed record (chunk timeline + raw SSE, several KB) goes to the
+		// value log, written once and never rewritten by compaction; small
+		// records and samples stay in the LSM tree, where Snappy blocks
+		// also compress across records. Measured: 2x the recorded chunks/s
+		// of a 64 KB threshold for 300-chunk records, +23% disk.
+		WithValueThreshold(1 << 10).
 		WithValueLogFileSize(64 << 20).
 		WithBaseTableSize(8 << 20).
 		WithNumVersionsToKeep(1).

@@ -38,6 +38,7 @@ type Writer struct {
 	nextID    atomic.Uint64
 	sampleSeq uint64 // writer goroutine only
 	arena     []byte // writer goroutine only
+	scratch   []byte // writer goroutine only
 	pending   atomic.Int64
 
 	written, samples, dropped, lost atomic.Uint64
@@ -262,7 +263,7 @@ func (w *Writer) flush(batch []item) {
 		if it.rec != nil {
 			arena = recordKey(arena, it.rec.Received, it.rec.ID)
 			v0 = len(arena)
-			arena = appendRecord(arena, it.rec)
+			arena, w.scratch = appendStoredRecord(arena, w.scratch, it.rec)
 		} else {
 			w.sampleSeq++
 			arena = sampleKey(arena, it.sample.At, w.sampleSeq)
