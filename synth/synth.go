@@ -140,6 +140,7 @@ type Synth struct {
 	rSample *rand.Rand
 	rMix    *rand.Rand
 	rTokens *rand.Rand
+	ids     []int32 // token-id prompt buffer, reused by Next
 	n       int64
 }
 
@@ -213,6 +214,8 @@ func New(ctx context.Context, cfg Config) (*Synth, error) {
 func (s *Synth) Header() trace.Header { return s.hdr }
 
 // Next fills req with the next request; false once the trace is complete.
+// A token-id prompt lives in a buffer that the next call reuses: write or
+// Clone the request before calling Next again.
 func (s *Synth) Next(req *trace.Request) bool {
 	if s.cfg.Requests > 0 && s.n >= s.cfg.Requests {
 		return false
@@ -257,7 +260,8 @@ func (s *Synth) Next(req *trace.Request) bool {
 	case PromptWords:
 		text = wordPrompt(s.rTokens, int(it.in))
 	case PromptTokens:
-		req.PromptTokenIDs = TokenPrompt(s.rTokens, int(it.in), s.cfg.TokenLow, s.cfg.TokenHigh, req.PromptTokenIDs)
+		s.ids = TokenPrompt(s.rTokens, int(it.in), s.cfg.TokenLow, s.cfg.TokenHigh, s.ids)
+		req.PromptTokenIDs = s.ids
 	}
 	if mode != PromptTokens {
 		if s.cfg.Endpoint == trace.EndpointChat {
@@ -287,12 +291,19 @@ func (s *Synth) Write(ctx context.Context, w trace.RecordWriter) error {
 }
 
 // TokenPrompt returns n token ids drawn uniformly from [low, high),
-// appended to buf[:0].
+// appended to buf[:0]. Each 64-bit draw gives two ids by the
+// multiply-shift map of its 32-bit halves (Lemire), whose bias for a range
+// of r ids is below r/2³² (under 1e-5 for 30,000 ids): irrelevant for
+// prompts, and twice as fast as exact rejection sampling.
 func TokenPrompt(r *rand.Rand, n int, low, high int32, buf []int32) []int32 {
 	buf = buf[:0]
-	span := uint32(high - low)
-	for range n {
-		buf = append(buf, low+int32(r.Uint32N(span)))
+	span := uint64(high - low)
+	for len(buf)+1 < n {
+		x := r.Uint64()
+		buf = append(buf, low+int32(((x&0xffffffff)*span)>>32), low+int32(((x>>32)*span)>>32))
+	}
+	if len(buf) < n {
+		buf = append(buf, low+int32(((r.Uint64()&0xffffffff)*span)>>32))
 	}
 	return buf
 }

@@ -201,29 +201,43 @@ func TestNextAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { s.Next(&req) }); n > 2 {
 		t.Errorf("Next allocates %.1f times per request, want <= 2", n)
 	}
+	// Token-id prompts reuse one buffer: no allocation once it has grown.
+	cfg.Prompt = PromptTokens
+	s, _ = New(context.Background(), cfg)
+	for range 5000 {
+		s.Next(&req)
+	}
+	if n := testing.AllocsPerRun(1000, func() { s.Next(&req) }); n != 0 {
+		t.Errorf("Next with token ids allocates %.1f times per request, want 0", n)
+	}
 }
 
 // BenchmarkSynthesize1M draws 1M ShareGPT-profile requests (token-id
-// prompts) into a binary trace written to io.Discard.
+// prompts) into a binary trace file, as `vbsynth --requests 1000000` does.
 func BenchmarkSynthesize1M(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "1m.bin")
+	cfg := DefaultConfig()
+	cfg.Requests = 1_000_000
 	b.ReportAllocs()
 	for b.Loop() {
-		cfg := DefaultConfig()
-		cfg.Requests = 1_000_000
-		s, err := New(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		w, err := trace.NewWriter(io.Discard, s.Header())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Write(context.Background(), w); err != nil {
-			b.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			b.Fatal(err)
-		}
+		writeTrace(b, cfg, path)
+	}
+	st, _ := os.Stat(path)
+	b.ReportMetric(float64(st.Size())/1e6, "MB-file")
+}
+
+// BenchmarkNext draws one request (token-id prompt) without writing it.
+func BenchmarkNext(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Requests = 1 << 62
+	s, err := New(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var req trace.Request
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Next(&req)
 	}
 }
 
@@ -262,5 +276,26 @@ func BenchmarkDecode1M(b *testing.B) {
 		if n != 1_000_000 {
 			b.Fatalf("read %d", n)
 		}
+	}
+}
+
+func TestTokenPromptRange(t *testing.T) {
+	r := newRand(1, streamTokens)
+	var buf []int32
+	seen := map[int32]bool{}
+	for n := range 40 {
+		buf = TokenPrompt(r, n, 10, 13, buf)
+		if len(buf) != n {
+			t.Fatalf("TokenPrompt(n=%d) gave %d ids", n, len(buf))
+		}
+		for _, id := range buf {
+			if id < 10 || id >= 13 {
+				t.Fatalf("id %d outside [10,13)", id)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("ids drawn %v, want all of 10, 11, 12", seen)
 	}
 }

@@ -334,21 +334,16 @@ func build(req *trace.Request, idx int64, r *Row, format, path string, o *Option
 // the request.
 func PrefixPrompt(hashIDs []int64, n, blockSize int, seed, row int64, low, high int32) []int32 {
 	ids := make([]int32, 0, n)
-	span := uint32(high - low)
 	for _, h := range hashIDs {
 		if len(ids) >= n {
 			break
 		}
 		rng := rand.New(rand.NewPCG(uint64(seed), uint64(h)^0x9e3779b97f4a7c15))
-		for j := 0; j < blockSize && len(ids) < n; j++ {
-			ids = append(ids, low+int32(rng.Uint32N(span)))
-		}
+		ids = append(ids, synth.TokenPrompt(rng, min(blockSize, n-len(ids)), low, high, nil)...)
 	}
 	if len(ids) < n {
 		rng := rand.New(rand.NewPCG(uint64(seed), uint64(row)))
-		for len(ids) < n {
-			ids = append(ids, low+int32(rng.Uint32N(span)))
-		}
+		ids = append(ids, synth.TokenPrompt(rng, n-len(ids), low, high, nil)...)
 	}
 	return ids
 }
