@@ -159,7 +159,10 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 		ttft.Series = append(ttft.Series, chart.Series{Name: v + " p50", X: rx, Y: p50}, chart.Series{Name: v + " p99", X: rx, Y: p99, Dashed: true})
 	}
 	for _, s := range res.Saturation {
-		if !s.Over {
+		switch {
+		case s.Never:
+			norm.Marks = append(norm.Marks, chart.Point{X: s.Rate, Y: s.NormLatency, Label: fmt.Sprintf("%s: no knee up to %s req/s", s.Variant, fmtNum(s.Rate, -1))})
+		case !s.Over:
 			norm.Marks = append(norm.Marks, chart.Point{X: s.Rate, Y: s.NormLatency, Label: fmt.Sprintf("%s knee %s req/s", s.Variant, fmtNum(s.Rate, -1))})
 		}
 	}
@@ -171,8 +174,8 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 	out["ttft_vs_rate"] = ttft
 
 	level := res.cdfLevel(cfg)
-	cdfT := chart.Line{Title: fmt.Sprintf("CDF of TTFT at rate %s", level), XLabel: "time to first token (s)", YLabel: "fraction of completed requests", YMin: math.NaN()}
-	cdfN := chart.Line{Title: fmt.Sprintf("CDF of normalized latency at rate %s", level), XLabel: "normalized latency (s/token)", YLabel: "fraction of completed requests", YMin: math.NaN()}
+	cdfT := chart.Line{Title: fmt.Sprintf("CDF of TTFT at rate %s", level), XLabel: "time to first token (s)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1}
+	cdfN := chart.Line{Title: fmt.Sprintf("CDF of normalized latency at rate %s", level), XLabel: "normalized latency (s/token)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1}
 	for _, v := range vs {
 		var tv, nv []float64
 		for i := range res.Requests {

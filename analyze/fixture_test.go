@@ -188,14 +188,11 @@ type engine struct {
 
 // synthCapture builds the records and samples of one trial of a variant
 // at a rate: n Poisson arrivals, latencies growing past capacity, server
-// gauges every 100 ms. Deterministic for a seed.
+// gauges every 250 ms. Deterministic for a seed.
 func synthCapture(e engine, rate float64, trial, n int, seed uint64) ([]*capture.Record, []capture.Sample) {
 	rng := rand.New(rand.NewPCG(seed, uint64(rate*1000)+uint64(trial)))
 	load := rate / e.capacity
-	slow := 1.0
-	if load > 0.7 {
-		slow = 1 + 8*(load-0.7)*(load-0.7)*10
-	}
+	slow := 1 + 6*max(0, load-0.8)
 	var recs []*capture.Record
 	var at int64
 	start := t0 + int64(trial)*3600*int64(time.Second)
@@ -223,7 +220,7 @@ func synthCapture(e engine, rate float64, trial, n int, seed uint64) ([]*capture
 		recs = append(recs, r)
 	}
 	var samples []capture.Sample
-	for ts := start; ts <= lastEnd; ts += 100 * ms {
+	for ts := start; ts <= lastEnd; ts += 250 * ms {
 		open := 0
 		for _, r := range recs {
 			if r.Received <= ts && r.Received+r.End > ts {

@@ -21,12 +21,14 @@ type column[T any] struct {
 	get  func(T) any
 }
 
-// fmtFloat formats a float for CSV: shortest exact form, "" for NaN/Inf.
+// fmtFloat formats a float for CSV: 12 significant digits (enough for
+// nanoseconds in seconds, free of binary noise such as 0.18000000000000002),
+// "" for NaN/Inf.
 func fmtFloat(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return ""
 	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
+	return strconv.FormatFloat(v, 'g', 12, 64)
 }
 
 func cell(v any) string {
@@ -119,7 +121,7 @@ func appendJSON(b []byte, v any) []byte {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return append(b, "null"...)
 		}
-		return strconv.AppendFloat(b, x, 'g', -1, 64)
+		return strconv.AppendFloat(b, x, 'g', 12, 64)
 	case []float64:
 		b = append(b, '[')
 		for i, e := range x {

@@ -52,9 +52,9 @@ type Line struct {
 	Marks []Point
 	// Width and Height in pixels (default 1024 × 640).
 	Width, Height int
-	// YMin forces the lower y bound (NaN: from the data, 0 for
-	// non-negative data).
-	YMin float64
+	// YMin forces the lower y bound (NaN or 0: from the data, 0 for
+	// non-negative data); YMax forces the upper bound (0: from the data).
+	YMin, YMax float64
 }
 
 // ErrNoData is returned when no series has a finite point.
@@ -141,6 +141,89 @@ func numFormatter(v any) string {
 	return strconv.FormatFloat(f, 'g', 2, 64)
 }
 
+// niceStep returns a round step (1, 2 or 5 × 10^k) giving about n
+// intervals over span.
+func niceStep(span float64, n int) float64 {
+	raw := span / float64(n)
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if raw <= m*mag {
+			return m * mag
+		}
+	}
+	return 10 * mag
+}
+
+// niceTicks returns round ticks covering [lo, hi] and the widened bounds.
+func niceTicks(lo, hi float64, n int) ([]gochart.Tick, float64, float64) {
+	step := niceStep(hi-lo, n)
+	decimals := max(0, int(-math.Floor(math.Log10(step)+1e-9)))
+	if r := step / math.Pow(10, math.Floor(math.Log10(step)+1e-9)); math.Abs(r-2.5) < 1e-9 {
+		decimals++
+	}
+	first := math.Floor(lo/step) * step
+	last := math.Ceil(hi/step) * step
+	var ticks []gochart.Tick
+	for i := 0; ; i++ {
+		v := first + float64(i)*step
+		if v > last+step/2 || i > 100 {
+			break
+		}
+		v = math.Round(v/step) * step // no 0.30000000000000004
+		ticks = append(ticks, gochart.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', decimals, 64)})
+	}
+	return ticks, first, last
+}
+
+// legendRowHeight is the height of one legend row in pixels.
+const legendRowHeight = 20
+
+// legendBelow draws the legend under the plot, left to right, wrapping at
+// the chart width (go-chart's own legends cover the plot).
+func legendBelow(series []Series, colors []drawing.Color, width, top int) gochart.Renderable {
+	return func(r gochart.Renderer, cb gochart.Box, defaults gochart.Style) {
+		if f := defaults.GetFont(); f != nil {
+			r.SetFont(f)
+		}
+		r.SetFontSize(10)
+		r.SetFontColor(drawing.Color{R: 51, G: 51, B: 51, A: 255})
+		x, y := 60, top
+		for i, s := range series {
+			tw := r.MeasureText(s.Name).Width()
+			if x+35+tw > width-20 && x > 60 {
+				x, y = 60, y+legendRowHeight
+			}
+			r.SetStrokeColor(colors[i])
+			r.SetStrokeWidth(3)
+			if s.Dashed {
+				r.SetStrokeDashArray([]float64{6, 4})
+			} else {
+				r.SetStrokeDashArray(nil)
+			}
+			r.MoveTo(x, y-4)
+			r.LineTo(x+25, y-4)
+			r.Stroke()
+			r.SetStrokeDashArray(nil)
+			r.Text(s.Name, x+30, y)
+			x += 30 + tw + 25
+		}
+	}
+}
+
+// legendLines estimates the legend's rows for the bottom padding.
+func legendLines(series []Series, width int) int {
+	rows, x := 1, 60
+	for _, s := range series {
+		tw := 6 * len(s.Name) // ~6 px per character at 10 pt
+		if x+35+tw > width-20 && x > 60 {
+			rows++
+			x = 60
+		}
+		x += 30 + tw + 25
+	}
+	return rows
+}
+
 // build converts l to a go-chart chart.
 func (l Line) build() (*gochart.Chart, error) {
 	w, h := l.Width, l.Height
@@ -202,27 +285,44 @@ func (l Line) build() (*gochart.Chart, error) {
 	if xlo >= 0 && xmin < 0 {
 		xmin = 0
 	}
+	if l.YMax > 0 {
+		ymax = l.YMax
+	}
+	xticks, xmin, xmax := niceTicks(xmin, xmax, 10)
+	yticks, ymin, ymax := niceTicks(ymin, ymax, 8)
+	var drawn []Series // the series that made it, in legend order
+	var colors []drawing.Color
+	for i, s := range l.Series {
+		if xs, _ := finite(s); len(xs) > 0 {
+			drawn = append(drawn, s)
+			colors = append(colors, palette(i))
+		}
+	}
+	rows := legendLines(drawn, w)
+	bottom := 30 + rows*legendRowHeight
 	c := &gochart.Chart{
 		Title:      l.Title,
 		TitleStyle: gochart.Style{FontSize: 14},
 		Width:      w,
 		Height:     h,
-		Background: gochart.Style{Padding: gochart.Box{Top: 50, Left: 20, Right: 30, Bottom: 20}},
+		Background: gochart.Style{Padding: gochart.Box{Top: 50, Left: 20, Right: 30, Bottom: bottom}},
 		XAxis: gochart.XAxis{
 			Name:           l.XLabel,
 			ValueFormatter: numFormatter,
 			Range:          &gochart.ContinuousRange{Min: xmin, Max: xmax},
+			Ticks:          xticks,
 			GridMajorStyle: gochart.Style{StrokeColor: drawing.Color{R: 220, G: 220, B: 220, A: 255}, StrokeWidth: 1},
 		},
 		YAxis: gochart.YAxis{
 			Name:           l.YLabel,
 			ValueFormatter: numFormatter,
 			Range:          &gochart.ContinuousRange{Min: ymin, Max: ymax},
+			Ticks:          yticks,
 			GridMajorStyle: gochart.Style{StrokeColor: drawing.Color{R: 220, G: 220, B: 220, A: 255}, StrokeWidth: 1},
 		},
 		Series: series,
 	}
-	c.Elements = []gochart.Renderable{gochart.LegendLeft(c)}
+	c.Elements = []gochart.Renderable{legendBelow(drawn, colors, w, h-bottom+45)}
 	return c, nil
 }
 

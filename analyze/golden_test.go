@@ -1,0 +1,259 @@
+package analyze
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vbench/vbench/capture"
+)
+
+var (
+	update  = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+	keepDir = flag.String("keep", "", "copy the sweep test's outputs (charts, report) to this directory to look at them")
+)
+
+// goldenDir returns the absolute testdata/golden/name (tests change the
+// working directory).
+func goldenDir(t *testing.T, name string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "testdata", "golden", name)
+}
+
+// compareGolden compares the files under dir with those under golden.
+func compareGolden(t *testing.T, golden, dir string, files []string) {
+	t.Helper()
+	for _, f := range files {
+		got, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gp := filepath.Join(golden, f)
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(gp), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(gp, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(gp)
+		if err != nil {
+			t.Fatalf("%v (run go test -update to create it)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from %s (run go test -update after checking the change):\n%s", f, gp, firstDiff(string(got), string(want)))
+		}
+	}
+}
+
+func firstDiff(got, want string) string {
+	gl, wl := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := range max(len(gl), len(wl)) {
+		var g, w string
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if g != w {
+			return "line " + itoa(i+1) + ":\n got: " + g + "\nwant: " + w
+		}
+	}
+	return ""
+}
+
+func itoa(i int) string { return fmtNum(float64(i), 0) }
+
+// The golden tests run in a temporary working directory so the capture
+// names written in the outputs are stable.
+func TestGoldenSmall(t *testing.T) {
+	golden := goldenDir(t, "small")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	recs, samples, metas := smallFixture()
+	writeDump(t, "fx.jsonl", recs, samples, metas)
+	slo, _ := ParseSLO("ttft=150ms,tpot=100ms")
+	var stdout bytes.Buffer
+	cfg := Config{Captures: []string{"fx.jsonl"}, Out: "out", VLLMJSON: true, SLO: slo, Stdout: &stdout}
+	if err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("out", "table.txt"), stdout.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(dir, "out"))
+	compareGolden(t, golden, ".", []string{"summary.csv", "summary.json", "aggregates.csv", "requests.csv", "report.md", "table.txt", "vllm/a_1_1.json"})
+}
+
+func TestGoldenSweep(t *testing.T) {
+	golden := goldenDir(t, "sweep")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	engines := []engine{{"torch-baseline", 4, 40 * time.Millisecond}, {"vllm-page", 10, 20 * time.Millisecond}}
+	caps := writeSweep(t, ".", engines, []float64{2, 4, 8, 12}, 2, 60)
+	for i := range caps {
+		caps[i] = filepath.Base(caps[i])
+	}
+	run := func(out string) {
+		t.Helper()
+		cfg := Config{Captures: caps, Out: out, Chart: true, Title: "sweep fixture"}
+		if err := Run(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("out")
+	run("again")
+	files := []string{"summary.csv", "aggregates.csv", "report.md", "summary.json"}
+	for _, f := range append(files, "requests.csv", "charts/norm_latency_vs_rate.png", "charts/timeline.svg", "charts/cdf_ttft.png") {
+		a, _ := os.ReadFile(filepath.Join("out", f))
+		b, _ := os.ReadFile(filepath.Join("again", f))
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s: two runs gave different bytes (or none: %d)", f, len(a))
+		}
+	}
+	for _, name := range chartOrder() {
+		p := filepath.Join("out", "charts", name+".png")
+		f, err := os.Open(p)
+		if err != nil {
+			t.Errorf("chart %s: %v", name, err)
+			continue
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("chart %s: %v", name, err)
+			continue
+		}
+		if b := img.Bounds(); b.Dx() != 1024 || b.Dy() != 640 {
+			t.Errorf("chart %s: %v; want 1024×640", name, b)
+		}
+		fi, _ := os.Stat(p)
+		svg, err := os.ReadFile(filepath.Join("out", "charts", name+".svg"))
+		if fi.Size() < 20_000 || err != nil || !bytes.Contains(svg, []byte("<svg")) || len(svg) < 5_000 {
+			t.Errorf("chart %s: png %d bytes, svg %d bytes (%v): too small to hold a chart", name, fi.Size(), len(svg), err)
+		}
+	}
+	if *keepDir != "" {
+		if err := os.CopyFS(*keepDir, os.DirFS("out")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(filepath.Join(dir, "out"))
+	compareGolden(t, golden, ".", files)
+}
+
+func TestMixedTraces(t *testing.T) {
+	dir := t.TempDir()
+	a, _ := synthCapture(engine{"a", 10, 20 * time.Millisecond}, 2, 1, 10, 1)
+	b, _ := synthCapture(engine{"b", 10, 20 * time.Millisecond}, 2, 1, 10, 1)
+	for _, r := range b {
+		r.Tags.TraceHash = "trace-2"
+	}
+	pa, pb := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
+	writeDump(t, pa, a, nil, nil)
+	writeDump(t, pb, b, nil, nil)
+	_, err := Analyze(context.Background(), Config{Captures: []string{pa, pb}})
+	if !errors.Is(err, ErrMixedTraces) || !strings.Contains(err.Error(), "--allow-mixed") {
+		t.Fatalf("err = %v; want ErrMixedTraces naming --allow-mixed", err)
+	}
+	res, err := Analyze(context.Background(), Config{Captures: []string{pa, pb}, AllowMixed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "trace-1, trace-2") {
+		t.Errorf("warnings %q; want the two hashes", res.Warnings)
+	}
+}
+
+// TestRobustness: bad captures end in a clear error or a sensible result,
+// never a panic.
+func TestRobustness(t *testing.T) {
+	dir := t.TempDir()
+	onlyFail, _ := synthCapture(engine{"x", 10, 20 * time.Millisecond}, 2, 1, 5, 1)
+	for _, r := range onlyFail {
+		r.Status, r.Chunks, r.CompletionTokens = 503, nil, -1
+	}
+	crashed, _ := synthCapture(engine{"x", 10, 20 * time.Millisecond}, 2, 1, 5, 1)
+	for _, r := range crashed[2:] {
+		r.Outcome, r.End = "", 0 // records without an end
+		r.Chunks = r.Chunks[:len(r.Chunks)/2]
+	}
+	write := func(name string, recs []*capture.Record) string {
+		p := filepath.Join(dir, name)
+		writeDump(t, p, recs, nil, nil)
+		return p
+	}
+	emptyDir := filepath.Join(dir, "emptystore")
+	writeStore(t, emptyDir, nil, nil, nil)
+	badLine := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(badLine, []byte("{\"kind\":\"record\",\"id\":1}\nnot json\n"), 0o644)
+	notCap := filepath.Join(dir, "plain")
+	os.MkdirAll(notCap, 0o755)
+	os.WriteFile(filepath.Join(notCap, "x.txt"), []byte("hi"), 0o644)
+
+	tests := []struct {
+		name    string
+		capture string
+		wantErr string // "" : must succeed
+		check   func(*Result) string
+	}{
+		{"empty dump", write("empty.jsonl", nil), "no request records", nil},
+		{"empty store", emptyDir, "no request records", nil},
+		{"missing", filepath.Join(dir, "nope"), "no such file", nil},
+		{"not a dump", badLine, "line 2", nil},
+		{"not a capture dir", notCap, "capture " + notCap, nil},
+		{"only failures", write("fail.jsonl", onlyFail), "", func(r *Result) string {
+			g := r.Groups[0]
+			if g.Completed != 0 || g.Failed != 5 || g.FailedBy["http_503"] != 5 || len(r.Warnings) == 0 {
+				return "want 5 failed by http_503 and a warning"
+			}
+			return ""
+		}},
+		{"crashed proxy", write("crash.jsonl", crashed), "", func(r *Result) string {
+			g := r.Groups[0]
+			if g.Completed != 2 || g.FailedBy[KindIncomplete] != 3 {
+				return "want 2 completed, 3 incomplete"
+			}
+			return ""
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := filepath.Join(dir, "out-"+strings.ReplaceAll(tt.name, " ", "-"))
+			var stdout bytes.Buffer
+			cfg := Config{Captures: []string{tt.capture}, Out: out, Chart: true, VLLMJSON: true, Stdout: &stdout}
+			res, err := Analyze(context.Background(), cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v; want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg := tt.check(res); msg != "" {
+				t.Errorf("%s: %+v", msg, res.Groups[0])
+			}
+			if err := res.Write(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(out, "report.md")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
