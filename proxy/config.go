@@ -64,6 +64,10 @@ type Config struct {
 	MaxConns int
 	// Logger receives warnings (drops, scrape failures); nil discards.
 	Logger *slog.Logger
+
+	// idleConns is how long an idle upstream connection is kept (default
+	// 10s); tests shorten it so fasthttp's cleaner goroutine ends quickly.
+	idleConns time.Duration
 }
 
 // upstream is the parsed Config.Upstream.

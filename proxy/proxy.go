@@ -102,6 +102,10 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		t0Unix:  now.UnixNano(),
 		streams: make(map[*stream]struct{}),
 	}
+	idleConns := 10 * time.Second
+	if cfg.idleConns > 0 {
+		idleConns = cfg.idleConns
+	}
 	p.hc = &fasthttp.HostClient{
 		Addr:                          up.addr,
 		IsTLS:                         up.isTLS,
@@ -110,7 +114,7 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		StreamResponseBody:            true,
 		MaxConns:                      cfg.MaxConns,
 		MaxConnWaitTimeout:            30 * time.Second,
-		MaxIdleConnDuration:           10 * time.Second,
+		MaxIdleConnDuration:           idleConns,
 		ReadBufferSize:                16 << 10,
 		WriteBufferSize:               16 << 10,
 		DisablePathNormalizing:        true,
@@ -133,10 +137,11 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		ReadTimeout:                  5 * time.Minute,
 		IdleTimeout:                  2 * time.Minute,
 		// WriteTimeout stays 0: it would cover the whole streamed body.
-		Concurrency:       1 << 20,
-		CloseOnShutdown:   true,
-		ReduceMemoryUsage: false,
-		Logger:            slogPrinter{p.log},
+		Concurrency:           1 << 20,
+		MaxIdleWorkerDuration: time.Second,
+		CloseOnShutdown:       true,
+		ReduceMemoryUsage:     false,
+		Logger:                slogPrinter{p.log},
 	}
 	return p, nil
 }
