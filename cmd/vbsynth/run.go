@@ -89,7 +89,7 @@ func synthesize(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	burst := fs.Float64("burstiness", 1, "gamma shape k: 1 = Poisson, < 1 burstier, > 1 smoother (CV = 1/sqrt(k))")
 	seed := fs.Int64("seed", def.Seed, "random seed (same flags + seed = same bytes)")
 	prompt := fs.String("prompt", def.Prompt, "prompt form: auto (dataset text, else token ids), text, tokens (token ids of the exact length), words")
-	endpoint := fs.String("endpoint", "completions", "API: completions or chat (or a path /v1/...)")
+	endpoint := fs.String("endpoint", "completions", "API: completions (/v1/completions) or chat (/v1/chat/completions)")
 	tokenRange := fs.String("token-range", fmt.Sprintf("%d,%d", def.TokenLow, def.TokenHigh), "LOW,HIGH: synthesized token ids are drawn from [LOW, HIGH)")
 	noIgnoreEOS := fs.Bool("no-ignore-eos", false, "do not set ignore_eos (output may end before max_tokens)")
 	noMinTokens := fs.Bool("no-min-tokens", false, "do not set min_tokens = max_tokens")
