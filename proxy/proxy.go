@@ -115,8 +115,8 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		MaxConns:                      cfg.MaxConns,
 		MaxConnWaitTimeout:            30 * time.Second,
 		MaxIdleConnDuration:           idleConns,
-		ReadBufferSize:                16 << 10,
-		WriteBufferSize:               16 << 10,
+		ReadBufferSize:                8 << 10, // response headers
+		WriteBufferSize:               4 << 10, // bigger writes bypass it
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
 		// ReadTimeout stays 0: it would be a deadline on the whole streamed
@@ -132,8 +132,8 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		MaxRequestBodySize:           cfg.MaxRequestBody,
-		ReadBufferSize:               16 << 10,
-		WriteBufferSize:              16 << 10,
+		ReadBufferSize:               8 << 10, // request headers
+		WriteBufferSize:              4 << 10, // flushed per chunk; bigger writes bypass it
 		ReadTimeout:                  5 * time.Minute,
 		IdleTimeout:                  2 * time.Minute,
 		// WriteTimeout stays 0: it would cover the whole streamed body.
