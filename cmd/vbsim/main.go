@@ -50,6 +50,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
+	if !(cfg.Speed > 0) {
+		return cli.Usagef("--speed %v: want > 0", cfg.Speed)
+	}
 	addr := *listen
 	if fs.Changed("port") {
 		host, _, err := net.SplitHostPort(addr)
