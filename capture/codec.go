@@ -162,11 +162,18 @@ func appendRecord(b []byte, r *Record) []byte {
 
 // decoder reads fields from a value; the first error sticks and later reads
 // return zero values, so callers check err once at the end.
+//
+// It advances an offset instead of reslicing b, so decoding writes no
+// pointers (no GC write barriers in the varint loop).
 type decoder struct {
 	b     []byte
+	off   int
 	err   error
 	field string
 }
+
+// left returns the bytes not read yet.
+func (d *decoder) left() []byte { return d.b[d.off:] }
 
 func (d *decoder) fail(what string) {
 	if d.err == nil {
@@ -178,12 +185,12 @@ func (d *decoder) uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(d.left())
 	if n <= 0 {
 		d.fail("bad unsigned varint")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
@@ -191,12 +198,12 @@ func (d *decoder) varint() int64 {
 	if d.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(d.b)
+	v, n := binary.Varint(d.left())
 	if n <= 0 {
 		d.fail("bad varint")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.off += n
 	return v
 }
 
@@ -214,12 +221,12 @@ func (d *decoder) byte1() byte {
 	if d.err != nil {
 		return 0
 	}
-	if len(d.b) == 0 {
+	if d.off >= len(d.b) {
 		d.fail("truncated")
 		return 0
 	}
-	c := d.b[0]
-	d.b = d.b[1:]
+	c := d.b[d.off]
+	d.off++
 	return c
 }
 
@@ -227,12 +234,12 @@ func (d *decoder) float() float64 {
 	if d.err != nil {
 		return 0
 	}
-	if len(d.b) < 8 {
+	if len(d.b)-d.off < 8 {
 		d.fail("truncated float")
 		return 0
 	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-	d.b = d.b[8:]
+	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b[d.off:]))
+	d.off += 8
 	return v
 }
 
@@ -242,12 +249,12 @@ func (d *decoder) raw() []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) {
-		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.b)))
+	if n > uint64(len(d.b)-d.off) {
+		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.b)-d.off))
 		return nil
 	}
-	s := d.b[:n:n]
-	d.b = d.b[n:]
+	s := d.b[d.off : d.off+int(n) : d.off+int(n)]
+	d.off += int(n)
 	return s
 }
 
@@ -260,8 +267,8 @@ func (d *decoder) count(minSize int, limit uint64) int {
 	if d.err != nil {
 		return 0
 	}
-	if n > limit || n*uint64(minSize) > uint64(len(d.b)) {
-		d.fail(fmt.Sprintf("count %d is impossible with %d bytes left", n, len(d.b)))
+	if left := uint64(len(d.b) - d.off); n > limit || n*uint64(minSize) > left {
+		d.fail(fmt.Sprintf("count %d is impossible with %d bytes left", n, left))
 		return 0
 	}
 	return int(n)
@@ -371,9 +378,9 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 		r.ResponseBody = append([]byte(nil), b...)
 	}
 	r.ResponseSize = d.varint()
-	if d.err == nil && len(d.b) != 0 {
+	if d.err == nil && d.off != len(d.b) {
 		d.field = "end"
-		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)-d.off))
 	}
 	if d.err != nil {
 		*r = Record{}
@@ -408,8 +415,8 @@ func (s *Sample) UnmarshalBinary(data []byte) error {
 	s.At = d.varint()
 	s.Name = d.str()
 	s.Value = d.float()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
+	if d.err == nil && d.off != len(d.b) {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)-d.off))
 	}
 	if d.err != nil {
 		*s = Sample{}
