@@ -230,7 +230,7 @@ func (res *Result) timeline(g *Group) chart.Line {
 	xs := make([]float64, points+1)
 	ys := make([]float64, points+1)
 	for i := range xs {
-		t := from + (to-from)*int64(i)/points
+		t := from + int64(float64(to-from)*float64(i)/points)
 		n, _ := slices.BinarySearch(starts, t+1) // started at or before t
 		m, _ := slices.BinarySearch(ends, t+1)   // ended at or before t
 		xs[i] = secs(t - from)

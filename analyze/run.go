@@ -199,12 +199,18 @@ func (a *groupAcc) addGaps(gaps []float64, tokens []int) {
 		a.itlToken = slices.Clone(a.itl[:len(a.itl)-len(gaps)])
 	}
 	for i, g := range gaps {
-		t := tokens[i]
-		for range t { // a content chunk without token adds no per-token gap
+		// A content chunk without token adds no per-token gap; a chunk
+		// claiming more than maxChunkTokens (corrupt data: engines send a
+		// few per chunk) is clamped so it cannot exhaust memory.
+		t := min(tokens[i], maxChunkTokens)
+		for range t {
 			a.itlToken = append(a.itlToken, g/float64(t))
 		}
 	}
 }
+
+// maxChunkTokens caps the tokens one chunk may add to the per-token ITL.
+const maxChunkTokens = 4096
 
 // groupInputs returns the exchanges and server samples of the captures a
 // group came from.

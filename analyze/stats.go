@@ -22,26 +22,94 @@ type Dist struct {
 	Max float64 `json:"max"`
 }
 
-// Summarize sorts xs in place and returns its Dist. NaN values are dropped
-// before summarizing.
+// Summarize returns the Dist of xs, reordering xs in place (a partial
+// sort: percentiles come from selection, not a full sort, so millions of
+// ITL gaps summarize in linear time). NaN values are dropped first.
 func Summarize(xs []float64) Dist {
 	xs = slices.DeleteFunc(xs, math.IsNaN)
 	nan := math.NaN()
 	if len(xs) == 0 {
 		return Dist{Mean: nan, Std: nan, P50: nan, P90: nan, P95: nan, P99: nan, Max: nan}
 	}
-	slices.Sort(xs)
 	mean, std := meanStd(xs)
-	return Dist{
-		N:    len(xs),
-		Mean: mean,
-		Std:  std,
-		P50:  PercentileSorted(xs, 50),
-		P90:  PercentileSorted(xs, 90),
-		P95:  PercentileSorted(xs, 95),
-		P99:  PercentileSorted(xs, 99),
-		Max:  xs[len(xs)-1],
+	ps := percentiles(xs, 50, 90, 95, 99)
+	return Dist{N: len(xs), Mean: mean, Std: std, P50: ps[0], P90: ps[1], P95: ps[2], P99: ps[3], Max: slices.Max(xs)}
+}
+
+// percentiles returns the given ascending percentiles of xs with the same
+// linear interpolation as PercentileSorted, by successive selection:
+// selecting rank k leaves every larger value after k, so the next, higher
+// rank is selected in xs[k+1:] only. xs is reordered.
+func percentiles(xs []float64, ps ...float64) []float64 {
+	out := make([]float64, len(ps))
+	n := len(xs)
+	from := 0 // xs[:from] holds values ≤ every value of xs[from:]
+	for i, p := range ps {
+		h := float64(n-1) * p / 100
+		k := int(math.Floor(h))
+		if k >= n-1 {
+			out[i] = slices.Max(xs[from:])
+			continue
+		}
+		if k >= from {
+			selectNth(xs[from:], k-from)
+			from = k
+		}
+		lo := xs[k]
+		hi := slices.Min(xs[k+1:])
+		out[i] = lo + (h-float64(k))*(hi-lo)
 	}
+	return out
+}
+
+// selectNth reorders xs so that xs[k] is the value a sort would put there,
+// every value before it is ≤ and every value after it is ≥ (introselect:
+// quickselect with a median-of-three pivot and a three-way partition, a
+// full sort of the range when it degenerates).
+func selectNth(xs []float64, k int) {
+	lo, hi := 0, len(xs)-1
+	budget := 2 * (bitsLen(len(xs)) + 1)
+	for hi > lo {
+		if hi-lo < 16 || budget == 0 {
+			slices.Sort(xs[lo : hi+1])
+			return
+		}
+		budget--
+		mid := lo + (hi-lo)/2
+		a, b, c := xs[lo], xs[mid], xs[hi]
+		p := max(min(a, b), min(max(a, b), c)) // median of three
+		// three-way partition: [lo,lt) < p, [lt,gt] == p, (gt,hi] > p
+		lt, i, gt := lo, lo, hi
+		for i <= gt {
+			switch v := xs[i]; {
+			case v < p:
+				xs[lt], xs[i] = xs[i], xs[lt]
+				lt++
+				i++
+			case v > p:
+				xs[i], xs[gt] = xs[gt], xs[i]
+				gt--
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			hi = lt - 1
+		case k > gt:
+			lo = gt + 1
+		default:
+			return
+		}
+	}
+}
+
+func bitsLen(n int) int {
+	b := 0
+	for ; n > 0; n >>= 1 {
+		b++
+	}
+	return b
 }
 
 // meanStd returns the mean and population standard deviation of xs, with

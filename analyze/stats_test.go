@@ -2,8 +2,12 @@ package analyze
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
+
+func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(3, 4)) }
 
 // Percentiles checked against numpy: np.percentile(x, p) with the default
 // method "linear".
@@ -73,5 +77,36 @@ func TestInFlight(t *testing.T) {
 	// [0,5):1 [5,10):2 [10,15):2 [15,20):1 → (5+10+10+5)/20 = 1.5
 	if !near(m, 1.5) || mx != 2 {
 		t.Errorf("inFlight = %v, %d; want 1.5, 2", m, mx)
+	}
+}
+
+// TestSelectionMatchesSort: the selection-based percentiles equal those of
+// a full sort on random, duplicate-heavy and sorted data.
+func TestSelectionMatchesSort(t *testing.T) {
+	rng := newTestRand()
+	for _, n := range []int{1, 2, 3, 17, 100, 1001, 50_000} {
+		for _, kind := range []string{"random", "dups", "sorted", "reversed"} {
+			xs := make([]float64, n)
+			for i := range xs {
+				switch kind {
+				case "random":
+					xs[i] = rng.NormFloat64()
+				case "dups":
+					xs[i] = float64(rng.IntN(5))
+				case "sorted":
+					xs[i] = float64(i)
+				case "reversed":
+					xs[i] = float64(n - i)
+				}
+			}
+			sorted := slices.Clone(xs)
+			slices.Sort(sorted)
+			got := percentiles(xs, 50, 90, 95, 99, 100)
+			for i, p := range []float64{50, 90, 95, 99, 100} {
+				if want := PercentileSorted(sorted, p); got[i] != want {
+					t.Errorf("n=%d %s: p%v = %v; want %v", n, kind, p, got[i], want)
+				}
+			}
+		}
 	}
 }

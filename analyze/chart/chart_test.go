@@ -1,0 +1,65 @@
+package chart
+
+import (
+	"bytes"
+	"errors"
+	"image/png"
+	"math"
+	"testing"
+)
+
+func TestNiceTicks(t *testing.T) {
+	tests := []struct {
+		lo, hi      float64
+		n           int
+		first, last float64
+		count       int
+		label1      string
+	}{
+		{0, 12.6, 10, 0, 14, 8, "2"},
+		{0, 0.603, 8, 0, 0.7, 8, "0.1"},
+		{0.02, 0.09, 8, 0.02, 0.09, 8, "0.03"},
+		{0, 1, 8, 0, 1, 6, "0.2"},
+		{0, 2.3, 10, 0, 2.5, 11, "0.25"},
+	}
+	for _, tt := range tests {
+		ticks, first, last := niceTicks(tt.lo, tt.hi, tt.n)
+		if math.Abs(first-tt.first) > 1e-9 || math.Abs(last-tt.last) > 1e-9 || len(ticks) != tt.count || ticks[1].Label != tt.label1 {
+			t.Errorf("niceTicks(%v, %v, %d) = %d ticks [%v, %v], second %q; want %d [%v, %v] %q", tt.lo, tt.hi, tt.n, len(ticks), first, last, ticks[1].Label, tt.count, tt.first, tt.last, tt.label1)
+		}
+	}
+}
+
+func TestRender(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		name string
+		line Line
+		err  error
+	}{
+		{"no series", Line{Title: "x"}, ErrNoData},
+		{"only NaN", Line{Series: []Series{{Name: "a", X: []float64{nan}, Y: []float64{1}}}}, ErrNoData},
+		{"one point", Line{Title: "one", Series: []Series{{Name: "a", X: []float64{2}, Y: []float64{0.5}}}}, nil},
+		{"flat", Line{Title: "flat", Series: []Series{{Name: "a", X: []float64{1, 2, 3}, Y: []float64{0, 0, 0}}}}, nil},
+		{"step and marks", Line{Title: "t", XLabel: "s", YLabel: "n", Series: []Series{{Name: "a", X: []float64{0, 1, 2}, Y: []float64{1, 3, 2}, Step: true}, {Name: "b", X: []float64{0, 2}, Y: []float64{2, 2}, Dashed: true}}, Marks: []Point{{X: 1, Y: 3, Label: "peak"}}}, nil},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		err := tt.line.Render(PNG, &b)
+		if !errors.Is(err, tt.err) {
+			t.Errorf("%s: err %v; want %v", tt.name, err, tt.err)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		img, err := png.Decode(&b)
+		if err != nil || img.Bounds().Dx() != 1024 || img.Bounds().Dy() != 640 {
+			t.Errorf("%s: %v %v", tt.name, err, img.Bounds())
+		}
+		var s bytes.Buffer
+		if err := tt.line.Render(SVG, &s); err != nil || !bytes.Contains(s.Bytes(), []byte("<svg")) {
+			t.Errorf("%s: svg %v", tt.name, err)
+		}
+	}
+}
