@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/testserver"
+)
+
+// TestCrashKill9 builds vbproxy, runs it under load, kills it with SIGKILL,
+// reopens the capture and checks that every request completed more than a
+// flush interval (plus scheduling slack on a shared CPU) before the kill is
+// there.
+func TestCrashKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the crash test (builds vbproxy)")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "vbproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	srv, err := testserver.Start(testserver.Config{ITL: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	dir := filepath.Join(tmp, "cap")
+	const flush = 20 * time.Millisecond
+	cmd := exec.Command(bin, "--upstream", srv.URL, "--listen", "127.0.0.1:0", "--capture", dir, "--flush-interval", flush.String(), "--log-level", "warn")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("vbproxy did not start: %v", err)
+	}
+	m := listenRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no address in %q", line)
+	}
+	url := m[1]
+
+	var mu sync.Mutex
+	done := map[int]time.Time{} // index -> when the client saw the end
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	var next int
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/completions",
+					strings.NewReader(`{"model":"m","prompt":"x","max_tokens":5,"stream":true}`))
+				req.Header.Set("X-VB-Index", fmt.Sprint(i))
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+					mu.Lock()
+					done[i] = time.Now()
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	killAt := time.Now()
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	cancel()
+	wg.Wait()
+
+	st, err := capture.Open(dir, capture.Options{SyncInterval: -1})
+	if err != nil {
+		t.Fatalf("reopen after kill -9: %v", err)
+	}
+	defer st.Close()
+	have := map[int64]bool{}
+	if err := st.Records(func(r *capture.Record) error {
+		have[r.Tags.Index] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slack := flush + 80*time.Millisecond
+	var missing, lateMissing []int
+	for i, at := range done {
+		if !have[int64(i)] {
+			if killAt.Sub(at) > slack {
+				missing = append(missing, i)
+			} else {
+				lateMissing = append(lateMissing, i)
+			}
+		}
+	}
+	t.Logf("%d requests completed before the kill, %d records recovered; %d of the requests completed in the last %v were lost (allowed)", len(done), len(have), len(lateMissing), slack)
+	if len(done) < 50 {
+		t.Errorf("only %d requests completed: not under load", len(done))
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d requests completed more than %v before the kill are missing: %v", len(missing), slack, missing)
+	}
+}
