@@ -146,4 +146,3 @@ func TestMeasureAllocs(t *testing.T) {
 		t.Errorf("Measure allocates %v times per record; want 0", allocs)
 	}
 }
-
