@@ -87,10 +87,12 @@ type Config struct {
 	// LagThreshold: a level whose schedule-lag p99 exceeds it is marked and
 	// warned about.
 	LagThreshold time.Duration `json:"lag_threshold_ns"`
-	// Spin is how long before a due time the pacer stops sleeping and
-	// spins (yielding) instead; 0 sleeps all the way. Spinning buys
-	// sub-millisecond accuracy for one busy core.
-	Spin time.Duration `json:"spin_ns"`
+	// Pacer is how the pacer waits for due times: PacerPrecise (default),
+	// PacerTimer or PacerSpin.
+	Pacer string `json:"pacer"`
+	// Spin is how long before a due time PacerSpin stops sleeping and
+	// spins (default 1ms).
+	Spin time.Duration `json:"spin_ns,omitempty"`
 	// AllowShort accepts a trace shorter than rate × duration (the level
 	// then ends early) instead of failing before the load.
 	AllowShort bool `json:"allow_short,omitempty"`
@@ -122,6 +124,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.OnFull == "" {
 		c.OnFull = OnFullWait
+	}
+	if c.Pacer == "" {
+		c.Pacer = PacerPrecise
 	}
 	if c.ChatMaxTokens == "" {
 		c.ChatMaxTokens = ChatMaxTokensBoth
@@ -190,6 +195,11 @@ func (c *Config) Validate() error {
 	}
 	if c.OnFull != OnFullWait && c.OnFull != OnFullDrop {
 		bad("--on-full %q: want wait or drop", c.OnFull)
+	}
+	switch c.Pacer {
+	case PacerPrecise, PacerTimer, PacerSpin:
+	default:
+		bad("--pacer %q: want precise, timer or spin", c.Pacer)
 	}
 	switch c.ChatMaxTokens {
 	case ChatMaxTokensBoth, ChatMaxTokensLegacy, ChatMaxTokensCompletion:

@@ -62,7 +62,7 @@ func (e *bubbleEngine) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func bubbleConfig(e *bubbleEngine) Config {
-	return Config{Target: "http://engine.invalid", Model: "m", SkipPreflight: true, KeepRequests: true, Client: &http.Client{Transport: e}}
+	return Config{Target: "http://engine.invalid", Model: "m", SkipPreflight: true, Pacer: PacerTimer, KeepRequests: true, Client: &http.Client{Transport: e}}
 }
 
 // TestPacerOpenLoopSynctest: responses far slower than the gaps between

@@ -415,7 +415,7 @@ func (r *runner) start(ctx context.Context, ph *phase) *running {
 	go rn.progress()
 
 	var wg sync.WaitGroup
-	w := newWaiter(r.cfg.Spin)
+	w := newWaiter(r.cfg.Pacer, r.cfg.Spin)
 	defer w.stop()
 	n := 0
 loop:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -73,24 +74,53 @@ func CutIndex(offsets func(i int) time.Duration, n int, scale float64, duration 
 	return lo
 }
 
-// waiter sleeps until absolute due times. It uses one reusable timer and
-// optionally spins (yielding the processor) for the last spin of the wait,
-// because the runtime's timers wake up tens to hundreds of microseconds
-// late on a loaded machine.
+// Pacing modes (Config.Pacer): how the pacer waits for a due time.
+const (
+	// PacerPrecise sleeps on a runtime timer until about a millisecond
+	// before the due time, then in the nanosleep system call for the rest.
+	// The runtime's timers wake up as much as a millisecond late on Linux
+	// (the poller waits in whole milliseconds); nanosleep is accurate to
+	// tens of microseconds and, unlike spinning, costs no CPU.
+	PacerPrecise = "precise"
+	// PacerTimer sleeps on runtime timers only (accurate to ~1 ms; the
+	// only mode that follows testing/synctest's fake clock).
+	PacerTimer = "timer"
+	// PacerSpin sleeps on a timer, then spins (yielding the processor)
+	// for the last Config.Spin: the most accurate on an idle core, a
+	// burden on a busy one.
+	PacerSpin = "spin"
+)
+
+// coarseMargin is how long before a due time the precise pacer hands over
+// from the runtime timer to nanosleep: the timer's worst lateness.
+const coarseMargin = 1100 * time.Microsecond
+
+// waiter sleeps until absolute due times with one reusable timer.
 type waiter struct {
 	timer *time.Timer
+	mode  string
 	spin  time.Duration
 }
 
-func newWaiter(spin time.Duration) *waiter {
+func newWaiter(mode string, spin time.Duration) *waiter {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
-	return &waiter{timer: t, spin: spin}
+	if mode == PacerSpin && spin <= 0 {
+		spin = time.Millisecond
+	}
+	return &waiter{timer: t, mode: mode, spin: spin}
 }
 
 // until returns when due has come (nil) or ctx is done (its error).
 func (w *waiter) until(ctx context.Context, due time.Time) error {
-	if d := time.Until(due) - w.spin; d > 0 {
+	margin := time.Duration(0)
+	switch w.mode {
+	case PacerPrecise:
+		margin = coarseMargin
+	case PacerSpin:
+		margin = w.spin
+	}
+	if d := time.Until(due) - margin; d > 0 {
 		w.timer.Reset(d)
 		select {
 		case <-w.timer.C:
@@ -99,7 +129,12 @@ func (w *waiter) until(ctx context.Context, due time.Time) error {
 			return ctx.Err()
 		}
 	}
-	if w.spin > 0 {
+	switch w.mode {
+	case PacerPrecise:
+		for d := time.Until(due); d > 0; d = time.Until(due) {
+			nanosleep(d)
+		}
+	case PacerSpin:
 		for i := 0; time.Now().Before(due); i++ {
 			if i&63 == 63 && ctx.Err() != nil {
 				return ctx.Err()
@@ -111,3 +146,10 @@ func (w *waiter) until(ctx context.Context, due time.Time) error {
 }
 
 func (w *waiter) stop() { w.timer.Stop() }
+
+// nanosleep blocks the calling thread for d (EINTR ends it early; the
+// caller loops on the clock).
+func nanosleep(d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	syscall.Nanosleep(&ts, nil)
+}

@@ -90,7 +90,7 @@ func TestCutIndex(t *testing.T) {
 // so the waiter must hit every due time to the nanosecond and never drift.
 func TestWaiterSynctest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWaiter(0)
+		w := newWaiter(PacerTimer, 0)
 		start := time.Now()
 		for i, at := range []time.Duration{0, time.Millisecond, time.Millisecond, 7 * time.Millisecond, time.Second} {
 			due := start.Add(at)
