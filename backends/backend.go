@@ -47,6 +47,9 @@ type Backend interface {
 	Command() Command
 	// LogTail returns the last n lines the server wrote.
 	LogTail(n int) string
+	// PID is the server's process id, which is also its process group id
+	// (0 before Start).
+	PID() int
 }
 
 // Command is a resolved command line.

@@ -43,6 +43,12 @@ func (p *process) BaseURL() string {
 
 func (p *process) Command() Command { return p.cmdline }
 
+func (p *process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pgid
+}
+
 func (p *process) Exited() <-chan struct{} { return p.exited }
 
 func (p *process) ExitErr() error {

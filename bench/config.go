@@ -404,7 +404,7 @@ func SanitizeName(name string) string {
 	}
 	out := strings.TrimLeft(b.String(), ".")
 	if out == "" {
-		out = "_" + strings.Repeat("_", len(name)%3)
+		out = "_"
 	}
 	if len(out) > 100 {
 		out = out[:100]

@@ -155,6 +155,10 @@ func ParseConfigJSON(b []byte) (Arch, error) {
 	if a.Layers <= 0 || a.Hidden <= 0 || a.Heads <= 0 || a.Vocab <= 0 {
 		return Arch{}, fmt.Errorf("config.json lacks num_hidden_layers, hidden_size, num_attention_heads or vocab_size")
 	}
+	if a.Intermediate < 0 || a.KVHeads < 0 || a.HeadDim <= 0 || a.Experts < 0 || a.MoEIntermediate < 0 || a.QuantBits < 0 || a.QuantBits > 32 {
+		return Arch{}, fmt.Errorf("config.json has a negative or zero size (intermediate %d, kv heads %d, head_dim %d, experts %d, bits %v)",
+			a.Intermediate, a.KVHeads, a.HeadDim, a.Experts, a.QuantBits)
+	}
 	return a, nil
 }
 
@@ -324,8 +328,8 @@ func checkFit(m ModelConfig, v Variant, gpuGiB float64) Fit {
 	}
 	switch {
 	case free <= 0:
-		f.Reason = fmt.Sprintf("weights need ≈%.1f GiB but only %.1f GiB of the %.0f GiB card are usable at gpu_memory_utilization %.2f (less %.1f GiB runtime overhead)",
-			f.WeightsGiB, f.UsableGiB, gpuGiB, util, runtimeOverheadGiB)
+		f.Reason = fmt.Sprintf("weights need ≈%.1f GiB (%.1f GB) but only %.1f GiB of the %.0f GiB card are usable at gpu_memory_utilization %.2f, less %.1f GiB runtime overhead",
+			f.WeightsGiB, weights/1e9, f.UsableGiB, gpuGiB, util, runtimeOverheadGiB)
 	case needKV > free:
 		f.Reason = fmt.Sprintf("after ≈%.1f GiB of weights, %.1f GiB remain for the KV cache: %d tokens, less than one sequence of max_model_len %d (%.1f GiB); lower max_model_len",
 			f.WeightsGiB, free, f.KVTokens, maxLen, needKV)

@@ -107,7 +107,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		f.Close()
 	} else if errors.Is(err, os.ErrNotExist) && len(s.Trace.Generate) > 0 {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("trace %s does not exist yet; run will make it with: %s (its length is checked then)",
-			s.Trace.Path, strings.Join(s.Trace.Generate, " ")))
+			s.Trace.Path, strings.ReplaceAll(strings.Join(s.Trace.Generate, " "), "{path}", s.Trace.Path)))
 	} else {
 		p.Errors = append(p.Errors, fmt.Sprintf("trace: %v", err))
 	}
@@ -117,6 +117,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 
 	// The matrix, in run order: model → variant → repetition.
 	usesGPU := false
+	var noFit grouped
 	for mi, m := range s.Models {
 		for _, v := range resolved[mi] {
 			if v.Spec.Kind == backends.KindVLLM || v.Spec.Kind == backends.KindTorch || v.Spec.Kind == backends.KindTransformers {
@@ -124,8 +125,8 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 				f := checkFit(m, v, p.GPUGiB)
 				p.Fits = append(p.Fits, f)
 				if f.Known && !f.Fits {
-					p.Errors = append(p.Errors, fmt.Sprintf("model %s (%s) does not fit %s: %s. Suggestion: %s",
-						m.Name, v.Name, gpuLabel(gpuName, p.GPUGiB), f.Reason, f.Suggest))
+					noFit.add(fmt.Sprintf("model %s does not fit %s: %s. Suggestion: %s",
+						m.Name, gpuLabel(gpuName, p.GPUGiB), f.Reason, f.Suggest), v.Name)
 				} else if !f.Known {
 					p.Warnings = append(p.Warnings, fmt.Sprintf("model %s (%s): fit not checked: %s", m.Name, v.Name, f.Reason))
 				}
@@ -139,6 +140,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 			}
 		}
 	}
+	p.Errors = append(p.Errors, noFit.lines("variants")...)
 	if usesGPU && p.GPUGiB == 0 {
 		p.Warnings = append(p.Warnings, "no GPU found and no [gpu] memory_gib: memory fit not checked")
 	}
@@ -151,6 +153,30 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 	}
 	dedupe(&p.Warnings)
 	return p, nil
+}
+
+// grouped collects messages that repeat for several variants.
+type grouped struct {
+	order []string
+	who   map[string][]string
+}
+
+func (g *grouped) add(msg, who string) {
+	if g.who == nil {
+		g.who = map[string][]string{}
+	}
+	if _, ok := g.who[msg]; !ok {
+		g.order = append(g.order, msg)
+	}
+	g.who[msg] = append(g.who[msg], who)
+}
+
+func (g *grouped) lines(noun string) []string {
+	out := make([]string, 0, len(g.order))
+	for _, m := range g.order {
+		out = append(out, fmt.Sprintf("%s [%s: %s]", m, noun, strings.Join(g.who[m], ", ")))
+	}
+	return out
 }
 
 func gpuLabel(name string, gib float64) string {

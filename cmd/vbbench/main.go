@@ -78,7 +78,10 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	} else {
-		p.Print(stdout)
+		p.Print(stdout) // lists every error
+		if len(p.Errors) > 0 {
+			return fmt.Errorf("the plan has %d errors (above)", len(p.Errors))
+		}
 	}
 	return p.Err()
 }

@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vbench/vbench/backends"
+)
+
+const minimalStudy = `
+name = "t"
+[trace]
+path = "trace.bin"
+[run]
+rates = [1, 5]
+duration = "10s"
+[[models]]
+name = "m"
+model = "Qwen/Qwen3-8B"
+max_model_len = 4096
+variants = ["vllm-page", "mine"]
+[variants.mine]
+preset = "vllm-page+flash"
+max_num_seqs = 64
+prefix_caching = true
+extra_args = ["--seed", "1"]
+`
+
+func TestParseStudyResolvesPresetsAndOverrides(t *testing.T) {
+	s, err := ParseStudy(minimalStudy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 1 || len(vs[0]) != 2 {
+		t.Fatalf("resolved %v", vs)
+	}
+	page, mine := vs[0][0].Spec, vs[0][1].Spec
+	if page.AttentionBackend != "TRITON_ATTN" || !*page.EnforceEager || *page.PrefixCaching || page.Model != "Qwen/Qwen3-8B" || page.MaxModelLen != 4096 {
+		t.Errorf("vllm-page = %+v", page)
+	}
+	if mine.AttentionBackend != "FLASH_ATTN" || !*mine.EnforceEager || !*mine.PrefixCaching || mine.MaxNumSeqs != 64 ||
+		strings.Join(mine.ExtraArgs, " ") != "--seed 1" || vs[0][1].Preset != "vllm-page+flash" {
+		t.Errorf("mine = %+v", mine)
+	}
+	if s.Run.Repetitions != 1 || s.Run.Drain.D() != DefaultDrain || s.Budget.D() != DefaultBudget || s.ResultsDir != "results" {
+		t.Errorf("defaults not applied: %+v", s.Run)
+	}
+	// Overriding must not have changed the preset table.
+	p, _ := backends.Preset("vllm-page+flash")
+	if *p.PrefixCaching || p.MaxNumSeqs != 0 {
+		t.Error("a study override leaked into the preset table")
+	}
+}
+
+func TestParseStudyErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		want []string
+	}{
+		{"unknown keys everywhere", minimalStudy + "\ncolour = 1\n[run.early_stop]\nnormalised_latency = \"1s\"\n", []string{"unknown keys", "colour", "run.early_stop.normalised_latency"}},
+		{"unknown key in a variant", strings.Replace(minimalStudy, "max_num_seqs = 64", "max_num_seq = 64", 1), []string{"unknown keys", "variants.mine.max_num_seq"}},
+		{"unknown preset", strings.Replace(minimalStudy, `"vllm-page", "mine"`, `"vllm-pagd"`, 1), []string{`variant "vllm-pagd"`, "no preset"}},
+		{"bad values all at once", `
+name = ""
+[trace]
+[run]
+rates = [5, 1, -2]
+repetitions = -1
+[[models]]
+model = "m"
+variants = []
+`, []string{"name is missing", "trace.path is missing", "rates must rise", "rates[2] = -2", "run.duration is missing", "repetitions -1", "variants is empty"}},
+		{"bad duration", strings.Replace(minimalStudy, `"10s"`, `"ten seconds"`, 1), []string{"want a value like 90s"}},
+		{"bad spec value", strings.Replace(minimalStudy, "max_num_seqs = 64", "optimization_level = 9\nattention_via = \"both\"", 1), []string{"optimization_level 9", "attention_via"}},
+		{"exec needs a command", minimalStudy + "\n[variants.srv]\nkind = \"exec\"\n", []string{`variant "srv"`, "needs command"}},
+		{"not toml", "name = [", []string{"bench: study"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseStudy(tt.text)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestSanitizeName(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Qwen/Qwen3-8B", "Qwen_Qwen3-8B"},
+		{"vllm-page+flash", "vllm-page+flash"},
+		{"../../etc/passwd", "_.._etc_passwd"},
+		{"/abs/path", "_abs_path"},
+		{"..", "_"},
+		{"a b:c*?", "a_b_c__"},
+		{"ünï", "_n_"},
+		{"", "_"},
+	}
+	for _, tt := range tests {
+		got := SanitizeName(tt.in)
+		if got != tt.want {
+			t.Errorf("SanitizeName(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if p, err := under("/r", got); err != nil || filepath.Dir(p) != "/r" {
+			t.Errorf("SanitizeName(%q) = %q escapes: %v %v", tt.in, got, p, err)
+		}
+	}
+	if _, err := under("/r", "..", "x"); err == nil {
+		t.Error("under accepted ..")
+	}
+}
+
+// TestExamplesPlan: every checked-in example study is accepted by plan.
+func TestExamplesPlan(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.toml")
+	if len(files) < 3 {
+		t.Fatalf("want at least 3 example studies, found %v", files)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			s, err := LoadStudy(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := MakePlan(context.Background(), s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			p.Print(&b)
+			if err := p.Err(); err != nil {
+				t.Fatalf("plan errors:\n%s", b.String())
+			}
+			if !strings.Contains(b.String(), "plan ok") {
+				t.Errorf("plan output:\n%s", b.String())
+			}
+		})
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if simDir != "" {
+		os.RemoveAll(simDir)
+	}
+	os.Exit(code)
+}
