@@ -213,6 +213,13 @@ func Open(dir string, opt Options) (*Store, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("capture: create %s: %w", dir, err)
 		}
+		// A new capture in a directory made by someone else: owner-only,
+		// like one we create (Badger's files are reached through it).
+		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("capture: create %s: %w", dir, err)
+			}
+		}
 	}
 	db, err := openDB(dir, &opt)
 	if err != nil {
@@ -253,7 +260,7 @@ func openDB(dir string, opt *Options) (*badger.DB, error) {
 				pid = fmt.Sprintf(" (pid %d)", p)
 			}
 		}
-		return nil, fmt.Errorf("capture: open %s: %w%s; stop it, or analyse a closed capture (copy one with the proxy's snapshot, or rotate the capture per run)", dir, ErrInUse, pid)
+		return nil, fmt.Errorf("capture: open %s: %w%s; stop it first (vbproxy closes its capture cleanly on SIGINT/SIGTERM), or give each run its own capture directory", dir, ErrInUse, pid)
 	case opt.ReadOnly && strings.Contains(msg, "truncate required"):
 		// The writer died without closing the store. A read-write open
 		// replays the log and truncates the torn tail; then read.

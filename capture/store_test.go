@@ -78,16 +78,6 @@ func TestStoreWriteReadReopen(t *testing.T) {
 	if st := w.Stats(); st.Written != 4 || st.Samples != 3 || st.Dropped != 1 || st.Lost != 0 || st.FlushedID != 4 || st.Bytes == 0 {
 		t.Errorf("Stats = %+v", st)
 	}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if info, _ := d.Info(); info.Mode().Perm()&0o077 != 0 && filepath.Base(p) != "LOCK" {
-				// Files are reachable only through the 0700 directory anyway.
-				t.Logf("%s mode %v", p, info.Mode().Perm())
-			}
-		}
-		return nil
-	})
-
 	// Two read-only readers at once.
 	r1 := openTest(t, dir, Options{ReadOnly: true})
 	r2 := openTest(t, dir, Options{ReadOnly: true})
@@ -143,6 +133,18 @@ func TestStoreWriteReadReopen(t *testing.T) {
 	}
 	if metas, _ := r1.Metas(); len(metas) != 2 || metas[1].Tool != "second" {
 		t.Errorf("Metas after reopen = %+v", metas)
+	}
+}
+
+func TestOpenMakesExistingDirOwnerOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "made-by-user")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := openTest(t, dir, Options{})
+	s.Close()
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Errorf("mode of a new capture in an existing dir = %v, want 0700", st.Mode().Perm())
 	}
 }
 
