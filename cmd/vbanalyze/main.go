@@ -5,6 +5,7 @@
 //	          [--format table|csv|json] [--slo ttft=1s,tpot=100ms]
 //	          [--window skip-warmup|all] [--vllm-json] [--allow-mixed]
 //	          [--saturation 0.2s] [--dump]
+//	vbanalyze export-trace CAPTURE -o TRACE [filters] [--anonymize]
 package main
 
 import (
@@ -26,9 +27,14 @@ const usage = `vbanalyze CAPTURE... [flags]
 Analyse captures (capture directories written by vbproxy/vbreplay, or their
 JSON Lines dumps; "-" reads a dump from stdin): per-request metrics, one
 summary row per group (variant × rate × trial by default), cross-trial
-confidence intervals, charts and a Markdown report.`
+confidence intervals, charts and a Markdown report.
+
+  vbanalyze export-trace CAPTURE -o TRACE [filters]   captured traffic → trace`
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "export-trace" {
+		return runExport(ctx, args[1:], stdout, stderr)
+	}
 	fs := cli.NewFlagSet("vbanalyze", usage, stderr)
 	by := fs.StringSlice("by", []string{"variant", "rate", "trial"}, "group by these fields: variant, rate, trial, run, model, capture or any label")
 	out := fs.StringP("out", "o", "", "write summary.csv, summary.json, aggregates.csv, requests.csv, report.md (and charts/, vllm/) to this directory")
