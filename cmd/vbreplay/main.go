@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -58,6 +59,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	quiet := fs.BoolP("quiet", "q", false, "no progress lines")
 	jsonOut := fs.String("json", "", "write the result as JSON to this file ('-' = stdout)")
 	fs.BoolVar(&cfg.KeepRequests, "details", false, "include every request's measurements in --json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.StringVar(&cfg.Capture, "capture", "", "record through an in-process proxy into this capture directory (needs --upstream)")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "server the embedded proxy forwards to (with --capture)")
 	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", time.Second, "with --capture: how often the proxy scrapes the upstream's /metrics (0 = never)")
@@ -100,6 +102,17 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hdr, reqs, err := trace.ReadFile(fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("read trace %s: %w", fs.Arg(0), err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := replay.Run(ctx, cfg, hdr, reqs)
 	if res == nil {
