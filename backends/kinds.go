@@ -135,6 +135,9 @@ func torchCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	if s.MaxNumSeqs > 0 {
 		add("--max-num-seqs", strconv.Itoa(s.MaxNumSeqs))
 	}
+	if s.MaxNumBatchedTokens > 0 {
+		add("--max-batch-tokens", strconv.Itoa(s.MaxNumBatchedTokens))
+	}
 	if s.Attn != "" {
 		add("--attn", s.Attn)
 	}
