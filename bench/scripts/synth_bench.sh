@@ -10,7 +10,7 @@ go version
 go test -run XXX -bench 'Synthesize1M|Decode1M' -benchtime 3x -count 1 ./synth/ | grep -E '^(Benchmark|cpu)'
 go test -run XXX -bench 'Next' -benchtime 1000000x -count 3 ./synth/ | grep -E '^Benchmark'
 go build -o "$out/vbsynth" ./cmd/vbsynth
-t() { /usr/bin/time -o "$out/time.txt" -f "  %e s wall, %M KB max RSS" "$@"; cat "$out/time.txt"; }
+t() { /usr/bin/time -o "$out/time.txt" -f "  %e s wall, %M KB max RSS" "$@"; cat "$out/time.txt" >&2; }
 echo "vbsynth --requests 1000000 (sharegpt profile, token-id prompts):"
 t "$out/vbsynth" -q --requests 1000000 -o "$out/1m.bin"
 ls -l "$out/1m.bin" | awk '{printf "  file %.1f MB\n", $5/1e6}'
