@@ -180,7 +180,7 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 		var tv, nv []float64
 		for i := range res.Requests {
 			r := &res.Requests[i]
-			if r.Variant != v || r.Level != level || !r.Completed || (r.Warmup && cfg.Window == WindowSkipWarmup) {
+			if r.Variant != v || r.Level != level || !r.Completed || (r.Warmup && cfg.Window != WindowAll) {
 				continue
 			}
 			tv = append(tv, r.TTFT)

@@ -23,6 +23,10 @@ const (
 	WindowSkipWarmup = "skip-warmup"
 	// WindowAll measures every request, warm-up included.
 	WindowAll = "all"
+	// WindowSteady is skip-warmup with the window ending at the last
+	// measured request's start: the drain after the last send is left out
+	// of throughput (the steady-state rate under overload).
+	WindowSteady = "steady"
 )
 
 // Config says what to analyse and what to write. The zero value plus
@@ -51,7 +55,7 @@ type Config struct {
 	Stdout, Stderr io.Writer
 	// SLO holds the goodput limits (zero: no goodput).
 	SLO SLO
-	// Window is skip-warmup (default) or all.
+	// Window is skip-warmup (default), steady or all.
 	Window string
 	// VLLMJSON writes Out/vllm/<group>.json in `vllm bench serve` format.
 	VLLMJSON bool
@@ -97,9 +101,9 @@ func (c *Config) Validate() error {
 	switch c.Window {
 	case "":
 		c.Window = WindowSkipWarmup
-	case WindowSkipWarmup, WindowAll:
+	case WindowSkipWarmup, WindowAll, WindowSteady:
 	default:
-		errs = append(errs, fmt.Errorf("--window %q: want skip-warmup or all", c.Window))
+		errs = append(errs, fmt.Errorf("--window %q: want skip-warmup, steady or all", c.Window))
 	}
 	if c.Saturation == 0 {
 		c.Saturation = 200 * time.Millisecond

@@ -167,7 +167,11 @@ func (a *groupAcc) finish(reqs []Request, cfg *Config, series *sampleSeries, spa
 	for _, i := range a.reqs {
 		r := &reqs[i]
 		g.WindowStart = min(g.WindowStart, r.Start)
-		g.WindowEnd = max(g.WindowEnd, r.End)
+		if cfg.Window == WindowSteady {
+			g.WindowEnd = max(g.WindowEnd, r.Start)
+		} else {
+			g.WindowEnd = max(g.WindowEnd, r.End)
+		}
 	}
 	if d := a.deadline; d > g.WindowStart && d < g.WindowEnd {
 		g.WindowEnd = d

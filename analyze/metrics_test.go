@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vbench/vbench/capture"
 )
@@ -176,5 +177,38 @@ func TestParseSLOErrors(t *testing.T) {
 	s, err := ParseSLO("ttft=1s, tpot=100ms,e2el=5s")
 	if err != nil || s.String() != "ttft=1s,tpot=100ms,e2e=5s" {
 		t.Errorf("ParseSLO = %v, %v", s, err)
+	}
+}
+
+func TestWindowSteady(t *testing.T) {
+	recs, samples := synthCapture(engine{"v", 4, 40 * time.Millisecond}, 8, 1, 50, 3)
+	path := filepath.Join(t.TempDir(), "x.jsonl")
+	writeDump(t, path, recs, samples, nil)
+	full, err := Analyze(context.Background(), Config{Captures: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	steady, err := Analyze(context.Background(), Config{Captures: []string{path}, Window: WindowSteady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lastStart, lastEnd int64
+	for i := range full.Requests {
+		lastStart = max(lastStart, full.Requests[i].Start)
+		lastEnd = max(lastEnd, full.Requests[i].End)
+	}
+	f, s := full.Groups[0], steady.Groups[0]
+	if f.WindowEnd != lastEnd || s.WindowEnd != lastStart {
+		t.Errorf("window ends: skip-warmup %d, steady %d; want last end %d, last start %d", f.WindowEnd, s.WindowEnd, lastEnd, lastStart)
+	}
+	done := 0
+	for i := range full.Requests {
+		if full.Requests[i].End <= lastStart {
+			done++
+		}
+	}
+	checkF(t, "steady request throughput", s.RequestThroughput, float64(done)/secs(lastStart-s.WindowStart))
+	if s.NormLatency.Mean != f.NormLatency.Mean {
+		t.Errorf("the window changes throughput only: norm %v vs %v", s.NormLatency.Mean, f.NormLatency.Mean)
 	}
 }

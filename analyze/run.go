@@ -115,7 +115,7 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 				order = append(order, a)
 			}
 			a.captures[name] = true
-			if r.Warmup && cfg.Window == WindowSkipWarmup {
+			if r.Warmup && cfg.Window != WindowAll {
 				a.g.Warmup++
 				return nil
 			}

@@ -49,7 +49,7 @@ func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 	var lat, queue []float64
 	for i := range res.Requests {
 		r := &res.Requests[i]
-		if r.Key != g.Key || (r.Warmup && res.Setup.Window == WindowSkipWarmup) {
+		if r.Key != g.Key || (r.Warmup && res.Setup.Window != WindowAll) {
 			continue
 		}
 		if r.Completed {

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	chart := fs.Bool("chart", false, "draw the charts (PNG and SVG) under OUT/charts (needs --out)")
 	format := fs.String("format", "table", "terminal summary format: table, csv or json")
 	slo := fs.String("slo", "", "goodput objectives, e.g. ttft=1s,tpot=100ms (also ttft_sched, e2e, norm)")
-	window := fs.String("window", "skip-warmup", "measurement window: skip-warmup (warm-up requests and drain excluded) or all")
+	window := fs.String("window", "skip-warmup", "measurement window: skip-warmup (warm-up excluded, ends at the last measured end or the deadline), steady (ends at the last measured start) or all")
 	vllmJSON := fs.Bool("vllm-json", false, "write OUT/vllm/<group>.json in the result format of `vllm bench serve` (needs --out)")
 	allowMixed := fs.Bool("allow-mixed", false, "compare trials that replayed different traces (different trace hashes)")
 	saturation := fs.Duration("saturation", 0, "normalized-latency threshold (per token) under which a rate is sustained (default 200ms)")
