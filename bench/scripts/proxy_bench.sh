@@ -81,6 +81,19 @@ CONF
   NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')
 fi
 
+echo "memory: $IDLE idle streams (fresh processes, before any load)" >&2
+: >"$OUT/memory.jsonl"
+"$B/proxytool" idle --target "$VB" --streams "$IDLE" --pid "$VBPID" | sed 's/^{/{"via":"vbproxy",/' >>"$OUT/memory.jsonl"
+"$B/proxytool" idle --target "$RP" --streams "$IDLE" --pid "$RPPID" | sed 's/^{/{"via":"httputil",/' >>"$OUT/memory.jsonl"
+if [ -n "$NG" ]; then
+  # nginx: RSS summed over its worker processes.
+  W=$(pgrep -P "$(cat "$OUT/nginx.pid")" | paste -sd,)
+  "$B/proxytool" idle --target "$NG" --streams "$IDLE" --pid "$W" | sed 's/^{/{"via":"nginx",/' >>"$OUT/memory.jsonl"
+fi
+
+# Idle streams end when their second event (10 s after their start) finds the client gone.
+sleep 10
+
 echo "upstream $UP  vbproxy $VB  httputil $RP  nginx ${NG:-none}" | tee "$OUT/targets.txt"
 : >"$OUT/latency.jsonl"
 for c in $LOADS; do
@@ -95,37 +108,10 @@ done
 
 echo "throughput: 32 streams as fast as possible through vbproxy" >&2
 curl -s "$VB/vb/stats" >"$OUT/stats-before.json"
-"$B/proxytool" load --target "$VB" --streams 32 --itl 0 --events 5000 --duration "${DUR}s" --warmup 1s >"$OUT/throughput.json"
-sleep 1
+"$B/proxytool" load --target "$VB" --streams 32 --itl 0 --events 5000 --duration "${DUR}s" --warmup 0s >"$OUT/throughput.json"
 curl -s "$VB/vb/stats" >"$OUT/stats-after.json"
-
-echo "memory: $IDLE idle streams" >&2
-: >"$OUT/memory.jsonl"
-"$B/proxytool" idle --target "$VB" --streams "$IDLE" --pid "$VBPID" | sed 's/^{/{"via":"vbproxy",/' >>"$OUT/memory.jsonl"
-"$B/proxytool" idle --target "$RP" --streams "$IDLE" --pid "$RPPID" | sed 's/^{/{"via":"httputil",/' >>"$OUT/memory.jsonl"
-if [ -n "$NG" ]; then
-  # nginx: the busiest worker holds the streams (workers share the listen socket).
-  for w in $(pgrep -P "$(cat "$OUT/nginx.pid")"); do echo "$w"; done >"$OUT/nginx.workers"
-  W=$(head -1 "$OUT/nginx.workers")
-  python3 - "$OUT" "$B" "$NG" "$IDLE" <<'PY' >>"$OUT/memory.jsonl"
-import json, subprocess, sys
-out, b, ng, n = sys.argv[1:5]
-pids = open(out + "/nginx.workers").read().split()
-def rss():
-    t = 0
-    for p in pids:
-        for l in open(f"/proc/{p}/status"):
-            if l.startswith("VmRSS:"):
-                t += int(l.split()[1])
-    return t
-before = rss()
-p = subprocess.Popen([b + "/proxytool", "idle", "--target", ng, "--streams", n, "--pid", pids[0], "--hold", "3s"], stdout=subprocess.PIPE)
-import time; time.sleep(2.5)
-after = rss()
-p.wait()
-print(json.dumps({"via": "nginx", "streams": int(n), "rss_before_kib": before, "rss_after_kib": after, "kib_per_stream": round((after - before) / int(n), 1), "workers": len(pids)}))
-PY
-fi
+sleep 2 # let the capture writer commit the last records
+curl -s "$VB/vb/stats" >"$OUT/stats-final.json"
 
 python3 - "$OUT" "$DUR" "$ITL" "${NGINX_VERSION:-none}" <<'PY'
 import json, sys, datetime, platform, os
@@ -150,21 +136,21 @@ t = json.load(open(out + "/throughput.json"))
 s0 = json.load(open(out + "/stats-before.json")); s1 = json.load(open(out + "/stats-after.json"))
 chunks = s1["chunks"] - s0["chunks"]
 secs = s1["uptime_s"] - s0["uptime_s"]
-cap = s1.get("capture") or {}
+cap = json.load(open(out + "/stats-final.json")).get("capture") or {}
 L.append("")
 L.append("### Maximum recorded chunks/s (32 streams, upstream writing as fast as it can, through vbproxy into a real capture)")
 L.append("")
 L.append(f"- events received by the clients: {t['events_per_s']:.0f}/s over {t['seconds']:.1f} s")
-L.append(f"- chunks forwarded and recorded by vbproxy: {chunks} in {secs:.1f} s between the two /vb/stats reads = {chunks/secs:.0f} chunks/s (several events can share one read at this rate)")
+L.append(f"- chunks forwarded and recorded by vbproxy: {chunks} in {secs:.1f} s between two /vb/stats reads around the run = {chunks/secs:.0f} chunks/s (several events can share one read at this rate)")
 L.append(f"- records dropped by the proxy: {s1['dropped'] - s0['dropped']}; capture writer: written {cap.get('written')}, dropped {cap.get('dropped')}, lost {cap.get('lost')}, flush p99 {cap.get('flush_p99_ns', 0)/1e6:.1f} ms")
 L.append("")
 L.append("### Memory per open stream (RSS growth holding idle streams)")
 L.append("")
-L.append("| via | streams | RSS before (KiB) | RSS after (KiB) | KiB per stream |")
-L.append("|---|---:|---:|---:|---:|")
+L.append("| via | streams | RSS before (KiB) | RSS after (KiB) | KiB per stream | failed opens (retried) |")
+L.append("|---|---:|---:|---:|---:|---:|")
 for l in open(out + "/memory.jsonl"):
     m = json.loads(l)
-    L.append(f"| {m['via']} | {m['streams']} | {m['rss_before_kib']} | {m['rss_after_kib']} | {m['kib_per_stream']} |")
+    L.append(f"| {m['via']} | {m['streams']} | {m['rss_before_kib']} | {m['rss_after_kib']} | {m['kib_per_stream']} | {m.get('open_failures', 0)} |")
 open(out + "/summary.md", "w").write("\n".join(L) + "\n")
 print("\n".join(L))
 PY
