@@ -126,8 +126,13 @@ func (l *Loader) load(ctx context.Context, spec string) (*pool, error) {
 			items = append(items, item{in: r.InputTokens, out: r.OutputTokens, prompt: r.Prompt, row: r.ID})
 		}
 	}
-	if len(items) == 0 {
-		return nil, fmt.Errorf("synth: %s: none of %d usable records (of %d) passes the filter %s", name, len(ds.Records), ds.Total, l.Filter)
+	switch {
+	case len(ds.Records) == 0 && ds.Format == FormatShareGPT:
+		return nil, fmt.Errorf("synth: %s: none of %d conversations has a human turn followed by a model turn (prompt-only files cannot give output lengths)", name, ds.Total)
+	case len(ds.Records) == 0:
+		return nil, fmt.Errorf("synth: %s: no records", name)
+	case len(items) == 0:
+		return nil, fmt.Errorf("synth: %s: none of the %d records passes the filter %s (see --min-tokens, --max-input, --max-total)", name, len(ds.Records), l.Filter)
 	}
 	pl := newPool(name, items, true)
 	pl.exact = l.Tokenizer != nil

@@ -1,12 +1,16 @@
 package synth
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/sugarme/tokenizer"
@@ -21,7 +25,8 @@ import (
 //
 // A Tokenizer is not safe for concurrent use.
 type Tokenizer struct {
-	tk *tokenizer.Tokenizer
+	tk   *tokenizer.Tokenizer
+	data []byte // the file, to make per-goroutine copies
 	// Name is the file's base name and the first 12 hex digits of its
 	// SHA-256, e.g. "tokenizer.json@3f1a…", recorded in trace headers.
 	Name string
@@ -29,18 +34,25 @@ type Tokenizer struct {
 
 // LoadTokenizer reads a tokenizer.json file.
 func LoadTokenizer(path string) (*Tokenizer, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("synth: tokenizer: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	tk, err := loadTokenizer(io.TeeReader(f, h))
+	tk, err := loadTokenizer(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("synth: tokenizer %s: %w (want a Hugging Face tokenizer.json)", path, err)
 	}
-	sum := h.Sum(nil)
-	return &Tokenizer{tk: tk, Name: filepath.Base(path) + "@" + hex.EncodeToString(sum[:6])}, nil
+	sum := sha256.Sum256(data)
+	return &Tokenizer{tk: tk, data: data, Name: filepath.Base(path) + "@" + hex.EncodeToString(sum[:6])}, nil
+}
+
+// clone returns an independent copy for another goroutine.
+func (t *Tokenizer) clone() (*Tokenizer, error) {
+	tk, err := loadTokenizer(bytes.NewReader(t.data))
+	if err != nil {
+		return nil, err
+	}
+	return &Tokenizer{tk: tk, data: t.data, Name: t.Name}, nil
 }
 
 // loadTokenizer guards against panics inside the library on unexpected
@@ -82,25 +94,49 @@ func EstimateTokens(text string) int32 {
 }
 
 // Measure fills the token counts of every record: exact counts with tok,
-// EstimateTokens without it.
+// EstimateTokens without it. Large datasets are tokenized by one tokenizer
+// copy per CPU (the library is not safe for concurrent use).
 func Measure(ds *Dataset, tok *Tokenizer) error {
-	for i := range ds.Records {
-		r := &ds.Records[i]
-		if tok == nil {
-			r.InputTokens, r.OutputTokens = EstimateTokens(r.Prompt), EstimateTokens(r.Output)
-			continue
+	recs := ds.Records
+	if tok == nil {
+		for i := range recs {
+			recs[i].InputTokens, recs[i].OutputTokens = EstimateTokens(recs[i].Prompt), EstimateTokens(recs[i].Output)
 		}
-		in, err := tok.Count(r.Prompt)
-		if err != nil {
-			return fmt.Errorf("record %s: prompt: %w", r.ID, err)
-		}
-		out, err := tok.Count(r.Output)
-		if err != nil {
-			return fmt.Errorf("record %s: output: %w", r.ID, err)
-		}
-		r.InputTokens, r.OutputTokens = int32(min(in, 1<<30)), int32(min(out, 1<<30))
+		return nil
 	}
-	return nil
+	workers := min(runtime.GOMAXPROCS(0), len(recs)/500+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		t := tok
+		if w > 0 {
+			var err error
+			if t, err = tok.clone(); err != nil {
+				return fmt.Errorf("synth: tokenizer %s: %w", tok.Name, err)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Worker w takes records w, w+workers, ...; the first error by
+			// record order wins below.
+			for i := w; i < len(recs); i += workers {
+				r := &recs[i]
+				in, err := t.Count(r.Prompt)
+				if err == nil {
+					var out int
+					out, err = t.Count(r.Output)
+					r.InputTokens, r.OutputTokens = int32(min(in, 1<<30)), int32(min(out, 1<<30))
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("record %s: %w", r.ID, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Filter keeps the requests a benchmark can use, like vLLM's ShareGPT

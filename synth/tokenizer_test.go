@@ -1,6 +1,7 @@
 package synth
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,6 +134,35 @@ func TestMeasureAndFilter(t *testing.T) {
 	for _, f := range []Filter{{MinTokens: -1}, {MinTokens: 10, MaxInput: 5}, {MinTokens: 10, MaxTotal: 15}} {
 		if f.Validate() == nil {
 			t.Errorf("%+v accepted", f)
+		}
+	}
+}
+
+func TestMeasureParallelMatchesSerial(t *testing.T) {
+	tok, err := LoadTokenizer("testdata/tiny-tokenizer.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := []string{"hello", "world", "hell", "!", "wor", "xyz"}
+	ds := &Dataset{}
+	for i := range 3000 {
+		var p, o []string
+		for j := range i % 17 {
+			p = append(p, words[(i+j)%len(words)])
+		}
+		for j := range i % 5 {
+			o = append(o, words[(i*j)%len(words)])
+		}
+		ds.Records = append(ds.Records, Record{ID: fmt.Sprint(i), Prompt: strings.Join(p, " "), Output: strings.Join(o, " ")})
+	}
+	if err := Measure(ds, tok); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range ds.Records {
+		in, _ := tok.Count(r.Prompt)
+		out, _ := tok.Count(r.Output)
+		if int(r.InputTokens) != in || int(r.OutputTokens) != out {
+			t.Fatalf("record %d: %d/%d, serial %d/%d", i, r.InputTokens, r.OutputTokens, in, out)
 		}
 	}
 }
