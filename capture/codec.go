@@ -279,7 +279,7 @@ func (d *decoder) strMap() map[string]string {
 	if n == 0 {
 		return nil
 	}
-	m := make(map[string]string, n)
+	m := make(map[string]string, min(n, 64)) // a corrupt count must not preallocate
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.str()
 		m[k] = d.str()
@@ -327,10 +327,9 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 	r.Path = d.str()
 	d.field = "request headers"
 	if n := d.count(2, math.MaxInt32); n > 0 {
-		r.RequestHeaders = make([]Header, n)
-		for i := range r.RequestHeaders {
-			r.RequestHeaders[i].Name = d.str()
-			r.RequestHeaders[i].Value = d.str()
+		r.RequestHeaders = make([]Header, 0, min(n, 64))
+		for i := 0; i < n && d.err == nil; i++ {
+			r.RequestHeaders = append(r.RequestHeaders, Header{Name: d.str(), Value: d.str()})
 		}
 	}
 	d.field = "status"
