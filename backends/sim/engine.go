@@ -143,15 +143,16 @@ func (e *Engine) Stats() Stats {
 // Run runs the engine loop until ctx ends; then every unfinished sequence
 // is aborted and Submit fails with ErrClosed.
 //
-// Simulated time advances by step durations; a step starts when the
-// previous one ends or, if the loop fell behind or the engine was idle, at
-// the current real time (scaled by Speed). Its tokens are published when
-// the real clock reaches its end.
+// Simulated time advances by step durations: a step starts when the
+// previous one ends or, after the engine was idle, at the current real time
+// (scaled by Speed). Its tokens are published when the real clock reaches
+// its end (at once if the loop is late: it then catches up).
 func (e *Engine) Run(ctx context.Context) {
 	s := e.sched
 	start := time.Now()
 	simNow := func() time.Duration { return time.Duration(float64(time.Since(start)) * e.cfg.Speed) }
 	var clock time.Duration // simulated time at the end of the last step
+	idle := true            // no step ran since the last time the engine was empty
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer func() {
@@ -192,6 +193,7 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		st := s.schedule()
 		if st == nil {
+			idle = true
 			e.publishIdle()
 			select {
 			case <-ctx.Done():
@@ -200,7 +202,14 @@ func (e *Engine) Run(ctx context.Context) {
 				continue
 			}
 		}
-		begin := max(clock, simNow())
+		// Within a busy period steps follow each other on the simulated
+		// clock, so a late timer (a loaded host) delays emission but never
+		// slows the simulated GPU down; an idle engine re-anchors to now.
+		begin := clock
+		if idle {
+			begin = max(clock, simNow())
+		}
+		idle = false
 		dur := e.cfg.Step.Duration(st.prefillTokens, st.decodeSeqs, st.contextTokens)
 		clock = begin + dur
 		if wait := time.Until(start.Add(time.Duration(float64(clock) / e.cfg.Speed))); wait > 0 {
