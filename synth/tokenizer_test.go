@@ -75,6 +75,13 @@ func TestGPT2Parity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Words prompts: n words are n GPT-2 tokens.
+	r := newRand(3, streamTokens)
+	for _, n := range []int{1, 7, 300} {
+		if got, _ := tok.Count(wordPrompt(r, n)); got != n {
+			t.Errorf("a %d-word prompt is %d GPT-2 tokens", n, got)
+		}
+	}
 	for text, want := range map[string][]int{
 		"Hello world":                          {15496, 995},
 		"Give three tips for staying healthy.": {23318, 1115, 9040, 329, 10589, 5448, 13},
