@@ -85,8 +85,11 @@ func (res *Result) cdfLevel(cfg *Config) string {
 	return all[0].level
 }
 
-// timelineGroup picks the group of the timeline chart.
+// timelineGroup picks the group of the timeline chart: the asked key, else
+// the first variant's first group at the CDF level (a rate every variant
+// sustains, where batching shows), else the first group.
 func (res *Result) timelineGroup(cfg *Config) *Group {
+	level := res.cdfLevel(cfg)
 	var pick *Group
 	for _, g := range res.Groups {
 		if cfg.Timeline != "" {
@@ -98,7 +101,7 @@ func (res *Result) timelineGroup(cfg *Config) *Group {
 		if g.Duration <= 0 {
 			continue
 		}
-		if pick == nil || (g.Variant == pick.Variant && g.Rate > pick.Rate) {
+		if pick == nil || (pick.Level != level && g.Level == level && g.Variant == pick.Variant) {
 			pick = g
 		}
 	}

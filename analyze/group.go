@@ -257,6 +257,9 @@ func groupWarnings(g *Group, cfg *Config) []string {
 		w = append(w, fmt.Sprintf("no request completed: %d failed (%s)", g.Failed, kindsText(g.FailedBy)))
 	} else if g.Failed > 0 {
 		w = append(w, fmt.Sprintf("%d of %d requests failed (%s)", g.Failed, g.Count, kindsText(g.FailedBy)))
+		if n := g.FailedBy[KindCut]; n > 0 {
+			w = append(w, fmt.Sprintf("%d requests were cut at the deadline: latencies cover completed requests only and understate the load", n))
+		}
 	}
 	if g.Lag.N > 0 && g.Lag.P99 > cfg.LagWarn.Seconds() {
 		w = append(w, fmt.Sprintf("schedule lag p99 %s exceeds %s: the replayer was the bottleneck, latencies from send understate the load", fmtDur(g.Lag.P99), cfg.LagWarn))

@@ -352,13 +352,13 @@ func (res *Result) WriteSummaryJSON(w io.Writer) error {
 	}
 	sats := make([]obj, len(res.Saturation))
 	for i, s := range res.Saturation {
-		sats[i] = obj{{"variant", s.Variant}, {"rate", s.Rate}, {"level", s.Level}, {"norm_latency_s_per_tok", s.NormLatency}, {"over_at_lowest_rate", s.Over}, {"never_saturated", s.Never}}
+		sats[i] = obj{{"variant", s.Variant}, {"rate", s.Rate}, {"level", s.Level}, {"norm_latency_s_per_tok", s.NormLatency}, {"over_at_lowest_rate", s.Over}, {"never_saturated", s.Never}, {"limit", s.Limit}}
 	}
 	st := res.Setup
 	setup := obj{
 		{"captures", st.Captures}, {"variants", st.Variants}, {"models", st.Models},
 		{"trace_hashes", st.TraceHashes}, {"tools", st.Tools}, {"hosts", st.Hosts}, {"facts", st.Facts},
-		{"records", st.Records}, {"samples", st.Samples}, {"by", st.By}, {"window", st.Window},
+		{"records", st.Records}, {"skipped", st.Skipped}, {"samples", st.Samples}, {"by", st.By}, {"window", st.Window},
 		{"slo", st.SLO}, {"saturation_threshold_s_per_tok", st.Saturation},
 	}
 	doc := obj{{"setup", setup}, {"groups", groups}, {"aggregates", aggs}, {"saturation", sats}, {"warnings", res.Warnings}}

@@ -39,11 +39,11 @@ func (res *Result) SaturationLines() []string {
 	for _, s := range res.Saturation {
 		switch {
 		case s.Over:
-			out = append(out, fmt.Sprintf("%s: normalized latency is above %s s/token even at its lowest rate", s.Variant, thr))
+			out = append(out, fmt.Sprintf("%s sustains none of its rates at %s s/token: %s", s.Variant, thr, s.Limit))
 		case s.Never:
 			out = append(out, fmt.Sprintf("%s sustains at least %s req/s at %s s/token (its highest measured rate; %.4f s/token there)", s.Variant, fmtNum(s.Rate, -1), thr, s.NormLatency))
 		default:
-			out = append(out, fmt.Sprintf("%s sustains %s req/s at %s s/token (%.4f s/token there)", s.Variant, fmtNum(s.Rate, -1), thr, s.NormLatency))
+			out = append(out, fmt.Sprintf("%s sustains %s req/s at %s s/token (%.4f s/token there; %s)", s.Variant, fmtNum(s.Rate, -1), thr, s.NormLatency, s.Limit))
 		}
 	}
 	ref, ok := res.reference()
@@ -87,7 +87,7 @@ func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, rep
 	list("tools", st.Tools)
 	list("hosts", st.Hosts)
 	list("facts (metadata and labels)", st.Facts)
-	fmt.Fprintf(&b, "- records: %d, server-metric samples: %d\n", st.Records, st.Samples)
+	fmt.Fprintf(&b, "- records: %d (%d not inference requests, skipped), server-metric samples: %d\n", st.Records+st.Skipped, st.Skipped, st.Samples)
 	fmt.Fprintf(&b, "- grouping: %s; window: %s; saturation threshold: %s s/token", strings.Join(st.By, " × "), st.Window, fmtNum(st.Saturation, -1))
 	if st.SLO != "" {
 		fmt.Fprintf(&b, "; SLO: %s", st.SLO)

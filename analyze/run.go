@@ -58,8 +58,11 @@ type Setup struct {
 	// Facts are the metadata's Extra values and labels, "key=value",
 	// deduplicated and sorted (GPU, driver, versions, ...).
 	Facts []string `json:"facts,omitempty"`
-	// Records and Samples count what was read.
+	// Records and Samples count what was read; Skipped counts records
+	// that are not inference requests (not POST: /v1/models, /health, ...),
+	// left out of every metric.
 	Records int `json:"records"`
+	Skipped int `json:"skipped"`
 	Samples int `json:"samples"`
 	// By and Window repeat the configuration; SLO and Saturation too.
 	By         []string `json:"by"`
@@ -92,6 +95,10 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		res.Setup.Captures = append(res.Setup.Captures, name)
 		var spans []span
 		metas, samples, err := source{name: name, stdin: cfg.Stdin}.read(ctx, func(rec *capture.Record) error {
+			if rec.Method != "POST" && rec.Method != "" {
+				res.Setup.Skipped++
+				return nil
+			}
 			gaps, gapTokens = gaps[:0], gapTokens[:0]
 			r := Measure(rec, name, sink)
 			for i, f := range cfg.By {
@@ -170,10 +177,24 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		res.Warnings = append(res.Warnings, msg+": compared anyway (--allow-mixed)")
 	}
 
+	var warmOnly []string
 	for _, a := range order {
+		if a.g.Count == 0 {
+			// only warm-up traffic (the replayer's preflight and warm-up
+			// levels): nothing to measure
+			warmOnly = append(warmOnly, fmt.Sprintf("%s (%d)", a.g.Key, a.g.Warmup))
+			continue
+		}
 		spans, series := res.groupInputs(a)
 		a.finish(res.Requests, &cfg, series, spans)
 		res.Groups = append(res.Groups, a.g)
+	}
+	slices.Sort(warmOnly)
+	if len(warmOnly) > 0 {
+		res.Warnings = append(res.Warnings, "groups with only warm-up requests, not reported: "+strings.Join(warmOnly, ", "))
+	}
+	if len(res.Groups) == 0 {
+		return nil, fmt.Errorf("analyze: %s: %w: all %d requests are warm-up requests (use --window all to measure them)", strings.Join(cfg.Captures, ", "), ErrNoRecords, len(res.Requests))
 	}
 	sortGroups(res.Groups)
 	res.Aggregates = aggregate(res.Groups, cfg.By)
@@ -320,9 +341,11 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 }
 
 // Saturation is the highest rate a variant sustains: the highest rate
-// level such that the mean normalized latency stays under the threshold at
-// that level and at every lower level (NaN when even the lowest level is
-// over it).
+// level such that the mean normalized latency stays under the threshold,
+// and at most maxFailedShare of the measured requests failed, at that
+// level and at every lower level (NaN when even the lowest level is over).
+// The failure bound matters: normalized latency covers completed requests
+// only, so a level whose slow requests were cut looks faster than it is.
 type Saturation struct {
 	Variant string  `json:"variant"`
 	Rate    float64 `json:"rate"`
@@ -334,6 +357,19 @@ type Saturation struct {
 	// saturation rate may be higher).
 	Over  bool `json:"over"`
 	Never bool `json:"never_saturated"`
+	// Limit says why the next level is not sustained ("" when Never).
+	Limit string `json:"limit,omitempty"`
+}
+
+// maxFailedShare is the largest share of failed requests a sustained
+// rate level may have.
+const maxFailedShare = 0.01
+
+func failedShare(a *Aggregate) float64 {
+	if n := a.Completed + a.Failed; n > 0 {
+		return float64(a.Failed) / float64(n)
+	}
+	return 0
 }
 
 func saturation(aggs []*Aggregate, threshold float64) []Saturation {
@@ -355,6 +391,11 @@ func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 		s := Saturation{Variant: v, Rate: math.NaN(), NormLatency: math.NaN()}
 		for _, a := range as {
 			if a.NormLatency.Mean > threshold {
+				s.Limit = fmt.Sprintf("at %s req/s the normalized latency is %.4f s/token", fmtNum(a.Rate, -1), a.NormLatency.Mean)
+				break
+			}
+			if f := failedShare(a); f > maxFailedShare {
+				s.Limit = fmt.Sprintf("at %s req/s %.1f%% of the requests failed", fmtNum(a.Rate, -1), 100*f)
 				break
 			}
 			s.Rate, s.Level, s.NormLatency = a.Rate, a.Level, a.NormLatency.Mean

@@ -158,8 +158,8 @@ func niceStep(span float64, n int) float64 {
 func niceTicks(lo, hi float64, n int) ([]gochart.Tick, float64, float64) {
 	step := niceStep(hi-lo, n)
 	decimals := max(0, int(-math.Floor(math.Log10(step)+1e-9)))
-	if r := step / math.Pow(10, math.Floor(math.Log10(step)+1e-9)); math.Abs(r-2.5) < 1e-9 {
-		decimals++
+	if k := math.Floor(math.Log10(step) + 1e-9); k <= 0 && math.Abs(step/math.Pow(10, k)-2.5) < 1e-9 {
+		decimals++ // 0.25, 2.5: one more digit; 25, 250: none
 	}
 	first := math.Floor(lo/step) * step
 	last := math.Ceil(hi/step) * step
@@ -275,6 +275,9 @@ func (l Line) build() (*gochart.Chart, error) {
 		series = append(series, gochart.AnnotationSeries{Annotations: ann})
 	}
 	xmin, xmax := bounds(xlo, xhi)
+	if len(ann) > 0 {
+		xmax += (xhi - xlo) * 0.15 // room for the labels of marks at the right edge
+	}
 	ymin, ymax := bounds(ylo, yhi)
 	if ylo >= 0 {
 		ymin = 0

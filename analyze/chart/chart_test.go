@@ -21,6 +21,7 @@ func TestNiceTicks(t *testing.T) {
 		{0.02, 0.09, 8, 0.02, 0.09, 8, "0.03"},
 		{0, 1, 8, 0, 1, 6, "0.2"},
 		{0, 2.3, 10, 0, 2.5, 11, "0.25"},
+		{0, 1700, 8, 0, 1750, 8, "250"},
 	}
 	for _, tt := range tests {
 		ticks, first, last := niceTicks(tt.lo, tt.hi, tt.n)
