@@ -232,10 +232,10 @@ func (e *Engine) Run(ctx context.Context) {
 		for _, q := range finished {
 			q.pub.done.Store(true)
 		}
+		e.publishStep(dur, n, prefill, pre, finished) // before the wake-ups: a client that saw a token sees its step in /metrics
 		for _, q := range st.seqs {
 			signal(q.pub)
 		}
-		e.publishStep(dur, n, prefill, pre, finished)
 	}
 }
 
