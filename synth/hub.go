@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -81,7 +82,8 @@ type Hub struct {
 	Token string
 	// Offline forbids network access (HF_HUB_OFFLINE=1).
 	Offline bool
-	// Client does the requests; nil is a client with a 30-minute timeout.
+	// Client does the requests; nil is a client with connect and
+	// response-header timeouts but no overall limit.
 	Client *http.Client
 	// Progress receives a progress bar while downloading; nil is silent.
 	Progress io.Writer
@@ -169,7 +171,14 @@ func (h *Hub) Fetch(ctx context.Context, ref HubRef) (string, error) {
 	}
 	client := h.Client
 	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Minute}
+		// No overall timeout (datasets can be large); connection set-up and
+		// the first response byte are bounded instead.
+		client = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   30 * time.Second,
+			ResponseHeaderTimeout: time.Minute,
+		}}
 	}
 	// The hub answers a resolve request with the commit and ETag, then
 	// often redirects LFS files to a CDN: keep the first answer's headers.
@@ -186,7 +195,7 @@ func (h *Hub) Fetch(ctx context.Context, ref HubRef) (string, error) {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("synth: hub %s: %w", ref, err)
+		return "", fmt.Errorf("synth: hub %s: %w (no network? set HF_ENDPOINT to a mirror, or pass a local file with --dataset PATH)", ref, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
