@@ -439,3 +439,22 @@ func TestTailBuffer(t *testing.T) {
 		t.Errorf("Last(10) after trimming = %q", got)
 	}
 }
+
+func TestFreePortAvoidsEphemeralRange(t *testing.T) {
+	lo, _ := ephemeralRange()
+	for range 20 {
+		p, err := FreePort("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lo > 11000 && (p < 10000 || p >= lo) {
+			t.Errorf("FreePort = %d, want in [10000, %d)", p, lo)
+		}
+		ln, err := (&netListener{}).listen(p)
+		if err != nil {
+			t.Errorf("FreePort = %d, not bindable: %v", p, err)
+			continue
+		}
+		ln.Close()
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -274,14 +275,47 @@ func waitUntil(ctx context.Context, d time.Duration, cond func() bool) bool {
 	}
 }
 
-// FreePort asks the kernel for a free TCP port on host.
+// FreePort returns a free TCP port on host for a server to bind. It draws
+// from below the kernel's ephemeral range (ip_local_port_range), so that the
+// port cannot be handed to an outgoing connection or another listener on :0
+// between this check and the server's bind; it falls back to asking the
+// kernel when no such port is free.
 func FreePort(host string) (int, error) {
+	lo, _ := ephemeralRange()
+	if lo > 11000 {
+		start := 10000 + rand.IntN(lo-10000-1000)
+		for i := 0; i < 200; i++ {
+			p := start + i
+			if portFree(host, p) {
+				return p, nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("backends: find a free port on %s: %w", host, err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralRange reads the kernel's range of ports for outgoing connections
+// (default 32768–60999 on Linux).
+func ephemeralRange() (int, int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768, 60999
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768, 60999
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return 32768, 60999
+	}
+	return lo, hi
 }
 
 func portFree(host string, port int) bool {

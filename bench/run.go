@@ -272,40 +272,19 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 	cfg := TrialConfig{Study: s.Name, StudyFile: s.Path(), Key: t.Key(), RunID: r.runID, Model: t.Model, Variant: t.Variant,
 		Rep: t.Rep, Run: s.Run, TraceHash: r.hdr.HashHex(), Trace: relTrace}
 	spec := t.Variant.Spec.Clone()
-	b, err := backends.New(spec, backends.Options{StopGrace: s.Run.StopGrace.D(), SearchDirs: r.opt.SearchDirs})
-	if err != nil {
-		st.Status, st.Error = StatusFailed, err.Error()
-		writeJSON(filepath.Join(dir, "config.json"), cfg)
-		return st
-	}
-	cfg.BaseURL = b.BaseURL()
 	meta := collectMeta(ctx, r.opt.ToolVersion, spec, st.Started)
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
 	defer func() {
 		meta.Ended = r.opt.Now().UTC()
 		writeJSON(filepath.Join(dir, "meta.json"), meta)
 	}()
-	if err := b.Prepare(ctx); err != nil {
-		cfg.Command = b.Command()
-		writeJSON(filepath.Join(dir, "config.json"), cfg)
-		st.Status, st.Error = StatusFailed, err.Error()
-		if errors.Is(err, backends.ErrUnsupported) {
-			st.Status = StatusUnsupported
-			fmt.Fprintf(r.opt.Progress, "variant %s skipped: %v\n", t.Variant.Name, err)
-		}
-		return st
-	}
-	cfg.Command = b.Command()
-	meta.BackendVersion = cfg.Command.Version
-	meta.Python = pythonVersions(ctx, spec, cfg.Command)
-	writeJSON(filepath.Join(dir, "config.json"), cfg)
-
 	logf, err := os.Create(filepath.Join(dir, "backend.log"))
 	if err != nil {
 		st.Status, st.Error = StatusFailed, fmt.Sprintf("bench: backend log: %v", err)
 		return st
 	}
 	defer logf.Close()
+	var b backends.Backend
 	// Stop with a context of its own: a Ctrl-C must still stop the server.
 	stop := func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Run.StopGrace.D()+2*time.Minute)
@@ -314,12 +293,45 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 			st.Warnings = append(st.Warnings, "stop: "+err.Error())
 		}
 	}
-	if err := b.Start(ctx, logf); err != nil {
-		st.Status, st.Error = StatusFailed, err.Error()
-		return st
-	}
-	if err := b.WaitHealthy(ctx, s.Run.StartupTimeout.D()); err != nil {
+	// A server that loses its port to another process between our check
+	// and its bind gets one more try on a new port.
+	for attempt := 1; ; attempt++ {
+		b, err = backends.New(spec, backends.Options{StopGrace: s.Run.StopGrace.D(), SearchDirs: r.opt.SearchDirs})
+		if err != nil {
+			st.Status, st.Error = StatusFailed, err.Error()
+			writeJSON(filepath.Join(dir, "config.json"), cfg)
+			return st
+		}
+		cfg.BaseURL = b.BaseURL()
+		if err := b.Prepare(ctx); err != nil {
+			cfg.Command = b.Command()
+			writeJSON(filepath.Join(dir, "config.json"), cfg)
+			st.Status, st.Error = StatusFailed, err.Error()
+			if errors.Is(err, backends.ErrUnsupported) {
+				st.Status = StatusUnsupported
+				fmt.Fprintf(r.opt.Progress, "variant %s skipped: %v\n", t.Variant.Name, err)
+			}
+			return st
+		}
+		cfg.Command = b.Command()
+		meta.BackendVersion = cfg.Command.Version
+		if meta.Python == nil {
+			meta.Python = pythonVersions(ctx, spec, cfg.Command)
+		}
+		writeJSON(filepath.Join(dir, "config.json"), cfg)
+		if err := b.Start(ctx, logf); err != nil {
+			st.Status, st.Error = StatusFailed, err.Error()
+			return st
+		}
+		err = b.WaitHealthy(ctx, s.Run.StartupTimeout.D())
+		if err == nil {
+			break
+		}
 		stop()
+		if attempt == 1 && ctx.Err() == nil && strings.Contains(strings.ToLower(b.LogTail(5)), "address already in use") {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("port of %s was taken before the server bound it; retried on a new port", b.BaseURL()))
+			continue
+		}
 		st.Status, st.Error = StatusFailed, err.Error()
 		if ctx.Err() != nil {
 			st.Status = StatusInterrupted
