@@ -56,7 +56,7 @@ func (res *Result) cdfLevel(cfg *Config) string {
 			levels[a.Level] = l
 		}
 		l.n++
-		if !(a.NormLatency.Mean <= cfg.Saturation.Seconds()) {
+		if !(a.NormLatency.Mean <= cfg.Saturation.Seconds()) || failedShare(a) > maxFailedShare {
 			l.ok = false
 		}
 	}
@@ -177,8 +177,8 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 	out["ttft_vs_rate"] = ttft
 
 	level := res.cdfLevel(cfg)
-	cdfT := chart.Line{Title: fmt.Sprintf("CDF of TTFT at rate %s", level), XLabel: "time to first token (s)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1}
-	cdfN := chart.Line{Title: fmt.Sprintf("CDF of normalized latency at rate %s", level), XLabel: "normalized latency (s/token)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1}
+	cdfT := chart.Line{Title: fmt.Sprintf("CDF of TTFT at rate %s", level), XLabel: "time to first token (s, log scale)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1, LogX: true}
+	cdfN := chart.Line{Title: fmt.Sprintf("CDF of normalized latency at rate %s", level), XLabel: "normalized latency (s/token, log scale)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1, LogX: true}
 	for _, v := range vs {
 		var tv, nv []float64
 		for i := range res.Requests {

@@ -50,6 +50,9 @@ type Line struct {
 	Series []Series
 	// Marks are annotated points (e.g. each variant's knee).
 	Marks []Point
+	// LogX draws the x axis on a log scale (non-positive x are left out):
+	// for latency CDFs, whose tails span decades.
+	LogX bool
 	// Width and Height in pixels (default 1024 × 640).
 	Width, Height int
 	// YMin forces the lower y bound (NaN or 0: from the data, 0 for
@@ -175,6 +178,44 @@ func niceTicks(lo, hi float64, n int) ([]gochart.Tick, float64, float64) {
 	return ticks, first, last
 }
 
+// logX maps x to log10(x), leaving out non-positive x.
+func logX(xs, ys []float64) ([]float64, []float64) {
+	var ox, oy []float64
+	for i, x := range xs {
+		if x > 0 {
+			ox = append(ox, math.Log10(x))
+			oy = append(oy, ys[i])
+		}
+	}
+	return ox, oy
+}
+
+// logTicks returns ticks at 1, 2 and 5 × 10^k (only powers of ten when the
+// range spans more than four decades) for log10 bounds lo..hi, labelled
+// with the real values.
+func logTicks(lo, hi float64) ([]gochart.Tick, float64, float64) {
+	first, last := math.Floor(lo), math.Ceil(hi)
+	if last <= first {
+		last = first + 1
+	}
+	mults := []float64{1, 2, 5}
+	if last-first > 4 {
+		mults = []float64{1}
+	}
+	var ticks []gochart.Tick
+	for k := first; k <= last; k++ {
+		for _, m := range mults {
+			v := k + math.Log10(m)
+			if v > last+1e-9 {
+				break
+			}
+			real := m * math.Pow(10, k)
+			ticks = append(ticks, gochart.Tick{Value: v, Label: strconv.FormatFloat(real, 'g', 4, 64)})
+		}
+	}
+	return ticks, first, last
+}
+
 // legendRowHeight is the height of one legend row in pixels.
 const legendRowHeight = 20
 
@@ -237,6 +278,9 @@ func (l Line) build() (*gochart.Chart, error) {
 	var series []gochart.Series
 	for i, s := range l.Series {
 		xs, ys := finite(s)
+		if l.LogX {
+			xs, ys = logX(xs, ys)
+		}
 		if len(xs) == 0 {
 			continue
 		}
@@ -292,11 +336,18 @@ func (l Line) build() (*gochart.Chart, error) {
 		ymax = l.YMax
 	}
 	xticks, xmin, xmax := niceTicks(xmin, xmax, 10)
+	if l.LogX {
+		xticks, xmin, xmax = logTicks(xlo, xhi)
+	}
 	yticks, ymin, ymax := niceTicks(ymin, ymax, 8)
 	var drawn []Series // the series that made it, in legend order
 	var colors []drawing.Color
 	for i, s := range l.Series {
-		if xs, _ := finite(s); len(xs) > 0 {
+		xs, ys := finite(s)
+		if l.LogX {
+			xs, _ = logX(xs, ys)
+		}
+		if len(xs) > 0 {
 			drawn = append(drawn, s)
 			colors = append(colors, palette(i))
 		}

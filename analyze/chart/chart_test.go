@@ -31,6 +31,13 @@ func TestNiceTicks(t *testing.T) {
 	}
 }
 
+func TestLogTicks(t *testing.T) {
+	ticks, first, last := logTicks(math.Log10(0.003), math.Log10(2.5))
+	if first != -3 || last != 1 || ticks[0].Label != "0.001" || ticks[1].Label != "0.002" || ticks[len(ticks)-1].Label != "10" {
+		t.Errorf("logTicks = %v [%v, %v]", ticks, first, last)
+	}
+}
+
 func TestRender(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
@@ -42,6 +49,8 @@ func TestRender(t *testing.T) {
 		{"only NaN", Line{Series: []Series{{Name: "a", X: []float64{nan}, Y: []float64{1}}}}, ErrNoData},
 		{"one point", Line{Title: "one", Series: []Series{{Name: "a", X: []float64{2}, Y: []float64{0.5}}}}, nil},
 		{"flat", Line{Title: "flat", Series: []Series{{Name: "a", X: []float64{1, 2, 3}, Y: []float64{0, 0, 0}}}}, nil},
+		{"log x", Line{Title: "cdf", LogX: true, Series: []Series{{Name: "a", X: []float64{-1, 0, 0.003, 0.02, 2.5}, Y: []float64{0, 0, 0.3, 0.6, 1}}}}, nil},
+		{"log x, nothing positive", Line{LogX: true, Series: []Series{{Name: "a", X: []float64{0, -2}, Y: []float64{1, 2}}}}, ErrNoData},
 		{"step and marks", Line{Title: "t", XLabel: "s", YLabel: "n", Series: []Series{{Name: "a", X: []float64{0, 1, 2}, Y: []float64{1, 3, 2}, Step: true}, {Name: "b", X: []float64{0, 2}, Y: []float64{2, 2}, Dashed: true}}, Marks: []Point{{X: 1, Y: 3, Label: "peak"}}}, nil},
 	}
 	for _, tt := range tests {
