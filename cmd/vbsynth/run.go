@@ -362,6 +362,10 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	h := res.Header
-	fmt.Fprintf(stderr, "wrote %s: %d of %d rows, span %v, mean rate %.4f req/s (%s), hash %s\n", *out, res.Kept, res.Rows, h.Span.Round(time.Millisecond), h.MeanRate, h.Arrival, h.ShortHash())
+	skipped := ""
+	for _, k := range cli.SortedKeys(res.Skipped) {
+		skipped += fmt.Sprintf(", %d skipped (%s)", res.Skipped[k], k)
+	}
+	fmt.Fprintf(stderr, "wrote %s: %d of %d rows%s, span %v, mean rate %.4f req/s (%s), hash %s\n", *out, res.Kept, res.Rows, skipped, h.Span.Round(time.Millisecond), h.MeanRate, h.Arrival, h.ShortHash())
 	return nil
 }

@@ -131,7 +131,7 @@ func parseAzure(r io.Reader) ([]Row, time.Time, error) {
 // parseBurstGPT reads BurstGPT's CSV: Timestamp (seconds from the trace
 // start), Model, Request tokens, Response tokens, Total tokens, Log Type.
 // Rows with 0 response tokens (failed requests) are dropped.
-func parseBurstGPT(r io.Reader, model string) ([]Row, error) {
+func parseBurstGPT(r io.Reader, model string, skipped map[string]int) ([]Row, error) {
 	var rows []Row
 	err := csvRows(r, []string{"Timestamp", "Request tokens", "Response tokens"}, func(line int, col func(string) string) error {
 		s := strings.TrimSpace(col("Timestamp"))
@@ -149,10 +149,12 @@ func parseBurstGPT(r io.Reader, model string) ([]Row, error) {
 		}
 		if model != "" {
 			if !strings.EqualFold(strings.TrimSpace(col("Model")), model) {
+				skipped["model"]++
 				return nil
 			}
 		}
 		if out == 0 {
+			skipped["failed"]++
 			return nil
 		}
 		at := time.Duration(math.Round(sec * 1e9))

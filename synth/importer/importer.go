@@ -127,29 +127,45 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Parsed is the content of a public trace file.
+type Parsed struct {
+	// Rows are the usable requests in file order.
+	Rows []Row
+	// Origin is the absolute time of the first row, when the file has dates.
+	Origin time.Time
+	// Skipped counts rows left out on purpose, by reason (BurstGPT:
+	// "failed" for 0 response tokens, "model" for --model).
+	Skipped map[string]int
+}
+
 // Parse reads every row of a file in the given format.
-func Parse(format string, r io.Reader, o *Options) ([]Row, time.Time, error) {
+func Parse(format string, r io.Reader, o *Options) (*Parsed, error) {
+	p := &Parsed{Skipped: map[string]int{}}
+	var err error
 	switch format {
 	case FormatAzure:
-		return parseAzure(r)
+		p.Rows, p.Origin, err = parseAzure(r)
 	case FormatMooncake:
-		rows, err := parseMooncake(r)
-		return rows, time.Time{}, err
+		p.Rows, err = parseMooncake(r)
 	case FormatBurstGPT:
-		rows, err := parseBurstGPT(r, o.Model)
-		return rows, time.Time{}, err
+		p.Rows, err = parseBurstGPT(r, o.Model, p.Skipped)
 	case FormatVLLMCustom:
-		rows, err := parseVLLMCustom(r, o)
-		return rows, time.Time{}, err
+		p.Rows, err = parseVLLMCustom(r, o)
+	default:
+		return nil, fmt.Errorf("importer: unknown format %q (want azure, mooncake, burstgpt or vllm-custom)", format)
 	}
-	return nil, time.Time{}, fmt.Errorf("importer: unknown format %q (want azure, mooncake, burstgpt or vllm-custom)", format)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Result describes a finished import.
 type Result struct {
-	Header trace.Header
-	Rows   int // rows read from the file
-	Kept   int // requests written
+	Header  trace.Header
+	Rows    int            // usable rows read from the file
+	Skipped map[string]int // rows left out while parsing, by reason
+	Kept    int            // requests written (after --window)
 }
 
 // ImportFile reads path in format and writes the trace to out (format by
@@ -162,11 +178,12 @@ func ImportFile(ctx context.Context, format, path, out string, o Options) (*Resu
 	if err != nil {
 		return nil, fmt.Errorf("importer: %w", err)
 	}
-	rows, origin, err := Parse(format, bufio.NewReaderSize(f, 1<<16), &o)
+	parsed, err := Parse(format, bufio.NewReaderSize(f, 1<<16), &o)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	rows, origin := parsed.Rows, parsed.Origin
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("importer: %s: no requests", path)
 	}
@@ -203,6 +220,9 @@ func ImportFile(ctx context.Context, format, path, out string, o Options) (*Resu
 	if arrival == trace.ArrivalPoisson {
 		hdr.Burstiness = 1
 	}
+	for reason, n := range parsed.Skipped {
+		hdr.Params["skipped_"+reason] = strconv.Itoa(n)
+	}
 	if format == FormatMooncake {
 		hdr.Params["block_size"] = strconv.Itoa(o.BlockSize)
 	}
@@ -228,7 +248,7 @@ func ImportFile(ctx context.Context, format, path, out string, o Options) (*Resu
 	if err := closeFn(); err != nil {
 		return nil, err
 	}
-	return &Result{Header: w.Header(), Rows: total, Kept: len(rows)}, nil
+	return &Result{Header: w.Header(), Rows: total, Skipped: parsed.Skipped, Kept: len(rows)}, nil
 }
 
 func fmtF(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -77,13 +77,13 @@ func TestMooncakeSharedPrefixes(t *testing.T) {
 
 func TestBurstGPT(t *testing.T) {
 	res, reqs := importT(t, FormatBurstGPT, "testdata/burstgpt.csv", DefaultOptions())
-	if len(reqs) != 3 || res.Rows != 3 || reqs[1].Offset != 113*time.Second || reqs[1].OutputTokens != 477 {
-		t.Fatalf("rows %d, %+v", res.Rows, reqs)
+	if len(reqs) != 3 || res.Rows != 3 || res.Skipped["failed"] != 1 || res.Header.Params["skipped_failed"] != "1" || reqs[1].Offset != 113*time.Second || reqs[1].OutputTokens != 477 {
+		t.Fatalf("rows %d skipped %v, %+v", res.Rows, res.Skipped, reqs)
 	}
 	o := DefaultOptions()
 	o.Model = "gpt-4"
-	_, reqs = importT(t, FormatBurstGPT, "testdata/burstgpt.csv", o)
-	if len(reqs) != 1 || reqs[0].InputTokens != 417 {
+	res, reqs = importT(t, FormatBurstGPT, "testdata/burstgpt.csv", o)
+	if len(reqs) != 1 || reqs[0].InputTokens != 417 || res.Skipped["model"] != 3 {
 		t.Errorf("model filter: %+v", reqs)
 	}
 }
@@ -255,13 +255,14 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, which uint8) {
 		o := DefaultOptions()
 		format := Formats[int(which)%len(Formats)]
-		rows, _, err := Parse(format, strings.NewReader(string(b)), &o)
+		parsed, err := Parse(format, strings.NewReader(string(b)), &o)
 		if err != nil {
 			if !errors.Is(err, ErrRow) {
 				t.Fatalf("error %v does not wrap ErrRow", err)
 			}
 			return
 		}
+		rows := parsed.Rows
 		for i := 1; i < len(rows); i++ {
 			if rows[i].Timed && rows[i].At < rows[i-1].At {
 				t.Fatalf("row %d before row %d", i, i-1)
