@@ -78,9 +78,13 @@ type Options struct {
 	// fsync (default 1 s; negative: never, which still survives a process
 	// crash but not a power loss).
 	SyncInterval time.Duration
-	// QueueSize is the capacity of the writer's queue (default 65536
-	// items); Put drops and counts when it is full.
-	QueueSize int
+	// QueueSize is the capacity of the writer's queue (default 262144
+	// items) and QueueBytes the memory its records may hold (default
+	// 256 MiB, estimated from body and timeline sizes); Put drops and
+	// counts when either is reached. They absorb Badger's occasional write
+	// stalls (up to about a second under heavy load).
+	QueueSize  int
+	QueueBytes int64
 	// MemTableSize is Badger's memtable size in bytes (default 16 MiB;
 	// NumMemtables is 3).
 	MemTableSize int64
@@ -102,7 +106,10 @@ func (o *Options) defaults() {
 		o.SyncInterval = time.Second
 	}
 	if o.QueueSize <= 0 {
-		o.QueueSize = 1 << 16
+		o.QueueSize = 1 << 18
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 256 << 20
 	}
 	if o.MemTableSize <= 0 {
 		o.MemTableSize = 16 << 20

@@ -346,3 +346,22 @@ func TestReadOnlyAfterCrashRecovers(t *testing.T) {
 		t.Errorf("after kill -9, read-only Counts = %d, %v; want ≥ 10000", n, err)
 	}
 }
+
+func TestQueueBytesBound(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{QueueBytes: 10_000, FlushInterval: time.Hour, BatchRecords: 1 << 20})
+	w := s.Writer()
+	big := func() *Record { return &Record{RequestBody: make([]byte, 4000)} }
+	got := []bool{w.Put(big()), w.Put(big()), w.Put(big()), w.PutSample(Sample{Name: "x"})}
+	if want := []bool{true, true, false, true}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Put results = %v, want %v (10 kB bound, ~4.5 kB records)", got, want)
+	}
+	if st := w.Stats(); st.Dropped != 1 || st.QueuedBytes < 9000 || st.Queued != 3 {
+		t.Errorf("Stats = %+v", st)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.QueuedBytes != 0 || st.Written != 2 || st.Samples != 1 {
+		t.Errorf("Stats after Close = %+v", st)
+	}
+}

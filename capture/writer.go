@@ -40,6 +40,9 @@ type Writer struct {
 	arena     []byte // writer goroutine only
 	scratch   []byte // writer goroutine only
 	pending   atomic.Int64
+	// queuedBytes is the estimated memory of the queued items (memSize),
+	// bounded by Options.QueueBytes.
+	queuedBytes atomic.Int64
 
 	written, samples, dropped, lost atomic.Uint64
 	flushes, syncs, bytes           atomic.Uint64
@@ -57,14 +60,15 @@ type Writer struct {
 // WriterStats are the writer's live numbers.
 type WriterStats struct {
 	// Queued is the number of items waiting in the queue or the batch
-	// being built.
-	Queued int `json:"queued"`
+	// being built; QueuedBytes estimates the memory they hold.
+	Queued      int   `json:"queued"`
+	QueuedBytes int64 `json:"queued_bytes"`
 	// Written is the number of records committed; Samples the number of
 	// samples committed.
 	Written uint64 `json:"written"`
 	Samples uint64 `json:"samples"`
 	// Dropped counts items refused by Put/PutSample because the queue was
-	// full or the store closed.
+	// full (QueueSize items or QueueBytes of memory) or the store closed.
 	Dropped uint64 `json:"dropped"`
 	// Lost counts items accepted but not stored because a commit failed.
 	Lost uint64 `json:"lost"`
@@ -119,6 +123,12 @@ func (w *Writer) Put(r *Record) bool {
 func (w *Writer) PutSample(s Sample) bool { return w.enqueue(item{sample: s}) }
 
 func (w *Writer) enqueue(it item) bool {
+	size := it.memSize()
+	if w.queuedBytes.Add(size) > w.s.opt.QueueBytes {
+		w.queuedBytes.Add(-size)
+		w.drop()
+		return false
+	}
 	w.mu.RLock()
 	if !w.closing {
 		select {
@@ -129,8 +139,22 @@ func (w *Writer) enqueue(it item) bool {
 		}
 	}
 	w.mu.RUnlock()
+	w.queuedBytes.Add(-size)
 	w.drop()
 	return false
+}
+
+// memSize estimates the memory an item holds while it is queued.
+func (it *item) memSize() int64 {
+	if it.rec == nil {
+		return 64 + int64(len(it.sample.Name))
+	}
+	r := it.rec
+	n := 512 + len(r.Path) + len(r.Error) + len(r.RequestBody) + len(r.ResponseBody) + 24*len(r.Chunks)
+	for _, h := range r.RequestHeaders {
+		n += 32 + len(h.Name) + len(h.Value)
+	}
+	return int64(n)
 }
 
 // drop counts a refused item and logs the first drop and then at most one
@@ -235,6 +259,9 @@ func (w *Writer) flush(batch []item) {
 	if db.IsClosed() {
 		w.lost.Add(uint64(len(batch)))
 		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", len(batch), w.s.dir, badger.ErrDBClosed))
+		for i := range batch {
+			w.queuedBytes.Add(-batch[i].memSize())
+		}
 		w.pending.Store(0)
 		return
 	}
@@ -301,6 +328,11 @@ func (w *Writer) flush(batch []item) {
 	} else {
 		w.arena = nil
 	}
+	var held int64
+	for i := range batch {
+		held += batch[i].memSize()
+	}
+	w.queuedBytes.Add(-held)
 	w.pending.Store(0)
 	w.flushes.Add(1)
 	d := time.Since(start)
@@ -314,15 +346,16 @@ func (w *Writer) flush(batch []item) {
 // Stats returns the writer's live numbers.
 func (w *Writer) Stats() WriterStats {
 	st := WriterStats{
-		Queued:    len(w.ch) + int(w.pending.Load()),
-		Written:   w.written.Load(),
-		Samples:   w.samples.Load(),
-		Dropped:   w.dropped.Load(),
-		Lost:      w.lost.Load(),
-		Flushes:   w.flushes.Load(),
-		Syncs:     w.syncs.Load(),
-		Bytes:     w.bytes.Load(),
-		FlushedID: w.flushedID.Load(),
+		Queued:      len(w.ch) + int(w.pending.Load()),
+		QueuedBytes: w.queuedBytes.Load(),
+		Written:     w.written.Load(),
+		Samples:     w.samples.Load(),
+		Dropped:     w.dropped.Load(),
+		Lost:        w.lost.Load(),
+		Flushes:     w.flushes.Load(),
+		Syncs:       w.syncs.Load(),
+		Bytes:       w.bytes.Load(),
+		FlushedID:   w.flushedID.Load(),
 	}
 	w.statMu.Lock()
 	n := min(w.latN, len(w.lat))
