@@ -458,3 +458,29 @@ func TestFreePortAvoidsEphemeralRange(t *testing.T) {
 		ln.Close()
 	}
 }
+
+// BenchmarkLifecycle measures what one trial pays for the backend's life
+// apart from the server's own start-up: resolve, spawn, health polling
+// (20 ms period here, 250 ms by default), SIGTERM and the port check.
+func BenchmarkLifecycle(b *testing.B) {
+	b.Setenv("PATH", fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	b.Setenv("FAKE_MODE", "")
+	b.Setenv("FAKE_RECORD", "")
+	b.ReportAllocs()
+	ctx := context.Background()
+	for b.Loop() {
+		be, err := New(Spec{Kind: KindSim}, quickOpts(0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Start(ctx, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := be.WaitHealthy(ctx, 10*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -117,7 +117,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 
 	// The matrix, in run order: model → variant → repetition.
 	usesGPU := false
-	var noFit grouped
+	var noFit, unchecked grouped
 	for mi, m := range s.Models {
 		for _, v := range resolved[mi] {
 			if v.Spec.Kind == backends.KindVLLM || v.Spec.Kind == backends.KindTorch || v.Spec.Kind == backends.KindTransformers {
@@ -127,8 +127,8 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 				if f.Known && !f.Fits {
 					noFit.add(fmt.Sprintf("model %s does not fit %s: %s. Suggestion: %s",
 						m.Name, gpuLabel(gpuName, p.GPUGiB), f.Reason, f.Suggest), v.Name)
-				} else if !f.Known {
-					p.Warnings = append(p.Warnings, fmt.Sprintf("model %s (%s): fit not checked: %s", m.Name, v.Name, f.Reason))
+				} else if !f.Known && p.GPUGiB > 0 {
+					unchecked.add(fmt.Sprintf("model %s: fit not checked: %s", m.Name, f.Reason), v.Name)
 				}
 			}
 			for rep := 1; rep <= s.Run.Repetitions; rep++ {
@@ -141,8 +141,9 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		}
 	}
 	p.Errors = append(p.Errors, noFit.lines("variants")...)
+	p.Warnings = append(p.Warnings, unchecked.lines("variants")...)
 	if usesGPU && p.GPUGiB == 0 {
-		p.Warnings = append(p.Warnings, "no GPU found and no [gpu] memory_gib: memory fit not checked")
+		p.Warnings = append(p.Warnings, "no GPU found (nvidia-smi) and no [gpu] memory_gib in the study: memory fit not checked")
 	}
 	if p.Estimate > s.Budget.D() {
 		p.Errors = append(p.Errors, fmt.Sprintf("the matrix needs ≈%s, over the budget of %s: drop rates, variants or repetitions, or shorten run.duration",
