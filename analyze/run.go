@@ -12,6 +12,7 @@ package analyze
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -122,6 +123,9 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 				order = append(order, a)
 			}
 			a.captures[name] = true
+			if a.g.Model == "" {
+				a.g.Model = modelOf(rec.RequestBody)
+			}
 			if r.Warmup && cfg.Window != WindowAll {
 				a.g.Warmup++
 				return nil
@@ -131,7 +135,7 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 			a.hashes[r.TraceHash] = true
 			hashes[r.TraceHash] = true
 			variants[r.Variant] = true
-			models[r.Model] = true
+			models[a.g.Model] = true
 			a.deadline = max(a.deadline, rec.Tags.Deadline)
 			if len(gaps) > 0 {
 				a.addGaps(gaps, gapTokens)
@@ -228,6 +232,21 @@ func (a *groupAcc) addGaps(gaps []float64, tokens []int) {
 			a.itlToken = append(a.itlToken, g/float64(t))
 		}
 	}
+}
+
+// modelOf returns the "model" of an OpenAI request body ("" when the body
+// was not recorded or has none). Called until a group knows its model.
+func modelOf(body []byte) string {
+	if len(body) == 0 {
+		return ""
+	}
+	var v struct {
+		Model string `json:"model"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	return v.Model
 }
 
 // maxChunkTokens caps the tokens one chunk may add to the per-token ITL.
