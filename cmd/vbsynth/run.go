@@ -94,8 +94,9 @@ func synthesize(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	noIgnoreEOS := fs.Bool("no-ignore-eos", false, "do not set ignore_eos (output may end before max_tokens)")
 	noMinTokens := fs.Bool("no-min-tokens", false, "do not set min_tokens = max_tokens")
 	created := fs.String("created", "", "header creation time, RFC 3339 or 'now' (default: Unix epoch + seed seconds, so output is reproducible)")
-	out := fs.StringP("output", "o", "", "output trace (.jsonl for JSON Lines, - for stdout)")
+	out := fs.StringP("output", "o", "", "output trace (.jsonl for JSON Lines, - for stdout; --out also works)")
 	quiet := fs.BoolP("quiet", "q", false, "no summary on stderr")
+	fs.SetNormalizeFunc(outAlias)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -162,6 +163,14 @@ func synthesize(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stderr, "wrote %s: %d requests over %v at 1 req/s (%s, %s), hash %s\n", *out, h.Count, h.Span.Round(time.Millisecond), h.Dataset, describeArrival(h), h.ShortHash())
 	}
 	return nil
+}
+
+// outAlias lets --out stand for --output.
+func outAlias(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	if name == "out" {
+		name = "output"
+	}
+	return pflag.NormalizedName(name)
 }
 
 func describeArrival(h trace.Header) string {
@@ -298,7 +307,8 @@ func convert(args []string, stdout, stderr io.Writer) error {
 func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet(name+" import", "vbsynth import azure|mooncake|burstgpt|vllm-custom FILE -o trace.bin [flags]", stderr)
 	o := importer.DefaultOptions()
-	out := fs.StringP("output", "o", "", "output trace (.jsonl for JSON Lines)")
+	out := fs.StringP("output", "o", "", "output trace (.jsonl for JSON Lines; --out also works)")
+	fs.SetNormalizeFunc(outAlias)
 	fs.Float64Var(&o.Speed, "speed", 0, "play X times faster (offsets / X)")
 	fs.Float64Var(&o.Rate, "rate", 0, "rescale offsets to this mean rate, req/s")
 	fs.DurationVar(&o.MaxGap, "max-gap", 0, "compress idle gaps longer than this")

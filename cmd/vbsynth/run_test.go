@@ -31,6 +31,9 @@ func TestSynthesizeInspectConvert(t *testing.T) {
 	if !bytes.Equal(ba, bb) {
 		t.Fatal("same flags, different bytes")
 	}
+	if code, _, errs := runT("--requests", "3", "--out", filepath.Join(dir, "alias.bin")); code != 0 {
+		t.Fatalf("--out alias: %s", errs)
+	}
 	code, out, errs := runT("inspect", a)
 	if code != 0 {
 		t.Fatalf("inspect exit %d: %s", code, errs)
