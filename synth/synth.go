@@ -142,6 +142,7 @@ type Synth struct {
 	rTokens *rand.Rand
 	ids     []int32 // token-id prompt buffer, reused by Next
 	n       int64
+	notes   []string
 }
 
 // New validates cfg, loads its datasets and returns a Synth ready to draw.
@@ -178,6 +179,9 @@ func New(ctx context.Context, cfg Config) (*Synth, error) {
 		if cfg.Prompt == PromptText && !p.text {
 			return nil, fmt.Errorf("synth: --prompt text: %s is a length profile without text; pass a dataset file or hf:%s, or use --prompt auto|tokens|words", c.Dataset, c.Dataset)
 		}
+		if !p.text && (cfg.Filter.MaxInput == 0 || cfg.Filter.MaxInput > DefaultFilter.MaxInput || cfg.Filter.MaxTotal == 0 || cfg.Filter.MaxTotal > DefaultFilter.MaxTotal) {
+			s.notes = append(s.notes, fmt.Sprintf("%s: the embedded profile only holds requests within vLLM's filter (prompt <= %d, total <= %d); a looser --max-input/--max-total adds none (use a dataset file for longer requests)", c.Dataset, DefaultFilter.MaxInput, DefaultFilter.MaxTotal))
+		}
 		s.pools = append(s.pools, p)
 		acc += c.Weight / total
 		s.cum = append(s.cum, acc)
@@ -208,6 +212,9 @@ func New(ctx context.Context, cfg Config) (*Synth, error) {
 	}
 	return s, nil
 }
+
+// Notes returns warnings about the configuration worth showing a user.
+func (s *Synth) Notes() []string { return s.notes }
 
 // Header returns the trace header (Count, Span and Hash are filled by the
 // trace writer).

@@ -147,6 +147,9 @@ func synthesize(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	for _, n := range s.Notes() {
+		fmt.Fprintf(stderr, "vbsynth: note: %s\n", n)
+	}
 	w, closeFn, err := trace.Create(*out, s.Header())
 	if err != nil {
 		return err

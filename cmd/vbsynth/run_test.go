@@ -34,6 +34,9 @@ func TestSynthesizeInspectConvert(t *testing.T) {
 	if code, _, errs := runT("--requests", "3", "--out", filepath.Join(dir, "alias.bin")); code != 0 {
 		t.Fatalf("--out alias: %s", errs)
 	}
+	if _, _, errs := runT("--requests", "3", "--max-total", "8192", "-q", "-o", filepath.Join(dir, "loose.bin")); !strings.Contains(errs, "only holds requests within vLLM's filter") {
+		t.Errorf("no note about a looser filter on a profile: %q", errs)
+	}
 	code, out, errs := runT("inspect", a)
 	if code != 0 {
 		t.Fatalf("inspect exit %d: %s", code, errs)
