@@ -188,7 +188,9 @@ func transformersCommand(ctx context.Context, s Spec, o Options) (Command, error
 			return Command{}, fmt.Errorf("backends: transformers --attn-implementation %s: %w: %v; install a matching flash-attn wheel or use sdpa/sdpa_paged", s.AttnImplementation, ErrUnsupported, perr)
 		}
 	}
-	argv := []string{exe, "serve", "--host", o.Host, "--port", strconv.Itoa(o.Port), "--force-model", s.Model}
+	// transformers 5.x: the model to preload is the positional argument
+	// (force_model); continuous batching is tuned with --cb-* options.
+	argv := []string{exe, "serve", s.Model, "--host", o.Host, "--port", strconv.Itoa(o.Port)}
 	add := func(a ...string) { argv = append(argv, a...) }
 	if s.ContinuousBatching != nil && *s.ContinuousBatching {
 		add("--continuous-batching")
@@ -202,8 +204,22 @@ func transformersCommand(ctx context.Context, s Spec, o Options) (Command, error
 	if s.Compile != nil && *s.Compile {
 		add("--compile")
 	}
+	if s.CUDAGraphs != nil {
+		add(boolFlag("cb-use-cuda-graph", *s.CUDAGraphs))
+	}
+	if s.MaxNumBatchedTokens > 0 {
+		add("--cb-max-batch-tokens", strconv.Itoa(s.MaxNumBatchedTokens))
+	}
+	if s.BlockSize > 0 {
+		add("--cb-block-size", strconv.Itoa(s.BlockSize))
+	}
+	if s.GPUMemoryUtilization > 0 {
+		add("--cb-max-memory-percent", strconv.FormatFloat(s.GPUMemoryUtilization, 'f', -1, 64))
+	}
 	add(s.ExtraArgs...)
-	return Command{Argv: argv, HealthPaths: []string{"/health", "/v1/models"}}, nil
+	// /v1/models of transformers serve scans the Hugging Face cache and
+	// answers 500 when the cache directory is missing; /health is enough.
+	return Command{Argv: argv, HealthPaths: []string{"/health"}}, nil
 }
 
 func simCommand(ctx context.Context, s Spec, o Options) (Command, error) {

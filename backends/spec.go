@@ -116,6 +116,9 @@ type Spec struct {
 	AttnImplementation string `toml:"attn_implementation" json:"attn_implementation,omitempty"`
 	// Compile turns on transformers serve --compile.
 	Compile *bool `toml:"compile" json:"compile,omitempty"`
+	// CUDAGraphs is transformers serve --cb-use-cuda-graph /
+	// --no-cb-use-cuda-graph (continuous batching's CUDA graphs).
+	CUDAGraphs *bool `toml:"cuda_graphs" json:"cuda_graphs,omitempty"`
 
 	// SimPolicy is vbsim --policy: paged or contiguous.
 	SimPolicy string `toml:"sim_policy" json:"sim_policy,omitempty"`
@@ -159,6 +162,7 @@ func (s Spec) Clone() Spec {
 	c.ChunkedPrefill = clonePtr(s.ChunkedPrefill)
 	c.ContinuousBatching = clonePtr(s.ContinuousBatching)
 	c.Compile = clonePtr(s.Compile)
+	c.CUDAGraphs = clonePtr(s.CUDAGraphs)
 	c.Command = append([]string(nil), s.Command...)
 	c.HealthPaths = append([]string(nil), s.HealthPaths...)
 	c.ExtraArgs = append([]string(nil), s.ExtraArgs...)
