@@ -322,6 +322,12 @@ var promptWords = [...]string{
 	"not", "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you",
 }
 
+// WordPrompt returns n words drawn from a list of frequent English words
+// that GPT-2's and Llama's tokenizers each encode as one token (with the
+// leading space): a text prompt of about n tokens for chat endpoints,
+// which cannot take token ids.
+func WordPrompt(r *rand.Rand, n int) string { return wordPrompt(r, n) }
+
 func wordPrompt(r *rand.Rand, n int) string {
 	var b strings.Builder
 	b.Grow(n * 4)

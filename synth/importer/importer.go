@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vbench/vbench/synth"
@@ -73,6 +74,11 @@ type Options struct {
 	BlockSize int
 	// Endpoint is the API path of every request.
 	Endpoint string
+	// Prompt is how prompts without text are made: "tokens" (token ids of
+	// the recorded length, completions only), "words" (about that many
+	// one-token words, any endpoint) or "" (tokens for completions, words
+	// for chat).
+	Prompt string
 	// OutputLen is the output length for vllm-custom rows without one.
 	OutputLen int32
 	// Model keeps only BurstGPT rows of this model ("" keeps all).
@@ -123,6 +129,15 @@ func (o *Options) Validate() error {
 	case trace.EndpointCompletions, trace.EndpointChat:
 	default:
 		errs = append(errs, fmt.Errorf("endpoint %q: want %s or %s", o.Endpoint, trace.EndpointCompletions, trace.EndpointChat))
+	}
+	switch o.Prompt {
+	case "", "words":
+	case "tokens":
+		if o.Endpoint == trace.EndpointChat {
+			errs = append(errs, errors.New("--prompt tokens needs --endpoint completions (chat requests cannot carry token ids); use --prompt words"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--prompt %q: want tokens or words", o.Prompt))
 	}
 	return errors.Join(errs...)
 }
@@ -214,7 +229,7 @@ func ImportFile(ctx context.Context, format, path, out string, o Options) (*Resu
 			"format": format, "rows": strconv.Itoa(total), "kept": strconv.Itoa(len(rows)),
 			"speed": fmtF(o.Speed), "rate": fmtF(o.Rate), "max_gap": o.MaxGap.String(),
 			"window":      o.WindowStart.String() + "," + o.WindowEnd.String(),
-			"token_range": fmt.Sprintf("%d,%d", o.TokenLow, o.TokenHigh), "endpoint": o.Endpoint,
+			"token_range": fmt.Sprintf("%d,%d", o.TokenLow, o.TokenHigh), "endpoint": o.Endpoint, "prompt": promptMode(&o),
 		},
 	}
 	if arrival == trace.ArrivalPoisson {
@@ -249,6 +264,14 @@ func ImportFile(ctx context.Context, format, path, out string, o Options) (*Resu
 		return nil, err
 	}
 	return &Result{Header: w.Header(), Rows: total, Skipped: parsed.Skipped, Kept: len(rows)}, nil
+}
+
+// promptMode is the prompt form used for rows without text.
+func promptMode(o *Options) string {
+	if o.Prompt == "words" || (o.Prompt == "" && o.Endpoint == trace.EndpointChat) {
+		return "words"
+	}
+	return "tokens"
 }
 
 func fmtF(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
@@ -324,14 +347,17 @@ func build(req *trace.Request, idx int64, r *Row, format, path string, o *Option
 	if o.MinTokens {
 		req.Sampling.MinTokens = r.Out
 	}
+	words := promptMode(o) == "words"
 	var text string
 	switch {
 	case r.Prompt != "":
 		text = r.Prompt
-	case o.Endpoint == trace.EndpointChat:
-		return fmt.Errorf("importer: %s has no prompt text and chat requests cannot carry token ids; use --endpoint %s", format, trace.EndpointCompletions)
+	case len(r.HashIDs) > 0 && words:
+		text = PrefixWords(r.HashIDs, int(r.In), o.BlockSize, o.Seed, int64(r.Line))
 	case len(r.HashIDs) > 0:
 		req.PromptTokenIDs = PrefixPrompt(r.HashIDs, int(r.In), o.BlockSize, o.Seed, int64(r.Line), o.TokenLow, o.TokenHigh)
+	case words:
+		text = synth.WordPrompt(rand.New(rand.NewPCG(uint64(o.Seed), uint64(r.Line))), int(r.In))
 	default:
 		rng := rand.New(rand.NewPCG(uint64(o.Seed), uint64(r.Line)))
 		req.PromptTokenIDs = synth.TokenPrompt(rng, int(r.In), o.TokenLow, o.TokenHigh, nil)
@@ -344,6 +370,33 @@ func build(req *trace.Request, idx int64, r *Row, format, path string, o *Option
 		}
 	}
 	return nil
+}
+
+// PrefixWords is PrefixPrompt in words: block i is blockSize one-token
+// words drawn from a generator seeded by (seed, hashIDs[i]), so shared hash
+// ids give shared text prefixes (token-exact for tokenizers that encode
+// each word as one token, as GPT-2's and Llama's do).
+func PrefixWords(hashIDs []int64, n, blockSize int, seed, row int64) string {
+	var b strings.Builder
+	left := n
+	for _, h := range hashIDs {
+		if left <= 0 {
+			break
+		}
+		k := min(blockSize, left)
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(synth.WordPrompt(rand.New(rand.NewPCG(uint64(seed), uint64(h)^0x9e3779b97f4a7c15)), k))
+		left -= k
+	}
+	if left > 0 {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(synth.WordPrompt(rand.New(rand.NewPCG(uint64(seed), uint64(row))), left))
+	}
+	return b.String()
 }
 
 // PrefixPrompt builds a Mooncake prompt of n token ids: block i is

@@ -177,9 +177,9 @@ func TestMalformedRows(t *testing.T) {
 		t.Error("speed and rate together accepted")
 	}
 	o = DefaultOptions()
-	o.Endpoint = trace.EndpointChat
-	if _, err := ImportFile(context.Background(), FormatAzure, "testdata/azure.csv", filepath.Join(dir, "o.bin"), o); err == nil || !strings.Contains(err.Error(), "cannot carry token ids") {
-		t.Errorf("chat without text: %v", err)
+	o.Endpoint, o.Prompt = trace.EndpointChat, "tokens"
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "cannot carry token ids") {
+		t.Errorf("chat with token ids: %v", err)
 	}
 }
 
@@ -274,4 +274,33 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestChatWordsPrompts(t *testing.T) {
+	o := DefaultOptions()
+	o.Endpoint = trace.EndpointChat
+	_, reqs := importT(t, FormatMooncake, "testdata/mooncake.jsonl", o)
+	words := func(i int) []string { return strings.Fields(reqs[i].Messages[0].Content) }
+	for i := range reqs {
+		if len(reqs[i].Messages) != 1 || len(words(i)) != int(reqs[i].InputTokens) {
+			t.Fatalf("request %d: %d words for %d tokens", i, len(words(i)), reqs[i].InputTokens)
+		}
+	}
+	common := func(x, y []string) int {
+		n := 0
+		for n < len(x) && n < len(y) && x[n] == y[n] {
+			n++
+		}
+		return n
+	}
+	if n := common(words(0), words(2)); n != 1024 {
+		t.Errorf("shared hash ids [1 2]: %d common words, want 1024", n)
+	}
+	if n := common(words(0), words(1)); n < 512 || n > 530 {
+		t.Errorf("shared hash id [1]: %d common words, want ~512", n)
+	}
+	_, reqs = importT(t, FormatAzure, "testdata/azure.csv", o)
+	if got := len(strings.Fields(reqs[0].Messages[0].Content)); got != 374 {
+		t.Errorf("azure chat prompt: %d words, want 374", got)
+	}
 }
