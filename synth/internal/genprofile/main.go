@@ -56,7 +56,13 @@ func hashFile(path string) (input, error) {
 	return input{path: path, sha: hex.EncodeToString(s[:])}, nil
 }
 
-func run(data, gpt2, out string) error {
+func run(data, gpt2, out string) (err error) {
+	// The helpers below panic on unreadable input; report it as an error.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v (is -data the shared/data directory?)", p)
+		}
+	}()
 	tok, err := synth.LoadTokenizer(gpt2)
 	if err != nil {
 		return err
