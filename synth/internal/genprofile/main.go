@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"go/format"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -230,7 +231,11 @@ var embedded = map[string]func() *Profile{
 }
 `, sgProv, alpProv)
 	fmt.Fprintf(os.Stderr, "alpaca: %d pairs, means %.2f/%.2f; sharegpt: %d pairs, means %.2f/%.2f (raw %.2f/%.2f)\n", len(alp), ai, ao, len(sg), si, so, mIn, mDec)
-	return os.WriteFile(out, buf.Bytes(), 0o644)
+	src, err := format.Source(buf.Bytes())
+	if err != nil {
+		return fmt.Errorf("generated code: %w", err)
+	}
+	return os.WriteFile(out, src, 0o644)
 }
 
 func mustHash(paths ...string) []string {
