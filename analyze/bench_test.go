@@ -2,6 +2,8 @@ package analyze
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -39,7 +41,9 @@ func benchRecord(rng *rand.Rand, i int, at int64, chunks int) *capture.Record {
 // store and its batching writer.
 func writeBenchStore(tb testing.TB, dir string, n, chunks int) {
 	tb.Helper()
-	st, err := capture.Open(dir, capture.Options{SyncInterval: -1})
+	// the writer logs when its queue is full; the loops below retry
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := capture.Open(dir, capture.Options{SyncInterval: -1, Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)
 	}
