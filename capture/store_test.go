@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -216,7 +217,8 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestQueueFullDropsWithoutBlocking(t *testing.T) {
-	s := openTest(t, t.TempDir(), Options{QueueSize: 4, FlushInterval: time.Hour, BatchRecords: 1 << 20})
+	var logs syncBuffer
+	s := openTest(t, t.TempDir(), Options{QueueSize: 4, FlushInterval: time.Hour, BatchRecords: 1 << 20, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	w := s.Writer()
 	accepted := 0
 	done := make(chan struct{})
@@ -236,6 +238,9 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 	st := w.Stats()
 	if st.Dropped == 0 || uint64(accepted)+st.Dropped != 1000 {
 		t.Errorf("accepted %d, Stats %+v", accepted, st)
+	}
+	if n := strings.Count(logs.String(), "dropping records"); n != 1 {
+		t.Errorf("logged %d drop warnings for %d drops in a burst, want 1:\n%s", n, st.Dropped, logs.String())
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -364,4 +369,23 @@ func TestQueueBytesBound(t *testing.T) {
 	if st := w.Stats(); st.QueuedBytes != 0 || st.Written != 2 || st.Samples != 1 {
 		t.Errorf("Stats after Close = %+v", st)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger used from several
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
