@@ -212,3 +212,31 @@ func TestWindowSteady(t *testing.T) {
 		t.Errorf("the window changes throughput only: norm %v vs %v", s.NormLatency.Mean, f.NormLatency.Mean)
 	}
 }
+
+func TestStreamProblems(t *testing.T) {
+	good := "data: {\"choices\":[{\"text\":\"hi\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"completion_tokens\":1}}\n\ndata: [DONE]\n\n"
+	tests := []struct {
+		name, body string
+		size       int64 // 0: len(body)
+		kind       string
+	}{
+		{"complete", good, 0, ""},
+		{"error event", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n", 0, KindStreamError},
+		{"no DONE", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\n", 0, KindTruncated},
+		{"cut at the record limit", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\n", 9999, ""},
+		{"not SSE", `{"choices":[{"text":"hi"}]}`, 0, ""},
+	}
+	for _, tt := range tests {
+		r := tagged(1, t0)
+		r.Chunks = []capture.Chunk{chunk(10, 1, 1, 1)}
+		r.ResponseBody = []byte(tt.body)
+		r.ResponseSize = int64(len(tt.body))
+		if tt.size > 0 {
+			r.ResponseSize = tt.size
+		}
+		m := Measure(r, "x", nil)
+		if m.ErrorKind != tt.kind || m.Completed != (tt.kind == "") {
+			t.Errorf("%s: kind %q completed %v; want %q", tt.name, m.ErrorKind, m.Completed, tt.kind)
+		}
+	}
+}

@@ -1,11 +1,14 @@
 package analyze
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 	"strings"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/openai"
+	"github.com/vbench/vbench/internal/sse"
 )
 
 // Token count sources, best first (see Request.TokenSource).
@@ -32,6 +35,12 @@ const (
 	// level (Tags.Deadline): the replayer cut a request still running when
 	// its level ended.
 	KindCut = "cut"
+	// KindStreamError: a 2xx stream carried an error event (recorded
+	// response body needed).
+	KindStreamError = "stream_error"
+	// KindTruncated: a complete recorded SSE body ended without
+	// "data: [DONE]".
+	KindTruncated = "truncated"
 	// KindIncomplete: the record has no outcome (a proxy that crashed
 	// mid-write, or a hand-made capture).
 	KindIncomplete = "incomplete"
@@ -180,7 +189,11 @@ func Measure(rec *capture.Record, capName string, itl func(gap float64, tokens i
 	case rec.Status < 200 || rec.Status > 299:
 		r.ErrorKind = "http_" + strconv.Itoa(rec.Status)
 	default:
-		r.Completed = true
+		if kind := streamProblem(rec); kind != "" {
+			r.ErrorKind = kind
+		} else {
+			r.Completed = true
+		}
 	}
 
 	r.OutputTokens, r.TokenSource = outputTokens(rec)
@@ -238,6 +251,35 @@ func Measure(rec *capture.Record, capName string, itl func(gap float64, tokens i
 		}
 	}
 	return r
+}
+
+// streamProblem re-reads a recorded SSE response body (when the proxy kept
+// it whole) and returns KindStreamError for an error event, KindTruncated
+// for a stream without "data: [DONE]", or "".
+func streamProblem(rec *capture.Record) string {
+	body := rec.ResponseBody
+	if len(body) == 0 || int64(len(body)) < rec.ResponseSize {
+		return "" // not recorded, or cut at the proxy's record limit
+	}
+	if !strings.HasPrefix(rec.ContentType, "text/event-stream") && !bytes.HasPrefix(body, []byte("data:")) {
+		return ""
+	}
+	var sp sse.Splitter
+	var events int
+	var done, failed bool
+	sp.Feed(body, func(ev sse.Event) {
+		events++
+		info := openai.Scan(ev.Data)
+		done = done || info.Done
+		failed = failed || info.Error
+	})
+	switch {
+	case failed:
+		return KindStreamError
+	case events > 0 && !done:
+		return KindTruncated
+	}
+	return ""
 }
 
 // outputTokens returns the output length of rec and its source, in the
