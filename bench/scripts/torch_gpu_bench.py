@@ -118,11 +118,19 @@ def sec_admit(model, args):
             eng.submit(r)
         eng.waiting.extend(eng._inbox)
         eng._inbox.clear()
-        admitted = eng._admit()
+        admitted = []
+        while True:  # admission only (no model work): as many steps as it takes to stop admitting
+            got = eng._admit()
+            if not got:
+                break
+            admitted += got
+            eng.running += got
         out[pol] = {"admitted": len(admitted), "kv_capacity_tokens": eng.alloc.capacity,
-                    "reserved_each": admitted[0].reserved if admitted else None}
+                    "reserved_each": admitted[0].reserved if admitted else None,
+                    "kv_usage": round(eng.alloc.usage(), 4)}
         for r in admitted:
             eng.alloc.free(r.region)
+        eng.running = []
         del eng
         EMPTY()
     RESULTS["admit"] = {"kv_budget_gib": args.budget, "prompt": args.prompt, "max_tokens": args.out_tokens,

@@ -35,6 +35,7 @@ stamp write random-weight safetensors model dir /tmp/m8b
 ( cd backends/torch && timeout 240 python3 -m vbtorch.tokbuild --out /tmp/m8b --shape llama3-8b --tokenizer-from ../../$M --weights ) 2>&1 | grep -v "it/s\]" | tail -5
 ls -la /tmp/m8b; du -sh /tmp/m8b
 stamp start transformers serve
+mkdir -p /root/.cache/huggingface/hub   # /v1/models scans the HF cache and fails with 500 when it is missing
 PYTHONPATH=/tmp/site timeout 250 transformers serve /tmp/m8b --continuous-batching --host 127.0.0.1 --port 8101 --log-level info > "$OUT/tserve.log" 2>&1 &
 TP=$!
 timeout 240 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8101 --model /tmp/m8b --chat-only --concurrency 64 --max-tokens 256 --out "$OUT/tserve_http.json" 2>&1 | tail -40

@@ -19,11 +19,11 @@ import time
 import aiohttp
 
 
-async def wait_ready(s, url, timeout):
+async def wait_ready(s, url, timeout, path):
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
         try:
-            async with s.get(url + "/v1/models") as r:
+            async with s.get(url + path) as r:
                 if r.status == 200:
                     return time.perf_counter() - t0
         except aiohttp.ClientError:
@@ -63,12 +63,13 @@ async def main():
     p.add_argument("--prompt-words", type=int, default=100)
     p.add_argument("--wait", type=float, default=600)
     p.add_argument("--chat-only", action="store_true", help="use chat completions for the load too")
+    p.add_argument("--ready-path", default="/v1/models")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     res = {"url": a.url}
     timeout = aiohttp.ClientTimeout(total=1800)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as s:
-        res["ready_after_s"] = round(await wait_ready(s, a.url, a.wait), 1)
+        res["ready_after_s"] = round(await wait_ready(s, a.url, a.wait, a.ready_path), 1)
         print("ready after", res["ready_after_s"], "s", flush=True)
         body = {"model": a.model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
                 "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True},

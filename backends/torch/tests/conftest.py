@@ -1,0 +1,144 @@
+"""Shared fixtures: tiny random models built from configs, and a real server process on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from vbtorch.tokbuild import build_model_dir  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Models maps shape name -> directory with config, tokenizer and random safetensors weights."""
+    base = tmp_path_factory.mktemp("models")
+    out = {}
+    llama = str(base / "tiny-llama")
+    build_model_dir(llama, "tiny-llama", weights=True, seed=1)
+    out["tiny-llama"] = llama
+    for name in ("tiny-qwen2", "tiny-qwen3"):
+        d = str(base / name)
+        build_model_dir(d, name, weights=True, seed=2, tokenizer_from=llama)
+        out[name] = d
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """Server is a vbtorch server process on loopback, with small HTTP helpers."""
+
+    def __init__(self, model_dir: str, *flags: str):
+        self.port = free_port()
+        self.log = open(os.path.join(os.path.dirname(model_dir), f"server-{self.port}.log"), "w+")
+        cmd = [sys.executable, "-m", "vbtorch.server", "--model", model_dir, "--port", str(self.port),
+               "--served-model-name", "tiny", "--device", "cpu", *flags]
+        env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read()[-2000:]}")
+            try:
+                if self.get("/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not become healthy in 90 s")
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def get(self, path):
+        c = self.conn()
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+
+    def post(self, path, body, raw: bytes | None = None):
+        """Post sends JSON and returns (status, parsed JSON or raw bytes)."""
+        c = self.conn()
+        data = raw if raw is not None else json.dumps(body).encode()
+        c.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        out = r.read()
+        c.close()
+        try:
+            return r.status, json.loads(out)
+        except ValueError:
+            return r.status, out
+
+    def stream(self, path, body):
+        """Stream returns (status, list of parsed SSE data payloads, saw_done)."""
+        c = self.conn()
+        c.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            out = r.read()
+            c.close()
+            return r.status, json.loads(out), False
+        assert r.getheader("Content-Type").startswith("text/event-stream")
+        events, done = [], False
+        for line in r:
+            line = line.strip()
+            if not line:
+                continue
+            assert line.startswith(b"data: "), line
+            payload = line[6:]
+            if payload == b"[DONE]":
+                done = True
+                break
+            events.append(json.loads(payload))
+        c.close()
+        return r.status, events, done
+
+    def metrics(self) -> dict[str, float]:
+        _, body = self.get("/metrics")
+        out = {}
+        for ln in body.decode().splitlines():
+            if ln and not ln.startswith("#"):
+                k, v = ln.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def metric(self, name: str, **labels) -> float:
+        for k, v in self.metrics().items():
+            if k.split("{")[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items()):
+                return v
+        raise KeyError(name)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    s = Server(models["tiny-llama"], "--kv-budget-tokens", "2048", "--max-model-len", "256", "--max-num-seqs", "8")
+    yield s
+    s.stop()

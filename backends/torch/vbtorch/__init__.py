@@ -1,0 +1,1 @@
+"""vbtorch: the pure-PyTorch baseline LLM inference server of vbench."""
