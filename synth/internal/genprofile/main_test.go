@@ -1,3 +1,7 @@
+//go:build !race
+
+// The race detector makes this regeneration take ~50 s; it runs in plain go test.
+
 package main
 
 import (
