@@ -105,6 +105,10 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 			skipped["skipped_not_post"]++
 		case len(r.RequestBody) == 0 || int64(len(r.RequestBody)) < r.RequestSize:
 			skipped["skipped_body_truncated"]++
+		case encodedBody(r.RequestHeaders):
+			// Headers are not exported, so a compressed body would be
+			// replayed without its Content-Encoding.
+			skipped["skipped_body_encoded"]++
 		case endpointOf(r.Path) == "":
 			skipped["skipped_bad_path"]++
 		default:
@@ -229,6 +233,20 @@ func addFilterParams(p map[string]string, opt *ExportOptions) {
 	if opt.Anonymize {
 		p["anonymize_seed"] = strconv.FormatInt(opt.Seed, 10)
 	}
+}
+
+// encodedBody reports whether the request body had a Content-Encoding
+// other than identity.
+func encodedBody(hs []Header) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, "Content-Encoding") {
+			v := strings.TrimSpace(h.Value)
+			if v != "" && !strings.EqualFold(v, "identity") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func matchLabels(have, want map[string]string) bool {
@@ -530,7 +548,11 @@ func anonymize(recs []*Record, reqs []trace.Request, seed int64) {
 		if p, ok := body["prompt"]; ok {
 			n := int(r.PromptTokens)
 			if n <= 0 {
-				n = int(math.Round(estimatePrompt(p) * scale))
+				est, exact := estimatePrompt(p)
+				if !exact {
+					est *= scale
+				}
+				n = int(math.Round(est))
 			}
 			rng := rand.New(rand.NewPCG(uint64(seed), r.ID))
 			ids := make([]int32, max(n, 1))
@@ -594,15 +616,15 @@ func estimateContent(raw json.RawMessage) float64 {
 }
 
 // estimatePrompt estimates the tokens of a completions prompt: text, texts
-// or token ids.
-func estimatePrompt(raw json.RawMessage) float64 {
+// or token ids (exact: their count).
+func estimatePrompt(raw json.RawMessage) (tokens float64, exact bool) {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return estimateTokens(s)
+		return estimateTokens(s), false
 	}
 	var ids []int64
 	if json.Unmarshal(raw, &ids) == nil {
-		return max(1, float64(len(ids)))
+		return max(1, float64(len(ids))), true
 	}
 	var texts []string
 	if json.Unmarshal(raw, &texts) == nil {
@@ -610,9 +632,9 @@ func estimatePrompt(raw json.RawMessage) float64 {
 		for _, x := range texts {
 			t += estimateTokens(x)
 		}
-		return max(t, 1)
+		return max(t, 1), false
 	}
-	return estimateTokens(string(raw))
+	return estimateTokens(string(raw)), false
 }
 
 // estimateBody estimates the prompt tokens of a request body the way

@@ -61,6 +61,7 @@ type exRec struct {
 	prompt  int32
 	compl   int32
 	cutBody bool
+	gzip    bool
 }
 
 // exportStore builds a capture by hand: every record is written through the
@@ -89,6 +90,9 @@ func exportStore(t *testing.T, recs []exRec) *Store {
 		}
 		if e.cutBody {
 			r.RequestSize += 100
+		}
+		if e.gzip {
+			r.RequestHeaders = append(r.RequestHeaders, Header{"Content-Encoding", "gzip"})
 		}
 		if !s.Writer().Put(r) {
 			t.Fatal("dropped")
@@ -305,6 +309,30 @@ func TestExportAnonymize(t *testing.T) {
 	}
 	if n := len(strings.Fields(turn1.Messages[0].Content)); n < 2 {
 		t.Errorf("filler of the first message has %d words", n)
+	}
+}
+
+func TestExportSkipsEncodedBodiesAndKeepsTokenIDLengths(t *testing.T) {
+	ok := OutcomeOK
+	s := exportStore(t, []exRec{
+		{method: "POST", path: "/v1/completions", status: 200, outcome: ok, gzip: true, body: []byte("\x1f\x8b compressed"), prompt: -1, compl: -1},
+		{at: time.Second, method: "POST", path: "/v1/completions", status: 200, outcome: ok, prompt: -1, compl: -1,
+			body: []byte(`{"model":"m","prompt":[5,6,7,8,9],"max_tokens":3}`)},
+		{at: 2 * time.Second, method: "POST", path: "/v1/chat/completions", status: 200, outcome: ok, prompt: 100, compl: 1,
+			body: chatBody(t, nil, "abcd")},
+	})
+	defer s.Close()
+	hdr, reqs, err := ExportTrace(s, ExportOptions{Anonymize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 2 || hdr.Params["skipped_body_encoded"] != "1" {
+		t.Fatalf("exported %d, params %v", len(reqs), hdr.Params)
+	}
+	var comp struct{ Prompt []int32 }
+	json.Unmarshal(reqs[0].Body, &comp)
+	if len(comp.Prompt) != 5 { // token ids are exact, never rescaled
+		t.Errorf("anonymized token-id prompt has %d ids, want 5", len(comp.Prompt))
 	}
 }
 
