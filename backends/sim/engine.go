@@ -192,6 +192,9 @@ func (e *Engine) Run(ctx context.Context) {
 			e.mu.Unlock()
 		}
 		st := s.schedule()
+		if st == nil && len(s.waiting) > 0 {
+			continue // every runner was preempted: admit from the queue
+		}
 		if st == nil {
 			idle = true
 			e.publishIdle()

@@ -79,6 +79,9 @@ func Simulate(cfg Config, reqs []VirtualRequest) ([]VirtualResult, VirtualStats,
 			next++
 		}
 		step := s.schedule()
+		if step == nil && len(s.waiting) > 0 {
+			continue // every runner was preempted: admit from the queue
+		}
 		if step == nil {
 			if next == len(reqs) {
 				break
