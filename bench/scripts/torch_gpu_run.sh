@@ -24,6 +24,7 @@ stamp vbtorch HTTP probe
    --served-model-name llama3-8b --kv-policy oracle --kv-budget-gib 16 --max-model-len 2048) > "$OUT/vbtorch_server.log" 2>&1 &
 SP=$!
 timeout 200 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8100 --model llama3-8b --concurrency 64 --max-tokens 256 --out "$OUT/vbtorch_http.json" 2>&1 | tail -45
+timeout 100 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8100 --model llama3-8b --chat-only --no-ignore-eos --concurrency 64 --max-tokens 256 --out "$OUT/vbtorch_http_chat.json" 2>&1 | grep -E "output_tok_s|wall_s|ttft|gap|\"ok"
 kill $SP; wait $SP 2>/dev/null
 tail -3 "$OUT/vbtorch_server.log"
 fi
@@ -38,10 +39,10 @@ stamp start transformers serve
 mkdir -p /root/.cache/huggingface/hub   # /v1/models scans the HF cache and fails with 500 when it is missing
 PYTHONPATH=/tmp/site timeout 250 transformers serve /tmp/m8b --continuous-batching --host 127.0.0.1 --port 8101 --log-level info > "$OUT/tserve.log" 2>&1 &
 TP=$!
-timeout 240 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8101 --model /tmp/m8b --chat-only --concurrency 64 --max-tokens 256 --out "$OUT/tserve_http.json" 2>&1 | tail -40
+timeout 240 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8101 --model /tmp/m8b --chat-only --no-ignore-eos --concurrency 64 --max-tokens 256 --out "$OUT/tserve_http.json" 2>&1 | tail -40
 kill $TP; wait $TP 2>/dev/null
 tail -25 "$OUT/tserve.log"
-PYTHONPATH=/tmp/site transformers serve --help > "$OUT/tserve_help.txt" 2>&1
+PYTHONPATH=/tmp/site transformers serve --help > /tmp/tserve_help.txt 2>&1
 if [ "${LOADER:-1}" = 1 ]; then
 stamp vbtorch --load-format auto on the safetensors dir
 (cd backends/torch && exec python3 -m vbtorch.server --model /tmp/m8b --port 8102 --kv-budget-gib 8 --max-model-len 2048) > "$OUT/vbtorch_auto.log" 2>&1 &

@@ -64,6 +64,7 @@ async def main():
     p.add_argument("--wait", type=float, default=600)
     p.add_argument("--chat-only", action="store_true", help="use chat completions for the load too")
     p.add_argument("--ready-path", default="/v1/models")
+    p.add_argument("--no-ignore-eos", action="store_true", help="do not send ignore_eos (transformers serve rejects it)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     res = {"url": a.url}
@@ -83,8 +84,10 @@ async def main():
         path = "/v1/chat/completions" if a.chat_only else "/v1/completions"
 
         def body_for(i):
-            b = {"model": a.model, "max_tokens": a.max_tokens, "ignore_eos": True, "temperature": 0, "stream": True,
+            b = {"model": a.model, "max_tokens": a.max_tokens, "temperature": 0, "stream": True,
                  "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+            if not a.no_ignore_eos:
+                b["ignore_eos"] = True
             if a.chat_only:
                 b["messages"] = [{"role": "user", "content": f"{i} {words}"}]
             else:
