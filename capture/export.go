@@ -57,8 +57,9 @@ type ExportOptions struct {
 // (Received minus the first exported request's), their endpoint (the
 // recorded path) and their verbatim request body in trace.Request.Body.
 // Request headers are never exported, so credentials cannot leak into a
-// trace. Records without a complete recorded body (not POST, or cut by the
-// proxy's body limit) are skipped and counted in the header's Params.
+// trace. Records that cannot be replayed verbatim (not POST, a body cut by
+// the proxy's limit, a Content-Encoding body) are skipped and counted in the
+// header's Params.
 //
 // InputTokens and OutputTokens come from the recorded usage when the server
 // reported it (OutputTokens falls back to the number of content events);

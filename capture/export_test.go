@@ -353,3 +353,33 @@ func readFile(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// FuzzExportBodies feeds arbitrary recorded request and response bodies to
+// the parsers of the export (conversation linking, answer extraction,
+// sampling, anonymization): no panic, and anonymized bodies of JSON objects
+// stay JSON.
+func FuzzExportBodies(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), sse("a", "b"), []byte(`{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"ab"},{"role":"user","content":"x"}]}`))
+	f.Add([]byte(`{"prompt":[1,2,3],"max_tokens":-4,"temperature":1e999}`), []byte(`{"choices":[{"message":{"content":null}}]}`), []byte(`{"prompt":["a","b"]}`))
+	f.Add([]byte(`{"messages":[{"role":"assistant","content":[{"type":"text","text":"x"}]}]}`), []byte("data: {\"choices\":[{\"delta\":{}}]}\n\ndata: [DONE]"), []byte(`[]`))
+	f.Fuzz(func(t *testing.T, body1, resp1, body2 []byte) {
+		recs := []*Record{
+			{ID: 1, Method: "POST", Path: trace.EndpointChat, Status: 200, Outcome: OutcomeOK, PromptTokens: 3, RequestBody: body1, RequestSize: int64(len(body1)), ResponseBody: resp1, ResponseSize: int64(len(resp1))},
+			{ID: 2, Method: "POST", Path: trace.EndpointCompletions, Status: 200, Outcome: OutcomeOK, PromptTokens: -1, RequestBody: body2, RequestSize: int64(len(body2))},
+			{ID: 3, Method: "POST", Path: trace.EndpointChat, Status: 200, Outcome: OutcomeOK, PromptTokens: -1, RequestBody: body2, RequestSize: int64(len(body2))},
+		}
+		reqs := make([]trace.Request, len(recs))
+		for i, r := range recs {
+			reqs[i] = trace.Request{Index: int64(i), Endpoint: r.Path, Body: append([]byte(nil), r.RequestBody...), Sampling: samplingOf(r.RequestBody)}
+			outputTokens(r)
+		}
+		linkConversations(recs, reqs)
+		anonymize(recs, reqs, 1)
+		for i, q := range reqs {
+			var obj map[string]json.RawMessage
+			if json.Unmarshal(recs[i].RequestBody, &obj) == nil && !json.Valid(q.Body) {
+				t.Fatalf("anonymized body of a JSON object is not JSON: %q", q.Body)
+			}
+		}
+	})
+}
