@@ -444,9 +444,10 @@ type Meta struct {
 	Upstream string `json:"upstream,omitempty"`
 	// Labels are the labels added to every record.
 	Labels map[string]string `json:"labels,omitempty"`
-	// Host is the host name and PID is the process id of the writer.
+	// Host is the host name of the writer.
 	Host string `json:"host,omitempty"`
-	PID  int    `json:"pid,omitempty"`
+	// PID is the process id of the writer.
+	PID int `json:"pid,omitempty"`
 	// Config is the writer's resolved configuration, as JSON.
 	Config json.RawMessage `json:"config,omitempty"`
 	// Extra holds any other facts (trace hash, run id, ...).
