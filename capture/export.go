@@ -71,21 +71,43 @@ type ExportOptions struct {
 // and Count, Span and Hash as the trace writer computes them.
 func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, error) {
 	var (
-		recs      []*Record
-		first     int64
-		haveFirst bool
-		skipped   = map[string]int{}
-		total     int
+		recs    []*Record
+		skipped = map[string]int{}
 	)
 	wantPath := make(map[string]bool, len(opt.Paths))
 	for _, p := range opt.Paths {
 		wantPath[p] = true
 	}
-	err := s.Records(func(r *Record) error {
-		total++
-		if !haveFirst {
-			first, haveFirst = r.Received, true
-		}
+	// Read only the window asked for: From/To relative to the capture's
+	// first record, Since/Until absolute, whichever is narrower.
+	first, haveFirst, err := s.FirstReceived()
+	if err != nil {
+		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+	}
+	lo, hi := first+int64(opt.From), int64(0)
+	if opt.To > 0 {
+		hi = first + int64(opt.To)
+	}
+	if !opt.Since.IsZero() {
+		lo = max(lo, opt.Since.UnixNano())
+	}
+	if !opt.Until.IsZero() && (hi == 0 || opt.Until.UnixNano() < hi) {
+		hi = opt.Until.UnixNano()
+	}
+	scan := func(fn func(*Record) error) error { return s.RecordsBetween(lo, hi, fn) }
+	switch {
+	case !haveFirst || (lo == first && hi == 0):
+		scan = s.Records
+	case hi != 0 && hi <= lo:
+		scan = func(func(*Record) error) error { return nil } // empty window
+	}
+	total, _, err := s.Counts()
+	if err != nil {
+		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+	}
+	scanned := 0
+	err = scan(func(r *Record) error {
+		scanned++
 		switch {
 		case !matchLabels(r.Labels, opt.Labels):
 			skipped["filtered"]++
@@ -120,6 +142,9 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 	if err != nil {
 		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
 	}
+	if outside := int(total) - scanned; outside > 0 {
+		skipped["filtered"] += outside
+	}
 
 	reqs := make([]trace.Request, len(recs))
 	for i, r := range recs {
@@ -146,7 +171,7 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 		MeanRate:  1,
 		Params: map[string]string{
 			"source":        "capture",
-			"records":       strconv.Itoa(total),
+			"records":       strconv.FormatInt(total, 10),
 			"exported":      strconv.Itoa(len(reqs)),
 			"conversations": strconv.Itoa(convs),
 			"anonymized":    strconv.FormatBool(opt.Anonymize),

@@ -244,8 +244,13 @@ func TestExportFilters(t *testing.T) {
 			}
 		})
 	}
+	// An empty window exports nothing and counts every record as filtered.
+	hdr, reqs, err := ExportTrace(s, ExportOptions{From: 5 * time.Second, To: time.Second})
+	if err != nil || len(reqs) != 0 || hdr.Params["filtered"] != "8" {
+		t.Errorf("empty window: %d requests, params %v, %v", len(reqs), hdr.Params, err)
+	}
 	// A conversation whose first turn is filtered out still links the rest.
-	_, reqs, _ := ExportTrace(s, ExportOptions{From: time.Second})
+	_, reqs, _ = ExportTrace(s, ExportOptions{From: time.Second})
 	if reqs[0].Conversation != "c4" || reqs[3].Conversation != "c4" || reqs[3].Turn != 1 {
 		t.Errorf("conversation after window = %+v / %+v", reqs[0], reqs[3])
 	}

@@ -40,6 +40,65 @@ func (s *Store) scan(prefix byte, keyLen int, fn func(key, val []byte) error) er
 	return err
 }
 
+// RecordsBetween is Records restricted to the records received in
+// [from, to) (Unix ns; to ≤ from means no upper bound). It seeks to from,
+// so a window of a long capture costs only what it reads.
+func (s *Store) RecordsBetween(from, to int64, fn func(*Record) error) error {
+	var buf []byte
+	start := recordKey(nil, from, 0)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Seek(start); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != recordKeyLen {
+				return corrupt("key %x has length %d, want %d", k, len(k), recordKeyLen)
+			}
+			if to > from && int64(binary.BigEndian.Uint64(k[1:9])^(1<<63)) >= to {
+				return nil
+			}
+			r := new(Record)
+			err := item.Value(func(v []byte) error {
+				var err error
+				buf, err = decodeStoredRecord(v, r, buf)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("record key %x: %w", k, err)
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrStop) {
+		return fmt.Errorf("capture: %s: records: %w", s.dir, err)
+	}
+	return nil
+}
+
+// FirstReceived returns the Received time of the first record, and false
+// when the capture has no record.
+func (s *Store) FirstReceived() (int64, bool, error) {
+	var t int64
+	var ok bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
+		defer it.Close()
+		it.Rewind()
+		if it.Valid() && len(it.Item().Key()) == recordKeyLen {
+			t, ok = int64(binary.BigEndian.Uint64(it.Item().Key()[1:9])^(1<<63)), true
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("capture: %s: first record: %w", s.dir, err)
+	}
+	return t, ok, nil
+}
+
 // Records calls fn for every record in arrival order (by Received, then ID).
 // fn receives a fresh Record each time and may keep it. Returning ErrStop
 // ends the iteration without error; any other error ends it and is

@@ -389,3 +389,47 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestRecordsBetween(t *testing.T) {
+	s := openTest(t, t.TempDir(), Options{})
+	defer s.Close()
+	if _, ok, err := s.FirstReceived(); ok || err != nil {
+		t.Errorf("FirstReceived of an empty capture = %v, %v", ok, err)
+	}
+	w := s.Writer()
+	for i := range 100 {
+		w.Put(&Record{Received: int64(1000 + i*10), Tags: Tags{Index: int64(i)}})
+	}
+	waitFor(t, func() bool { return w.Stats().Written == 100 })
+	indexes := func(from, to int64) []int64 {
+		var out []int64
+		if err := s.RecordsBetween(from, to, func(r *Record) error {
+			if len(out) == 5 {
+				return ErrStop
+			}
+			out = append(out, r.Tags.Index)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	cases := []struct {
+		from, to int64
+		want     []int64
+	}{
+		{1000, 1030, []int64{0, 1, 2}},
+		{1005, 1031, []int64{1, 2, 3}},
+		{1985, 0, []int64{99}},
+		{0, 1000, nil},
+		{1500, 1500, []int64{50, 51, 52, 53, 54}}, // to ≤ from: no upper bound (ErrStop at 5)
+	}
+	for _, c := range cases {
+		if got := indexes(c.from, c.to); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("RecordsBetween(%d, %d) = %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+	if first, ok, err := s.FirstReceived(); first != 1000 || !ok || err != nil {
+		t.Errorf("FirstReceived = %d, %v, %v; want 1000", first, ok, err)
+	}
+}
