@@ -73,3 +73,19 @@ func TestRender(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderDeterministic(t *testing.T) {
+	l := Line{Title: "d", XLabel: "x", YLabel: "y", Series: []Series{{Name: "a", X: []float64{1, 2, 3}, Y: []float64{3, 1, 2}}, {Name: "b", X: []float64{1, 3}, Y: []float64{1, 1}, Step: true}}, Marks: []Point{{X: 2, Y: 1, Label: "m"}}}
+	for _, f := range []Format{PNG, SVG} {
+		var a, b bytes.Buffer
+		if err := l.Render(f, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Render(f, &b); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a.Bytes(), b.Bytes()) {
+			t.Errorf("format %d: two renders differ", f)
+		}
+	}
+}
