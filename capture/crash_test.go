@@ -119,7 +119,7 @@ func TestCrashKill9(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "cap")
 		ack := filepath.Join(t.TempDir(), "ack")
 		cmd := crashChild(t, dir, ack, "1")
-		target := uint64(20_000 + round*15_000)
+		target := uint64(10_000 + round*10_000)
 		waitFor(t, func() bool { return lastAck(t, ack) >= target })
 		time.Sleep(time.Duration(round*7) * time.Millisecond) // kill at varied points
 		if err := cmd.Process.Kill(); err != nil {
