@@ -196,6 +196,9 @@ func makePlan(cfg *Config, hdr *trace.Header, reqs []trace.Request) (*plan, erro
 			eff = hdr.MeanRate * cfg.Speed
 		}
 		label := strconv.FormatFloat(eff, 'g', 6, 64)
+		if eff == 0 {
+			label = "native" // own pace of a trace without a mean rate
+		}
 		n := CutIndex(off, len(reqs), scale, cfg.Duration)
 		if cfg.Duration > 0 && n == len(reqs) && !cfg.AllowShort {
 			need := ""

@@ -15,7 +15,11 @@
 #      (default: /tmp/guidellm-venv/bin/guidellm if present; install with
 #      `python3 -m venv /tmp/guidellm-venv && /tmp/guidellm-venv/bin/pip install guidellm`).
 # Results: OUTDIR/summary.md (+ every raw JSON). Env: DUR (seconds per
-# level, default 10), RATES_LAG, SWEEP, LOADS, SPIN (vbreplay --spin).
+# level, default 10), RATES_LAG, SWEEP, LOADS, PACER (vbreplay --pacer),
+# NICE (run the server and every client under `nice -n $NICE`, e.g. -10 as
+# root, so other jobs on a shared machine do not starve them; both tools
+# get the same treatment), PARTS ("lag ttft": which parts to run; results
+# already in OUTDIR are kept and summarized).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-/tmp/replay-bench-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -23,7 +27,10 @@ DUR=${DUR:-10}
 RATES_LAG=${RATES_LAG:-"100 1000 5000"}
 SWEEP=${SWEEP:-"250 500 1000 2000 3000 4000 5000 7500 10000"}
 LOADS=${LOADS:-"1 96 960"}
-SPIN=${SPIN:-0}
+PACER=${PACER:-precise}
+NICE=${NICE:-0}
+N="nice -n $NICE"
+PARTS=${PARTS:-"lag ttft"}
 GUIDELLM=${GUIDELLM:-/tmp/guidellm-venv/bin/guidellm}
 mkdir -p "$OUT/bin"
 go build -o "$OUT/bin/" ./cmd/vbreplay ./bench/scripts/replaytool
@@ -33,23 +40,24 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 serve() { # serve NAME ARGS... -> sets URL
-  "$B/replaytool" server --mock "${@:2}" >"$OUT/$1.url" 2>"$OUT/$1.log" &
+  $N "$B/replaytool" server --mock "${@:2}" >"$OUT/$1.url" 2>"$OUT/$1.log" &
   PIDS+=($!)
   for _ in $(seq 50); do [ -s "$OUT/$1.url" ] && break; sleep 0.1; done
   URL=$(cat "$OUT/$1.url")
 }
 load() { echo "$(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/load.log"; }
 
-echo "# replay benchmark $(date -u +%FT%TZ), $(nproc) cores, $(git rev-parse --short HEAD 2>/dev/null)" >"$OUT/load.log"
+echo "# replay benchmark $(date -u +%FT%TZ), $(nproc) cores, commit $(git rev-parse --short HEAD 2>/dev/null), DUR=$DUR PACER=$PACER NICE=$NICE" >"$OUT/load.log"
 maxrate=$(echo $RATES_LAG $SWEEP | tr ' ' '\n' | sort -n | tail -1)
 "$B/replaytool" trace --out "$OUT/fast.bin" --n $((maxrate * (DUR + 2))) --arrival poisson --output-tokens 1
 "$B/replaytool" trace --out "$OUT/slow.bin" --n $((960 * (DUR + 2))) --arrival constant --output-tokens 100
 
 # 1 + 2: lag against a fast server (1-token replies, no delay).
+if [[ " $PARTS " == *" lag "* ]]; then
 serve fast --tokens 1
 for r in $(echo $RATES_LAG $SWEEP | tr ' ' '\n' | sort -n | uniq); do
   load
-  "$B/vbreplay" "$OUT/fast.bin" --target "$URL" --rate "$r" --duration "${DUR}s" --spin "$SPIN" -q --json "$OUT/lag-vbreplay-$r.json" >/dev/null || true
+  $N "$B/vbreplay" "$OUT/fast.bin" --target "$URL" --rate "$r" --duration "${DUR}s" --pacer "$PACER" -q --json "$OUT/lag-vbreplay-$r.json" >/dev/null || true
 done
 if [ -x "$GUIDELLM" ]; then
   python3 -c "
@@ -58,18 +66,21 @@ with open('$OUT/gl-fast.jsonl','w') as f:
     for i in range(200000): f.write(json.dumps({'prompt':'word word word word word word word word','output_tokens_count':1})+'\n')"
   for r in $RATES_LAG; do
     load
-    timeout 600 "$GUIDELLM" run --backend kind=openai_http,target="$URL" --profile kind=constant,rate="$r" \
+    timeout 600 $N "$GUIDELLM" run --backend kind=openai_http,target="$URL" --profile kind=constant,rate="$r" \
       --constraint kind=max_duration,seconds="$DUR" --data kind=json_file,path="$OUT/gl-fast.jsonl" \
       --output kind=json,path="$OUT/lag-guidellm-$r.json" --disable-console >"$OUT/lag-guidellm-$r.log" 2>&1 || echo "guidellm rate $r failed (see $OUT/lag-guidellm-$r.log)"
   done
 fi
 
+fi
+
 # 3 + 4: TTFT overstatement, server TTFT 50 ms / ITL 10 ms / 100 tokens.
+if [[ " $PARTS " == *" ttft "* ]]; then
 serve slow --ttft 50ms --itl 10ms --tokens 100
 for r in $LOADS; do
   load
   curl -s -X POST "$URL/stats/reset"
-  "$B/vbreplay" "$OUT/slow.bin" --target "$URL" --rate "$r" --duration "${DUR}s" --drain 60s --spin "$SPIN" -q --json "$OUT/ttft-vbreplay-$r.json" >/dev/null || true
+  $N "$B/vbreplay" "$OUT/slow.bin" --target "$URL" --rate "$r" --duration "${DUR}s" --drain 60s --pacer "$PACER" -q --json "$OUT/ttft-vbreplay-$r.json" >/dev/null || true
   curl -s "$URL/stats" >"$OUT/ttft-vbreplay-$r.server.json"
 done
 if [ -x "$GUIDELLM" ]; then
@@ -80,11 +91,12 @@ with open('$OUT/gl-slow.jsonl','w') as f:
   for r in $LOADS; do
     load
     curl -s -X POST "$URL/stats/reset"
-    timeout 600 "$GUIDELLM" run --backend kind=openai_http,target="$URL" --profile kind=constant,rate="$r" \
+    timeout 600 $N "$GUIDELLM" run --backend kind=openai_http,target="$URL" --profile kind=constant,rate="$r" \
       --constraint kind=max_duration,seconds="$DUR" --data kind=json_file,path="$OUT/gl-slow.jsonl" \
       --output kind=json,path="$OUT/ttft-guidellm-$r.json" --disable-console >"$OUT/ttft-guidellm-$r.log" 2>&1 || echo "guidellm rate $r failed (see $OUT/ttft-guidellm-$r.log)"
     curl -s "$URL/stats" >"$OUT/ttft-guidellm-$r.server.json"
   done
+fi
 fi
 load
 python3 bench/scripts/replay_bench_report.py "$OUT" | tee "$OUT/summary.md"

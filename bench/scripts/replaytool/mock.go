@@ -51,7 +51,11 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	var req struct {
-		MaxTokens *int `json:"max_tokens"`
+		MaxTokens     *int `json:"max_tokens"`
+		StreamOptions *struct {
+			IncludeUsage    bool `json:"include_usage"`
+			ContinuousUsage bool `json:"continuous_usage_stats"`
+		} `json:"stream_options"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		http.Error(w, `{"error":{"message":"invalid JSON"}}`, http.StatusBadRequest)
@@ -61,6 +65,10 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 	if req.MaxTokens != nil {
 		n = *req.MaxTokens
 	}
+	// Like vLLM: per-chunk usage only with continuous_usage_stats, a final
+	// usage chunk only with include_usage.
+	usage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	cont := usage && req.StreamOptions.ContinuousUsage
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
 	timer := time.NewTimer(time.Hour)
@@ -75,9 +83,13 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		buf = append(buf[:0], `data: {"id":"cmpl-mock","object":"text_completion","model":"mock-model","choices":[{"index":0,"text":"tok ","finish_reason":null}],"usage":{"prompt_tokens":8,"completion_tokens":`...)
-		buf = strconv.AppendInt(buf, int64(i+1), 10)
-		buf = append(buf, "}}\n\n"...)
+		buf = append(buf[:0], `data: {"id":"cmpl-mock","object":"text_completion","created":1,"model":"mock-model","choices":[{"index":0,"text":"tok ","finish_reason":null}]`...)
+		if cont {
+			buf = append(buf, `,"usage":{"prompt_tokens":8,"completion_tokens":`...)
+			buf = strconv.AppendInt(buf, int64(i+1), 10)
+			buf = append(buf, '}')
+		}
+		buf = append(buf, "}\n\n"...)
 		if _, err := w.Write(buf); err != nil {
 			return
 		}
@@ -88,6 +100,9 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 			m.firsts = append(m.firsts, first)
 			m.mu.Unlock()
 		}
+	}
+	if usage {
+		fmt.Fprintf(w, "data: {\"id\":\"cmpl-mock\",\"object\":\"text_completion\",\"created\":1,\"model\":\"mock-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", n, n+8)
 	}
 	io.WriteString(w, "data: [DONE]\n\n")
 	fl.Flush()
