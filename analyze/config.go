@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -118,7 +119,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--chart and --vllm-json write files: give --out DIR"))
 	}
 	if c.Report == "" && c.Out != "" {
-		c.Report = c.Out + "/report.md"
+		c.Report = filepath.Join(c.Out, "report.md")
 	}
 	if c.Title == "" {
 		c.Title = "vbench report"
