@@ -39,7 +39,8 @@ type Writer struct {
 	sampleSeq uint64 // writer goroutine only
 	arena     []byte // writer goroutine only
 	scratch   []byte // writer goroutine only
-	pending   atomic.Int64
+	// queued counts accepted items not yet through a commit.
+	queued atomic.Int64
 	// queuedBytes is the estimated memory of the queued items (memSize),
 	// bounded by Options.QueueBytes.
 	queuedBytes atomic.Int64
@@ -129,6 +130,7 @@ func (w *Writer) enqueue(it item) bool {
 		w.drop()
 		return false
 	}
+	w.queued.Add(1)
 	w.mu.RLock()
 	if !w.closing {
 		select {
@@ -140,6 +142,7 @@ func (w *Writer) enqueue(it item) bool {
 	}
 	w.mu.RUnlock()
 	w.queuedBytes.Add(-size)
+	w.queued.Add(-1)
 	w.drop()
 	return false
 }
@@ -181,7 +184,7 @@ func (w *Writer) run() {
 	opt := &w.s.opt
 	tick := time.NewTicker(opt.FlushInterval)
 	defer tick.Stop()
-	batch := make([]item, 0, opt.BatchRecords)
+	batch := make([]item, 0, min(opt.BatchRecords, 4096))
 	lastSync := time.Now()
 	dirty := false
 	flush := func() {
@@ -196,7 +199,6 @@ func (w *Writer) run() {
 		select {
 		case it := <-w.ch:
 			batch = append(batch, it)
-			w.pending.Store(int64(len(batch)))
 			if len(batch) >= opt.BatchRecords {
 				flush()
 			}
@@ -262,7 +264,7 @@ func (w *Writer) flush(batch []item) {
 		for i := range batch {
 			w.queuedBytes.Add(-batch[i].memSize())
 		}
-		w.pending.Store(0)
+		w.queued.Add(-int64(len(batch)))
 		return
 	}
 	arena := w.arena[:0]
@@ -333,7 +335,7 @@ func (w *Writer) flush(batch []item) {
 		held += batch[i].memSize()
 	}
 	w.queuedBytes.Add(-held)
-	w.pending.Store(0)
+	w.queued.Add(-int64(len(batch)))
 	w.flushes.Add(1)
 	d := time.Since(start)
 	w.statMu.Lock()
@@ -346,7 +348,7 @@ func (w *Writer) flush(batch []item) {
 // Stats returns the writer's live numbers.
 func (w *Writer) Stats() WriterStats {
 	st := WriterStats{
-		Queued:      len(w.ch) + int(w.pending.Load()),
+		Queued:      int(w.queued.Load()),
 		QueuedBytes: w.queuedBytes.Load(),
 		Written:     w.written.Load(),
 		Samples:     w.samples.Load(),
