@@ -166,3 +166,27 @@ variants = ["vllm-page"]`)
 		t.Errorf("fit verdict inconsistent: %+v", p.Fits)
 	}
 }
+
+func TestSaturated(t *testing.T) {
+	r := &runner{study: &Study{Run: RunConfig{EarlyStop: EarlyStop{NormalizedLatency: Duration(time.Second), CutFraction: 0.5}}}}
+	tests := []struct {
+		lv   LevelStatus
+		want string
+	}{
+		{LevelStatus{Sent: 100, OK: 100, NormLatency: 0.05}, ""},
+		{LevelStatus{Sent: 100, OK: 90, NormLatency: 1.5}, "normalized latency 1.500 s/token > 1s"},
+		{LevelStatus{Sent: 100, OK: 40, Cut: 60, NormLatency: 0.2}, "60 of 100 requests still queued or running"},
+		{LevelStatus{Sent: 100, OK: 50, Cut: 50, NormLatency: 0.2}, ""}, // exactly half is not more than half
+		{LevelStatus{}, ""},
+	}
+	for _, tt := range tests {
+		got := r.saturated(tt.lv)
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("saturated(%+v) = %q, want %q", tt.lv, got, tt.want)
+		}
+	}
+	off := &runner{study: &Study{}}
+	if got := off.saturated(LevelStatus{Sent: 10, Cut: 10, NormLatency: 100}); got != "" {
+		t.Errorf("early stop off: %q", got)
+	}
+}
