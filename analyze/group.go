@@ -91,6 +91,10 @@ type Group struct {
 	RunningMax float64 `json:"running_max"`
 	Waiting    float64 `json:"waiting_mean"`
 	KVUsage    float64 `json:"kv_usage_mean"`
+	// MaxOutputTokensPerS is the most output tokens of completed
+	// requests that arrived in one wall-clock second (vLLM's
+	// max_output_tokens_per_s: the peak 1-s bucket).
+	MaxOutputTokensPerS float64 `json:"max_output_tokens_per_s"`
 	// Preemptions is the increase of vllm:num_preemptions over the window.
 	Preemptions float64 `json:"preemptions"`
 	// Samples is the number of server-metric samples in the window.
@@ -108,6 +112,8 @@ type groupAcc struct {
 	itlToken []float64
 	captures map[string]bool
 	hashes   map[string]bool
+	// perSecond counts output tokens by wall-clock second.
+	perSecond map[int64]int64
 	// split: itlToken is kept apart from itl (some chunk had ≠ 1 token).
 	split bool
 	// deadline is the latest replayer deadline of its measured requests.
@@ -232,6 +238,10 @@ func (a *groupAcc) finish(reqs []Request, cfg *Config, series *sampleSeries, spa
 	g.NormLatency = Summarize(norm)
 	g.Lag = Summarize(lag)
 	g.ITL = Summarize(a.itl)
+	for _, n := range a.perSecond {
+		g.MaxOutputTokensPerS = max(g.MaxOutputTokensPerS, float64(n))
+	}
+	a.perSecond = nil
 	g.ITLToken = g.ITL
 	if a.split {
 		g.ITLToken = Summarize(a.itlToken)

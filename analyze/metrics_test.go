@@ -133,6 +133,7 @@ func TestAnalyzeSmallFixture(t *testing.T) {
 	checkF(t, "waiting mean", g.Waiting, 1)
 	checkF(t, "kv mean", g.KVUsage, 0.5)
 	checkF(t, "preemptions", g.Preemptions, 3)
+	checkF(t, "max output tokens per s", g.MaxOutputTokensPerS, 9) // all 9 tokens in t0's second
 	checkF(t, "goodput", g.Goodput, math.NaN())
 	checkF(t, "lag p99", g.Lag.P99, 0.00099)
 }

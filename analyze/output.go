@@ -227,6 +227,7 @@ func summaryColumns() []column[*Group] {
 		{"output_tokens", func(g *Group) any { return g.OutputTokens }},
 		{"goodput", func(g *Group) any { return g.Goodput }},
 		{"good_count", func(g *Group) any { return g.GoodCount }},
+		{"max_output_tokens_per_s", func(g *Group) any { return g.MaxOutputTokensPerS }},
 	}
 	cols = append(cols, distCols("norm_latency", "s_per_tok", func(g *Group) Dist { return g.NormLatency })...)
 	cols = append(cols, distCols("ttft", "s", func(g *Group) Dist { return g.TTFT })...)

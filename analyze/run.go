@@ -137,6 +137,9 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 			variants[r.Variant] = true
 			models[a.g.Model] = true
 			a.deadline = max(a.deadline, rec.Tags.Deadline)
+			if r.Completed {
+				a.addTokenTimes(rec, r.TokenSource)
+			}
 			if len(gaps) > 0 {
 				a.addGaps(gaps, gapTokens)
 			}
@@ -247,6 +250,33 @@ func modelOf(body []byte) string {
 		return ""
 	}
 	return v.Model
+}
+
+// addTokenTimes counts a completed request's output tokens into 1-second
+// buckets of wall-clock time by the arrival of the chunk that carried
+// them (tokens per chunk as for the per-token ITL).
+func (a *groupAcc) addTokenTimes(rec *capture.Record, source string) {
+	if a.perSecond == nil {
+		a.perSecond = map[int64]int64{}
+	}
+	var prevUsage int32
+	for i := range rec.Chunks {
+		c := &rec.Chunks[i]
+		tokens := int64(c.Tokens)
+		if tokens < 0 && c.Usage >= 0 && source == SourceUsageChunks {
+			tokens = int64(c.Usage - prevUsage)
+		}
+		if c.Usage >= 0 {
+			prevUsage = c.Usage
+		}
+		if c.Content <= 0 && c.Tokens <= 0 {
+			continue
+		}
+		if tokens < 0 {
+			tokens = int64(c.Content)
+		}
+		a.perSecond[(rec.Received+c.At)/int64(nsPerSec)] += min(tokens, maxChunkTokens)
+	}
 }
 
 // maxChunkTokens caps the tokens one chunk may add to the per-token ITL.

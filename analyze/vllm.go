@@ -43,8 +43,8 @@ func msStats(o obj, m string, d Dist) obj {
 // duration and the latencies list, ms for the statistics), as if run with
 // --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 90,95,99.
 // Keys we cannot know are null (tokenizer_id, burstiness,
-// max_concurrency); max_output_tokens_per_s is left out (it needs the
-// token timeline). queue_times holds the replayer's schedule lag.
+// max_concurrency); max_output_tokens_per_s is the peak wall-clock second
+// of output tokens. queue_times holds the replayer's schedule lag.
 func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 	var lat, queue []float64
 	for i := range res.Requests {
@@ -103,6 +103,7 @@ func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 		{"total_token_throughput", zero(float64(g.InputTokens+g.OutputTokens) / g.Duration)},
 		{"latencies", lat},
 		{"queue_times", queue},
+		{"max_output_tokens_per_s", g.MaxOutputTokensPerS},
 		{"max_concurrent_requests", g.InFlightMax},
 		{"rtfx", 0.0},
 	}
