@@ -187,3 +187,27 @@ def test_cli_unusable_model_dir_exit_2(tmp_path, models):
     assert p.returncode == 2 and "not supported" in p.stderr and "Traceback" not in p.stderr, p.stderr
     p = run_cli("--model", models["tiny-llama"], "--attn", "flash", "--device", "cpu")
     assert p.returncode == 2 and "flash" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_random_bodies_never_500(server):
+    """Random JSON values in every field end in 200/400/404, never a server error or a hang."""
+    import random
+
+    rng = random.Random(1234)
+    values = [None, True, False, 0, 1, -1, 2.5, 1e9, "", "x", [], [1], ["a"], [[1, 2]], {}, {"a": 1}, [-1], "tiny"]
+    keys = ["model", "prompt", "messages", "max_tokens", "max_completion_tokens", "min_tokens", "temperature", "top_p",
+            "ignore_eos", "stream", "stream_options", "n", "logprobs", "return_token_ids"]
+    for i in range(40):
+        body = {k: rng.choice(values) for k in rng.sample(keys, rng.randint(0, len(keys)))}
+        if rng.random() < 0.5:
+            body["prompt"] = "hi"
+        if isinstance(body.get("max_tokens"), (int, float)) and not isinstance(body.get("max_tokens"), bool):
+            body["max_tokens"] = 3 if body["max_tokens"] > 3 else body["max_tokens"]
+        body.pop("max_completion_tokens", None) if body.get("max_completion_tokens") == 1e9 else None
+        path = rng.choice(["/v1/completions", "/v1/chat/completions"])
+        if body.get("stream") is True:
+            st, _, _ = server.stream(path, body)
+        else:
+            st, _ = server.post(path, body)
+        assert st in (200, 400, 404), (i, path, body, st)
+    assert server.get("/health")[0] == 200

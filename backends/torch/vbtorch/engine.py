@@ -295,7 +295,6 @@ class Engine:
     def step(self) -> None:
         """Step runs one iteration: admit, prefill the admitted, decode the running, sample, emit."""
         t0 = time.perf_counter()
-        dev = self.dev
         new = self._admit()
         old = self.running
         parts = []
@@ -342,7 +341,6 @@ class Engine:
         st.max_running = max(st.max_running, len(batch))
         self._update_gauges()
         self.post(lambda: self._deliver(outs))
-        del dev
 
     @staticmethod
     def _deliver(outs) -> None:
@@ -382,7 +380,6 @@ class Engine:
             widx.extend(range(r.region.start, r.region.start + p))
             seg.extend([i] * p)
             last.append(len(tokens) - 1)
-        T = len(tokens)
         meta = torch.tensor([tokens, pos, widx, seg], dtype=torch.int64)
         if self.dev.type == "cuda":
             meta = meta.pin_memory()
@@ -393,7 +390,6 @@ class Engine:
             cu = [0] + list(itertools.accumulate(lens))
             self.attn.cu = torch.tensor(cu, dtype=torch.int32).to(self.dev, non_blocking=True)
             self.attn.maxlen = max(lens)
-        del T
         return self.model.prefill(self.kv, meta[0], meta[1], meta[2], meta[3], last_t, self.attn)
 
     def _decode(self, batch: list[Request]) -> torch.Tensor:

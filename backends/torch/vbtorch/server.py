@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 import time
-import uuid
 
 log = logging.getLogger("vbtorch.server")
 
