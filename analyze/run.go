@@ -260,6 +260,13 @@ func (a *groupAcc) addTokenTimes(rec *capture.Record, source string) {
 		a.perSecond = map[int64]int64{}
 	}
 	var prevUsage int32
+	// consecutive chunks mostly share a second: add to the map once per run
+	bucket, run := int64(math.MinInt64), int64(0)
+	defer func() {
+		if run > 0 {
+			a.perSecond[bucket] += run
+		}
+	}()
 	for i := range rec.Chunks {
 		c := &rec.Chunks[i]
 		tokens := int64(c.Tokens)
@@ -275,7 +282,13 @@ func (a *groupAcc) addTokenTimes(rec *capture.Record, source string) {
 		if tokens < 0 {
 			tokens = int64(c.Content)
 		}
-		a.perSecond[(rec.Received+c.At)/int64(nsPerSec)] += min(tokens, maxChunkTokens)
+		if b := (rec.Received + c.At) / int64(nsPerSec); b != bucket {
+			if run > 0 {
+				a.perSecond[bucket] += run
+			}
+			bucket, run = b, 0
+		}
+		run += min(tokens, maxChunkTokens)
 	}
 }
 
