@@ -72,7 +72,7 @@ type Config struct {
 	// level every variant sustains, else the lowest level).
 	CDFRate string
 	// Timeline picks the group key of the timeline chart (default: the
-	// group of the highest rate of the first variant).
+	// first variant's group at the CDF rate).
 	Timeline string
 	// Title heads the report (default "vbench report").
 	Title string

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	saturation := fs.Duration("saturation", 0, "normalized-latency threshold (per token) under which a rate is sustained (default 200ms)")
 	lagWarn := fs.Duration("lag-warn", 0, "warn when the replayer's schedule-lag p99 exceeds this (default 10ms)")
 	cdfRate := fs.String("cdf-rate", "", "rate level of the CDF charts (default: the highest level every variant sustains)")
-	timeline := fs.String("timeline", "", "group key of the timeline chart (default: the highest rate of the first variant)")
+	timeline := fs.String("timeline", "", "group key of the timeline chart, e.g. vllm-page/10/1 (default: the first variant at the CDF rate)")
 	report := fs.String("report", "", "path of the Markdown report (default OUT/report.md)")
 	title := fs.String("title", "", "title of the report")
 	dump := fs.Bool("dump", false, "print the captures as JSON Lines (meta, records, samples) instead of analysing them")
