@@ -24,7 +24,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python3 -m vbtorch.server", description="vbtorch: pure-PyTorch baseline LLM server")
     p.add_argument("--model", required=True, help="model directory (config.json, tokenizer, *.safetensors) or a cached HF repo id")
     p.add_argument("--load-format", choices=["auto", "dummy"], default="auto")
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto")
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "bf16", "float16", "fp16", "half", "float32", "float"], default="auto",
+                   help="weights/KV dtype (vLLM's names accepted)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -110,7 +111,8 @@ def build(args: argparse.Namespace, post):
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     if dev == "cuda" and not torch.cuda.is_available():
         raise StartupError("--device cuda: no CUDA device is visible to PyTorch")
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(args.dtype)
+    dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+             "half": torch.float16, "float32": torch.float32, "float": torch.float32}.get(args.dtype)
     if dtype is None:
         dtype = torch.bfloat16 if dev == "cuda" else torch.float32
     max_len = args.max_model_len or shape.max_pos
