@@ -341,6 +341,28 @@ func TestStopLeavesNoOrphans(t *testing.T) {
 	}
 }
 
+func TestVersionUndetected(t *testing.T) {
+	fakeEnv(t, "", "") // the fake prints an empty line for --version
+	spec, _ := Preset(PresetVLLMPage)
+	spec.Model = "m"
+	b, err := New(spec, quickOpts(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Prepare(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no version in output") || !strings.Contains(err.Error(), "vllm_version") {
+		t.Errorf("Prepare = %v", err)
+	}
+	spec.VLLMVersion = "0.12.0" // given: no detection, the old variable
+	b, _ = New(spec, quickOpts(0))
+	if err := b.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.Command(); len(c.Env) != 1 || c.Env[0] != "VLLM_ATTENTION_BACKEND=TRITON_ATTN" || c.Version != "0.12.0" {
+		t.Errorf("command %+v", c)
+	}
+}
+
 func TestNotInstalled(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	spec, _ := Preset(PresetVLLMPage)
