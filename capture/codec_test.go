@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -296,4 +297,15 @@ func FuzzStoredRecordDecode(f *testing.F) {
 			t.Fatalf("error %v does not wrap ErrCorrupt", err)
 		}
 	})
+}
+
+func TestParseOutcome(t *testing.T) {
+	for _, o := range Outcomes() {
+		if got, err := ParseOutcome(string(o)); got != o || err != nil {
+			t.Errorf("ParseOutcome(%q) = %q, %v", o, got, err)
+		}
+	}
+	if _, err := ParseOutcome("okay"); err == nil || !strings.Contains(err.Error(), "client_aborted") {
+		t.Errorf("ParseOutcome(okay) = %v, want an error listing the outcomes", err)
+	}
 }

@@ -9,6 +9,11 @@
 // so a wall-clock step can never reorder a record's chunks.
 package capture
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Outcome says how an exchange ended.
 type Outcome string
 
@@ -35,6 +40,26 @@ const (
 	// its drain deadline.
 	OutcomeShutdown Outcome = "proxy_shutdown"
 )
+
+// Outcomes lists every outcome, in the order above.
+func Outcomes() []Outcome {
+	return []Outcome{OutcomeOK, OutcomeClientAborted, OutcomeUpstreamError, OutcomeUpstreamUnreachable, OutcomeIdleTimeout, OutcomeTooLarge, OutcomeShutdown}
+}
+
+// ParseOutcome returns the outcome named s, or an error that lists the
+// valid names (for flags such as --outcome).
+func ParseOutcome(s string) (Outcome, error) {
+	for _, o := range Outcomes() {
+		if string(o) == s {
+			return o, nil
+		}
+	}
+	names := make([]string, 0, 7)
+	for _, o := range Outcomes() {
+		names = append(names, string(o))
+	}
+	return "", fmt.Errorf("capture: unknown outcome %q (want one of %s)", s, strings.Join(names, ", "))
+}
 
 // Header is one HTTP header as recorded (secrets redacted unless the proxy
 // was told to keep them).
