@@ -15,8 +15,11 @@
 #      streams.
 # Results: OUTDIR/summary.md and the raw JSON lines. Env: DUR (seconds per
 # latency run, default 10), ITL (default 50ms), LOADS (default "1 100 1000"),
-# IDLE (idle streams, default 1000). Needs nginx on PATH (apt-get install
-# nginx-light) for the nginx column; without it the column is skipped.
+# IDLE (idle streams, default 1000), NOREC=1 (add a vbproxy that records
+# nothing, to show what recording costs), BIN (directory with prebuilt vbproxy and
+# proxytool, for a machine without Go), NGINX_BIN (nginx binary). Needs nginx
+# (apt-get install nginx-light) for the nginx column; without it the column
+# is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-/tmp/proxy-bench-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -25,7 +28,11 @@ ITL=${ITL:-50ms}
 LOADS=${LOADS:-"1 100 1000"}
 IDLE=${IDLE:-1000}
 mkdir -p "$OUT/bin"
-go build -o "$OUT/bin/" ./cmd/vbproxy ./bench/scripts/proxytool
+if [ -n "${BIN:-}" ]; then # prebuilt vbproxy and proxytool (a machine without Go)
+  cp "$BIN/vbproxy" "$BIN/proxytool" "$OUT/bin/"
+else
+  go build -o "$OUT/bin/" ./cmd/vbproxy ./bench/scripts/proxytool
+fi
 B="$OUT/bin"
 PIDS=()
 cleanup() {
@@ -43,12 +50,19 @@ waitfile "$OUT/upstream.url"; UP=$(cat "$OUT/upstream.url")
 "$B/vbproxy" --upstream "$UP" --listen 127.0.0.1:0 --capture "$OUT/capture" --log-level warn >"$OUT/vbproxy.out" 2>"$OUT/vbproxy.log" & VBPID=$!; PIDS+=($VBPID)
 waitfile "$OUT/vbproxy.out"; VB=$(grep -o 'http://[0-9.:]*' "$OUT/vbproxy.out" | head -1)
 
+VBN=""
+if [ "${NOREC:-0}" = 1 ]; then # a second vbproxy that forwards without recording
+  "$B/vbproxy" --upstream "$UP" --listen 127.0.0.1:0 --capture '' --log-level warn >"$OUT/vbproxy-norec.out" 2>"$OUT/vbproxy-norec.log" & PIDS+=($!)
+  waitfile "$OUT/vbproxy-norec.out"; VBN=$(grep -o 'http://[0-9.:]*' "$OUT/vbproxy-norec.out" | head -1)
+fi
+
 "$B/proxytool" revproxy --upstream "$UP" >"$OUT/revproxy.url" 2>"$OUT/revproxy.log" & RPPID=$!; PIDS+=($RPPID)
 waitfile "$OUT/revproxy.url"; RP=$(cat "$OUT/revproxy.url")
 
 NG=""
-if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
-  NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+NGINX=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
+unset NGINX_BIN # nginx reads an exported NGINX variable as inherited sockets
+if [ -x "$NGINX" ]; then
   NGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   mkdir -p "$OUT/nginx"
   cat >"$OUT/nginx/nginx.conf" <<CONF
@@ -75,7 +89,7 @@ http {
   }
 }
 CONF
-  "$NGINX" -c "$OUT/nginx/nginx.conf" -p "$OUT/nginx" 2>"$OUT/nginx/start.log"
+  "$NGINX" -e "$OUT/nginx/error.log" -c "$OUT/nginx/nginx.conf" -p "$OUT/nginx" 2>"$OUT/nginx/start.log"
   waitfile "$OUT/nginx.pid"
   NG="http://127.0.0.1:$NGPORT"
   NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')
@@ -97,8 +111,8 @@ sleep 10
 echo "upstream $UP  vbproxy $VB  httputil $RP  nginx ${NG:-none}" | tee "$OUT/targets.txt"
 : >"$OUT/latency.jsonl"
 for c in $LOADS; do
-  for t in direct vbproxy nginx httputil; do
-    case $t in direct) U=$UP;; vbproxy) U=$VB;; nginx) U=$NG;; httputil) U=$RP;; esac
+  for t in direct vbproxy vbproxy-norec nginx httputil; do
+    case $t in direct) U=$UP;; vbproxy) U=$VB;; vbproxy-norec) U=$VBN;; nginx) U=$NG;; httputil) U=$RP;; esac
     [ -z "$U" ] && continue
     echo "latency: $c streams via $t" >&2
     "$B/proxytool" load --target "$U" --streams "$c" --itl "$ITL" --events 40 --duration "${DUR}s" --warmup 2s |
@@ -119,14 +133,14 @@ out, dur, itl, ngv = sys.argv[1:5]
 lat = [json.loads(l) for l in open(out + "/latency.jsonl")]
 by = {(r["streams"], r["via"]): r for r in lat}
 L = []
-L.append(f"Measured {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {os.cpu_count()} CPUs ({platform.node()}); "
+L.append(f"Measured {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} on {len(os.sched_getaffinity(0))} CPUs (of {os.cpu_count()} on {platform.node()}; load average before the run {open('/proc/loadavg').read().split()[0]}); "
          f"upstream, load generator and proxies all on the same host; {dur} s per run after a 2 s warm-up; events {itl} apart per stream; nginx {ngv}.")
 L.append("")
 L.append("### Per-event latency (client receive − upstream send), µs")
 L.append("")
 L.append("| streams | via | events/s | p50 | p90 | p99 | added p50 | added p99 | errors |")
 L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-for (c, via), r in sorted(by.items(), key=lambda kv: (kv[0][0], ["direct","vbproxy","nginx","httputil"].index(kv[0][1]))):
+for (c, via), r in sorted(by.items(), key=lambda kv: (kv[0][0], ["direct","vbproxy","vbproxy-norec","nginx","httputil"].index(kv[0][1]))):
     d = by.get((c, "direct"))
     a50 = r["p50_us"] - d["p50_us"] if d and via != "direct" else 0
     a99 = r["p99_us"] - d["p99_us"] if d and via != "direct" else 0
