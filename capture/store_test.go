@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -165,6 +167,19 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open("", Options{Logger: quiet}); err == nil {
 		t.Error("empty dir accepted")
 	}
+	// A Badger store that vbench did not write.
+	foreign := filepath.Join(tmp, "foreign")
+	db, err := badger.Open(badger.DefaultOptions(foreign).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k"), []byte("v")) })
+	db.Close()
+	for _, ro := range []bool{false, true} {
+		if _, err := Open(foreign, Options{ReadOnly: ro, Logger: quiet}); !errors.Is(err, ErrNotCapture) {
+			t.Errorf("Open(ReadOnly=%v) of a foreign Badger store = %v, want ErrNotCapture", ro, err)
+		}
+	}
 	// The live writer's lock: a second open (either mode) names the pid.
 	dir := filepath.Join(tmp, "live")
 	s := openTest(t, dir, Options{})
@@ -185,7 +200,9 @@ func TestLiveReadAndSnapshot(t *testing.T) {
 	for i := range 100 {
 		w.Put(&Record{Received: int64(i), Tags: Tags{Index: int64(i)}})
 	}
-	waitFor(t, func() bool { return w.Stats().Written == 100 })
+	w.PutSample(Sample{At: 5, Name: MetricRunning, Value: 2})
+	s.PutMeta(Meta{Tool: "live"})
+	waitFor(t, func() bool { return w.Stats().Written == 100 && w.Stats().Samples == 1 })
 	if n := len(readAll(t, s)); n != 100 {
 		t.Errorf("live Records saw %d, want 100", n)
 	}
@@ -199,6 +216,12 @@ func TestLiveReadAndSnapshot(t *testing.T) {
 	got := readAll(t, r)
 	if len(got) != 100 || got[99].Tags.Index != 99 {
 		t.Errorf("snapshot has %d records", len(got))
+	}
+	if _, ns, _ := r.Counts(); ns != 1 {
+		t.Errorf("snapshot has %d samples, want 1", ns)
+	}
+	if metas, _ := r.Metas(); len(metas) != 1 || metas[0].Tool != "live" {
+		t.Errorf("snapshot metas = %+v", metas)
 	}
 	if err := s.Snapshot(snap); err == nil {
 		t.Error("snapshot into a non-empty dir succeeded")
