@@ -27,6 +27,13 @@ timeout 200 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:810
 timeout 100 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8100 --model llama3-8b --chat-only --no-ignore-eos --concurrency 64 --max-tokens 256 --out "$OUT/vbtorch_http_chat.json" 2>&1 | grep -E "output_tok_s|wall_s|ttft|gap|\"ok"
 kill $SP; wait $SP 2>/dev/null
 tail -3 "$OUT/vbtorch_server.log"
+stamp vbtorch HTTP probe, --engine-process
+(cd backends/torch && exec python3 -m vbtorch.server --model ../../$M --load-format dummy --port 8103 --engine-process \
+   --served-model-name llama3-8b --kv-policy oracle --kv-budget-gib 16 --max-model-len 2048) >> "$OUT/vbtorch_server.log" 2>&1 &
+SP=$!
+timeout 200 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8103 --model llama3-8b --concurrency 64 --max-tokens 256 --out "$OUT/vbtorch_http_proc.json" 2>&1 | grep -E "ready|output_tok_s|wall_s|ttft|gap|\"ok|errors|step_seconds|steps_total"
+timeout 100 python3 bench/scripts/torch_http_probe.py --url http://127.0.0.1:8103 --model llama3-8b --chat-only --no-ignore-eos --concurrency 64 --max-tokens 256 2>&1 | grep -E "output_tok_s|wall_s|ttft|gap|\"ok"
+kill $SP; wait $SP 2>/dev/null
 fi
 
 if [ "${SKIP_TSERVE:-0}" != 1 ]; then

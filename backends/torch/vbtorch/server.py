@@ -41,6 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batching", choices=["continuous", "static"], default="continuous")
     p.add_argument("--attn", choices=["sdpa", "flash"], default="sdpa")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine-process", action="store_true",
+                   help="run the engine in its own process (HTTP and engine then do not share the GIL)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     a = p.parse_args(argv)
     for name in ("max_num_seqs", "max_batch_tokens"):
@@ -170,6 +172,26 @@ def build(args: argparse.Namespace, post):
     return model_dir, tok, engine
 
 
+def build_remote(args: argparse.Namespace, post):
+    """Build_remote loads the tokenizer here and starts the engine in its own process."""
+    from transformers import AutoTokenizer
+
+    from .model import ModelError, read_config
+    from .remote import RemoteEngine
+
+    model_dir = resolve_model_dir(args.model)
+    try:
+        read_config(model_dir)
+        tok = AutoTokenizer.from_pretrained(model_dir)
+    except ModelError as e:
+        raise StartupError(str(e)) from e
+    except Exception as e:  # noqa: BLE001
+        raise StartupError(f"--model {model_dir}: cannot load the tokenizer: {e}") from e
+    child_args = argparse.Namespace(**vars(args))
+    child_args.model = model_dir
+    return model_dir, tok, RemoteEngine(child_args, post)
+
+
 def free_memory(dev: str) -> int:
     """Free_memory is the free bytes of the device (GPU) or the available host memory (CPU)."""
     if dev == "cuda":
@@ -212,7 +234,10 @@ async def _serve(args) -> int:
     def post(fn):
         loop.call_soon_threadsafe(fn)
 
-    model_dir, tok, engine = await loop.run_in_executor(None, build, args, post)
+    if args.engine_process:
+        model_dir, tok, engine = await loop.run_in_executor(None, build_remote, args, post)
+    else:
+        model_dir, tok, engine = await loop.run_in_executor(None, build, args, post)
     name = args.served_model_name or os.path.basename(os.path.normpath(args.model))
     app = create_app(engine, tok, name, model_dir)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
