@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -428,3 +429,63 @@ func FuzzParseRequest(f *testing.F) {
 }
 
 func fmtSscan(s string, v *float64) (int, error) { return fmt.Sscan(s, v) }
+
+func TestManyConcurrentStreams(t *testing.T) {
+	// 300 streams into a 512-token paged cache (32 blocks): most wait,
+	// admitted ones outgrow their first block and get preempted and
+	// recomputed; every one still gets exactly its tokens.
+	s, url := startServer(t, Config{Speed: 50, KVTokens: 512})
+	const n, tokens = 300, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"prompt":"request number %d with some words","max_tokens":%d,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true,"continuous_usage_stats":true}}`, i, tokens)
+			resp, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err != nil {
+				errs <- err
+				return
+			}
+			words := 0
+			for _, line := range strings.Split(string(b), "\n") {
+				if d, ok := strings.CutPrefix(line, "data: "); ok && d != "[DONE]" {
+					var c chunk
+					if err := json.Unmarshal([]byte(d), &c); err != nil {
+						errs <- err
+						return
+					}
+					if len(c.Choices) == 1 {
+						words += len(strings.Fields(*c.Choices[0].Text))
+					} else if c.Usage.Completion != tokens {
+						errs <- fmt.Errorf("request %d: usage %+v", i, c.Usage)
+					}
+				}
+			}
+			if words != tokens || !strings.HasSuffix(string(b), "data: [DONE]\n\n") {
+				errs <- fmt.Errorf("request %d: %d tokens of text; want %d", i, words, tokens)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := s.Engine().Stats()
+	if st.Finished[FinishLength] != n || st.OutputTokens != n*tokens || st.Running != 0 || st.KVUsed != 0 {
+		t.Fatalf("engine after the load: %+v", st)
+	}
+	if st.Preemptions == 0 {
+		t.Fatalf("no preemption in %d steps; the load should outgrow 32 blocks", st.Steps)
+	}
+	t.Logf("steps %d, preemptions %d, prompt tokens computed %d", st.Steps, st.Preemptions, st.PromptTokens)
+}
