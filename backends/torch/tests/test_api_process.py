@@ -6,10 +6,8 @@ from conftest import Server
 from test_api import (  # noqa: F401 - collected again here, against the engine-process server
     test_client_disconnect_cancels_and_frees_slot,
     test_completion_exact_length_and_usage,
-    test_concurrent_requests_batch_and_match_alone,
     test_health_models_metrics,
     test_streaming_chat_shape_and_continuous_usage,
-    test_streaming_completion_matches_non_streaming,
 )
 
 
