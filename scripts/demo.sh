@@ -35,6 +35,9 @@ rates=$(awk -v s="$SPEED" 'BEGIN { n = split("0.5 0.75 1 1.5 2 2.5 3", r, " "); 
 # about 4x its unloaded normalized latency.
 norm_us=$(awk -v s="$SPEED" 'BEGIN { printf "%d", 100000 / s }')
 
+case "$OUT" in
+"" | "/" | "." | "..") echo "demo: refusing OUT=$OUT" >&2; exit 2 ;;
+esac
 rm -rf "$OUT"
 mkdir -p "$OUT"
 start=$(date +%s)
@@ -88,11 +91,24 @@ for v in sim-paged sim-contiguous; do
 	PATH="$BIN:$PATH" "$BIN/vbbench" run "$OUT/$v.toml" >"$OUT/$v.log" 2>&1 &
 	pids+=($!)
 done
+# Live progress: the latest step of each study every 10 s.
+tick=0
+while kill -0 "${pids[@]}" 2>/dev/null; do
+	sleep 1
+	((++tick % 10 == 0)) || continue
+	for v in sim-paged sim-contiguous; do
+		line=$(grep -E '^\[' "$OUT/$v.log" | tail -n 1 || true)
+		if [[ -n $line ]]; then echo "  $v: ${line#*] }"; fi
+	done
+done
 fail=0
 for i in "${!pids[@]}"; do
 	wait "${pids[$i]}" || fail=1
 done
-grep -h -E '^\[|done:|WARNING' "$OUT"/sim-*.log | grep -v 'level .* req/s: sent' || true
+echo
+for v in sim-paged sim-contiguous; do
+	grep -E 'level .* done:|WARNING' "$OUT/$v.log" | sed "s/^ */  $v: /" || true
+done
 if [[ $fail -ne 0 ]]; then
 	echo "demo: a study failed; see $OUT/sim-paged.log and $OUT/sim-contiguous.log" >&2
 	exit 1
