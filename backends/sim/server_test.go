@@ -489,3 +489,37 @@ func TestManyConcurrentStreams(t *testing.T) {
 	}
 	t.Logf("steps %d, preemptions %d, prompt tokens computed %d", st.Steps, st.Preemptions, st.PromptTokens)
 }
+
+func TestChunkBytes(t *testing.T) {
+	// The exact bytes of vLLM's chunk shapes (key order, nulls).
+	s, err := New(Config{Preset: "tiny", Model: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		name     string
+		j        job
+		from, to int
+		role     bool
+		finish   string
+		usage    int
+		want     string
+	}{
+		{"completions", job{prompt: 3}, 0, 1, false, "", -1,
+			`data: {"id":"x","object":"text_completion","created":7,"model":"m","choices":[{"index":0,"text":" the","logprobs":null,"finish_reason":null,"stop_reason":null}]}` + "\n\n"},
+		{"completions last with usage", job{prompt: 3, cont: true}, 1, 3, false, "length", 3,
+			`data: {"id":"x","object":"text_completion","created":7,"model":"m","choices":[{"index":0,"text":" on each","logprobs":null,"finish_reason":"length","stop_reason":null}],"usage":{"prompt_tokens":3,"total_tokens":6,"completion_tokens":3}}` + "\n\n"},
+		{"chat role", job{chat: true}, 0, 0, true, "", -1,
+			`data: {"id":"x","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}` + "\n\n"},
+		{"chat content", job{chat: true}, 0, 1, false, "", -1,
+			`data: {"id":"x","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"content":" the"},"logprobs":null,"finish_reason":null}]}` + "\n\n"},
+		{"chat last", job{chat: true}, 1, 2, false, "stop", -1,
+			`data: {"id":"x","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"content":" on"},"logprobs":null,"finish_reason":"stop","stop_reason":null}]}` + "\n\n"},
+	} {
+		o := &output{s: s, j: &tc.j, id: "x", created: 7}
+		if got := string(o.appendChunk(nil, tc.from, tc.to, tc.role, tc.finish, tc.usage)); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+}
