@@ -51,7 +51,7 @@ study() { # variant extra-toml
 # Written by scripts/demo.sh (make demo).
 name = "demo-$1"
 description = "$1 on the simulated OPT-13B/A100 (vLLM paper, fig. 12/13 shape), ${SPEED}x real time"
-results_dir = "$OUT/results"
+results_dir = "$OUT/results/$1" # one per study: two vbbench runs must not share a results dir
 reports_dir = "$OUT/reports/$1"
 budget = "10m"
 
@@ -114,7 +114,8 @@ if [[ $fail -ne 0 ]]; then
 	exit 1
 fi
 
-mapfile -t captures < <(find "$OUT/results" -path '*/capture/rate-*' -type d -prune | sort)
+captures=() # (no mapfile: macOS ships bash 3.2)
+while IFS= read -r d; do captures+=("$d"); done < <(find "$OUT/results" -path '*/capture/rate-*' -type d -prune | sort)
 if [[ ${#captures[@]} -eq 0 ]]; then
 	echo "demo: no captures under $OUT/results" >&2
 	exit 1
