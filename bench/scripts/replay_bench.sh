@@ -66,7 +66,7 @@ with open('$OUT/gl-fast.jsonl','w') as f:
     for i in range(200000): f.write(json.dumps({'prompt':'word word word word word word word word','output_tokens_count':1})+'\n')"
   for r in $RATES_LAG; do
     load
-    timeout 600 $N "$GUIDELLM" run --backend kind=openai_http,target="$URL" --profile kind=constant,rate="$r" \
+    timeout 600 $N "$GUIDELLM" run --backend kind=openai_http,target="$URL",request_format=/v1/completions --profile kind=constant,rate="$r" \
       --constraint kind=max_duration,seconds="$DUR" --data kind=json_file,path="$OUT/gl-fast.jsonl" \
       --output kind=json,path="$OUT/lag-guidellm-$r.json" --disable-console >"$OUT/lag-guidellm-$r.log" 2>&1 || echo "guidellm rate $r failed (see $OUT/lag-guidellm-$r.log)"
   done
@@ -91,7 +91,7 @@ with open('$OUT/gl-slow.jsonl','w') as f:
   for r in $LOADS; do
     load
     curl -s -X POST "$URL/stats/reset"
-    timeout 600 $N "$GUIDELLM" run --backend kind=openai_http,target="$URL" --profile kind=constant,rate="$r" \
+    timeout 600 $N "$GUIDELLM" run --backend kind=openai_http,target="$URL",request_format=/v1/completions --profile kind=constant,rate="$r" \
       --constraint kind=max_duration,seconds="$DUR" --data kind=json_file,path="$OUT/gl-slow.jsonl" \
       --output kind=json,path="$OUT/ttft-guidellm-$r.json" --disable-console >"$OUT/ttft-guidellm-$r.log" 2>&1 || echo "guidellm rate $r failed (see $OUT/ttft-guidellm-$r.log)"
     curl -s "$URL/stats" >"$OUT/ttft-guidellm-$r.server.json"

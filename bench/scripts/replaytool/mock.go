@@ -69,6 +69,10 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 	// usage chunk only with include_usage.
 	usage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	cont := usage && req.StreamOptions.ContinuousUsage
+	object, choice := "text_completion", `{"index":0,"text":"tok ","finish_reason":null}`
+	if r.URL.Path == "/v1/chat/completions" {
+		object, choice = "chat.completion.chunk", `{"index":0,"delta":{"content":"tok "},"finish_reason":null}`
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
 	timer := time.NewTimer(time.Hour)
@@ -83,7 +87,11 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		buf = append(buf[:0], `data: {"id":"cmpl-mock","object":"text_completion","created":1,"model":"mock-model","choices":[{"index":0,"text":"tok ","finish_reason":null}]`...)
+		buf = append(buf[:0], `data: {"id":"cmpl-mock","object":"`...)
+		buf = append(buf, object...)
+		buf = append(buf, `","created":1,"model":"mock-model","choices":[`...)
+		buf = append(buf, choice...)
+		buf = append(buf, ']')
 		if cont {
 			buf = append(buf, `,"usage":{"prompt_tokens":8,"completion_tokens":`...)
 			buf = strconv.AppendInt(buf, int64(i+1), 10)
@@ -102,7 +110,7 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if usage {
-		fmt.Fprintf(w, "data: {\"id\":\"cmpl-mock\",\"object\":\"text_completion\",\"created\":1,\"model\":\"mock-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", n, n+8)
+		fmt.Fprintf(w, "data: {\"id\":\"cmpl-mock\",\"object\":%q,\"created\":1,\"model\":\"mock-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", object, n, n+8)
 	}
 	io.WriteString(w, "data: [DONE]\n\n")
 	fl.Flush()
