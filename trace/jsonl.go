@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 )
 
@@ -34,15 +35,22 @@ type headerJSON struct {
 	Hash  string `json:"hash"`
 }
 
-// JSONLWriter writes the JSON Lines form of a trace. Unlike the binary
-// Writer it needs the final header up front, so it holds records in memory
-// until Close unless the header is already complete (see WriteJSONL).
+// JSONLWriter writes the JSON Lines form of a trace. The header line comes
+// first but holds the count, span and hash of the records, so the record
+// lines are held until Close: in memory up to spillAt bytes, then in a
+// temporary file (a million-request trace converts in bounded memory).
 type JSONLWriter struct {
 	w      *bufio.Writer
 	inner  *Writer // computes count, span and hash
-	held   [][]byte
+	held   bytes.Buffer
+	spill  *os.File
+	spillW *bufio.Writer
 	closed bool
 }
+
+// spillAt is how many bytes of record lines a JSONLWriter keeps in memory
+// before it moves them to a temporary file.
+var spillAt = 32 << 20
 
 // NewJSONLWriter starts a JSON Lines trace with header h on w.
 func NewJSONLWriter(w io.Writer, h Header) (*JSONLWriter, error) {
@@ -62,7 +70,25 @@ func (w *JSONLWriter) Write(r *Request) error {
 	if err != nil {
 		return fmt.Errorf("trace: record %d: %w", r.Index, err)
 	}
-	w.held = append(w.held, line)
+	if w.spill == nil && w.held.Len()+len(line) > spillAt {
+		f, err := os.CreateTemp("", "vbtrace-*.jsonl")
+		if err != nil {
+			return fmt.Errorf("trace: spilling JSON lines: %w", err)
+		}
+		os.Remove(f.Name()) // unlinked: gone with the process whatever happens
+		w.spill, w.spillW = f, bufio.NewWriterSize(f, 1<<20)
+		w.spillW.Write(w.held.Bytes())
+		w.held = bytes.Buffer{}
+	}
+	if w.spill != nil {
+		w.spillW.Write(line)
+		if err := w.spillW.WriteByte('\n'); err != nil {
+			return fmt.Errorf("trace: spilling JSON lines: %w", err)
+		}
+		return nil
+	}
+	w.held.Write(line)
+	w.held.WriteByte('\n')
 	return nil
 }
 
@@ -82,11 +108,21 @@ func (w *JSONLWriter) Close() error {
 	if err := writeJSONHeader(w.w, &h); err != nil {
 		return err
 	}
-	for _, line := range w.held {
-		w.w.Write(line)
-		w.w.WriteByte('\n')
+	if w.spill != nil {
+		defer w.spill.Close()
+		if err := w.spillW.Flush(); err != nil {
+			return fmt.Errorf("trace: spilling JSON lines: %w", err)
+		}
+		if _, err := w.spill.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.Copy(w.w, w.spill); err != nil {
+			return err
+		}
+	} else {
+		w.w.Write(w.held.Bytes())
+		w.held = bytes.Buffer{}
 	}
-	w.held = nil
 	return w.w.Flush()
 }
 

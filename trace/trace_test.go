@@ -275,3 +275,24 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+func TestJSONLSpillsToTempFile(t *testing.T) {
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.bin")
+	WriteFile(a, sampleHeader(), sampleRequests())
+	inMem, spilled := filepath.Join(dir, "m.jsonl"), filepath.Join(dir, "s.jsonl")
+	if _, err := Convert(a, inMem); err != nil {
+		t.Fatal(err)
+	}
+	old := spillAt
+	spillAt = 100 // spill after the first record
+	defer func() { spillAt = old }()
+	if _, err := Convert(a, spilled); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := os.ReadFile(inMem)
+	s, _ := os.ReadFile(spilled)
+	if !bytes.Equal(m, s) || len(m) < 300 {
+		t.Fatalf("spilled output differs (%d vs %d bytes)", len(s), len(m))
+	}
+}
