@@ -5,7 +5,12 @@ BIN   := bin
 CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
 
-.PHONY: all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
+# README.md and BENCHMARKS.md are assembled from docs/readme/ and docs/benchmarks/.
+readme:
+	./scripts/readme.sh
+	./scripts/benchmarks.sh
+
+.PHONY: readme all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
 
 all: build
 
