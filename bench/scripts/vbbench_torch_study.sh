@@ -22,7 +22,7 @@ cpu)
 gpu)
   MODEL=${MODEL:-$OUT/llama3-8b}
   [ -f "$MODEL/config.json" ] || (cd backends/torch && python3 -m vbtorch.tokbuild --out "$MODEL" --shape llama3-8b)
-  MAXLEN=2048; MAXTOTAL=1536; RANGE=1000,100000; RATES="[2, 8, 16]"; DUR=15s
+  MAXLEN=2048; MAXTOTAL=1536; RANGE=1000,100000; RATES=${RATES:-"[2, 8, 16]"}; DUR=${DUR:-15s}
   EXTRA='kv_budget_gib = 16'
   ;;
 *) echo "usage: $0 cpu|gpu [OUT]" >&2; exit 2 ;;
