@@ -200,6 +200,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	err := p.srv.ShutdownWithContext(ctx)
 	if err == nil {
+		p.waitIdle(ctx.Done(), 0)
 		p.hc.CloseIdleConnections()
 		return nil
 	}
@@ -213,13 +214,37 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, s := range open {
 		s.cut(errShutdown)
 	}
-	wait, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err2 := p.srv.ShutdownWithContext(wait); err2 != nil {
-		p.log.Warn("proxy: connections still open after cutting streams", "in_flight", p.c.inFlight.Load())
+	// fasthttp's second shutdown call returns at once, so wait for the cut
+	// streams' records ourselves. Exchanges still waiting for response
+	// headers cannot be cut; they are given up after 2 s.
+	if !p.waitIdle(nil, 2*time.Second) {
+		p.log.Warn("proxy: exchanges still waiting for upstream headers at shutdown; their records are lost", "in_flight", p.c.inFlight.Load())
 	}
 	p.hc.CloseIdleConnections()
 	return fmt.Errorf("proxy: shutdown: drain deadline passed, cut %d streams: %w", len(open), err)
+}
+
+// waitIdle waits until no exchange is in flight (every record was handed
+// to the sink), until done is closed or, if max > 0, for at most max.
+func (p *Proxy) waitIdle(done <-chan struct{}, max time.Duration) bool {
+	var timeout <-chan time.Time
+	if max > 0 {
+		t := time.NewTimer(max)
+		defer t.Stop()
+		timeout = t.C
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for p.c.inFlight.Load() > 0 {
+		select {
+		case <-done:
+			return false
+		case <-timeout:
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // now returns the Unix ns of t on the process clock.
