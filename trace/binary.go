@@ -32,7 +32,11 @@ Layout of trace.bin, version 1 (all integers little-endian unless varint):
 The fixed-size count/span/hash fields let a Writer on a seekable file stream
 records and patch the header on Close. The payload of a record is a sequence
 of fields in a fixed order (see appendRecord); strings and byte slices are
-uvarint-length-prefixed, signed integers zig-zag varints.
+uvarint-length-prefixed, signed integers zig-zag varints. The sampling
+flags byte has bits 1 ignore_eos, 2 temperature, 4 top_p and 8 think time:
+a record with a non-zero ThinkTime ends with it as a varint after the body
+(records without one are byte-identical to those written before the field
+existed, so their hashes are unchanged).
 */
 
 const (
@@ -416,6 +420,9 @@ func appendRecord(b []byte, r *Request) []byte {
 	if s.HasTopP {
 		flags |= 4
 	}
+	if r.ThinkTime != 0 {
+		flags |= 8 // a think time follows the body
+	}
 	b = append(b, flags)
 	if s.HasTemperature {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.Temperature))
@@ -429,6 +436,9 @@ func appendRecord(b []byte, r *Request) []byte {
 	b = binary.AppendVarint(b, int64(r.Turn))
 	b = binary.AppendUvarint(b, uint64(len(r.Body)))
 	b = append(b, r.Body...)
+	if r.ThinkTime != 0 {
+		b = binary.AppendVarint(b, int64(r.ThinkTime))
+	}
 	return b
 }
 
@@ -573,7 +583,7 @@ func decodeRecord(p []byte, r *Request) error {
 	s.MaxTokens = d.int32("max_tokens")
 	s.MinTokens = d.int32("min_tokens")
 	flags := d.byte("flags")
-	if flags&^7 != 0 && d.err == nil {
+	if flags&^15 != 0 && d.err == nil {
 		d.err = fmt.Errorf("flags: unknown bits %#x", flags)
 	}
 	s.IgnoreEOS = flags&1 != 0
@@ -591,6 +601,11 @@ func decodeRecord(p []byte, r *Request) error {
 	r.Turn = d.int32("turn")
 	if body := d.bytes("body"); len(body) > 0 {
 		r.Body = append([]byte(nil), body...)
+	}
+	if flags&8 != 0 {
+		if r.ThinkTime = time.Duration(d.varint("think time")); r.ThinkTime == 0 && d.err == nil {
+			d.err = errors.New("think time: flagged but zero")
+		}
 	}
 	if d.err != nil {
 		return d.err

@@ -61,6 +61,12 @@ type Request struct {
 	Conversation string `json:"conversation,omitempty"`
 	// Turn is the 0-based turn number inside Conversation.
 	Turn int32 `json:"turn,omitempty"`
+	// ThinkTime is, for a turn after the first, the recorded gap between
+	// the end of the previous turn's answer and this turn's arrival (the
+	// user's think time). The replayer sends the turn no earlier than the
+	// previous turn's end plus ThinkTime (scaled like offsets). Zero for
+	// single requests and first turns.
+	ThinkTime time.Duration `json:"think_ns,omitempty"`
 	// Body is a verbatim captured request body (traffic replay); when set it
 	// is what the replayer sends.
 	Body []byte `json:"body,omitempty"`
@@ -117,6 +123,8 @@ func (r *Request) Validate() error {
 		return fmt.Errorf("input tokens %d is negative", r.InputTokens)
 	case r.OutputTokens < 0:
 		return fmt.Errorf("output tokens %d is negative", r.OutputTokens)
+	case r.ThinkTime < 0:
+		return fmt.Errorf("think time %v is negative", r.ThinkTime)
 	case r.Sampling.MaxTokens < 0 || r.Sampling.MinTokens < 0:
 		return fmt.Errorf("max_tokens %d / min_tokens %d is negative", r.Sampling.MaxTokens, r.Sampling.MinTokens)
 	case len(r.Messages) > 0 && len(r.PromptTokenIDs) > 0:
