@@ -119,6 +119,10 @@ type Spec struct {
 	// CUDAGraphs is transformers serve --cb-use-cuda-graph /
 	// --no-cb-use-cuda-graph (continuous batching's CUDA graphs).
 	CUDAGraphs *bool `toml:"cuda_graphs" json:"cuda_graphs,omitempty"`
+	// EOSFields says whether the replayer may send ignore_eos and min_tokens
+	// (exact output lengths). nil: yes, except for the transformers kind,
+	// whose server rejects unknown request fields with HTTP 422.
+	EOSFields *bool `toml:"eos_fields" json:"eos_fields,omitempty"`
 
 	// SimPolicy is vbsim --policy: paged or contiguous.
 	SimPolicy string `toml:"sim_policy" json:"sim_policy,omitempty"`
@@ -163,6 +167,7 @@ func (s Spec) Clone() Spec {
 	c.ContinuousBatching = clonePtr(s.ContinuousBatching)
 	c.Compile = clonePtr(s.Compile)
 	c.CUDAGraphs = clonePtr(s.CUDAGraphs)
+	c.EOSFields = clonePtr(s.EOSFields)
 	c.Command = append([]string(nil), s.Command...)
 	c.HealthPaths = append([]string(nil), s.HealthPaths...)
 	c.ExtraArgs = append([]string(nil), s.ExtraArgs...)
@@ -173,6 +178,16 @@ func (s Spec) Clone() Spec {
 		}
 	}
 	return c
+}
+
+// SendsEOSFields reports whether requests to this variant may carry
+// ignore_eos and min_tokens (EOSFields, defaulting to false for the
+// transformers kind and true otherwise).
+func (s Spec) SendsEOSFields() bool {
+	if s.EOSFields != nil {
+		return *s.EOSFields
+	}
+	return s.Kind != KindTransformers
 }
 
 func clonePtr[T any](p *T) *T {

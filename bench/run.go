@@ -416,6 +416,7 @@ func (r *runner) level(ctx context.Context, t Trial, b backends.Backend, dir str
 		MaxConcurrency: s.Run.MaxConcurrency,
 		Model:          t.Variant.Spec.ServedModelName,
 		ExactOutput:    exact,
+		NoEOSFields:    !t.Variant.Spec.SendsEOSFields(),
 		Labels:         map[string]string{"variant": t.Variant.Name, "model": t.Model.Name, "rep": strconv.Itoa(t.Rep), "study": s.Name},
 		Run:            r.runID,
 		Trial:          filepath.Base(dir),

@@ -76,6 +76,9 @@ type Config struct {
 	// ExactOutput asks every request for exactly its trace output length
 	// (max_tokens = min_tokens, ignore_eos), verbatim bodies included.
 	ExactOutput bool `json:"exact_output"`
+	// NoEOSFields never sends ignore_eos or min_tokens (servers that reject
+	// unknown fields, e.g. transformers serve); lengths rest on max_tokens.
+	NoEOSFields bool `json:"no_eos_fields,omitempty"`
 	// Headers are added to every request (API keys); not written to JSON.
 	Headers http.Header `json:"-"`
 	// Labels become X-VB-Label-<key> headers.

@@ -30,6 +30,10 @@ type RenderOptions struct {
 	// ExactOutput asks every request with a known output length for exactly
 	// that many tokens: max_tokens = min_tokens = OutputTokens, ignore_eos.
 	ExactOutput bool
+	// NoEOSFields keeps ignore_eos and min_tokens out of every body, for
+	// servers that reject unknown fields (transformers serve answers 422);
+	// exact output then rests on max_tokens alone.
+	NoEOSFields bool
 }
 
 type streamOptions struct {
@@ -63,6 +67,9 @@ func Render(r *trace.Request, opt RenderOptions) ([]byte, error) {
 	maxTok, minTok, ignoreEOS := r.Sampling.MaxTokens, r.Sampling.MinTokens, r.Sampling.IgnoreEOS
 	if opt.ExactOutput && r.OutputTokens > 0 {
 		maxTok, minTok, ignoreEOS = r.OutputTokens, r.OutputTokens, true
+	}
+	if opt.NoEOSFields {
+		minTok, ignoreEOS = 0, false
 	}
 	if len(r.Body) > 0 {
 		return renderVerbatim(r.Body, opt, maxTok, minTok, ignoreEOS)
@@ -143,8 +150,14 @@ func renderVerbatim(raw []byte, opt RenderOptions, maxTok, minTok int32, ignoreE
 		if hasMCT {
 			set("max_completion_tokens", maxTok)
 		}
-		set("min_tokens", minTok)
-		set("ignore_eos", ignoreEOS)
+		if !opt.NoEOSFields {
+			set("min_tokens", minTok)
+			set("ignore_eos", ignoreEOS)
+		}
+	}
+	if opt.NoEOSFields {
+		delete(m, "min_tokens")
+		delete(m, "ignore_eos")
 	}
 	out, err := json.Marshal(m)
 	if err != nil {

@@ -298,7 +298,7 @@ func (r *runner) run(ctx context.Context, p *plan, res *Result) error {
 	res.Model = r.cfg.Model
 	r.bodies = make([][]byte, len(r.reqs))
 	r.urls = make([]string, len(r.reqs))
-	opt := RenderOptions{Model: r.cfg.Model, VerbatimModel: explicit, ChatMaxTokens: r.cfg.ChatMaxTokens, ExactOutput: r.cfg.ExactOutput}
+	opt := RenderOptions{Model: r.cfg.Model, VerbatimModel: explicit, ChatMaxTokens: r.cfg.ChatMaxTokens, ExactOutput: r.cfg.ExactOutput, NoEOSFields: r.cfg.NoEOSFields}
 	for i := range r.reqs {
 		if !p.used[i] {
 			continue
@@ -700,7 +700,7 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 		if ep == trace.EndpointChat {
 			q.Messages = []trace.Message{{Role: "user", Content: "Hello"}}
 		}
-		body, err := Render(&q, RenderOptions{Model: r.cfg.Model, ChatMaxTokens: r.cfg.ChatMaxTokens})
+		body, err := Render(&q, RenderOptions{Model: r.cfg.Model, ChatMaxTokens: r.cfg.ChatMaxTokens, NoEOSFields: r.cfg.NoEOSFields})
 		if err != nil {
 			return fmt.Errorf("replay: preflight: %w", err)
 		}

@@ -45,6 +45,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Model, "model", "", "model name in every body (default: the first of GET /v1/models)")
 	fs.StringVar(&cfg.ChatMaxTokens, "chat-max-tokens", replay.ChatMaxTokensBoth, "length field of chat requests: both, max_tokens or max_completion_tokens")
 	fs.BoolVar(&cfg.ExactOutput, "exact-output", false, "ask for exactly the trace's output length (max_tokens = min_tokens, ignore_eos), verbatim bodies too")
+	fs.BoolVar(&cfg.NoEOSFields, "no-eos-fields", false, "never send ignore_eos or min_tokens (transformers serve rejects them with HTTP 422); lengths rest on max_tokens")
 	headers := fs.StringArray("header", nil, "extra header 'Name: value' (repeatable; e.g. 'Authorization: Bearer KEY')")
 	labels := fs.StringArray("label", nil, "label k=v sent as X-VB-Label-k (repeatable)")
 	fs.StringVar(&cfg.Run, "run", "", "run id for the X-VB-Run tag (default: a UTC timestamp)")
