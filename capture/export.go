@@ -402,7 +402,8 @@ When several earlier requests match, the one with the longest message list
 wins, and among equal ones the latest. A conversation gets the ID
 "c<record ID of its first turn>"; turns count from 0; two requests that
 continue the same turn (a regenerated answer) both get the next turn
-number. Requests that neither continue nor are continued stay single (empty
+number. A continuing turn's ThinkTime is its arrival minus the end of the
+request it continues (0 when it arrived before that end). Requests that neither continue nor are continued stay single (empty
 Conversation). It returns the number of conversations.
 */
 func linkConversations(recs []*Record, reqs []trace.Request) int {
@@ -451,6 +452,8 @@ func linkConversations(recs []*Record, reqs []trace.Request) int {
 		case p >= 0:
 			reqs[i].Conversation = reqs[p].Conversation
 			reqs[i].Turn = reqs[p].Turn + 1
+			// Think time: this turn's arrival − the previous turn's end.
+			reqs[i].ThinkTime = max(0, time.Duration(recs[i].Received-(recs[p].Received+recs[p].End)))
 		case hasChild[i]:
 			reqs[i].Conversation = "c" + strconv.FormatUint(recs[i].ID, 10)
 			n++
