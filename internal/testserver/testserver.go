@@ -136,6 +136,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request) {
 	if !req.Stream {
 		sleepUntil(r, start.Add(s.cfg.TTFT+time.Duration(max(n-1, 0))*s.cfg.ITL))
 		text := tokenText(n)
+		w.Header().Set("Content-Type", "application/json")
 		if chat {
 			fmt.Fprintf(w, `{"id":%q,"object":"chat.completion","model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"length"}],"usage":{"prompt_tokens":8,"completion_tokens":%d,"total_tokens":%d}}`, id, req.Model, text, n, n+8)
 		} else {
