@@ -153,6 +153,9 @@ type phase struct {
 	window time.Duration // sending window; warm-ups by duration hold it
 	hold   bool          // wait for the window's end after the last send
 	items  []item
+	// parents[i] is the position of item i's previous conversation turn
+	// (-1: none); nil when no item follows another (see conversation.go).
+	parents []int
 }
 
 // item is one request of a phase: its trace position and its due time
@@ -216,6 +219,7 @@ func makePlan(cfg *Config, hdr *trace.Header, reqs []trace.Request) (*plan, erro
 		if cfg.Duration == 0 && n > 0 {
 			lv.window = lv.items[n-1].at
 		}
+		lv.parents = linkTurns(reqs, lv.items)
 		p.levels = append(p.levels, lv)
 		if (cfg.WarmupDuration > 0 || cfg.WarmupRequests > 0) && (cfg.WarmupMode == WarmupLevel || li == 0) {
 			p.warmups = append(p.warmups, warmupPhase(cfg, reqs, lv, p.used))
@@ -247,6 +251,7 @@ func warmupPhase(cfg *Config, reqs []trace.Request, lv phase, used []bool) phase
 		used[i] = true
 	}
 	w.window = w.items[len(w.items)-1].at
+	w.parents = linkTurns(reqs, w.items)
 	if cfg.WarmupDuration > 0 {
 		w.window, w.hold = cfg.WarmupDuration, true
 	}
@@ -402,13 +407,14 @@ type running struct {
 	lagWindow   []time.Duration
 	stopProg    chan struct{}
 	progDone    chan struct{}
+	turns       *turnState // nil: no conversation turns in the phase
 }
 
 // start paces the phase's requests (returning when the last one is sent,
 // or the context is cancelled) and leaves them draining.
 func (r *runner) start(ctx context.Context, ph *phase) *running {
 	rn := &running{r: r, ph: ph, results: make([]RequestResult, len(ph.items)), done: make(chan struct{}),
-		stopProg: make(chan struct{}), progDone: make(chan struct{})}
+		stopProg: make(chan struct{}), progDone: make(chan struct{}), turns: newTurnState(ph.parents)}
 	rn.start = time.Now()
 	rn.cutAt = rn.start.Add(ph.window + r.cfg.Drain)
 	cutCtx, cut := context.WithCancelCause(context.Background())
@@ -425,6 +431,14 @@ loop:
 	for i := range ph.items {
 		it := &ph.items[i]
 		due := rn.start.Add(it.at)
+		if rn.turns.follows(ph, i) {
+			// A later conversation turn waits for its previous one on its
+			// own goroutine; the pacer keeps everyone else's schedule.
+			n++
+			wg.Add(1)
+			go rn.sendTurn(ctx, cutCtx, i, &rn.results[i], due, deadline, &wg)
+			continue
+		}
 		if err := w.until(ctx, due); err != nil {
 			rn.interrupted = true
 			break
@@ -436,6 +450,7 @@ loop:
 			default:
 				if r.cfg.OnFull == OnFullDrop {
 					*res = RequestResult{Index: r.reqs[it.req].Index, Scheduled: r.unix(due), Tokens: -1, Kind: KindDropped}
+					rn.turns.finish(i, time.Now())
 					n++
 					continue
 				}
@@ -453,6 +468,7 @@ loop:
 		go func() {
 			defer wg.Done()
 			r.send(cutCtx, res, due, it.req, ph.warmup, ph, deadline)
+			rn.turns.finish(i, time.Now())
 			if r.sem != nil {
 				<-r.sem
 			}
