@@ -122,7 +122,7 @@ func TestPresetCommandLines(t *testing.T) {
 		{PresetVLLMPageFlash, "0.14.0", "vllm serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096 --enforce-eager --no-enable-prefix-caching --attention-backend FLASH_ATTN", ""},
 		{PresetVLLMPageFlash, "0.13.2", "vllm serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096 --enforce-eager --no-enable-prefix-caching", "FLASH_ATTN"},
 		{PresetVLLMAllOpt, "0.33.0", "vllm serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096", ""},
-		{PresetTransformersCB, "5.23.0", "transformers serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --continuous-batching --attn-implementation sdpa_paged", ""},
+		{PresetTransformersCB, "5.23.0", "transformers serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --continuous-batching --attn-implementation sdpa", ""},
 		{PresetTorchBaseline, "", "python3 -m vbtorch.server --model /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096 --kv-policy max --attn sdpa", ""},
 		{PresetSimPaged, "", "vbsim --port PORT --policy paged", ""},
 		{PresetSimContiguous, "", "vbsim --port PORT --policy contiguous --reservation max", ""},
@@ -204,7 +204,7 @@ func TestTransformersEveryKnob(t *testing.T) {
 	spec.GPUMemoryUtilization = 0.8
 	got, b := startStop(t, spec, rec)
 	port := strings.TrimPrefix(b.BaseURL(), "http://127.0.0.1:")
-	want := "transformers serve /m --host 127.0.0.1 --port " + port + " --continuous-batching --attn-implementation sdpa_paged --dtype bfloat16 --compile --no-cb-use-cuda-graph --cb-max-batch-tokens 2048 --cb-block-size 32 --cb-max-memory-percent 0.8"
+	want := "transformers serve /m --host 127.0.0.1 --port " + port + " --continuous-batching --attn-implementation sdpa --dtype bfloat16 --compile --no-cb-use-cuda-graph --cb-max-batch-tokens 2048 --cb-block-size 32 --cb-max-memory-percent 0.8"
 	if g := strings.Join(got.Argv, " "); g != want {
 		t.Errorf("argv\n got %s\nwant %s", g, want)
 	}

@@ -185,7 +185,7 @@ func transformersCommand(ctx context.Context, s Spec, o Options) (Command, error
 			perr = pythonImports(ctx, py, "flash_attn")
 		}
 		if perr != nil {
-			return Command{}, fmt.Errorf("backends: transformers --attn-implementation %s: %w: %v; install a matching flash-attn wheel or use sdpa/sdpa_paged", s.AttnImplementation, ErrUnsupported, perr)
+			return Command{}, fmt.Errorf("backends: transformers --attn-implementation %s: %w: %v; install a matching flash-attn wheel or use sdpa", s.AttnImplementation, ErrUnsupported, perr)
 		}
 	}
 	// transformers 5.x: the model to preload is the positional argument

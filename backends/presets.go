@@ -49,7 +49,11 @@ var presets = map[string]Spec{
 		Kind:               KindTransformers,
 		Description:        "transformers serve with continuous batching and paged attention",
 		ContinuousBatching: ptr(true),
-		AttnImplementation: "sdpa_paged",
+		// transformers serve accepts only eager, sdpa, flash_attention_2/3,
+		// flex_attention or a hub kernel here ("sdpa_paged" is refused at
+		// start-up); --continuous-batching runs the chosen kernel over its
+		// paged cache.
+		AttnImplementation: "sdpa",
 	},
 	PresetSimPaged: {
 		Kind:        KindSim,

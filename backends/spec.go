@@ -112,7 +112,8 @@ type Spec struct {
 	// ContinuousBatching is transformers serve --continuous-batching.
 	ContinuousBatching *bool `toml:"continuous_batching" json:"continuous_batching,omitempty"`
 	// AttnImplementation is transformers serve --attn-implementation
-	// (sdpa, sdpa_paged, flash_attention_2, paged_attention, ...).
+	// (eager, sdpa, flash_attention_2, flash_attention_3, flex_attention
+	// or a hub kernel; continuous batching makes any of them paged).
 	AttnImplementation string `toml:"attn_implementation" json:"attn_implementation,omitempty"`
 	// Compile turns on transformers serve --compile.
 	Compile *bool `toml:"compile" json:"compile,omitempty"`
