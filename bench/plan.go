@@ -235,7 +235,7 @@ func checkTrace(h trace.Header, r RunConfig) []string {
 }
 
 func roundDur(d time.Duration) time.Duration {
-	if d > time.Minute {
+	if d > 10*time.Minute {
 		return d.Round(time.Minute)
 	}
 	return d.Round(time.Second)
