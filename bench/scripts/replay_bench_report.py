@@ -85,8 +85,9 @@ print(f"\nHighest swept rate with lag p99 <= 1 ms, every request OK and achieved
 
 print("### TTFT overstatement: server TTFT 50 ms, ITL 10 ms, 100 tokens\n")
 print("Overstatement = client TTFT − 50 ms. The server's own share is its measured flush time of the first token minus 50 ms (a loaded machine delays its timers too); the client's share is the difference.\n")
-print("| tool | req/s (≈ streams) | sent | ok | lag p50 ms | lag p99 ms | client TTFT mean / p50 / p99 ms | server TTFT mean / p50 ms | overstatement mean ms | client share mean ms |")
-print("|---|---:|---:|---:|---:|---:|---|---|---:|---:|")
+print("`deliver` (vbreplay only: it tags X-VB-Sent) is server-had-the-body − client-sent, p50/mean: the part of the client share spent before the server saw the request.\n")
+print("| tool | req/s (≈ streams) | sent | ok | lag p50 ms | lag p99 ms | client TTFT mean / p50 / p99 ms | server TTFT mean / p50 ms | overstatement mean ms | client share mean ms | deliver p50 / mean ms |")
+print("|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
 for tool, fn in (("vbreplay", vb), ("GuideLLM", gl)):
     key = "ttft-" + tool.lower()
     for r in rates(key):
@@ -97,4 +98,5 @@ for tool, fn in (("vbreplay", vb), ("GuideLLM", gl)):
         smean = s.get("ttft_mean_ms")
         print(f"| {tool} | {r:g} | {v['sent']} | {v['ok']} | {fmt(v['lag_p50'], 3)} | {fmt(v['lag_p99'], 3)} | "
               f"{fmt(v['ttft_mean'])} / {fmt(v['ttft_p50'])} / {fmt(v['ttft_p99'])} | {fmt(smean)} / {fmt(s.get('ttft_p50_ms'))} | "
-              f"{fmt(v['ttft_mean'] - 50)} | {fmt(v['ttft_mean'] - smean if smean is not None else None)} |")
+              f"{fmt(v['ttft_mean'] - 50)} | {fmt(v['ttft_mean'] - smean if smean is not None else None)} | "
+              f"{fmt(s.get('deliver_p50_ms'))} / {fmt(s.get('deliver_mean_ms'))} |")

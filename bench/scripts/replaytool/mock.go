@@ -25,6 +25,7 @@ type mock struct {
 	tokens    int
 	mu        sync.Mutex
 	firsts    []time.Duration // server-side TTFT of each request
+	delivers  []time.Duration // request had − X-VB-Sent (vbreplay only)
 }
 
 func (m *mock) handler() http.Handler {
@@ -38,7 +39,7 @@ func (m *mock) handler() http.Handler {
 	mux.HandleFunc("GET /stats", m.stats)
 	mux.HandleFunc("POST /stats/reset", func(http.ResponseWriter, *http.Request) {
 		m.mu.Lock()
-		m.firsts = m.firsts[:0]
+		m.firsts, m.delivers = m.firsts[:0], m.delivers[:0]
 		m.mu.Unlock()
 	})
 	return mux
@@ -50,6 +51,12 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	if sent, err := strconv.ParseInt(r.Header.Get("X-VB-Sent"), 10, 64); err == nil {
+		// Both clocks are Go wall clocks of one host.
+		m.mu.Lock()
+		m.delivers = append(m.delivers, time.Duration(start.UnixNano()-sent))
+		m.mu.Unlock()
+	}
 	var req struct {
 		MaxTokens     *int `json:"max_tokens"`
 		StreamOptions *struct {
@@ -119,10 +126,17 @@ func (m *mock) complete(w http.ResponseWriter, r *http.Request) {
 // stats reports the server-side TTFT distribution in milliseconds.
 func (m *mock) stats(w http.ResponseWriter, _ *http.Request) {
 	m.mu.Lock()
-	v := slices.Clone(m.firsts)
+	v, dv := slices.Clone(m.firsts), slices.Clone(m.delivers)
 	m.mu.Unlock()
-	slices.Sort(v)
 	out := map[string]float64{"count": float64(len(v))}
+	summarize(out, "ttft", v)
+	summarize(out, "deliver", dv)
+	json.NewEncoder(w).Encode(out)
+}
+
+// summarize adds NAME_mean_ms, NAME_p50_ms and NAME_p99_ms of v to out.
+func summarize(out map[string]float64, name string, v []time.Duration) {
+	slices.Sort(v)
 	if len(v) > 0 {
 		var sum float64
 		for _, x := range v {
@@ -137,9 +151,8 @@ func (m *mock) stats(w http.ResponseWriter, _ *http.Request) {
 			}
 			return float64(v[lo]) + (rank-float64(lo))*float64(v[lo+1]-v[lo])
 		}
-		out["ttft_mean_ms"], out["ttft_p50_ms"], out["ttft_p99_ms"] = ms(sum/float64(len(v))), ms(pct(50)), ms(pct(99))
+		out[name+"_mean_ms"], out[name+"_p50_ms"], out[name+"_p99_ms"] = ms(sum/float64(len(v))), ms(pct(50)), ms(pct(99))
 	}
-	json.NewEncoder(w).Encode(out)
 }
 
 func serveMock(addr string, m *mock) (string, func() error, error) {
