@@ -153,7 +153,7 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 		q.Offset = time.Duration(r.Received - recs[0].Received)
 		q.Endpoint = endpointOf(r.Path)
 		q.Body = append([]byte(nil), r.RequestBody...)
-		q.InputTokens = max(r.PromptTokens, 0)
+		q.InputTokens = promptTokens(r)
 		q.OutputTokens = outputTokens(r)
 		q.Sampling = samplingOf(r.RequestBody)
 		q.Source = trace.Source{Dataset: "capture", Row: strconv.FormatUint(r.ID, 10)}
@@ -304,11 +304,15 @@ func endpointOf(p string) string {
 	return u.RequestURI()
 }
 
-// outputTokens is the recorded completion length: the server's usage, else
-// the number of content events (an estimate), else 0.
+// outputTokens is the recorded completion length: the server's usage
+// (streamed, or in a non-streamed JSON body), else the number of content
+// events (an estimate), else 0.
 func outputTokens(r *Record) int32 {
 	if r.CompletionTokens >= 0 && (r.CompletionTokens > 0 || r.Status/100 == 2) {
 		return r.CompletionTokens
+	}
+	if _, c, ok := bodyUsage(r); ok {
+		return c
 	}
 	var n int32
 	for _, c := range r.Chunks {
