@@ -107,3 +107,27 @@ func TestThinkTimeDecodeErrors(t *testing.T) {
 		t.Fatal("writer accepts a negative think time")
 	}
 }
+
+// FuzzDecodeRecordThink: any payload decodes cleanly or fails with an
+// error; one that decodes re-encodes to a payload that decodes the same.
+func FuzzDecodeRecordThink(f *testing.F) {
+	for _, r := range thinkRequests() {
+		f.Add(appendRecord(nil, &r))
+	}
+	r := thinkRequests()[1]
+	r.ThinkTime = 1
+	f.Add(appendRecord(nil, &r))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var q Request
+		if decodeRecord(p, &q) != nil {
+			return
+		}
+		if q.ThinkTime < 0 {
+			t.Fatalf("decoded a negative think time %v", q.ThinkTime)
+		}
+		var q2 Request
+		if err := decodeRecord(appendRecord(nil, &q), &q2); err != nil || !reflect.DeepEqual(q, q2) {
+			t.Fatalf("re-encoded record: %v\n%+v\n%+v", err, q, q2)
+		}
+	})
+}
