@@ -270,7 +270,8 @@ func streamProblem(rec *capture.Record) string {
 	sp.Feed(body, func(ev sse.Event) {
 		events++
 		info := openai.Scan(ev.Data)
-		done = done || info.Done
+		// A finish_reason ends a stream too: transformers serve sends no [DONE].
+		done = done || info.Done || openai.Finished(ev.Data)
 		failed = failed || info.Error
 	})
 	switch {

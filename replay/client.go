@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vbench/vbench/internal/openai"
 	"github.com/vbench/vbench/internal/sse"
 )
 
@@ -22,7 +23,7 @@ const (
 	KindReset       = "reset"        // connection reset or truncated mid-response
 	KindConnect     = "connect"      // no connection (refused, unreachable)
 	KindCut         = "cut"          // cancelled by the replayer at the drain deadline
-	KindTruncated   = "truncated"    // the stream ended without data: [DONE]
+	KindTruncated   = "truncated"    // the stream ended without data: [DONE] or a finish_reason
 	KindStreamError = "stream_error" // the stream carried an error event
 	KindDropped     = "dropped"      // not sent: --max-concurrency reached with --on-full drop
 	KindOther       = "other"
@@ -99,9 +100,12 @@ type streamer struct {
 // content event on the monotonic clock relative to sent.
 func (s *streamer) read(body io.Reader, sent time.Time, res *RequestResult) error {
 	s.split.Reset()
-	done, streamErr := false, false
+	done, streamErr, finished := false, false, false
 	var now time.Time
 	onEvent := func(ev sse.Event) {
+		if !finished && openai.Finished(ev.Data) {
+			finished = true
+		}
 		switch kind, tokens := scanEvent(ev.Data); kind {
 		case eventDone:
 			done = true
@@ -133,7 +137,9 @@ func (s *streamer) read(body io.Reader, sent time.Time, res *RequestResult) erro
 			switch {
 			case streamErr:
 				return errStreamError
-			case !done:
+			case !done && !finished:
+				// Servers that end a finished stream without [DONE]
+				// (transformers serve) are complete, not truncated.
 				return errTruncated
 			}
 			return nil
@@ -146,7 +152,7 @@ func (s *streamer) read(body io.Reader, sent time.Time, res *RequestResult) erro
 
 var (
 	errStreamError = errors.New("the stream carried an error event")
-	errTruncated   = errors.New("the stream ended without data: [DONE]")
+	errTruncated   = errors.New("the stream ended without data: [DONE] or a finish_reason")
 )
 
 type eventKind uint8
