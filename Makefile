@@ -48,10 +48,10 @@ fuzz:
 	./scripts/fuzz.sh 30s
 
 reliability:
-	$(GO) test -race -count=1 -run Reliability ./... -args -reliability=short
+	$(GO) test -race -count=1 -timeout 15m -run Reliability ./internal/reliability/ -args -reliability=short
 
 reliability-long:
-	$(GO) test -count=1 -timeout 2h -run Reliability ./... -args -reliability=long
+	$(GO) test -count=1 -timeout 2h -run Reliability ./internal/reliability/ -args -reliability=long
 
 setup-gpu:
 	uv sync --extra torch $(if $(VLLM),--extra vllm) $(if $(FLASH),--extra flash)
