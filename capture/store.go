@@ -90,6 +90,16 @@ type Options struct {
 	MemTableSize int64
 	// BlockCacheSize is Badger's block cache in bytes (default 32 MiB).
 	BlockCacheSize int64
+	// DiskReserve is the free space, in bytes, the writer keeps on the
+	// capture's file system (default 4 × MemTableSize; negative: no
+	// check). Badger writes through memory-mapped files, and a write into
+	// a mapped page the file system has no room for kills the process with
+	// SIGBUS instead of returning an error; so below the reserve the writer
+	// stops committing and counts the items as lost (Stats: lost, errors,
+	// last_error "no space left") until space is freed. (The check runs
+	// before each commit: another process filling the disk faster than
+	// that can still hit the fault.)
+	DiskReserve int64
 	// Logger receives the store's messages; Badger's own chatter goes out
 	// at debug level. Nil: slog.Default().
 	Logger *slog.Logger
@@ -116,6 +126,9 @@ func (o *Options) defaults() {
 	}
 	if o.BlockCacheSize <= 0 {
 		o.BlockCacheSize = 32 << 20
+	}
+	if o.DiskReserve == 0 {
+		o.DiskReserve = 4 * o.MemTableSize
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

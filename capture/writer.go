@@ -254,6 +254,33 @@ func (w *Writer) fail(err error) {
 	}
 }
 
+// ErrDiskFull is wrapped by the writer's error (Stats.LastError, Close)
+// when the capture's file system has less free space than
+// Options.DiskReserve: items are counted as lost instead of committed.
+var ErrDiskFull = errors.New("no space left for the capture")
+
+// diskRoom refuses a commit of batch when the capture's file system has
+// less than the reserve free after it (see Options.DiskReserve).
+func (w *Writer) diskRoom(batch []item) error {
+	reserve := w.s.opt.DiskReserve
+	if reserve < 0 {
+		return nil
+	}
+	free, ok := freeBytes(w.s.dir)
+	if !ok {
+		return nil
+	}
+	var need int64
+	for i := range batch {
+		need += batch[i].memSize()
+	}
+	if free-need < reserve {
+		return fmt.Errorf("capture: %s: %w: %d bytes free, %d items need about %d, and %d are kept free (Badger writes through memory maps; a full disk would crash the process); not recording until space is freed",
+			w.s.dir, ErrDiskFull, free, len(batch), need, reserve)
+	}
+	return nil
+}
+
 // flush commits batch in as few transactions as Badger allows.
 func (w *Writer) flush(batch []item) {
 	start := time.Now()
@@ -261,6 +288,15 @@ func (w *Writer) flush(batch []item) {
 	if db.IsClosed() {
 		w.lost.Add(uint64(len(batch)))
 		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", len(batch), w.s.dir, badger.ErrDBClosed))
+		for i := range batch {
+			w.queuedBytes.Add(-batch[i].memSize())
+		}
+		w.queued.Add(-int64(len(batch)))
+		return
+	}
+	if err := w.diskRoom(batch); err != nil {
+		w.lost.Add(uint64(len(batch)))
+		w.fail(err)
 		for i := range batch {
 			w.queuedBytes.Add(-batch[i].memSize())
 		}

@@ -33,9 +33,9 @@ func TestReliabilityUpstreamFaults(t *testing.T) {
 		name       string
 		reply      func(c net.Conn)
 		idle       time.Duration
-		wantStatus int       // what the client sees
-		wantBody   string    // exact bytes the client must get ("" = not checked)
-		clientErr  bool      // the client's read must fail (broken stream)
+		wantStatus int    // what the client sees
+		wantBody   string // exact bytes the client must get ("" = not checked)
+		clientErr  bool   // the client's read must fail (broken stream)
 		outcome    capture.Outcome
 		noteError  bool // the record's Error must say something
 		minEnd     time.Duration

@@ -1,0 +1,138 @@
+package reliability
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vbench/vbench/proxy"
+)
+
+// commands are the binaries the suite builds once (without -race: the
+// suite runs them as users do).
+var commands = []string{"vbsynth", "vbproxy", "vbreplay", "vbanalyze", "vbbench", "vbsim"}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// bin returns the path of the named command, building all of them once.
+func bin(t testing.TB, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			buildErr = fmt.Errorf("go env GOMOD: %w", err)
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		binDir, buildErr = os.MkdirTemp("", "vbrel-bin-")
+		if buildErr != nil {
+			return
+		}
+		args := []string{"build", "-o", binDir + string(filepath.Separator)}
+		for _, c := range commands {
+			args = append(args, "./cmd/"+c)
+		}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// lockedBuf is a goroutine-safe buffer for a child's stderr.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listenRE = regexp.MustCompile(`listening on (http://\S+)`)
+
+// vbproxyProc is a running vbproxy binary.
+type vbproxyProc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *lockedBuf
+	ready  time.Duration // from exec to the first /vb/health 200
+}
+
+// startVbproxy runs vbproxy with args and waits until it answers
+// /vb/health.
+func startVbproxy(t testing.TB, args ...string) *vbproxyProc {
+	t.Helper()
+	start := time.Now()
+	cmd := exec.Command(bin(t, "vbproxy"), append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+	errBuf := &lockedBuf{}
+	cmd.Stderr = errBuf
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	m := listenRE.FindStringSubmatch(line)
+	if err != nil || m == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("vbproxy did not start (%v, %q): %s", err, line, errBuf.String())
+	}
+	go io.Copy(io.Discard, out)
+	p := &vbproxyProc{cmd: cmd, url: m[1], stderr: errBuf}
+	if !waitFor(10*time.Second, func() bool {
+		resp, err := http.Get(p.url + "/vb/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Fatalf("vbproxy never healthy: %s", errBuf.String())
+	}
+	p.ready = time.Since(start)
+	return p
+}
+
+// stats reads the proxy's /vb/stats.
+func (p *vbproxyProc) stats(t testing.TB) proxy.Stats {
+	t.Helper()
+	var s proxy.Stats
+	resp, err := http.Get(p.url + "/vb/stats")
+	if err != nil {
+		t.Fatalf("/vb/stats: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatalf("/vb/stats: %v", err)
+	}
+	return s
+}
