@@ -97,7 +97,7 @@ func TestAppTrafficCaptureExportReplay(t *testing.T) {
 		t.Fatalf("conversation turns: %+v", turns)
 	}
 	for k, sleep := range map[int]time.Duration{1: 300 * time.Millisecond, 2: 400 * time.Millisecond} {
-		if th := turns[k].ThinkTime; th < sleep || th > sleep+150*time.Millisecond {
+		if th := turns[k].ThinkTime; th < sleep || th > sleep+250*time.Millisecond {
 			t.Errorf("turn %d think time %v; the app slept %v", k, th, sleep)
 		}
 	}
