@@ -132,3 +132,23 @@ func TestConversationTurnNotSentAfterCut(t *testing.T) {
 		t.Fatalf("server saw %d requests, want 1", n)
 	}
 }
+
+// Think times are trace time: --speed 2 halves them like the offsets.
+func TestConversationThinkTimeScales(t *testing.T) {
+	srv := startServer(t, testserver.Config{TTFT: 5 * time.Millisecond, ITL: 5 * time.Millisecond})
+	const think = 600 * time.Millisecond
+	reqs := []trace.Request{chatTurn(0, 0, "c1", 0, 0, 4), chatTurn(1, 10*time.Millisecond, "c1", 1, think, 2)}
+	res, err := Run(context.Background(), Config{Target: srv.URL, KeepRequests: true, SkipPreflight: true, Model: "m", Speed: 2},
+		trace.Header{MeanRate: 1}, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q0, q1 := res.Levels[0].Requests[0], res.Levels[0].Requests[1]
+	if !q0.OK() || !q1.OK() {
+		t.Fatalf("requests failed: %+v %+v", q0, q1)
+	}
+	gap := time.Duration(q1.Sent - (q0.Sent + int64(q0.End)))
+	if gap < think/2 || gap >= think {
+		t.Fatalf("turn 1 sent %v after turn 0 ended; want the think time %v scaled by 1/2", gap, think)
+	}
+}
