@@ -248,3 +248,8 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
+
+var (
+	idRE      = regexp.MustCompile(`"id":"[^"]*"`)
+	createdRE = regexp.MustCompile(`"created":\d+`)
+)
