@@ -556,11 +556,11 @@ func anonymize(recs []*Record, reqs []trace.Request, seed int64) {
 	// The capture-wide ratio of recorded to estimated prompt tokens.
 	var known, est float64
 	for i, r := range recs {
-		if r.PromptTokens <= 0 {
+		if promptTokens(r) <= 0 {
 			continue
 		}
 		if e, ok := estimateBody(reqs[i].Body); ok {
-			known += float64(r.PromptTokens)
+			known += float64(promptTokens(r))
 			est += e
 		}
 	}
@@ -579,7 +579,7 @@ func anonymize(recs []*Record, reqs []trace.Request, seed int64) {
 			delete(body, k)
 		}
 		if p, ok := body["prompt"]; ok {
-			n := int(r.PromptTokens)
+			n := int(promptTokens(r))
 			if n <= 0 {
 				est, exact := estimatePrompt(p)
 				if !exact {

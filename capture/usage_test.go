@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
@@ -44,7 +45,9 @@ func TestBodyUsage(t *testing.T) {
 func TestExportLengthsOfNonStreamedResponses(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cap")
 	s := openTest(t, dir, Options{})
-	body := []byte(`{"model":"m","prompt":[1,2,3],"max_tokens":8}`)
+	// A text prompt whose length estimate (35 bytes / 4 ≈ 9 tokens) is not
+	// the recorded 3, so the anonymized prompt shows which one was used.
+	body := []byte(`{"model":"m","prompt":"a text prompt of thirty-five bytes","max_tokens":8}`)
 	resp := []byte(`{"choices":[{"index":0,"text":" a b c"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}`)
 	r := &Record{Tags: Tags{Index: -1}, Method: "POST", Path: "/v1/completions", Status: 200, Outcome: OutcomeOK, Received: t0,
 		End: int64(time.Millisecond), PromptTokens: -1, CompletionTokens: -1, Chunks: []Chunk{{At: 1, Size: int32(len(resp)), Tokens: -1, Usage: -1}},
@@ -63,6 +66,15 @@ func TestExportLengthsOfNonStreamedResponses(t *testing.T) {
 	}
 	if len(reqs) != 1 || reqs[0].InputTokens != 3 || reqs[0].OutputTokens != 5 {
 		t.Fatalf("exported %+v; want input 3, output 5", reqs)
+	}
+	// Anonymized, the prompt keeps its recorded length.
+	_, anon, err := ExportTrace(ro, ExportOptions{Anonymize: true, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct{ Prompt []int32 }
+	if err := json.Unmarshal(anon[0].Body, &b); err != nil || len(b.Prompt) != 3 || anon[0].InputTokens != 3 {
+		t.Fatalf("anonymized body %s (err %v); want 3 token ids", anon[0].Body, err)
 	}
 }
 
