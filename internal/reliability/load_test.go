@@ -1,0 +1,158 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/proxy"
+	"github.com/vbench/vbench/replay"
+	"github.com/vbench/vbench/trace"
+)
+
+// sample is one reading of the soak's process.
+type sample struct {
+	at         time.Duration
+	goroutines int
+	heap       uint64 // live heap (HeapAlloc after a GC)
+	inFlight   int64
+}
+
+// TestReliabilitySoak: N concurrent streams through the proxy into a real
+// capture for the soak duration (short 1,000 × 20 s; long 10,000 × 10
+// min); every stream that ends is replaced at once, so N stay open. The
+// upstream is a separate process. Asserts: the proxy holds N streams
+// (in_flight), no request is lost (records = requests), and goroutines and
+// heap stay flat (second half of the soak vs the first readings after the
+// ramp).
+func TestReliabilitySoak(t *testing.T) {
+	n := pick(1000, 10000)
+	dur := pick(20*time.Second, 10*time.Minute)
+	_, up := helperUpstream(t, pick(500*time.Millisecond, time.Second))
+	r := startRig(t, up, "", proxy.Config{}, capture.Options{})
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var sent, completed, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Spread the start over the first seconds.
+			time.Sleep(time.Duration(w) * (2 * time.Second) / time.Duration(n))
+			for ctx.Err() == nil {
+				i := int(sent.Add(1))
+				_, _, err := post(context.Background(), client, r.url, i, `{"model":"m","prompt":"x","max_tokens":10,"stream":true}`)
+				if err != nil {
+					failed.Add(1)
+				} else {
+					completed.Add(1)
+				}
+			}
+		}()
+	}
+	var samples []sample
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var ms runtime.MemStats
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+			runtime.GC() // live heap, not garbage awaiting collection
+			runtime.ReadMemStats(&ms)
+			samples = append(samples, sample{time.Since(start), runtime.NumGoroutine(), ms.HeapAlloc, r.p.Stats().InFlight})
+		}
+	}
+	wg.Wait()
+	recs := r.records(t)
+	// Steady state: from 25% of the soak (after the ramp and the first
+	// full stream lifetimes) on.
+	steady := samples[len(samples)/4:]
+	half := len(steady) / 2
+	first, second := steady[:half], steady[half:]
+	avg := func(s []sample, f func(sample) float64) float64 {
+		var sum float64
+		for _, x := range s {
+			sum += f(x)
+		}
+		return sum / float64(len(s))
+	}
+	g1, g2 := avg(first, func(s sample) float64 { return float64(s.goroutines) }), avg(second, func(s sample) float64 { return float64(s.goroutines) })
+	h1, h2 := avg(first, func(s sample) float64 { return float64(s.heap) }), avg(second, func(s sample) float64 { return float64(s.heap) })
+	inflight := make([]int64, 0, len(steady))
+	for _, s := range steady {
+		inflight = append(inflight, s.inFlight)
+	}
+	sort.Slice(inflight, func(i, j int) bool { return inflight[i] < inflight[j] })
+	minIn := inflight[0]
+	if minIn < int64(n)*9/10 {
+		t.Errorf("the proxy held as few as %d streams in the steady state; want >= 90%% of %d", minIn, n)
+	}
+	if g2 > g1*1.10+50 {
+		t.Errorf("goroutines grew from %.0f to %.0f during the soak", g1, g2)
+	}
+	if h2 > h1*1.5+(32<<20) {
+		t.Errorf("live heap grew from %.1f to %.1f MiB during the soak", h1/(1<<20), h2/(1<<20))
+	}
+	if failed.Load() > 0 {
+		t.Errorf("%d of %d requests failed", failed.Load(), sent.Load())
+	}
+	tried := completed.Load() + failed.Load()
+	if int64(len(recs)) != tried {
+		t.Errorf("%d records for %d requests (lost %d)", len(recs), tried, tried-int64(len(recs)))
+	}
+	t.Logf("soak %v × %d streams: %d requests, %d failed, %d records (lost %d); in flight (steady) min %d median %d; goroutines %.0f → %.0f; live heap %.1f → %.1f MiB",
+		dur, n, tried, failed.Load(), len(recs), tried-int64(len(recs)), minIn, inflight[len(inflight)/2], g1, g2, h1/(1<<20), h2/(1<<20))
+	for _, s := range samples {
+		t.Logf("  t=%3.0fs goroutines %d heap %.1f MiB in_flight %d", s.at.Seconds(), s.goroutines, float64(s.heap)/(1<<20), s.inFlight)
+		if !testing.Verbose() {
+			break
+		}
+	}
+}
+
+// TestReliabilityReplayMaxRate: the replayer at the highest rate this
+// suite asks of it (short: 500 req/s under -race for 20 s; long: 2,000
+// req/s for 10 min) against a fast local server. Asserts every due request
+// was sent and completed, and reports the lag p99 (no bound: timing goals
+// live in the replay package's benchmarks).
+func TestReliabilityReplayMaxRate(t *testing.T) {
+	rate := pick(500.0, 2000.0)
+	if raceEnabled {
+		rate = min(rate, 500)
+	}
+	dur := pick(20*time.Second, 10*time.Minute)
+	_, up := helperUpstream(t, 0)
+	count := int(rate*dur.Seconds()) + 10
+	reqs := make([]trace.Request, count)
+	for i := range reqs {
+		reqs[i] = trace.Request{Index: int64(i), Offset: time.Duration(i) * time.Second, Endpoint: trace.EndpointCompletions,
+			Prompt: fmt.Sprintf("p%d", i), InputTokens: 2, OutputTokens: 2, Sampling: trace.Sampling{MaxTokens: 2, IgnoreEOS: true}}
+	}
+	hdr := trace.Header{Generator: "reliability", MeanRate: 1, Arrival: trace.ArrivalConstant, Count: int64(count), Span: reqs[count-1].Offset}
+	hdr.Hash[0] = 1
+	res, err := replay.Run(context.Background(), replay.Config{Target: up, Rates: []float64{rate}, Duration: dur, Drain: 10 * time.Second}, hdr, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := res.Levels[0]
+	if lr.Sent != lr.Planned || lr.OK != lr.Sent {
+		t.Errorf("planned %d, sent %d, ok %d; want all sent and ok (errors %v)", lr.Planned, lr.Sent, lr.OK, lr.Errors)
+	}
+	t.Logf("replayer at %.0f req/s for %v: planned %d sent %d ok %d, achieved %.1f req/s; lag p50 %v p99 %v max %v",
+		rate, dur, lr.Planned, lr.Sent, lr.OK, lr.AchievedRate, lr.Lag.P50, lr.Lag.P99, lr.Lag.Max)
+}
