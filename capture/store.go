@@ -234,8 +234,12 @@ func Open(dir string, opt Options) (*Store, error) {
 			return nil, fmt.Errorf("capture: create %s: %w", dir, err)
 		}
 		// A new capture in a directory made by someone else: owner-only,
-		// like one we create (Badger's files are reached through it).
+		// like one we create (Badger's files are reached through it). It
+		// must be empty: a capture never writes its files among a user's.
 		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); errors.Is(err, fs.ErrNotExist) {
+			if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+				return nil, fmt.Errorf("capture: create %s: %w: the directory holds other files (%s, ...); give a new or empty directory", dir, ErrNotCapture, ents[0].Name())
+			}
 			if err := os.Chmod(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("capture: create %s: %w", dir, err)
 			}

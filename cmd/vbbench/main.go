@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "presets":
-		return cli.Exit(stderr, "vbbench presets", presetsCmd(stdout))
+		return cli.Exit(stderr, "vbbench presets", presetsCmd(args[1:], stdout, stderr))
 	default:
 		fmt.Fprintf(stderr, "vbbench: unknown command %q\n\n%s\n", args[0], usage)
 		return cli.ExitUsage
@@ -141,7 +141,14 @@ func exeDirs() []string {
 	return []string{filepath.Dir(exe)}
 }
 
-func presetsCmd(stdout io.Writer) error {
+func presetsCmd(args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("vbbench presets", "vbbench presets", stderr)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("unexpected arguments %q (presets takes none)", fs.Args())
+	}
 	for _, name := range backends.PresetNames() {
 		p, _ := backends.Preset(name)
 		b, _ := json.Marshal(p)
