@@ -250,6 +250,9 @@ func Open(dir string, opt Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{dir: dir, opt: opt, db: db, log: opt.Logger}
+	if !opt.ReadOnly {
+		ownerOnly(dir)
+	}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
@@ -268,6 +271,26 @@ func Open(dir string, opt Options) (*Store, error) {
 		s.writer = newWriter(s, maxID, maxSeq)
 	}
 	return s, nil
+}
+
+// ownerOnly takes the group and other permission bits off the files of a
+// capture directory. Badger creates its files 0666 (less the umask); the
+// directory is 0700, which already keeps others out, and this keeps the
+// files private when they are copied or archived with their modes. Files
+// Badger creates while the store is open get it at Close. Best effort.
+func ownerOnly(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().Perm()&0o077 != 0 {
+			os.Chmod(filepath.Join(dir, e.Name()), info.Mode().Perm()&0o700)
+		}
+	}
 }
 
 func openDB(dir string, opt *Options) (*badger.DB, error) {
@@ -410,6 +433,9 @@ func (s *Store) Close() error {
 		}
 		if err := s.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("capture: close %s: %w", s.dir, err))
+		}
+		if !s.opt.ReadOnly {
+			ownerOnly(s.dir)
 		}
 		s.closeErr = errors.Join(errs...)
 	})

@@ -17,6 +17,9 @@ var vbPrefix = []byte("x-vb-")
 func (p *Proxy) readRequest(req *fasthttp.Request, rec *capture.Record) {
 	rec.Method = string(req.Header.Method())
 	rec.Path = string(req.Header.RequestURI())
+	if !p.cfg.RecordSecrets {
+		rec.Path = redactQuery(rec.Path)
+	}
 	rec.Tags.Index = -1
 	var vb []string
 	for k, v := range req.Header.All() {
@@ -39,6 +42,44 @@ func (p *Proxy) readRequest(req *fasthttp.Request, rec *capture.Record) {
 	if n := min(len(body), p.cfg.RecordRequestBody); n > 0 {
 		rec.RequestBody = bytes.Clone(body[:n])
 	}
+}
+
+// secretParams are query parameters whose values are credentials (API
+// keys passed in the URL, e.g. ?key= or ?api-key=, OAuth tokens, SAS
+// signatures); lower case.
+var secretParams = []string{"key", "api-key", "api_key", "apikey", "access_token", "token", "auth", "sig", "signature", "password"}
+
+// redactQuery replaces the values of secret query parameters in a request
+// URI with capture.Redacted; anything else stays byte-identical. (The
+// request is forwarded unchanged; only the record is redacted.)
+func redactQuery(uri string) string {
+	q := strings.IndexByte(uri, '?')
+	if q < 0 {
+		return uri
+	}
+	var b strings.Builder
+	b.WriteString(uri[:q+1])
+	for i, part := range strings.Split(uri[q+1:], "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		name, _, hasValue := strings.Cut(part, "=")
+		secret := false
+		for _, s := range secretParams {
+			if strings.EqualFold(name, s) {
+				secret = true
+				break
+			}
+		}
+		if secret && hasValue {
+			b.WriteString(name)
+			b.WriteByte('=')
+			b.WriteString(capture.Redacted)
+			continue
+		}
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 // setTag parses one X-VB-* header (name without the prefix, lower case).

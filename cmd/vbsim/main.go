@@ -78,6 +78,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("vbsim: listen on %s: %w", addr, err)
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		fmt.Fprintf(stderr, "vbsim: WARNING: listening on %s, which is reachable from other hosts (anyone who reaches it can use the server); use --listen 127.0.0.1:PORT to keep it local\n", ln.Addr())
+	}
 	c := srv.Config()
 	fmt.Fprintf(stderr, "vbsim: serving %s on http://%s (preset %s, policy %s", c.Model, ln.Addr(), c.Preset, c.Policy)
 	if c.Policy == sim.PolicyContiguous {

@@ -19,6 +19,18 @@ log = logging.getLogger("vbtorch.server")
 JSON_ERRORS = (ValueError, TypeError)
 
 
+def is_public(host: str) -> bool:
+    """Is_public says whether a --host value listens beyond this machine (all interfaces, or any non-loopback address or name)."""
+    import ipaddress
+
+    if host in ("localhost", "ip6-localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True  # "" (all interfaces) or a host name that may resolve anywhere
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse_args reads the command line (exit status 2 with a message on bad flags)."""
     p = argparse.ArgumentParser(prog="python3 -m vbtorch.server", description="vbtorch: pure-PyTorch baseline LLM server")
@@ -249,6 +261,9 @@ async def _serve(args) -> int:
         engine.stop()
         raise StartupError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
     engine.start()
+    if is_public(args.host):
+        log.warning("listening on %s:%d, which is reachable from other hosts (anyone who reaches it can use the server); "
+                    "use --host 127.0.0.1 to keep it local", args.host, args.port)
     log.info("serving %s as %r on http://%s:%d", model_dir, name, args.host, args.port)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
