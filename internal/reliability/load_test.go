@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"runtime"
 	"sort"
@@ -52,7 +53,9 @@ func TestReliabilitySoak(t *testing.T) {
 			time.Sleep(time.Duration(w) * (2 * time.Second) / time.Duration(n))
 			for ctx.Err() == nil {
 				i := int(sent.Add(1))
-				_, _, err := post(context.Background(), client, r.url, i, `{"model":"m","prompt":"x","max_tokens":10,"stream":true}`)
+				// Lengths vary (6–14 tokens) so streams do not end in waves.
+				body := fmt.Sprintf(`{"model":"m","prompt":"x","max_tokens":%d,"stream":true}`, 6+rand.IntN(9))
+				_, _, err := post(context.Background(), client, r.url, i, body)
 				if err != nil {
 					failed.Add(1)
 				} else {
@@ -98,9 +101,13 @@ loop:
 		inflight = append(inflight, s.inFlight)
 	}
 	sort.Slice(inflight, func(i, j int) bool { return inflight[i] < inflight[j] })
-	minIn := inflight[0]
-	if minIn < int64(n)*9/10 {
-		t.Errorf("the proxy held as few as %d streams in the steady state; want >= 90%% of %d", minIn, n)
+	minIn, medIn := inflight[0], inflight[len(inflight)/2]
+	// Each stream is replaced as soon as it ends, so the proxy holds about
+	// n; a reading may catch a moment when many clients are between two
+	// requests (a GC or scheduling pause on a busy machine), so the bound
+	// is on the median.
+	if medIn < int64(n)*95/100 {
+		t.Errorf("the proxy held a median of %d streams in the steady state (min %d); want >= 95%% of %d", medIn, minIn, n)
 	}
 	if g2 > g1*1.10+50 {
 		t.Errorf("goroutines grew from %.0f to %.0f during the soak", g1, g2)
@@ -116,7 +123,7 @@ loop:
 		t.Errorf("%d records for %d requests (lost %d)", len(recs), tried, tried-int64(len(recs)))
 	}
 	t.Logf("soak %v × %d streams: %d requests, %d failed, %d records (lost %d); in flight (steady) min %d median %d; goroutines %.0f → %.0f; live heap %.1f → %.1f MiB",
-		dur, n, tried, failed.Load(), len(recs), tried-int64(len(recs)), minIn, inflight[len(inflight)/2], g1, g2, h1/(1<<20), h2/(1<<20))
+		dur, n, tried, failed.Load(), len(recs), tried-int64(len(recs)), minIn, medIn, g1, g2, h1/(1<<20), h2/(1<<20))
 	for _, s := range samples {
 		t.Logf("  t=%3.0fs goroutines %d heap %.1f MiB in_flight %d", s.at.Seconds(), s.goroutines, float64(s.heap)/(1<<20), s.inFlight)
 		if !testing.Verbose() {

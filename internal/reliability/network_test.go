@@ -124,8 +124,9 @@ func TestReliabilityNetworkDelayLoss(t *testing.T) {
 	n := pick(400, 5000)
 	client := newClient(t, 32)
 	type res struct {
-		body []byte
-		err  error
+		status int
+		body   []byte
+		err    error
 	}
 	out := make([]res, n)
 	var wg sync.WaitGroup
@@ -139,8 +140,8 @@ func TestReliabilityNetworkDelayLoss(t *testing.T) {
 			defer func() { <-sem }()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, b, err := post(ctx, client, r.url, i+1, `{"model":"m","prompt":"x","max_tokens":20,"stream":true}`)
-			out[i] = res{b, err}
+			status, b, err := post(ctx, client, r.url, i+1, `{"model":"m","prompt":"x","max_tokens":20,"stream":true}`)
+			out[i] = res{status, b, err}
 		}()
 	}
 	wg.Wait()
@@ -156,6 +157,13 @@ func TestReliabilityNetworkDelayLoss(t *testing.T) {
 			continue
 		}
 		switch {
+		case out[i].err == nil && out[i].status == 502:
+			// Reset before the first response byte: the client gets a
+			// 502 and the record says why.
+			cut++
+			if rec.Outcome != capture.OutcomeUpstreamUnreachable {
+				t.Errorf("request %d: client got 502, record %q", i+1, rec.Outcome)
+			}
 		case out[i].err == nil:
 			ok++
 			if !bytes.Equal(normalizeIDs(out[i].body), normalizeIDs(want)) {
