@@ -36,6 +36,12 @@ type sample struct {
 func TestReliabilitySoak(t *testing.T) {
 	n := pick(1000, 10000)
 	dur := pick(20*time.Second, 10*time.Minute)
+	if *soakStreams > 0 {
+		n = *soakStreams
+	}
+	if *soakDuration > 0 {
+		dur = *soakDuration
+	}
 	_, up := helperUpstream(t, pick(500*time.Millisecond, time.Second))
 	r := startRig(t, up, "", proxy.Config{}, capture.Options{})
 	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
@@ -143,6 +149,9 @@ func TestReliabilityReplayMaxRate(t *testing.T) {
 		rate = min(rate, 500)
 	}
 	dur := pick(20*time.Second, 10*time.Minute)
+	if *soakDuration > 0 {
+		dur = *soakDuration
+	}
 	_, up := helperUpstream(t, 0)
 	count := int(rate*dur.Seconds()) + 10
 	reqs := make([]trace.Request, count)
