@@ -137,7 +137,7 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		ReadTimeout:                  5 * time.Minute,
 		IdleTimeout:                  2 * time.Minute,
 		// WriteTimeout stays 0: it would cover the whole streamed body.
-		Concurrency:           1 << 20,
+		Concurrency:           maxStreams(), // 503 past it, instead of running out of descriptors
 		MaxIdleWorkerDuration: time.Second,
 		CloseOnShutdown:       true,
 		ReduceMemoryUsage:     false,

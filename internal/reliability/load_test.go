@@ -2,13 +2,18 @@ package reliability
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,34 +47,26 @@ func TestReliabilitySoak(t *testing.T) {
 	if *soakDuration > 0 {
 		dur = *soakDuration
 	}
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && int(lim.Cur-300)/2 < n {
+		t.Logf("RLIMIT_NOFILE is %d and the proxy holds 2 descriptors per stream: %d streams instead of %d", lim.Cur, (lim.Cur-300)/2, n)
+		n = int(lim.Cur-300) / 2
+	}
 	_, up := helperUpstream(t, pick(500*time.Millisecond, time.Second))
 	r := startRig(t, up, "", proxy.Config{}, capture.Options{})
-	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	// The clients are their own process: this one holds only the proxy and
+	// its capture (two descriptors per stream), so its goroutines and heap
+	// are the proxy's.
+	cl := exec.Command(os.Args[0], "-test.run=^$")
+	cl.Env = append(os.Environ(), "VB_REL_HELPER=clients", fmt.Sprintf("VB_REL_N=%d", n), "VB_REL_URL="+r.url, "VB_REL_DUR="+dur.String())
+	cl.Stderr = os.Stderr
+	clOut, _ := cl.StdoutPipe()
+	if err := cl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Process.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
-	var sent, completed, failed atomic.Int64
-	var wg sync.WaitGroup
-	for w := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Spread the start over the first seconds.
-			time.Sleep(time.Duration(w) * (2 * time.Second) / time.Duration(n))
-			for ctx.Err() == nil {
-				i := int(sent.Add(1))
-				// Lengths vary (6–14 tokens) so streams do not end in waves.
-				body := fmt.Sprintf(`{"model":"m","prompt":"x","max_tokens":%d,"stream":true}`, 6+rand.IntN(9))
-				_, _, err := post(context.Background(), client, r.url, i, body)
-				if err != nil {
-					failed.Add(1)
-				} else {
-					completed.Add(1)
-				}
-			}
-		}()
-	}
 	var samples []sample
 	start := time.Now()
 	tick := time.NewTicker(time.Second)
@@ -86,7 +83,11 @@ loop:
 			samples = append(samples, sample{time.Since(start), runtime.NumGoroutine(), ms.HeapAlloc, r.p.Stats().InFlight})
 		}
 	}
-	wg.Wait()
+	var res clientTotals
+	if err := json.NewDecoder(clOut).Decode(&res); err != nil {
+		t.Fatalf("clients: %v", err)
+	}
+	cl.Wait()
 	recs := r.records(t)
 	// Steady state: from 25% of the soak (after the ramp and the first
 	// full stream lifetimes) on.
@@ -121,21 +122,69 @@ loop:
 	if h2 > h1*1.5+(32<<20) {
 		t.Errorf("live heap grew from %.1f to %.1f MiB during the soak", h1/(1<<20), h2/(1<<20))
 	}
-	if failed.Load() > 0 {
-		t.Errorf("%d of %d requests failed", failed.Load(), sent.Load())
+	if res.Failed > 0 {
+		t.Errorf("%d of %d requests failed (first: %s)", res.Failed, res.Sent, res.FirstErr)
 	}
-	tried := completed.Load() + failed.Load()
+	tried := res.Completed + res.Failed
 	if int64(len(recs)) != tried {
 		t.Errorf("%d records for %d requests (lost %d)", len(recs), tried, tried-int64(len(recs)))
 	}
 	t.Logf("soak %v × %d streams: %d requests, %d failed, %d records (lost %d); in flight (steady) min %d median %d; goroutines %.0f → %.0f; live heap %.1f → %.1f MiB",
-		dur, n, tried, failed.Load(), len(recs), tried-int64(len(recs)), minIn, medIn, g1, g2, h1/(1<<20), h2/(1<<20))
+		dur, n, tried, res.Failed, len(recs), tried-int64(len(recs)), minIn, medIn, g1, g2, h1/(1<<20), h2/(1<<20))
 	for _, s := range samples {
 		t.Logf("  t=%3.0fs goroutines %d heap %.1f MiB in_flight %d", s.at.Seconds(), s.goroutines, float64(s.heap)/(1<<20), s.inFlight)
 		if !testing.Verbose() {
 			break
 		}
 	}
+}
+
+// clientTotals is what the soak's client process reports.
+type clientTotals struct {
+	Sent, Completed, Failed int64
+	FirstErr                string
+}
+
+// soakClients is the soak's client process: VB_REL_N loops, each
+// streaming through VB_REL_URL and starting the next stream as soon as one
+// ends, for VB_REL_DUR; it prints its totals as JSON.
+func soakClients() {
+	n, _ := strconv.Atoi(os.Getenv("VB_REL_N"))
+	url := os.Getenv("VB_REL_URL")
+	dur, _ := time.ParseDuration(os.Getenv("VB_REL_DUR"))
+	tr := &http.Transport{MaxIdleConnsPerHost: n, DisableCompression: true}
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var sent, completed, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Spread the start over the first seconds.
+			time.Sleep(time.Duration(w) * (2 * time.Second) / time.Duration(n))
+			for ctx.Err() == nil {
+				i := int(sent.Add(1))
+				// Lengths vary (6–14 tokens) so streams do not end in waves.
+				body := fmt.Sprintf(`{"model":"m","prompt":"x","max_tokens":%d,"stream":true}`, 6+rand.IntN(9))
+				status, _, err := post(context.Background(), client, url, i, body)
+				if err == nil && status != 200 {
+					err = fmt.Errorf("status %d", status)
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					completed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fe, _ := firstErr.Load().(string)
+	json.NewEncoder(os.Stdout).Encode(clientTotals{sent.Load(), completed.Load(), failed.Load(), fe})
 }
 
 // TestReliabilityReplayMaxRate: the replayer at the highest rate this

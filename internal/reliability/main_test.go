@@ -56,6 +56,10 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Println(srv.URL)
 		select {}
+	case "clients":
+		raiseNoFile()
+		soakClients()
+		os.Exit(0)
 	}
 	flag.Parse()
 	raiseNoFile()
