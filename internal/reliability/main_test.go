@@ -181,6 +181,21 @@ func (r *rig) records(t testing.TB) []*capture.Record {
 	return recs
 }
 
+// readRecords returns every record of a closed capture.
+func readRecords(t testing.TB, dir string) []*capture.Record {
+	t.Helper()
+	st, err := capture.Open(dir, capture.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open capture %s: %v", dir, err)
+	}
+	defer st.Close()
+	var recs []*capture.Record
+	if err := st.Records(func(rec *capture.Record) error { recs = append(recs, rec); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
 // byIndex maps records by their X-VB-Index tag.
 func byIndex(recs []*capture.Record) map[int64]*capture.Record {
 	m := make(map[int64]*capture.Record, len(recs))
