@@ -56,6 +56,10 @@ func Open(path string) (*File, error) {
 		if f, err = os.Open(path); err != nil {
 			return nil, fmt.Errorf("trace: %w", err)
 		}
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			f.Close()
+			return nil, fmt.Errorf("trace: %s is a directory, not a trace file", path)
+		}
 	}
 	rr, err := NewAnyReader(f)
 	if err != nil {
