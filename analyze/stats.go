@@ -3,6 +3,8 @@ package analyze
 import (
 	"math"
 	"slices"
+
+	"github.com/vbench/vbench/internal/stats"
 )
 
 // Dist summarizes a sample of values (seconds, or s/token): the statistics
@@ -134,24 +136,7 @@ func meanStd(xs []float64) (mean, std float64) {
 // h = (n−1)·p/100, the value is xs[⌊h⌋] + (h−⌊h⌋)·(xs[⌊h⌋+1] − xs[⌊h⌋]).
 // This is numpy's default method ("linear"), the one `vllm bench serve`
 // uses. It returns NaN for an empty sample.
-func PercentileSorted(xs []float64, p float64) float64 {
-	n := len(xs)
-	if n == 0 {
-		return math.NaN()
-	}
-	if p <= 0 {
-		return xs[0]
-	}
-	if p >= 100 {
-		return xs[n-1]
-	}
-	h := float64(n-1) * p / 100
-	lo := int(math.Floor(h))
-	if lo >= n-1 {
-		return xs[n-1]
-	}
-	return xs[lo] + (h-float64(lo))*(xs[lo+1]-xs[lo])
-}
+func PercentileSorted(xs []float64, p float64) float64 { return stats.Percentile(xs, p) }
 
 // CI is the mean of per-trial values with the half-width of its 95%
 // confidence interval (Student's t with n−1 degrees of freedom; NaN with

@@ -4,6 +4,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/vbench/vbench/internal/stats"
 )
 
 // Dist summarizes a distribution of durations. Percentiles interpolate
@@ -43,18 +45,8 @@ func Summarize(v []time.Duration) Dist {
 // Percentile returns the p-th percentile (0..100) of sorted by linear
 // interpolation between the closest ranks: rank = p/100·(n−1).
 func Percentile(sorted []time.Duration, p float64) time.Duration {
-	n := len(sorted)
-	if n == 0 {
+	if len(sorted) == 0 {
 		return 0
 	}
-	rank := p / 100 * float64(n-1)
-	lo := int(math.Floor(rank))
-	if lo >= n-1 {
-		return sorted[n-1]
-	}
-	if lo < 0 {
-		return sorted[0]
-	}
-	frac := rank - float64(lo)
-	return sorted[lo] + time.Duration(math.Round(frac*float64(sorted[lo+1]-sorted[lo])))
+	return time.Duration(math.Round(stats.Percentile(sorted, p)))
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/vbench/vbench/internal/stats"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -48,15 +49,7 @@ func Summarize(xs []float64) Dist {
 
 // Percentile returns the p-th percentile of sorted xs by linear
 // interpolation: rank p/100·(n−1).
-func Percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return math.NaN()
-	}
-	rank := p / 100 * float64(len(sorted)-1)
-	lo := int(math.Floor(rank))
-	hi := min(lo+1, len(sorted)-1)
-	return sorted[lo] + (rank-float64(lo))*(sorted[hi]-sorted[lo])
-}
+func Percentile(sorted []float64, p float64) float64 { return stats.Percentile(sorted, p) }
 
 func (d Dist) String() string {
 	return fmt.Sprintf("mean %.2f  std %.2f  p50 %.1f  p90 %.1f  p99 %.1f  min %.0f  max %.0f", d.Mean, d.Std, d.P50, d.P90, d.P99, d.Min, d.Max)
