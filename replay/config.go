@@ -47,6 +47,11 @@ type Config struct {
 	// Rates are the asked mean request rates in requests/s, one level each,
 	// in order; empty or 0 plays the trace at its own pace.
 	Rates []float64 `json:"rates"`
+	// Concurrency, when set instead of Rates, makes closed-loop levels:
+	// level i keeps Concurrency[i] requests in flight, sending the next
+	// trace request (in trace order, arrival times ignored) as soon as one
+	// ends, for Duration or until the trace runs out (see closed.go).
+	Concurrency []int `json:"concurrency,omitempty"`
 	// Speed multiplies the pace of every level (2 = twice as fast).
 	Speed float64 `json:"speed"`
 	// Duration cuts each level: requests due after it are not sent. 0 plays
@@ -143,7 +148,7 @@ func (c Config) WithDefaults() Config {
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = DefaultProgressInterval
 	}
-	if len(c.Rates) == 0 {
+	if len(c.Rates) == 0 && len(c.Concurrency) == 0 {
 		c.Rates = []float64{0}
 	}
 	if c.Run == "" {
@@ -176,6 +181,19 @@ func (c *Config) Validate() error {
 	for _, r := range c.Rates {
 		if math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
 			bad("rate %v: want a positive number of requests/s (0 = the trace's own pace)", r)
+		}
+	}
+	if len(c.Concurrency) > 0 {
+		if len(c.Rates) > 0 {
+			bad("--concurrency (closed loop) and --rate (open loop) exclude each other")
+		}
+		if c.MaxConcurrency > 0 {
+			bad("--concurrency (closed loop) and --max-concurrency exclude each other: a closed-loop level already holds its concurrency")
+		}
+	}
+	for _, n := range c.Concurrency {
+		if n < 1 {
+			bad("concurrency %d: want 1 or more requests in flight", n)
 		}
 	}
 	if math.IsNaN(c.Speed) || math.IsInf(c.Speed, 0) || c.Speed < 0 {

@@ -10,4 +10,10 @@
 // each level), each cut at a duration and drained for a bounded time, with
 // optional warm-up phases. Bodies are rendered before the load starts, and
 // a preflight request checks the target and model before any load is sent.
+//
+// With Config.Concurrency instead of rates, levels are closed loop: N
+// workers keep N requests in flight, each sending the next trace request
+// as soon as its previous one ended (arrival times ignored). That measures
+// what a server sustains, which is how `vbbench probe` places a study's
+// rates; the study itself stays open loop.
 package replay

@@ -99,6 +99,11 @@ type LevelResult struct {
 	OutputTokens int64 `json:"output_tokens"`
 	// Elapsed runs from the level's start to its last response.
 	Elapsed time.Duration `json:"elapsed_ns"`
+	// Concurrency is the number of requests a closed-loop level kept in
+	// flight (0: an open-loop level); Exhausted is set when the trace ran
+	// out before the closed-loop level's duration ended.
+	Concurrency int  `json:"concurrency,omitempty"`
+	Exhausted   bool `json:"exhausted,omitempty"`
 	// LagExceeded: lag p99 above the threshold.
 	LagExceeded bool `json:"lag_exceeded,omitempty"`
 	Interrupted bool `json:"interrupted,omitempty"`
@@ -150,6 +155,7 @@ type phase struct {
 	rate   float64
 	scale  float64
 	warmup bool
+	conc   int           // closed loop: requests kept in flight (0: paced by due times)
 	window time.Duration // sending window; warm-ups by duration hold it
 	hold   bool          // wait for the window's end after the last send
 	items  []item
@@ -184,6 +190,9 @@ func makePlan(cfg *Config, hdr *trace.Header, reqs []trace.Request) (*plan, erro
 		if i > 0 && reqs[i].Offset < reqs[i-1].Offset {
 			return nil, fmt.Errorf("replay: trace request %d: offset %v is before the previous one's %v (a trace is in arrival order)", i, reqs[i].Offset, reqs[i-1].Offset)
 		}
+	}
+	if len(cfg.Concurrency) > 0 {
+		return closedPhases(cfg, reqs), nil
 	}
 	off := func(i int) time.Duration { return reqs[i].Offset }
 	last := reqs[len(reqs)-1].Offset
@@ -400,6 +409,7 @@ type running struct {
 	cutTimer    *time.Timer
 	done        chan struct{}
 	interrupted bool
+	exhausted   bool
 	sent        atomic.Int64
 	finished    atomic.Int64
 	failed      atomic.Int64
@@ -413,6 +423,9 @@ type running struct {
 // start paces the phase's requests (returning when the last one is sent,
 // or the context is cancelled) and leaves them draining.
 func (r *runner) start(ctx context.Context, ph *phase) *running {
+	if ph.conc > 0 {
+		return r.startClosed(ctx, ph)
+	}
 	rn := &running{r: r, ph: ph, results: make([]RequestResult, len(ph.items)), done: make(chan struct{}),
 		stopProg: make(chan struct{}), progDone: make(chan struct{}), turns: newTurnState(ph.parents)}
 	rn.start = time.Now()
@@ -517,7 +530,7 @@ func (rn *running) wait(ctx context.Context) LevelResult {
 func (rn *running) summarize() LevelResult {
 	ph, cfg := rn.ph, rn.r.cfg
 	lr := LevelResult{Label: ph.label, Rate: ph.rate, Scale: ph.scale, Warmup: ph.warmup, Window: ph.window,
-		Planned: len(ph.items), Interrupted: rn.interrupted}
+		Planned: len(ph.items), Interrupted: rn.interrupted, Concurrency: ph.conc, Exhausted: rn.exhausted}
 	var lags, ttft, ttfts, e2e []time.Duration
 	var firstDue, lastDue, firstSent, lastSent int64
 	var end time.Duration
@@ -593,6 +606,7 @@ func (rn *running) progress() {
 		rn.lagMu.Lock()
 		win := rn.lagWindow
 		rn.lagWindow = nil
+		cutAt := rn.cutAt
 		rn.lagMu.Unlock()
 		d := Summarize(win)
 		sent, fin := rn.sent.Load(), rn.finished.Load()
@@ -603,7 +617,15 @@ func (rn *running) progress() {
 		eta := time.Until(rn.start.Add(rn.ph.window)).Round(100 * time.Millisecond)
 		etaS := eta.String()
 		if int(sent) >= len(rn.ph.items) || eta <= 0 {
-			etaS = fmt.Sprintf("draining (cut in %v)", time.Until(rn.cutAt).Round(time.Second))
+			etaS = fmt.Sprintf("draining (cut in %v)", time.Until(cutAt).Round(time.Second))
+			if cutAt.IsZero() {
+				etaS = "end of trace"
+			}
+		}
+		if rn.ph.conc > 0 {
+			fmt.Fprintf(cfg.Progress, "%s %s (closed loop): sent %d finished %d in flight %d | errors %d | ETA %s\n",
+				kind, rn.ph.label, sent, fin, sent-fin, rn.failed.Load(), etaS)
+			continue
 		}
 		warn := ""
 		if d.P99 > cfg.LagThreshold {

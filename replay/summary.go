@@ -20,6 +20,22 @@ func levelLine(lr *LevelResult, threshold time.Duration) string {
 		kind = "warm-up"
 	}
 	var b strings.Builder
+	if lr.Concurrency > 0 {
+		fmt.Fprintf(&b, "%s %s (closed loop, %d in flight) done: sent %d ok %d", kind, lr.Label, lr.Concurrency, lr.Sent, lr.OK)
+		if lr.Elapsed > 0 {
+			fmt.Fprintf(&b, " | %.2f req/s completed", float64(lr.OK)/lr.Elapsed.Seconds())
+		}
+		if len(lr.Errors) > 0 {
+			fmt.Fprintf(&b, " | errors %s", errorList(lr.Errors))
+		}
+		if lr.Exhausted {
+			b.WriteString(" | the trace ran out before the duration")
+		}
+		if lr.Interrupted {
+			b.WriteString(" | INTERRUPTED")
+		}
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%s %s req/s done: sent %d/%d ok %d", kind, lr.Label, lr.Sent, lr.Planned, lr.OK)
 	if lr.Dropped > 0 {
 		fmt.Fprintf(&b, " dropped %d", lr.Dropped)
