@@ -73,7 +73,9 @@ type TraceConfig struct {
 
 // RunConfig holds the load settings of every trial.
 type RunConfig struct {
-	// Rates are the request rates in req/s, run from low to high.
+	// Rates are the request rates in req/s, run from low to high. A model's
+	// or a variant's own rates replace them for its trials (see
+	// Study.RatesFor); they may be left out when every trial has its own.
 	Rates []float64 `toml:"rates" json:"rates"`
 	// Duration is each level's sending window.
 	Duration Duration `toml:"duration" json:"duration"`
@@ -132,6 +134,9 @@ type ModelConfig struct {
 	WeightsGiB float64 `toml:"weights_gib" json:"weights_gib,omitempty"`
 	// Variants are the variant names to run, in order.
 	Variants []string `toml:"variants" json:"variants"`
+	// Rates, when set, replace run.rates for this model's trials (a
+	// variant's own rates win over them).
+	Rates []float64 `toml:"rates" json:"rates,omitempty"`
 }
 
 // Defaults of a study.
@@ -171,9 +176,19 @@ func ParseStudy(text string) (*Study, error) {
 	if _, err := s.Resolve(); err != nil {
 		errs = append(errs, err)
 	}
-	for name, prim := range s.Variants {
-		// A defined variant that no model uses is still checked.
-		if _, err := s.decodeVariant(name, prim, ModelConfig{Model: "m"}); err != nil {
+	used := map[string]bool{}
+	for _, m := range s.Models {
+		for _, v := range m.Variants {
+			used[v] = true
+		}
+	}
+	for _, name := range sortedKeys(s.Variants) {
+		// A defined variant that no model uses is still checked (one that
+		// a model uses was, by Resolve).
+		if used[name] {
+			continue
+		}
+		if _, err := s.decodeVariant(name, s.Variants[name], ModelConfig{Model: "m"}); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -223,6 +238,33 @@ func (s *Study) defaults() {
 	}
 }
 
+// checkRates reports what is wrong with a list of rates named where.
+func checkRates(where string, rates []float64) []error {
+	var errs []error
+	for i, r := range rates {
+		if math.IsNaN(r) || math.IsInf(r, 0) || r <= 0 {
+			errs = append(errs, fmt.Errorf("%s[%d] = %v: want a positive rate in req/s", where, i, r))
+		}
+		if i > 0 && r <= rates[i-1] {
+			errs = append(errs, fmt.Errorf("%s must rise: %v after %v (rates run from low to high)", where, r, rates[i-1]))
+		}
+	}
+	return errs
+}
+
+// RatesFor returns the rates of model m's trials of variant v: the
+// variant's own ([variants.NAME] rates), else the model's ([[models]]
+// rates), else run.rates.
+func (s *Study) RatesFor(m ModelConfig, v Variant) []float64 {
+	switch {
+	case len(v.Rates) > 0:
+		return v.Rates
+	case len(m.Rates) > 0:
+		return m.Rates
+	}
+	return s.Run.Rates
+}
+
 func (s *Study) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -232,17 +274,9 @@ func (s *Study) validate() error {
 	if s.Trace.Path == "" {
 		bad("trace.path is missing")
 	}
-	if len(s.Run.Rates) == 0 {
-		bad("run.rates is empty: give the request rates, e.g. [1, 5, 10, 20]")
-	}
-	for i, r := range s.Run.Rates {
-		if math.IsNaN(r) || math.IsInf(r, 0) || r <= 0 {
-			bad("run.rates[%d] = %v: want a positive rate in req/s", i, r)
-		}
-		if i > 0 && r <= s.Run.Rates[i-1] {
-			bad("run.rates must rise: %v after %v (rates run from low to high)", r, s.Run.Rates[i-1])
-		}
-	}
+	// Missing rates are a plan error, not a file error: `vbbench probe`
+	// runs a study that has none yet and suggests them.
+	errs = append(errs, checkRates("run.rates", s.Run.Rates)...)
 	if s.Run.Duration <= 0 {
 		bad("run.duration is missing: the sending window of each level, e.g. \"60s\"")
 	}
@@ -286,6 +320,7 @@ func (s *Study) validate() error {
 		if m.MaxModelLen < 0 || m.ParamsB < 0 || m.WeightsGiB < 0 {
 			bad("%s: max_model_len, params_b and weights_gib must not be negative", where)
 		}
+		errs = append(errs, checkRates(where+": rates", m.Rates)...)
 		vs := map[string]bool{}
 		for _, v := range m.Variants {
 			if vs[v] {
@@ -305,6 +340,9 @@ type Variant struct {
 	Preset string `json:"preset"`
 	// Spec is the resolved backend spec.
 	Spec backends.Spec `json:"spec"`
+	// Rates are the variant's own rates ([variants.NAME] rates; empty:
+	// the model's or run.rates).
+	Rates []float64 `json:"rates,omitempty"`
 }
 
 // Resolve returns, for every model in order, its variants in order.
@@ -372,7 +410,8 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 		applyModel(&spec, m)
 	}
 	var over struct {
-		Preset string `toml:"preset"`
+		Preset string    `toml:"preset"`
+		Rates  []float64 `toml:"rates"`
 		backends.Spec
 	}
 	over.Spec = spec
@@ -380,10 +419,23 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
 	}
 	spec = over.Spec
+	errs := checkRates("rates", over.Rates)
 	if err := spec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
 	}
-	return Variant{Name: name, Preset: head.Preset, Spec: spec}, nil
+	return Variant{Name: name, Preset: head.Preset, Spec: spec, Rates: over.Rates}, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // Path returns the study file's path ("" when parsed from text).

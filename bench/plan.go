@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -21,6 +23,8 @@ type Trial struct {
 	Model   ModelConfig `json:"model"`
 	Variant Variant     `json:"variant"`
 	Rep     int         `json:"rep"`
+	// Rates are the trial's rate levels (Study.RatesFor), low to high.
+	Rates []float64 `json:"rates"`
 	// Estimate is the expected wall time of the trial.
 	Estimate time.Duration `json:"estimate_ns"`
 }
@@ -112,7 +116,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		p.Errors = append(p.Errors, fmt.Sprintf("trace: %v", err))
 	}
 	if p.TraceReady {
-		p.Errors = append(p.Errors, checkTrace(p.Trace, s.Run)...)
+		p.Errors = append(p.Errors, checkTrace(p.Trace, s.Run, allRates(s, resolved))...)
 	}
 
 	// The matrix, in run order: model → variant → repetition.
@@ -132,14 +136,21 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 				}
 			}
 			for rep := 1; rep <= s.Run.Repetitions; rep++ {
-				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep}
-				t.Estimate = trialEstimate(v.Spec, s.Run, typicalDrain)
+				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep, Rates: s.RatesFor(m, v)}
+				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrain)
 				p.Trials = append(p.Trials, t)
 				p.Estimate += t.Estimate
-				p.Worst += trialEstimate(v.Spec, s.Run, s.Run.Drain.D())
+				p.Worst += trialEstimate(v.Spec, s.Run, t.Rates, s.Run.Drain.D())
 			}
 		}
 	}
+	var noRates grouped
+	for _, t := range p.Trials {
+		if len(t.Rates) == 0 && t.Rep == 1 {
+			noRates.add("no rates: give run.rates (or rates in [variants.NAME] or [[models]]), e.g. [1, 5, 10, 20]; `vbbench probe` measures the knees and suggests them", t.Model.Name+"/"+t.Variant.Name)
+		}
+	}
+	p.Errors = append(p.Errors, noRates.lines("trials")...)
 	p.Errors = append(p.Errors, noFit.lines("variants")...)
 	p.Warnings = append(p.Warnings, unchecked.lines("variants")...)
 	if usesGPU && p.GPUGiB == 0 {
@@ -199,18 +210,39 @@ func dedupe(s *[]string) {
 	*s = out
 }
 
-func trialEstimate(spec backends.Spec, r RunConfig, drain time.Duration) time.Duration {
+func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration) time.Duration {
 	d := startupEstimate(spec) + r.Warmup.D() + stopEstimate
-	for range r.Rates {
+	for range rates {
 		d += r.Duration.D() + min(drain, r.Drain.D())
 	}
 	return d
 }
 
+// allRates returns every rate some trial of the study runs, rising.
+func allRates(s *Study, resolved [][]Variant) []float64 {
+	seen := map[float64]bool{}
+	var out []float64
+	for mi, m := range s.Models {
+		if mi >= len(resolved) {
+			break
+		}
+		for _, v := range resolved[mi] {
+			for _, r := range s.RatesFor(m, v) {
+				if !seen[r] {
+					seen[r] = true
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	sort.Float64s(out)
+	return out
+}
+
 // checkTrace verifies that every level has enough requests: at rate R a
 // trace of native mean rate M spans Span×M/R, which must cover the warm-up
 // and the level's duration.
-func checkTrace(h trace.Header, r RunConfig) []string {
+func checkTrace(h trace.Header, r RunConfig, rates []float64) []string {
 	var errs []string
 	if h.Count == 0 {
 		return []string{"trace: it holds no requests"}
@@ -224,7 +256,7 @@ func checkTrace(h trace.Header, r RunConfig) []string {
 		speed = 1
 	}
 	need := r.Duration.D() + r.Warmup.D()
-	for _, rate := range r.Rates {
+	for _, rate := range rates {
 		span := time.Duration(float64(h.Span) * native / (rate * speed))
 		if span < need {
 			errs = append(errs, fmt.Sprintf("trace: at %g req/s its %d requests span %s, shorter than warm-up + duration = %s; make a trace of ≥ %d requests (vbsynth --requests or --span) or shorten run.duration",
@@ -244,8 +276,12 @@ func roundDur(d time.Duration) time.Duration {
 // Print writes the plan for people: checks, run order, time against budget.
 func (p *Plan) Print(w io.Writer) {
 	s := p.Study
-	fmt.Fprintf(w, "study %q: %d models, %d trials, rates %v req/s × %s (warm-up %s, drain ≤ %s)\n",
-		s.Name, len(s.Models), len(p.Trials), s.Run.Rates, s.Run.Duration.D(), s.Run.Warmup.D(), s.Run.Drain.D())
+	rates := fmt.Sprintf("rates %v req/s", s.Run.Rates)
+	if len(s.Run.Rates) == 0 {
+		rates = "rates per variant"
+	}
+	fmt.Fprintf(w, "study %q: %d models, %d trials, %s × %s (warm-up %s, drain ≤ %s)\n",
+		s.Name, len(s.Models), len(p.Trials), rates, s.Run.Duration.D(), s.Run.Warmup.D(), s.Run.Drain.D())
 	if p.TraceReady {
 		fmt.Fprintf(w, "trace %s: %d requests over %s at %g req/s native, hash %s\n",
 			s.Trace.Path, p.Trace.Count, roundDur(p.Trace.Span), p.Trace.MeanRate, p.Trace.ShortHash())
@@ -274,8 +310,12 @@ func (p *Plan) Print(w io.Writer) {
 	var at time.Duration
 	for _, t := range p.Trials {
 		at += t.Estimate
-		fmt.Fprintf(w, "  %3d  %-24s %-18s rep %d  %-13s ≈%-8s (done at ≈%s)\n", t.Index+1, t.Model.Name, t.Variant.Name, t.Rep,
-			t.Variant.Spec.Kind, roundDur(t.Estimate), roundDur(at))
+		own := ""
+		if !slices.Equal(t.Rates, s.Run.Rates) {
+			own = fmt.Sprintf("  rates %v", t.Rates)
+		}
+		fmt.Fprintf(w, "  %3d  %-24s %-18s rep %d  %-13s ≈%-8s (done at ≈%s)%s\n", t.Index+1, t.Model.Name, t.Variant.Name, t.Rep,
+			t.Variant.Spec.Kind, roundDur(t.Estimate), roundDur(at), own)
 	}
 	pct := 100 * float64(p.Estimate) / float64(s.Budget.D())
 	fmt.Fprintf(w, "\nestimate: ≈%s of the %s budget (%.0f%%); ≈%s if every level drains fully\n",

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,7 +131,7 @@ func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if errs := checkTrace(hdr, s.Run); len(errs) > 0 && !opt.Force {
+	if errs := checkTrace(hdr, s.Run, planRates(p)); len(errs) > 0 && !opt.Force {
 		return nil, fmt.Errorf("bench: %s", strings.Join(errs, "; "))
 	}
 	if err := os.MkdirAll(s.ResultsDir, 0o755); err != nil {
@@ -269,8 +271,10 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 	r.progress(t, "starting "+t.Variant.Spec.Kind+" backend")
 
 	relTrace, _ := filepath.Rel(dir, r.tracePath)
+	run := s.Run
+	run.Rates = t.Rates
 	cfg := TrialConfig{Study: s.Name, StudyFile: s.Path(), Key: t.Key(), RunID: r.runID, Model: t.Model, Variant: t.Variant,
-		Rep: t.Rep, Run: s.Run, TraceHash: r.hdr.HashHex(), Trace: relTrace}
+		Rep: t.Rep, Run: run, TraceHash: r.hdr.HashHex(), Trace: relTrace}
 	spec := t.Variant.Spec.Clone()
 	meta := collectMeta(ctx, r.opt.ToolVersion, spec, st.Started)
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
@@ -287,60 +291,39 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 	var b backends.Backend
 	// Stop with a context of its own: a Ctrl-C must still stop the server.
 	stop := func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Run.StopGrace.D()+2*time.Minute)
-		defer cancel()
-		if err := b.Stop(sctx); err != nil {
+		if err := stopBackend(ctx, b, s.Run.StopGrace.D()); err != nil {
 			st.Warnings = append(st.Warnings, "stop: "+err.Error())
 		}
 	}
-	// A server that loses its port to another process between our check
-	// and its bind gets one more try on a new port.
-	for attempt := 1; ; attempt++ {
-		b, err = backends.New(spec, backends.Options{StopGrace: s.Run.StopGrace.D(), SearchDirs: r.opt.SearchDirs})
-		if err != nil {
-			st.Status, st.Error = StatusFailed, err.Error()
-			writeJSON(filepath.Join(dir, "config.json"), cfg)
-			return st
-		}
+	b, warns, err := launch(ctx, spec, s.Run, r.opt.SearchDirs, logf, func(b backends.Backend, prepErr error) {
 		cfg.BaseURL = b.BaseURL()
-		if err := b.Prepare(ctx); err != nil {
-			cfg.Command = b.Command()
-			writeJSON(filepath.Join(dir, "config.json"), cfg)
-			st.Status, st.Error = StatusFailed, err.Error()
-			if errors.Is(err, backends.ErrUnsupported) {
-				st.Status = StatusUnsupported
-				fmt.Fprintf(r.opt.Progress, "variant %s skipped: %v\n", t.Variant.Name, err)
-			}
-			return st
-		}
 		cfg.Command = b.Command()
-		meta.BackendVersion = cfg.Command.Version
-		if meta.Python == nil {
-			meta.Python = pythonVersions(ctx, spec, cfg.Command)
+		if prepErr == nil {
+			meta.BackendVersion = cfg.Command.Version
+			if meta.Python == nil {
+				meta.Python = pythonVersions(ctx, spec, cfg.Command)
+			}
 		}
 		writeJSON(filepath.Join(dir, "config.json"), cfg)
-		if err := b.Start(ctx, logf); err != nil {
-			st.Status, st.Error = StatusFailed, err.Error()
-			return st
-		}
-		err = b.WaitHealthy(ctx, s.Run.StartupTimeout.D())
-		if err == nil {
-			break
-		}
-		stop()
-		if attempt == 1 && ctx.Err() == nil && strings.Contains(strings.ToLower(b.LogTail(5)), "address already in use") {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("port of %s was taken before the server bound it; retried on a new port", b.BaseURL()))
-			continue
+	})
+	st.Warnings = append(st.Warnings, warns...)
+	if err != nil {
+		if b == nil {
+			writeJSON(filepath.Join(dir, "config.json"), cfg)
 		}
 		st.Status, st.Error = StatusFailed, err.Error()
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(err, backends.ErrUnsupported):
+			st.Status = StatusUnsupported
+			fmt.Fprintf(r.opt.Progress, "variant %s skipped: %v\n", t.Variant.Name, err)
+		case ctx.Err() != nil:
 			st.Status = StatusInterrupted
 		}
 		return st
 	}
 	r.progress(t, "backend healthy at "+b.BaseURL())
 
-	for i, rate := range s.Run.Rates {
+	for i, rate := range t.Rates {
 		if ctx.Err() != nil {
 			break
 		}
@@ -356,9 +339,9 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 			}
 			break
 		}
-		if cause := r.saturated(lv); cause != "" && i+1 < len(s.Run.Rates) {
+		if cause := r.saturated(lv); cause != "" && i+1 < len(t.Rates) {
 			st.StopCause = fmt.Sprintf("rate %g: %s", rate, cause)
-			st.Skipped = append(st.Skipped, s.Run.Rates[i+1:]...)
+			st.Skipped = append(st.Skipped, t.Rates[i+1:]...)
 			st.Status = StatusEarlyStopped
 			r.progress(t, "saturated ("+st.StopCause+"); skipping rates "+fmt.Sprint(st.Skipped))
 			break
@@ -382,19 +365,85 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 	return st
 }
 
-// level replays the trace at one rate into capture/<label>.
-func (r *runner) level(ctx context.Context, t Trial, b backends.Backend, dir string, i int, rate float64) (LevelStatus, error) {
-	s := r.study
-	label := strconv.FormatFloat(rate, 'f', -1, 64)
-	capDir := filepath.Join(dir, "capture", "rate-"+label)
-	lv := LevelStatus{Label: label, Rate: rate, Capture: filepath.Join("capture", "rate-"+label)}
-	r.progress(t, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(s.Run.Rates), s.Run.Duration.D()))
-	if r.opt.OnLevel != nil {
-		r.opt.OnLevel(t, rate, b)
+// launch creates, prepares and starts spec's server and waits until it is
+// healthy, as every trial does. record is called once the command is
+// resolved (with Prepare's error, if any), so callers can write down what
+// was run before the wait for health, which may take minutes. A server
+// that loses its port to another process between our check and its bind
+// gets one more try on a new port (the warning says so). On an error the
+// server is stopped; the Backend is nil only when it could not be made.
+func launch(ctx context.Context, spec backends.Spec, run RunConfig, searchDirs []string, log io.Writer,
+	record func(b backends.Backend, prepErr error)) (backends.Backend, []string, error) {
+	var warns []string
+	for attempt := 1; ; attempt++ {
+		b, err := backends.New(spec, backends.Options{StopGrace: run.StopGrace.D(), SearchDirs: searchDirs})
+		if err != nil {
+			return nil, warns, err
+		}
+		err = b.Prepare(ctx)
+		if record != nil {
+			record(b, err)
+		}
+		if err != nil {
+			return b, warns, err
+		}
+		if err := b.Start(ctx, log); err != nil {
+			return b, warns, err
+		}
+		err = b.WaitHealthy(ctx, run.StartupTimeout.D())
+		if err == nil {
+			return b, warns, nil
+		}
+		if serr := stopBackend(ctx, b, run.StopGrace.D()); serr != nil {
+			warns = append(warns, "stop: "+serr.Error())
+		}
+		if attempt == 1 && ctx.Err() == nil && strings.Contains(strings.ToLower(b.LogTail(5)), "address already in use") {
+			warns = append(warns, fmt.Sprintf("port of %s was taken before the server bound it; retried on a new port", b.BaseURL()))
+			continue
+		}
+		return b, warns, err
 	}
-	// The level stops early if the backend dies under it.
-	lctx, cancel := context.WithCancel(ctx)
+}
+
+// stopBackend stops b with a context of its own: a cancelled ctx (Ctrl-C)
+// must still stop the server.
+func stopBackend(ctx context.Context, b backends.Backend, grace time.Duration) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace+2*time.Minute)
 	defer cancel()
+	return b.Stop(sctx)
+}
+
+// levelConfig is the replay configuration of one load level against b,
+// recorded by the embedded proxy into capDir: the same for a trial's rate
+// levels and a probe's concurrency steps, so both captures analyse alike.
+func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Backend, capDir, runID, trial string, progress io.Writer) replay.Config {
+	exact := true
+	if s.Run.ExactOutput != nil {
+		exact = *s.Run.ExactOutput
+	}
+	return replay.Config{
+		Capture:        capDir,
+		Upstream:       b.BaseURL(),
+		Speed:          s.Run.Speed,
+		Duration:       s.Run.Duration.D(),
+		Drain:          s.Run.Drain.D(),
+		MaxConcurrency: s.Run.MaxConcurrency,
+		Model:          v.Spec.ServedModelName,
+		ExactOutput:    exact,
+		NoEOSFields:    !v.Spec.SendsEOSFields(),
+		Labels:         map[string]string{"variant": v.Name, "model": m.Name, "rep": rep, "study": s.Name},
+		Run:            runID,
+		Trial:          trial,
+		Progress:       prefixWriter(progress, "    "),
+		InterruptDrain: 2 * time.Second,
+		ScrapeInterval: time.Second,
+	}
+}
+
+// whileAlive returns a context cancelled when b's process ends (a crash
+// under load stops the level at once) or when cancel is called.
+func whileAlive(ctx context.Context, b backends.Backend) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
 		case <-b.Exited():
@@ -402,28 +451,24 @@ func (r *runner) level(ctx context.Context, t Trial, b backends.Backend, dir str
 		case <-lctx.Done():
 		}
 	}()
-	exact := true
-	if s.Run.ExactOutput != nil {
-		exact = *s.Run.ExactOutput
+	return lctx, cancel
+}
+
+// level replays the trace at one rate into capture/<label>.
+func (r *runner) level(ctx context.Context, t Trial, b backends.Backend, dir string, i int, rate float64) (LevelStatus, error) {
+	s := r.study
+	label := strconv.FormatFloat(rate, 'f', -1, 64)
+	capDir := filepath.Join(dir, "capture", "rate-"+label)
+	lv := LevelStatus{Label: label, Rate: rate, Capture: filepath.Join("capture", "rate-"+label)}
+	r.progress(t, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(t.Rates), s.Run.Duration.D()))
+	if r.opt.OnLevel != nil {
+		r.opt.OnLevel(t, rate, b)
 	}
-	cfg := replay.Config{
-		Capture:        capDir,
-		Upstream:       b.BaseURL(),
-		Rates:          []float64{rate},
-		Speed:          s.Run.Speed,
-		Duration:       s.Run.Duration.D(),
-		Drain:          s.Run.Drain.D(),
-		MaxConcurrency: s.Run.MaxConcurrency,
-		Model:          t.Variant.Spec.ServedModelName,
-		ExactOutput:    exact,
-		NoEOSFields:    !t.Variant.Spec.SendsEOSFields(),
-		Labels:         map[string]string{"variant": t.Variant.Name, "model": t.Model.Name, "rep": strconv.Itoa(t.Rep), "study": s.Name},
-		Run:            r.runID,
-		Trial:          filepath.Base(dir),
-		Progress:       prefixWriter(r.opt.Progress, "    "),
-		InterruptDrain: 2 * time.Second,
-		ScrapeInterval: time.Second,
-	}
+	// The level stops early if the backend dies under it.
+	lctx, cancel := whileAlive(ctx, b)
+	defer cancel()
+	cfg := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.opt.Progress)
+	cfg.Rates = []float64{rate}
 	if i == 0 && s.Run.Warmup > 0 {
 		cfg.WarmupDuration = s.Run.Warmup.D()
 		cfg.WarmupMode = replay.WarmupRun
@@ -554,6 +599,16 @@ func prepareTrace(ctx context.Context, s *Study, searchDirs []string) (trace.Hea
 		return hdr, nil, "", fmt.Errorf("bench: trace: %w", err)
 	}
 	return hdr, reqs, path, nil
+}
+
+// planRates returns every rate some trial of the plan runs, rising.
+func planRates(p *Plan) []float64 {
+	var out []float64
+	for _, t := range p.Trials {
+		out = append(out, t.Rates...)
+	}
+	sort.Float64s(out)
+	return slices.Compact(out)
 }
 
 func isExecutable(p string) bool {

@@ -22,9 +22,6 @@ func levelLine(lr *LevelResult, threshold time.Duration) string {
 	var b strings.Builder
 	if lr.Concurrency > 0 {
 		fmt.Fprintf(&b, "%s %s (closed loop, %d in flight) done: sent %d ok %d", kind, lr.Label, lr.Concurrency, lr.Sent, lr.OK)
-		if lr.Elapsed > 0 {
-			fmt.Fprintf(&b, " | %.2f req/s completed", float64(lr.OK)/lr.Elapsed.Seconds())
-		}
 		if len(lr.Errors) > 0 {
 			fmt.Fprintf(&b, " | errors %s", errorList(lr.Errors))
 		}

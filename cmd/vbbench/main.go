@@ -1,8 +1,10 @@
-// Command vbbench runs a benchmark study: `vbbench plan study.toml` checks
-// it and prints the run order with a time estimate; `vbbench run
-// study.toml` runs the whole matrix of models × variants × rates, each
-// trial against a freshly started backend, and writes results/ and a
-// report; `vbbench presets` lists the variant presets.
+// Command vbbench runs a benchmark study: `vbbench probe study.toml`
+// measures each variant's knee closed loop and suggests the rates to run;
+// `vbbench plan study.toml` checks it and prints the run order with a time
+// estimate; `vbbench run study.toml` runs the whole matrix of models ×
+// variants × rates, each trial against a freshly started backend, and
+// writes results/ and a report; `vbbench presets` lists the variant
+// presets.
 package main
 
 import (
@@ -24,6 +26,8 @@ func main() { os.Exit(cli.Main(run)) }
 const usage = `vbbench <command> [flags]
 
 Commands:
+  probe STUDY.toml     measure each variant's knee (closed loop at rising
+                       concurrency) and suggest the rates to run
   plan STUDY.toml      validate the study, check models against the GPU and the
                        trace against the rates, print the run order and estimate
   run STUDY.toml       run the study (see 'vbbench run --help')
@@ -38,6 +42,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.ExitOK
 	}
 	switch args[0] {
+	case "probe":
+		return cli.Exit(stderr, "vbbench probe", probeCmd(ctx, args[1:], stdout, stderr))
 	case "plan":
 		return cli.Exit(stderr, "vbbench plan", planCmd(ctx, args[1:], stdout, stderr))
 	case "run":
@@ -130,6 +136,52 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cli.ExitFailure
 	}
 	return cli.ExitOK
+}
+
+func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("vbbench probe", "vbbench probe [flags] STUDY.toml", stderr)
+	variants := fs.StringSlice("variants", nil, "probe only these variants (comma-separated names; default all)")
+	level := fs.Duration("level", bench.DefaultProbeLevel, "sending window of each concurrency step")
+	maxConc := fs.Int("max-concurrency", bench.DefaultProbeMaxConcurrency, "highest concurrency step (steps double from 1)")
+	points := fs.Int("points", bench.DefaultProbePoints, "rates in each variant's suggested ladder")
+	out := fs.String("out", "", "directory for probe.json, probe.md and the captures (default <reports_dir>/probe-<time>)")
+	quiet := fs.Bool("quiet", false, "no live progress on stderr")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *level <= 0 {
+		return cli.Usagef("--level %v: want a positive duration", *level)
+	}
+	if *maxConc < 1 || *points < 2 {
+		return cli.Usagef("--max-concurrency wants 1 or more and --points 2 or more")
+	}
+	s, err := loadStudy(fs.Args())
+	if err != nil {
+		return err
+	}
+	var progress io.Writer = stderr
+	if *quiet {
+		progress = nil
+	}
+	res, err := bench.Probe(ctx, s, bench.ProbeOptions{Variants: *variants, Level: *level, MaxConcurrency: *maxConc, Points: *points,
+		Out: *out, Progress: progress, SearchDirs: exeDirs(), ToolVersion: "vbbench"})
+	if res != nil {
+		fmt.Fprint(stdout, res.Markdown())
+		fmt.Fprintf(stdout, "\nwritten: %s, %s\n", filepath.Join(res.Dir, "probe.json"), filepath.Join(res.Dir, "probe.md"))
+	}
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, v := range res.Variants {
+		if v.Error != "" {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d variants failed (see above and their backend.log)", failed, len(res.Variants))
+	}
+	return nil
 }
 
 // exeDirs is where vbsim is looked for first: next to vbbench.

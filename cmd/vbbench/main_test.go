@@ -44,6 +44,10 @@ func TestPlanErrors(t *testing.T) {
 		{[]string{"plan", filepath.Join(dir, "missing.toml")}, cli.ExitFailure, "", "no such file", ""},
 		{[]string{"plan"}, cli.ExitUsage, "", "want exactly one study file", ""},
 		{[]string{"run", "--no-such-flag", "x.toml"}, cli.ExitUsage, "", "unknown flag", ""},
+		{[]string{"probe", "--variants", "nope", filepath.Join("..", "..", "examples", "demo.toml")}, cli.ExitFailure, "", `"nope" is not a variant`, ""},
+		{[]string{"probe", "--level", "0s", "x.toml"}, cli.ExitUsage, "", "--level", ""},
+		{[]string{"probe", "--points", "1", "x.toml"}, cli.ExitUsage, "", "--points 2 or more", ""},
+		{[]string{"probe"}, cli.ExitUsage, "", "want exactly one study file", ""},
 		{[]string{"frobnicate"}, cli.ExitUsage, "", `unknown command "frobnicate"`, ""},
 		{nil, cli.ExitUsage, "", "Commands:", ""},
 	}

@@ -1,0 +1,275 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/replay"
+)
+
+func TestLadder(t *testing.T) {
+	tests := []struct {
+		lo, hi    float64
+		n         int
+		geometric bool
+		want      []float64
+	}{
+		{2, 15, 6, false, []float64{2, 4.6, 7.2, 9.8, 12, 15}},
+		{0.2, 1.5, 6, false, []float64{0.2, 0.46, 0.72, 0.98, 1.2, 1.5}},
+		{1, 100, 3, true, []float64{1, 10, 100}},
+		{1234, 5678, 2, false, []float64{1200, 5700}},
+		{1, 1.04, 4, false, []float64{1}}, // rounding repeats are dropped
+		{0, 5, 3, false, nil},
+		{5, 1, 3, false, nil},
+	}
+	for _, tt := range tests {
+		if got := Ladder(tt.lo, tt.hi, tt.n, tt.geometric); !slices.Equal(got, tt.want) {
+			t.Errorf("Ladder(%v, %v, %d, %v) = %v; want %v", tt.lo, tt.hi, tt.n, tt.geometric, got, tt.want)
+		}
+	}
+}
+
+// TestProbeMeasure: a request counts by the fraction of its lifetime inside
+// the window, its tokens by the fraction of its decode time.
+func TestProbeMeasure(t *testing.T) {
+	const s = int64(time.Second)
+	lr := &replay.LevelResult{Sent: 3, OK: 3, OutputTokens: 31, Requests: []replay.RequestResult{
+		{Sent: 0, FirstContent: 100 * time.Millisecond, End: time.Second, Tokens: 11}, // inside: 1 request, 11 tokens
+		{Sent: 1 * s, FirstContent: time.Second, End: 2 * time.Second, Tokens: 10},    // ends at the cut: all inside
+		{Sent: 2 * s, FirstContent: time.Second, End: 2 * time.Second, Tokens: 10},    // half its life inside; its decode starts at the cut: 0 tokens
+		{Sent: 2 * s, End: time.Second, Kind: replay.KindCut, Tokens: 5},              // failed: not counted
+	}}
+	var st ProbeStep
+	st.measure(lr, 3*time.Second)
+	if want := (1 + 1 + 0.5) / 3.0; st.ReqPerS != want {
+		t.Errorf("req/s %v; want %v", st.ReqPerS, want)
+	}
+	if want := (11.0 + 10) / 3; st.OutputTokPerS != want {
+		t.Errorf("tok/s %v; want %v", st.OutputTokPerS, want)
+	}
+	if want := (0.9/10 + 1.0/9 + 1.0/9) / 3; st.TPOT < want-1e-12 || st.TPOT > want+1e-12 {
+		t.Errorf("TPOT %v; want %v", st.TPOT, want)
+	}
+}
+
+// probeStudy is two simulated variants whose capacities differ fourfold or
+// more: contiguous KV reserving max_model_len (15.7 K / 4096 = 3 requests
+// at once) and paged KV capped at 16 sequences; ten times real time.
+func probeStudy(t *testing.T, dir string) *Study {
+	t.Helper()
+	tracePath := filepath.Join(dir, "trace.bin")
+	writeTrace(t, tracePath, 2000)
+	s, err := ParseStudy(`name = "probe-ci"
+results_dir = "` + filepath.Join(dir, "results") + `"
+reports_dir = "` + filepath.Join(dir, "reports") + `"
+[trace]
+path = "` + tracePath + `"
+[run]
+duration = "1s"
+drain = "5s"
+startup_timeout = "20s"
+stop_grace = "3s"
+chart = false
+[[models]]
+name = "sim"
+model = "sim"
+max_model_len = 4096
+variants = ["paged", "contiguous"]
+[variants.paged]
+preset = "sim-paged"
+sim_speed = 10
+max_num_seqs = 16
+[variants.contiguous]
+preset = "sim-contiguous"
+sim_speed = 10
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestProbeSim probes two simulated variants of different capacity end to
+// end (real vbsim processes, the embedded proxy, Badger captures): each
+// gets a saturation and a knee, the paged one the higher, and every
+// suggested ladder has rates below and above each knee it covers. The
+// study has no rates at all: probing is how one gets them.
+func TestProbeSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("probes two simulated servers (≈15 s)")
+	}
+	bin := buildSim(t)
+	dir := t.TempDir()
+	s := probeStudy(t, dir)
+	if p, err := MakePlan(context.Background(), s); err != nil || !strings.Contains(errString(p.Err()), "no rates") {
+		t.Errorf("plan of a study without rates: %v %v; want a 'no rates' error", err, p.Err())
+	}
+	var progress bytes.Buffer
+	out := filepath.Join(dir, "probe")
+	res, err := Probe(context.Background(), s, ProbeOptions{Level: 500 * time.Millisecond, MaxConcurrency: 64, Out: out,
+		SearchDirs: []string{bin}, Progress: &syncBuf{b: &progress}})
+	if err != nil {
+		t.Fatalf("Probe: %v\n%s", err, progress.String())
+	}
+	if len(res.Variants) != 2 {
+		t.Fatalf("%d variants probed; want 2", len(res.Variants))
+	}
+	sat := map[string]float64{}
+	for _, vp := range res.Variants {
+		t.Logf("%s: saturation %.3g req/s (%.4g tok/s) knee c%d plateau %v (%s); ladder %v", vp.Variant, vp.Saturation,
+			vp.SaturationTokPerS, vp.KneeConcurrency, vp.Plateau, vp.StopCause, vp.Ladder)
+		if vp.Error != "" || vp.Saturation <= 0 || vp.KneeConcurrency < 1 || len(vp.Steps) < 3 || vp.SingleStream.OK == 0 {
+			t.Errorf("%s: %+v", vp.Variant, vp)
+			continue
+		}
+		if vp.Steps[0].Concurrency != 1 || vp.Steps[1].Concurrency != 2 {
+			t.Errorf("%s: steps start %d, %d; want 1, 2", vp.Variant, vp.Steps[0].Concurrency, vp.Steps[1].Concurrency)
+		}
+		sat[vp.Variant] = vp.Saturation
+		for name, l := range map[string][]float64{"own": vp.Ladder, "variant": res.VariantLadders[vp.Variant], "combined": res.Ladder} {
+			if len(l) < 2 || l[0] >= vp.Saturation || l[len(l)-1] <= vp.Saturation {
+				t.Errorf("%s: %s ladder %v does not bracket the saturation %.3g", vp.Variant, name, l, vp.Saturation)
+			}
+			if checkRates("ladder", l) != nil {
+				t.Errorf("%s: %s ladder %v is not valid study rates", vp.Variant, name, l)
+			}
+		}
+		for _, f := range []string{"config.json", "backend.log", "capture/c1", "replay-c1.json"} {
+			if _, err := os.Stat(filepath.Join(vp.Dir, f)); err != nil {
+				t.Errorf("%s: %v", vp.Variant, err)
+			}
+		}
+	}
+	if sat["paged"] <= sat["contiguous"] {
+		t.Errorf("saturation paged %.3g <= contiguous %.3g; paged KV should carry more", sat["paged"], sat["contiguous"])
+	}
+	// The files, and the TOML to paste parses as a study fragment.
+	var onDisk ProbeResult
+	b, err := os.ReadFile(filepath.Join(out, "probe.json"))
+	if err != nil || json.Unmarshal(b, &onDisk) != nil || len(onDisk.Variants) != 2 || !slices.Equal(onDisk.Ladder, res.Ladder) {
+		t.Errorf("probe.json: %v\n%s", err, b)
+	}
+	md, _ := os.ReadFile(filepath.Join(out, "probe.md"))
+	if !strings.Contains(string(md), "| concurrency |") || !strings.Contains(string(md), "rates = [") {
+		t.Errorf("probe.md:\n%s", md)
+	}
+	var snip map[string]any
+	if _, err := toml.Decode(res.Snippet, &snip); err != nil || !strings.Contains(res.Snippet, "[variants.paged]") {
+		t.Errorf("snippet is not TOML (%v):\n%s", err, res.Snippet)
+	}
+	// The captures analyse like a trial's: one group per step, tagged.
+	ar, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{filepath.Join(res.Variants[0].Dir, "capture", "c2")}})
+	if err != nil || len(ar.Groups) == 0 || ar.Groups[0].Level != "c2" || ar.Groups[0].Completed == 0 {
+		t.Errorf("analysis of a probe capture: %v %+v", err, ar)
+	}
+}
+
+// TestPerVariantRates: a variant's own rates, then a model's, replace
+// run.rates in the plan (trials, estimate) and in the run (levels and
+// capture directories).
+func TestPerVariantRates(t *testing.T) {
+	dir := t.TempDir()
+	tracePath := filepath.Join(dir, "trace.bin")
+	writeTrace(t, tracePath, 400)
+	text := `name = "rates-ci"
+results_dir = "` + filepath.Join(dir, "results") + `"
+reports_dir = "` + filepath.Join(dir, "reports") + `"
+[trace]
+path = "` + tracePath + `"
+[run]
+rates = [1, 2, 3]
+duration = "1s"
+drain = "3s"
+startup_timeout = "20s"
+stop_grace = "3s"
+chart = false
+[[models]]
+name = "sim"
+model = "sim"
+max_model_len = 2048
+rates = [5, 10]
+variants = ["sim-paged", "slow"]
+[[models]]
+name = "other"
+model = "sim"
+variants = ["sim-paged"]
+[variants.slow]
+preset = "sim-contiguous"
+sim_speed = 20
+rates = [4]
+`
+	s, err := ParseStudy(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := MakePlan(context.Background(), s)
+	if err != nil || p.Err() != nil {
+		t.Fatalf("plan: %v %v", err, p.Err())
+	}
+	want := map[string][]float64{"sim/sim-paged/rep1": {5, 10}, "sim/slow/rep1": {4}, "other/sim-paged/rep1": {1, 2, 3}}
+	for _, tr := range p.Trials {
+		if !slices.Equal(tr.Rates, want[tr.Key()]) {
+			t.Errorf("trial %s: rates %v; want %v", tr.Key(), tr.Rates, want[tr.Key()])
+		}
+		if got, w := tr.Estimate, trialEstimate(tr.Variant.Spec, s.Run, want[tr.Key()], typicalDrain); got != w {
+			t.Errorf("trial %s: estimate %v; want %v", tr.Key(), got, w)
+		}
+	}
+	var plan strings.Builder
+	p.Print(&plan)
+	if !strings.Contains(plan.String(), "rates [4]") || !strings.Contains(plan.String(), "rates [5 10]") {
+		t.Errorf("plan does not show per-trial rates:\n%s", plan.String())
+	}
+
+	// Bad rates are found wherever they are, all at once.
+	bad := strings.Replace(strings.Replace(text, "rates = [4]", "rates = [4, 2]", 1), "rates = [5, 10]", "rates = [-1]", 1)
+	if _, err := ParseStudy(bad); err == nil || !strings.Contains(err.Error(), `variant "slow": rates must rise`) ||
+		!strings.Contains(err.Error(), `model "sim": rates[0] = -1`) {
+		t.Errorf("bad per-variant/model rates: %v", err)
+	}
+
+	if testing.Short() {
+		return
+	}
+	// Run the "sim" model only: its two trials have their own levels.
+	bin := buildSim(t)
+	s.Models = s.Models[:1]
+	p, _ = MakePlan(context.Background(), s)
+	res, err := Run(context.Background(), p, RunOptions{SearchDirs: []string{bin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range res.Trials {
+		var got []float64
+		for _, l := range tr.Levels {
+			got = append(got, l.Rate)
+			if _, err := os.Stat(filepath.Join(tr.Dir, "capture", "rate-"+l.Label)); err != nil {
+				t.Errorf("%s: %v", tr.Key, err)
+			}
+		}
+		if !slices.Equal(got, want[tr.Key]) || tr.Status != StatusOK {
+			t.Errorf("%s: %s, levels %v; want ok, %v", tr.Key, tr.Status, got, want[tr.Key])
+		}
+		var cfg TrialConfig
+		b, _ := os.ReadFile(filepath.Join(tr.Dir, "config.json"))
+		if json.Unmarshal(b, &cfg) != nil || !slices.Equal(cfg.Run.Rates, want[tr.Key]) {
+			t.Errorf("%s: config.json run.rates %v; want %v", tr.Key, cfg.Run.Rates, want[tr.Key])
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
