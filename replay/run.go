@@ -616,7 +616,11 @@ func (rn *running) progress() {
 		}
 		eta := time.Until(rn.start.Add(rn.ph.window)).Round(100 * time.Millisecond)
 		etaS := eta.String()
-		if int(sent) >= len(rn.ph.items) || eta <= 0 {
+		over := int(sent) >= len(rn.ph.items) || eta <= 0
+		if over && sent == fin {
+			continue // all done; a warm-up waits for its level to end before it reports
+		}
+		if over {
 			etaS = fmt.Sprintf("draining (cut in %v)", time.Until(cutAt).Round(time.Second))
 			if cutAt.IsZero() {
 				etaS = "end of trace"
