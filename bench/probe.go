@@ -638,15 +638,22 @@ func (r *ProbeResult) Markdown() string {
 		fmt.Fprintf(&b, "\n## %s / %s\n\n", vp.Model, vp.Variant)
 		if len(vp.Steps) > 0 {
 			b.WriteString("| concurrency | req/s | output tok/s | TPOT | TTFT p50 | s/token | ok | failed |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			short := false
 			for _, st := range vp.Steps {
-				mark := ""
+				mark, ran := "", ""
 				if st.Concurrency == vp.KneeConcurrency {
 					mark = " ◀"
 				}
-				fmt.Fprintf(&b, "| %d%s | %.3g | %.4g | %s | %s | %.4f | %d | %d |\n", st.Concurrency, mark, st.ReqPerS, st.OutputTokPerS,
-					secs(st.TPOT), secs(st.TTFTP50), st.NormLatency, st.OK, st.Failed)
+				if st.Exhausted {
+					ran, short = " †", true
+				}
+				fmt.Fprintf(&b, "| %d%s | %.3g | %.4g | %s | %s | %.4f | %d%s | %d |\n", st.Concurrency, mark, st.ReqPerS, st.OutputTokPerS,
+					secs(st.TPOT), secs(st.TTFTP50), st.NormLatency, st.OK, ran, st.Failed)
 			}
 			b.WriteString("\n")
+			if short {
+				b.WriteString("† the trace ran out before the step's window ended (measured up to its last send; a longer trace measures better).\n\n")
+			}
 		}
 		if vp.Saturation > 0 {
 			bound := ""

@@ -273,3 +273,36 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestSuggest: ladders from saturations alone (no server): each variant's
+// spans 20–150% of its knee, the combined one covers both knees, the TOML
+// gives a preset for a variant the study does not define, and probe.md
+// marks a step whose trace ran out.
+func TestSuggest(t *testing.T) {
+	s, err := ParseStudy(minimalStudy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ProbeResult{Study: "t", MeanOutput: 100, Options: ProbeOptions{Level: time.Second}, Variants: []VariantProbe{
+		{Model: "m", Variant: "vllm-page", Saturation: 40, SaturationTokPerS: 4000, KneeConcurrency: 32, Plateau: true,
+			Steps: []ProbeStep{{Concurrency: 32, OK: 9, Exhausted: true}}},
+		{Model: "m", Variant: "mine", Saturation: 10, SaturationTokPerS: 1000, KneeConcurrency: 4, Plateau: true},
+	}}
+	r.suggest(6)
+	r.Snippet = snippet(s, r)
+	if want := []float64{8, 18, 29, 39, 50, 60}; !slices.Equal(r.Variants[0].Ladder, want) {
+		t.Errorf("vllm-page ladder %v; want %v", r.Variants[0].Ladder, want)
+	}
+	if want := []float64{2, 3.3, 5.3, 8.6, 14, 23, 37, 60}; !slices.Equal(r.Ladder, want) {
+		t.Errorf("combined ladder %v; want %v (geometric, 6 + 2 points for knees 4× apart)", r.Ladder, want)
+	}
+	for _, want := range []string{"[run]\nrates = [2, 3.3", "[variants.mine]  # add to the existing table\nrates = [2, 4.6, 7.2, 9.8, 12, 15]",
+		"[variants.vllm-page]\npreset = \"vllm-page\"\nrates = [8, 18"} {
+		if !strings.Contains(r.Snippet, want) {
+			t.Errorf("snippet lacks %q:\n%s", want, r.Snippet)
+		}
+	}
+	if md := r.Markdown(); !strings.Contains(md, "| 9 † |") || !strings.Contains(md, "† the trace ran out") || !strings.Contains(md, "Saturation 40 req/s") {
+		t.Errorf("probe.md:\n%s", md)
+	}
+}
