@@ -44,6 +44,10 @@ type Stats struct {
 	// Scrapes and ScrapeErrors count polls of the upstream's /metrics.
 	Scrapes      int64 `json:"scrapes"`
 	ScrapeErrors int64 `json:"scrape_errors"`
+	// UpstreamRetries counts requests sent again because the pooled
+	// upstream connection had been closed by the upstream (see
+	// retryStaleConn); the client never sees these.
+	UpstreamRetries int64 `json:"upstream_retries"`
 	// Outcomes counts finished exchanges by outcome.
 	Outcomes map[capture.Outcome]int64 `json:"outcomes"`
 }
@@ -56,21 +60,22 @@ type writerStater interface {
 // Stats returns the live numbers.
 func (p *Proxy) Stats() Stats {
 	st := Stats{
-		Upstream:       p.up.url,
-		Uptime:         time.Since(p.t0).Seconds(),
-		InFlight:       p.c.inFlight.Load(),
-		Requests:       p.c.requests.Load(),
-		Completed:      p.c.completed.Load(),
-		Chunks:         p.c.chunks.Load(),
-		Bytes:          p.c.bytes.Load(),
-		Recorded:       p.c.recorded.Load(),
-		Dropped:        p.c.dropped.Load(),
-		QueueDepth:     -1,
-		Samples:        p.c.samples.Load(),
-		SamplesDropped: p.c.samplesDropped.Load(),
-		Scrapes:        p.c.scrapes.Load(),
-		ScrapeErrors:   p.c.scrapeErrors.Load(),
-		Outcomes:       make(map[capture.Outcome]int64, numOutcomes),
+		Upstream:        p.up.url,
+		Uptime:          time.Since(p.t0).Seconds(),
+		InFlight:        p.c.inFlight.Load(),
+		Requests:        p.c.requests.Load(),
+		Completed:       p.c.completed.Load(),
+		Chunks:          p.c.chunks.Load(),
+		Bytes:           p.c.bytes.Load(),
+		Recorded:        p.c.recorded.Load(),
+		Dropped:         p.c.dropped.Load(),
+		QueueDepth:      -1,
+		Samples:         p.c.samples.Load(),
+		SamplesDropped:  p.c.samplesDropped.Load(),
+		Scrapes:         p.c.scrapes.Load(),
+		ScrapeErrors:    p.c.scrapeErrors.Load(),
+		UpstreamRetries: p.c.upstreamRetries.Load(),
+		Outcomes:        make(map[capture.Outcome]int64, numOutcomes),
 	}
 	if w, ok := p.sink.(writerStater); ok {
 		ws := w.Stats()

@@ -54,18 +54,19 @@ type Proxy struct {
 
 // counters are the live numbers behind Stats.
 type counters struct {
-	inFlight       atomic.Int64
-	requests       atomic.Int64
-	completed      atomic.Int64
-	chunks         atomic.Int64
-	bytes          atomic.Int64
-	recorded       atomic.Int64
-	dropped        atomic.Int64
-	samples        atomic.Int64
-	samplesDropped atomic.Int64
-	scrapes        atomic.Int64
-	scrapeErrors   atomic.Int64
-	outcomes       [numOutcomes]atomic.Int64
+	inFlight        atomic.Int64
+	requests        atomic.Int64
+	completed       atomic.Int64
+	chunks          atomic.Int64
+	bytes           atomic.Int64
+	recorded        atomic.Int64
+	dropped         atomic.Int64
+	samples         atomic.Int64
+	samplesDropped  atomic.Int64
+	scrapes         atomic.Int64
+	scrapeErrors    atomic.Int64
+	upstreamRetries atomic.Int64
+	outcomes        [numOutcomes]atomic.Int64
 }
 
 var outcomeNames = [...]capture.Outcome{
@@ -102,7 +103,10 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		t0Unix:  now.UnixNano(),
 		streams: make(map[*stream]struct{}),
 	}
-	idleConns := 10 * time.Second
+	// 4 s: below the 5-s keep-alive timeout of uvicorn (vLLM's and
+	// transformers serve's HTTP server), so a pooled connection is rarely
+	// one the upstream has already closed; retryStaleConn covers the rest.
+	idleConns := 4 * time.Second
 	if cfg.idleConns > 0 {
 		idleConns = cfg.idleConns
 	}
@@ -121,7 +125,13 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		DisableHeaderNamesNormalizing: false,
 		// ReadTimeout stays 0: it would be a deadline on the whole streamed
 		// body. The per-stream idle watchdog replaces it.
-		RetryIf: func(*fasthttp.Request) bool { return false },
+		// LIFO hands out the connection used last, the one least likely
+		// to have hit the upstream's keep-alive timeout.
+		ConnPoolStrategy: fasthttp.LIFO,
+		RetryIfErr:       p.retryStaleConn,
+		// The attempt cap applies to every method here; retryStaleConn
+		// decides which errors are retried.
+		MaxIdemponentCallAttempts: maxStaleRetries + 1,
 	}
 	p.srv = &fasthttp.Server{
 		Handler:                      p.handle,

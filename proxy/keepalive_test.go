@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestUpstreamClosedIdleConnIsRetried reproduces what the first GPU study hit
+// with transformers serve (uvicorn closes keep-alive connections idle for 5 s,
+// as vLLM's server does): the proxy's pool still held connections the
+// upstream had closed, the next POST went out on one of them and got EOF
+// before any response byte, and the client saw a 502. The upstream here
+// closes idle connections after 100 ms while the proxy keeps them for 10 s;
+// every request after the pause must still succeed, and the retries are
+// counted.
+func TestUpstreamClosedIdleConnIsRetried(t *testing.T) {
+	uln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 3; i++ {
+			io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n")
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	})
+	srv := &http.Server{Handler: h, IdleTimeout: 100 * time.Millisecond}
+	go srv.Serve(uln)
+	t.Cleanup(func() { srv.Close() })
+	addr := uln.Addr().String()
+	sink := newMemSink()
+	p, err := New(Config{Upstream: addr}, sink) // default 10 s idle pool, unlike startProxy
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+		<-done
+	})
+	base := "http://" + ln.Addr().String()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	post := func() (int, string) {
+		resp, err := client.Post(base+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Fill the proxy's pool with several upstream connections.
+	const n = 6
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, body := post(); code != 200 {
+				t.Errorf("warm request: %d %s", code, body)
+			}
+		}()
+	}
+	wg.Wait()
+	for round := 0; round < 2; round++ {
+		time.Sleep(400 * time.Millisecond) // the upstream closes every pooled connection
+		for i := 0; i < n; i++ {
+			if code, body := post(); code != 200 {
+				t.Fatalf("round %d request %d after the upstream closed its idle connections: %d %s", round, i, code, body)
+			}
+		}
+	}
+	if st := p.Stats(); st.UpstreamRetries == 0 {
+		t.Errorf("UpstreamRetries = 0; want the stale-connection retries counted (stats %+v)", st)
+	}
+	sink.wait(t, 3*n)
+}
