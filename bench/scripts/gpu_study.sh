@@ -6,6 +6,13 @@
 #   bench/scripts/gpu_study.sh gpu sharegpt|alpaca   # Llama-3-8B shape, bf16, random weights, on a GPU
 #   bench/scripts/gpu_study.sh cpu sharegpt|alpaca   # dry run: tiny Llama on the CPU, short levels
 #
+# Overrides (env): VARIANTS (space-separated subset of torch-oracle torch-max
+# transformers-cb transformers-cb-graphs), RATES ("[2, 4, 8]"), DUR, DRAIN,
+# WARM (Go durations), SPAN (trace length at 1 req/s, default 20m) and TAG (a
+# suffix for the study name and file, so that several calls keep apart),
+# PROBE=1 (run `vbbench probe` first and replace the rates by its ladder;
+# PROBE_LEVEL, PROBE_MAXC set its step length and top concurrency).
+#
 # Run from the repo root. Binaries come from $VBBIN (default .dist/bin, built
 # with GOOS=linux GOARCH=amd64 go build -o .dist/bin/ ./cmd/vbbench ./cmd/vbsynth).
 # GPU mode needs python3 with torch, transformers (serve), tokenizers,
@@ -66,17 +73,22 @@ cpu)
   ;;
 *) echo "usage: $0 gpu|cpu sharegpt|alpaca" >&2; exit 2 ;;
 esac
+RATES=${RATES_OVERRIDE:-$RATES}; DUR=${DUR_OVERRIDE:-$DUR}; DRAIN=${DRAIN_OVERRIDE:-$DRAIN}; WARM=${WARM_OVERRIDE:-$WARM}
+SPAN=${SPAN:-20m}
+VARIANTS=${VARIANTS:-torch-oracle torch-max transformers-cb transformers-cb-graphs}
+VLIST=$(printf '"%s", ' $VARIANTS); VLIST="[${VLIST%, }]"
+TAG=${TAG:+-$TAG}
 mkdir -p /root/.cache/huggingface/hub 2>/dev/null || mkdir -p "$HOME/.cache/huggingface/hub"
 
-TRACE=$WORK/$WL.bin
+TRACE=$WORK/$WL-$SPAN.bin
 GEN="\"vbsynth\", \"--dataset\", \"$WL\", \"--span\", \"20m\", \"--endpoint\", \"chat\", \"--prompt\", \"words\", \"--max-input\", \"900\", \"--max-total\", \"1200\", \"--seed\", \"7\", \"--quiet\", \"-o\", \"{path}\""
-STUDY=$WORK/study-$WL.toml
+STUDY=$WORK/study-$WL$TAG.toml
 cat > "$STUDY" <<TOML
 # Issue 10: contiguous KV reservation vs paged attention on one GPU, $WL workload.
-name = "gpu-$MODE-$WL"
+name = "gpu-$MODE-$WL$TAG"
 description = "Llama-3-8B shape (bf16, random weights): vbtorch max/oracle vs transformers serve continuous batching (paged), same $KV_TOKENS-token KV budget"
 results_dir = "$WORK/results"
-reports_dir = "$WORK/reports-$WL"
+reports_dir = "$WORK/reports-$WL$TAG"
 budget = "30m"
 
 [trace]
@@ -99,7 +111,7 @@ max_model_len = $MAXLEN
 dtype = "bfloat16"
 load_format = "dummy"
 served_model_name = "llama3-8b"
-variants = ["torch-oracle", "torch-max", "transformers-cb", "transformers-cb-graphs"]
+variants = $VLIST
 
 [variants.torch-oracle]
 preset = "torch-baseline"
@@ -132,18 +144,29 @@ extra_args = [$TF_EXTRA"--cb-num-blocks", "$((KV_TOKENS / BLOCK))", "--log-level
 env = { PYTHONPATH = "/tmp/site", HF_HUB_OFFLINE = "1" }
 TOML
 [ "$MODE" = cpu ] && [ -d /tmp/site311 ] && sed -i 's#PYTHONPATH = "/tmp/site"#PYTHONPATH = "/tmp/site311"#' "$STUDY"
-[ -f "$TRACE" ] || "$BIN/vbsynth" --dataset "$WL" --span 20m --endpoint chat --prompt words --max-input 900 --max-total 1200 --seed 7 --quiet -o "$TRACE"
+[ -f "$TRACE" ] || "$BIN/vbsynth" --dataset "$WL" --span "$SPAN" --endpoint chat --prompt words --max-input 900 --max-total 1200 --seed 7 --quiet -o "$TRACE"
+if [ "${PROBE:-0}" = 1 ]; then
+  # A quick closed-loop probe first (vbbench probe), and its ladder for the run.
+  stamp "vbbench probe"
+  "$BIN/vbbench" probe "$STUDY" --quiet --level "${PROBE_LEVEL:-8s}" --max-concurrency "${PROBE_MAXC:-512}" \
+    --out "$WORK/probe-$WL$TAG" 2>&1 | tail -40
+  LADDER=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ladder"])' "$WORK/probe-$WL$TAG/probe.json")
+  if [ -n "$LADDER" ] && [ "$LADDER" != "[]" ]; then
+    stamp "probe ladder $LADDER"
+    sed -i "s/^rates = .*/rates = $LADDER/" "$STUDY"
+  fi
+fi
 stamp "vbbench plan"
 "$BIN/vbbench" plan "$STUDY" 2>&1 | tail -25
 stamp "vbbench run $STUDY"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader
-timeout -s INT -k 40 "${STUDY_BUDGET_S:-1800}" "$BIN/vbbench" run --archive "$STUDY" 2>&1 | tee "$WORK/vbbench-$WL.log" | grep -v "^      " | tail -80
+timeout -s INT -k 40 "${STUDY_BUDGET_S:-1800}" "$BIN/vbbench" run --archive "$STUDY" 2>&1 | tee "$WORK/vbbench-$WL$TAG.log" | grep -v "^      " | tail -80
 stamp "vbbench exit ${PIPESTATUS[0]}"
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
-  cp "$STUDY" "$WORK/vbbench-$WL.log" "$OUT/" 2>/dev/null
-  (cd "$WORK" && tar czf "$OUT/results-$WL.tgz" --exclude=capture --exclude=capture.tar.gz results "reports-$WL")
-  (cd "$WORK" && tar czf "$OUT/captures-$WL.tgz" $(find results -name capture.tar.gz -newer "$STUDY" 2>/dev/null)) 2>/dev/null
+  cp "$STUDY" "$WORK/vbbench-$WL$TAG.log" "$OUT/" 2>/dev/null
+  (cd "$WORK" && tar czf "$OUT/results-$WL$TAG.tgz" --exclude=capture --exclude=capture.tar.gz results "reports-$WL$TAG" $(ls -d "probe-$WL$TAG" 2>/dev/null))
+  (cd "$WORK" && tar czf "$OUT/captures-$WL$TAG.tgz" $(find results -name capture.tar.gz -newer "$STUDY" 2>/dev/null)) 2>/dev/null
   ls -la "$OUT"
 fi
 stamp done
