@@ -220,26 +220,36 @@ func (res *Result) timeline(g *Group) chart.Line {
 	if to <= from {
 		return l
 	}
-	// in flight: open exchanges at evenly spaced instants
-	var starts, ends []int64
-	for _, s := range spans {
-		if s.end > from && s.start < to {
-			starts = append(starts, s.start)
-			ends = append(ends, s.end)
+	// open exchanges at evenly spaced instants: all of them, and split at
+	// the first content chunk (the client-side batch and queue estimate)
+	for _, c := range []struct {
+		name  string
+		spans []span
+	}{
+		{"in flight at the proxy", spans},
+		{"decoding (client-side estimate)", decodingSpans(spans)},
+		{"queued or in prefill (client-side)", queuedSpans(spans)},
+	} {
+		var starts, ends []int64
+		for _, s := range c.spans {
+			if s.end > from && s.start < to {
+				starts = append(starts, s.start)
+				ends = append(ends, s.end)
+			}
 		}
+		slices.Sort(starts)
+		slices.Sort(ends)
+		xs := make([]float64, points+1)
+		ys := make([]float64, points+1)
+		for i := range xs {
+			t := from + int64(float64(to-from)*float64(i)/points)
+			n, _ := slices.BinarySearch(starts, t+1) // started at or before t
+			m, _ := slices.BinarySearch(ends, t+1)   // ended at or before t
+			xs[i] = secs(t - from)
+			ys[i] = float64(n - m)
+		}
+		l.Series = append(l.Series, chart.Series{Name: c.name, X: xs, Y: ys, Step: true})
 	}
-	slices.Sort(starts)
-	slices.Sort(ends)
-	xs := make([]float64, points+1)
-	ys := make([]float64, points+1)
-	for i := range xs {
-		t := from + int64(float64(to-from)*float64(i)/points)
-		n, _ := slices.BinarySearch(starts, t+1) // started at or before t
-		m, _ := slices.BinarySearch(ends, t+1)   // ended at or before t
-		xs[i] = secs(t - from)
-		ys[i] = float64(n - m)
-	}
-	l.Series = append(l.Series, chart.Series{Name: "in flight at the proxy", X: xs, Y: ys, Step: true})
 	for _, m := range []struct{ name, label string }{{"vllm:num_requests_running", "batched by the server (running)"}, {"vllm:num_requests_waiting", "waiting at the server"}} {
 		var sx, sy []float64
 		for _, s := range series.byName[m.name] {

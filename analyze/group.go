@@ -83,6 +83,16 @@ type Group struct {
 	// over the window (time-weighted mean, maximum), all traffic counted.
 	InFlightMean float64 `json:"inflight_mean"`
 	InFlightMax  int     `json:"inflight_max"`
+	// DecodingMean/DecodingMax count the exchanges between their first
+	// content chunk and their end, QueuedMean/QueuedMax those in flight
+	// without one yet (time-weighted over the window, all traffic): the
+	// client-side estimate of the server's batch and of its queue plus
+	// prefill, for servers without metrics. Where the server reports
+	// running requests the two agree to about one request (see README).
+	DecodingMean float64 `json:"decoding_mean"`
+	DecodingMax  int     `json:"decoding_max"`
+	QueuedMean   float64 `json:"queued_mean"`
+	QueuedMax    int     `json:"queued_max"`
 	// Running, Waiting and KVUsage are time-weighted means over the window
 	// of the server's gauges (vllm:num_requests_running — the paper's
 	// batched requests —, num_requests_waiting, kv_cache_usage_perc); NaN
@@ -249,6 +259,8 @@ func (a *groupAcc) finish(reqs []Request, cfg *Config, series *sampleSeries, spa
 	a.itl, a.itlToken = nil, nil
 
 	g.InFlightMean, g.InFlightMax = inFlight(spans, g.WindowStart, g.WindowEnd)
+	g.DecodingMean, g.DecodingMax = inFlight(decodingSpans(spans), g.WindowStart, g.WindowEnd)
+	g.QueuedMean, g.QueuedMax = inFlight(queuedSpans(spans), g.WindowStart, g.WindowEnd)
 	g.Running, g.RunningMax, g.Waiting, g.KVUsage, g.Preemptions, g.Samples = math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN(), 0
 	if series != nil && g.Duration > 0 {
 		g.Running, g.RunningMax, g.Samples = series.gauge(capture.MetricRunning, g.WindowStart, g.WindowEnd)

@@ -128,6 +128,16 @@ func TestAnalyzeSmallFixture(t *testing.T) {
 	if g.InFlightMax != 3 {
 		t.Errorf("inflight max %d; want 3", g.InFlightMax)
 	}
+	// Split at the first token (window 0–0.8 s): decoding 1 [0.1, 0.251],
+	// 2 [0.3, 0.501], 3 [0.3, 0.5] (5 ends with its only token, the rest
+	// have none); queued 1 [0, 0.1], 2 [0.1, 0.3], 3 [0.2, 0.3],
+	// 4 [0.3, 0.305], 5 [0.5, 0.6], 6 [0.6, 0.65], 7 [0.7, 0.71]. The two
+	// add up to the in-flight area 1.117.
+	checkF(t, "decoding mean", g.DecodingMean, (0.151+0.201+0.2)/0.8)
+	checkF(t, "queued mean", g.QueuedMean, (0.1+0.2+0.1+0.005+0.1+0.05+0.01)/0.8)
+	if g.DecodingMax != 2 || g.QueuedMax != 2 {
+		t.Errorf("decoding max %d, queued max %d; want 2, 2", g.DecodingMax, g.QueuedMax)
+	}
 	checkF(t, "running mean", g.Running, (0.25*1+0.5*3+0.05*2)/0.8)
 	checkF(t, "running max", g.RunningMax, 3)
 	checkF(t, "waiting mean", g.Waiting, 1)

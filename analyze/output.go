@@ -240,6 +240,10 @@ func summaryColumns() []column[*Group] {
 	cols = append(cols, []column[*Group]{
 		{"inflight_mean", func(g *Group) any { return g.InFlightMean }},
 		{"inflight_max", func(g *Group) any { return g.InFlightMax }},
+		{"decoding_mean", func(g *Group) any { return g.DecodingMean }},
+		{"decoding_max", func(g *Group) any { return g.DecodingMax }},
+		{"queued_mean", func(g *Group) any { return g.QueuedMean }},
+		{"queued_max", func(g *Group) any { return g.QueuedMax }},
 		{"running_mean", func(g *Group) any { return g.Running }},
 		{"running_max", func(g *Group) any { return g.RunningMax }},
 		{"waiting_mean", func(g *Group) any { return g.Waiting }},
@@ -281,6 +285,7 @@ func aggregateColumns() []column[*Aggregate] {
 	add("e2e_mean_s", func(a *Aggregate) CI { return a.E2EMean })
 	add("e2e_p99_s", func(a *Aggregate) CI { return a.E2EP99 })
 	add("inflight_mean", func(a *Aggregate) CI { return a.InFlightMean })
+	add("decoding_mean", func(a *Aggregate) CI { return a.DecodingMean })
 	add("running_mean", func(a *Aggregate) CI { return a.Running })
 	add("preemptions", func(a *Aggregate) CI { return a.Preemptions })
 	return cols
@@ -396,7 +401,7 @@ func fmtNum(v float64, prec int) string {
 // tableHeader and tableRow give the terminal table (and the report's
 // summary table): the figures people look at first.
 func tableHeader() []string {
-	return []string{"variant", "rate", "trial", "n", "ok", "fail", "req/s", "tok/s", "norm s/tok", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99", "E2E p99", "in-flight", "batched", "lag p99"}
+	return []string{"variant", "rate", "trial", "n", "ok", "fail", "req/s", "tok/s", "norm s/tok", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99", "E2E p99", "in-flight", "decoding", "batched", "lag p99"}
 }
 
 func tableRow(g *Group) []string {
@@ -404,7 +409,7 @@ func tableRow(g *Group) []string {
 		g.Variant, orDash(g.Level), orDash(g.Trial), strconv.Itoa(g.Count), strconv.Itoa(g.Completed), strconv.Itoa(g.Failed),
 		fmtNum(g.RequestThroughput, 2), fmtNum(g.OutputThroughput, 1), fmtNum(g.NormLatency.Mean, 4),
 		fmtDur(g.TTFT.P50), fmtDur(g.TTFT.P99), fmtDur(g.TPOT.Mean), fmtDur(g.ITL.P99), fmtDur(g.E2E.P99),
-		fmtNum(g.InFlightMean, 1), fmtNum(g.Running, 1), fmtDur(g.Lag.P99),
+		fmtNum(g.InFlightMean, 1), fmtNum(g.DecodingMean, 1), fmtNum(g.Running, 1), fmtDur(g.Lag.P99),
 	}
 }
 

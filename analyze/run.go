@@ -106,7 +106,11 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 				keyParts[i] = keyOf(&r, rec, f)
 			}
 			r.Key = strings.Join(keyParts, "/")
-			spans = append(spans, span{r.Start, r.End})
+			first := r.End
+			if !math.IsNaN(r.TTFT) {
+				first = min(r.Start+int64(math.Round(r.TTFT*1e9)), r.End)
+			}
+			spans = append(spans, span{start: r.Start, first: first, end: r.End})
 			idx := len(res.Requests)
 			res.Requests = append(res.Requests, r)
 			a := groups[r.Key]
@@ -338,6 +342,7 @@ type Aggregate struct {
 	E2EMean           CI `json:"e2e_mean"`
 	E2EP99            CI `json:"e2e_p99"`
 	InFlightMean      CI `json:"inflight_mean"`
+	DecodingMean      CI `json:"decoding_mean"`
 	Running           CI `json:"running_mean"`
 	Preemptions       CI `json:"preemptions"`
 }
@@ -392,6 +397,7 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 		a.E2EMean = ci(func(g *Group) float64 { return g.E2E.Mean })
 		a.E2EP99 = ci(func(g *Group) float64 { return g.E2E.P99 })
 		a.InFlightMean = ci(func(g *Group) float64 { return g.InFlightMean })
+		a.DecodingMean = ci(func(g *Group) float64 { return g.DecodingMean })
 		a.Running = ci(func(g *Group) float64 { return g.Running })
 		a.Preemptions = ci(func(g *Group) float64 { return g.Preemptions })
 		out = append(out, a)

@@ -95,7 +95,35 @@ func (s *sampleSeries) delta(name string, from, to int64) float64 {
 }
 
 // span is one exchange open at the proxy from Start to End (Unix ns).
-type span struct{ start, end int64 }
+// span is one exchange's life at the proxy: start (request received), first
+// (first content chunk; end when none came) and end.
+type span struct{ start, first, end int64 }
+
+// decodingSpans and queuedSpans split spans at the first content chunk: a
+// request that has streamed a token and not yet its last is being decoded
+// (continuous batching advances every such request one token per step); one
+// in flight without a token yet is queued or in prefill. Together they are
+// the client-side estimate of the server's batch and queue, for servers that
+// publish no metrics.
+func decodingSpans(spans []span) []span {
+	out := make([]span, 0, len(spans))
+	for _, s := range spans {
+		if s.first < s.end {
+			out = append(out, span{start: s.first, first: s.first, end: s.end})
+		}
+	}
+	return out
+}
+
+func queuedSpans(spans []span) []span {
+	out := make([]span, 0, len(spans))
+	for _, s := range spans {
+		if s.start < s.first {
+			out = append(out, span{start: s.start, first: s.first, end: s.first})
+		}
+	}
+	return out
+}
 
 // inFlight returns the time-weighted mean and the maximum number of open
 // exchanges over [from, to). Exchanges that end at the instant another

@@ -72,7 +72,7 @@ func TestGauge(t *testing.T) {
 }
 
 func TestInFlight(t *testing.T) {
-	spans := []span{{0, 10}, {5, 15}, {10, 20}, {30, 40}}
+	spans := []span{{start: 0, first: 0, end: 10}, {start: 5, first: 5, end: 15}, {start: 10, first: 10, end: 20}, {start: 30, first: 30, end: 40}}
 	m, mx := inFlight(spans, 0, 20)
 	// [0,5):1 [5,10):2 [10,15):2 [15,20):1 → (5+10+10+5)/20 = 1.5
 	if !near(m, 1.5) || mx != 2 {

@@ -142,8 +142,20 @@ func TestPagedSustainsMoreThanContiguous(t *testing.T) {
 	groups := map[string]*analyze.Group{}
 	for _, g := range res.Groups {
 		groups[g.Variant+"@"+g.Level] = g
-		t.Logf("%s rate %s: %d/%d completed, norm latency %.4f s/token, batched %.1f, in flight %.1f",
-			g.Variant, g.Level, g.Completed, g.Count, g.NormLatency.Mean, g.Running, g.InFlightMean)
+		t.Logf("%s rate %s: %d/%d completed, norm latency %.4f s/token, batched %.2f, decoding (client) %.2f, in flight %.1f",
+			g.Variant, g.Level, g.Completed, g.Count, g.NormLatency.Mean, g.Running, g.DecodingMean, g.InFlightMean)
+	}
+	// The client-side batch estimate (requests between their first and
+	// last token) against the server's own running count: they differ by
+	// the prefill step (running counts a request from admission, the
+	// client from its first token), by the end of the stream reaching the
+	// proxy after the server dropped the request, and by the 200-ms
+	// (scaled) sampling of the gauge.
+	for _, g := range res.Groups {
+		tol := math.Max(1, 0.15*g.Running)
+		if math.IsNaN(g.Running) || math.Abs(g.DecodingMean-g.Running) > tol {
+			t.Errorf("%s rate %s: client-side decoding %.2f vs server running %.2f; want within %.2f", g.Variant, g.Level, g.DecodingMean, g.Running, tol)
+		}
 	}
 	sat := map[string]analyze.Saturation{}
 	for _, s := range res.Saturation {
