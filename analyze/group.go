@@ -112,6 +112,15 @@ type Group struct {
 
 	// Warnings are plain sentences about this group.
 	Warnings []string `json:"warnings,omitempty"`
+	// RecorderDropped and RecorderLost sum what the writers of the group's
+	// captures dropped (queue full) and lost (failed commits, full disk),
+	// from the counts a clean close stores in the capture; NaN unless every
+	// capture says (older captures do not) and every writer closed
+	// cleanly. CapturesUnclean
+	// counts writers that never closed their capture cleanly.
+	RecorderDropped float64 `json:"recorder_dropped"`
+	RecorderLost    float64 `json:"recorder_lost"`
+	CapturesUnclean int     `json:"captures_unclean"`
 }
 
 // groupAcc accumulates one group while records stream by.

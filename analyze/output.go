@@ -250,6 +250,9 @@ func summaryColumns() []column[*Group] {
 		{"kv_usage_mean", func(g *Group) any { return g.KVUsage }},
 		{"preemptions", func(g *Group) any { return g.Preemptions }},
 		{"samples", func(g *Group) any { return g.Samples }},
+		{"recorder_dropped", func(g *Group) any { return g.RecorderDropped }},
+		{"recorder_lost", func(g *Group) any { return g.RecorderLost }},
+		{"captures_unclean", func(g *Group) any { return g.CapturesUnclean }},
 		{"warnings", func(g *Group) any { return g.Warnings }},
 	}...)
 	return cols

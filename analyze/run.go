@@ -43,8 +43,60 @@ type Result struct {
 	// order.
 	Requests []Request `json:"-"`
 
-	series map[string]*sampleSeries // by capture name
-	spans  map[string][]span        // by capture name
+	series   map[string]*sampleSeries // by capture name
+	spans    map[string][]span        // by capture name
+	recorder map[string]recorderState // by capture name
+}
+
+// recorderState is what a capture's metadata says about its writers: how
+// many did not close cleanly and what the clean ones dropped or lost.
+type recorderState struct {
+	known         bool // some meta is version 2 or later (says either way)
+	unclean       int
+	dropped, lost uint64
+}
+
+func recorderOf(metas []capture.Meta) recorderState {
+	var st recorderState
+	for _, m := range metas {
+		if m.Version < 2 {
+			continue
+		}
+		st.known = true
+		if m.Closed == 0 {
+			st.unclean++
+		} else if m.Recorder != nil {
+			st.dropped += m.Recorder.Dropped
+			st.lost += m.Recorder.Lost
+		}
+	}
+	return st
+}
+
+// recorderFigures fills the group's recorder columns and warnings from its
+// captures' metadata.
+func (res *Result) recorderFigures(g *Group) {
+	// The totals are known only when every capture of the group says and
+	// every writer closed cleanly.
+	known := len(g.Captures) > 0
+	var dropped, lost uint64
+	for _, c := range g.Captures {
+		st := res.recorder[c]
+		known = known && st.known && st.unclean == 0
+		dropped += st.dropped
+		lost += st.lost
+		g.CapturesUnclean += st.unclean
+		if st.dropped+st.lost > 0 {
+			g.Warnings = append(g.Warnings, fmt.Sprintf("capture %s: the recorder dropped %d and lost %d records or samples (queue full, failed commits or a full disk): the figures miss that traffic", c, st.dropped, st.lost))
+		}
+		if st.unclean > 0 {
+			g.Warnings = append(g.Warnings, fmt.Sprintf("capture %s: %d writer(s) did not close it cleanly (killed, crashed or still running): the last ~second of records may be missing and what the recorder dropped is unknown", c, st.unclean))
+		}
+	}
+	g.RecorderDropped, g.RecorderLost = math.NaN(), math.NaN()
+	if known {
+		g.RecorderDropped, g.RecorderLost = float64(dropped), float64(lost)
+	}
 }
 
 // Setup describes what was analysed.
@@ -77,7 +129,7 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}}
+	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}, recorder: map[string]recorderState{}}
 	groups := map[string]*groupAcc{}
 	var order []*groupAcc
 	var gaps []float64
@@ -155,6 +207,7 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		res.spans[name] = spans
 		res.series[name] = newSampleSeries(samples)
 		res.Setup.Samples += len(samples)
+		res.recorder[name] = recorderOf(metas)
 		for _, m := range metas {
 			tools[strings.TrimSpace(m.Tool+" "+m.ToolVersion)] = true
 			hosts[m.Host] = true
@@ -198,6 +251,7 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		spans, series := res.groupInputs(a)
 		a.finish(res.Requests, &cfg, series, spans)
+		res.recorderFigures(a.g)
 		res.Groups = append(res.Groups, a.g)
 	}
 	slices.Sort(warmOnly)

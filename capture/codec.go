@@ -424,8 +424,11 @@ func (s *Sample) UnmarshalBinary(data []byte) error {
 	return nil
 }
 
-// MetaVersion is the version of the Meta JSON this package writes.
-const MetaVersion = 1
+// MetaVersion is the version of the Meta JSON this package writes. Version
+// 2 added Closed and Recorder: a version-2 meta without Closed belongs to a
+// writer that has not closed the store cleanly (still running, killed or
+// crashed); version 1 says nothing either way.
+const MetaVersion = 2
 
 // Meta is the run metadata of a capture: which tool wrote it, with what
 // configuration, in front of which upstream. A capture may hold several (one
@@ -452,6 +455,25 @@ type Meta struct {
 	Config json.RawMessage `json:"config,omitempty"`
 	// Extra holds any other facts (trace hash, run id, ...).
 	Extra map[string]string `json:"extra,omitempty"`
+	// Closed is the Unix ns at which the writing process closed the store
+	// cleanly, after draining its writer; Store.Close sets it on the last
+	// meta the process put. Zero while the writer runs or after a crash.
+	Closed int64 `json:"closed,omitempty"`
+	// Recorder holds the writer's final counts, set together with Closed.
+	Recorder *RecorderTotals `json:"recorder,omitempty"`
+}
+
+// RecorderTotals are a writer's final counts, stored in its Meta at a clean
+// close so that a capture read later says what it is missing.
+type RecorderTotals struct {
+	// Written and Samples count the records and samples committed.
+	Written uint64 `json:"written"`
+	Samples uint64 `json:"samples"`
+	// Dropped counts records and samples refused because the queue was
+	// full; Lost those accepted but not stored (failed commit, disk
+	// reserve reached). Either means the capture misses traffic.
+	Dropped uint64 `json:"dropped"`
+	Lost    uint64 `json:"lost"`
 }
 
 // MarshalBinary returns the stored form of m: JSON.

@@ -237,6 +237,8 @@ func FuzzMetaDecode(f *testing.F) {
 	b, _ := Meta{Tool: "vbproxy", Config: json.RawMessage(`{"a":1}`)}.MarshalBinary()
 	f.Add(b)
 	f.Add([]byte(`{"version":1,"config":null}`))
+	f.Add([]byte(`{"version":2,"tool":"vbreplay","closed":1700000000000000000,"recorder":{"written":10,"samples":2,"dropped":3,"lost":1}}`))
+	f.Add([]byte(`{"version":2,"recorder":null,"closed":-1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m Meta
 		_ = m.UnmarshalBinary(b)

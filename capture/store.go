@@ -154,6 +154,10 @@ type Store struct {
 
 	metaMu  sync.Mutex
 	metaSeq uint64
+	// lastMeta and lastMetaKey are the last meta this process put, which
+	// Close completes with Closed and Recorder.
+	lastMeta    *Meta
+	lastMetaKey []byte
 
 	closeOnce sync.Once
 	closeErr  error
@@ -406,6 +410,7 @@ func (s *Store) PutMeta(m Meta) error {
 	if s.closed.Load() {
 		return fmt.Errorf("capture: put meta into %s: the store is closed", s.dir)
 	}
+	m.Version = MetaVersion // what this package writes, whatever the caller copied
 	v, err := m.MarshalBinary()
 	if err != nil {
 		return err
@@ -417,6 +422,39 @@ func (s *Store) PutMeta(m Meta) error {
 		return fmt.Errorf("capture: put meta into %s: %w", s.dir, err)
 	}
 	s.metaSeq++
+	s.lastMeta, s.lastMetaKey = &m, key
+	return nil
+}
+
+// markClosed completes the last meta this process put with the clean-close
+// time and the writer's final counts.
+func (s *Store) markClosed() error {
+	s.metaMu.Lock()
+	defer s.metaMu.Unlock()
+	if s.lastMeta == nil {
+		return nil
+	}
+	if r := s.opt.DiskReserve; r >= 0 {
+		if free, ok := freeBytes(s.dir); ok && free < r/2 {
+			// Badger writes through mmap: no write at all on a full disk.
+			// The capture then reads as not closed cleanly.
+			return fmt.Errorf("capture: %s: %w: not marking the capture closed (%d bytes free)", s.dir, ErrDiskFull, free)
+		}
+	}
+	m := *s.lastMeta
+	m.Version = MetaVersion // Closed is a version-2 fact
+	m.Closed = time.Now().UnixNano()
+	if s.writer != nil {
+		st := s.writer.Stats()
+		m.Recorder = &RecorderTotals{Written: st.Written, Samples: st.Samples, Dropped: st.Dropped, Lost: st.Lost}
+	}
+	v, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(s.lastMetaKey, v) }); err != nil {
+		return fmt.Errorf("capture: mark %s closed: %w", s.dir, err)
+	}
 	return nil
 }
 
@@ -428,6 +466,11 @@ func (s *Store) Close() error {
 		var errs []error
 		if s.writer != nil {
 			if err := s.writer.close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if !s.opt.ReadOnly {
+			if err := s.markClosed(); err != nil {
 				errs = append(errs, err)
 			}
 		}
