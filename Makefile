@@ -13,10 +13,11 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
-# Cross-build for the GPU machine (carried to the device as .dist/).
+# Cross-build for the GPU machine (carried to the device as .dist/); replaytool
+# is the mock server of bench/scripts/replay_quiet.sh.
 linux-amd64:
 	@mkdir -p .dist
-	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o .dist/ $(addprefix ./cmd/,$(CMDS))
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o .dist/ $(addprefix ./cmd/,$(CMDS)) ./bench/scripts/replaytool
 
 test: fmt-check vet gotest pytest
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Summarize bench/scripts/replay_bench.sh results (OUTDIR) as Markdown."""
+"""Summarize bench/scripts/replay_bench.sh results (OUTDIR) as Markdown on
+stdout and as OUTDIR/results.csv (one row per run, every figure)."""
+import csv
 import glob
 import json
 import os
@@ -59,6 +61,19 @@ def rates(prefix):
     return sorted(rs)
 
 
+rows = []
+COLS = ["part", "tool", "asked_rate", "sent", "ok", "errors", "achieved_rate", "lag_p50_ms", "lag_p99_ms",
+        "client_ttft_mean_ms", "client_ttft_p50_ms", "client_ttft_p99_ms", "server_ttft_mean_ms",
+        "server_ttft_p50_ms", "server_ttft_p99_ms", "deliver_p50_ms", "deliver_mean_ms"]
+
+
+def row(part, tool, r, v, s=None):
+    s = s or {}
+    rows.append([part, tool, r, v["sent"], v["ok"], v["errors"], v["achieved"], v["lag_p50"], v["lag_p99"],
+                 v["ttft_mean"], v["ttft_p50"], v["ttft_p99"], s.get("ttft_mean_ms"), s.get("ttft_p50_ms"),
+                 s.get("ttft_p99_ms"), s.get("deliver_p50_ms"), s.get("deliver_mean_ms")])
+
+
 def fmt(x, nd=2):
     return "–" if x is None else f"{x:.{nd}f}"
 
@@ -75,12 +90,14 @@ for r in rates("lag-vbreplay"):
     v = vb(os.path.join(out, f"lag-vbreplay-{r:g}.json"))
     if v:
         print(f"| vbreplay | {r:g} | {v['sent']} | {v['ok']} | {fmt(v['achieved'], 1)} | {fmt(v['lag_p50'], 3)} | {fmt(v['lag_p99'], 3)} |")
+        row("lag", "vbreplay", r, v)
         if v["lag_p99"] <= 1 and v["ok"] == v["sent"] and v["achieved"] >= 0.95 * v["scheduled"]:
             best = r
 for r in rates("lag-guidellm"):
     g = gl(os.path.join(out, f"lag-guidellm-{r:g}.json"))
     if g:
         print(f"| GuideLLM | {r:g} | {g['sent']} | {g['ok']} | {fmt(g['achieved'], 1)} | {fmt(g['lag_p50'], 3)} | {fmt(g['lag_p99'], 3)} |")
+        row("lag", "GuideLLM", r, g)
 print(f"\nHighest swept rate with lag p99 <= 1 ms, every request OK and achieved rate >= 95% of the scheduled rate: **{fmt(best, 0) if best else 'none'} req/s**.\n")
 
 print("### TTFT overstatement: server TTFT 50 ms, ITL 10 ms, 100 tokens\n")
@@ -95,8 +112,14 @@ for tool, fn in (("vbreplay", vb), ("GuideLLM", gl)):
         s = load(os.path.join(out, f"{key}-{r:g}.server.json")) or {}
         if not v:
             continue
+        row("ttft", tool, r, v, s)
         smean = s.get("ttft_mean_ms")
         print(f"| {tool} | {r:g} | {v['sent']} | {v['ok']} | {fmt(v['lag_p50'], 3)} | {fmt(v['lag_p99'], 3)} | "
               f"{fmt(v['ttft_mean'])} / {fmt(v['ttft_p50'])} / {fmt(v['ttft_p99'])} | {fmt(smean)} / {fmt(s.get('ttft_p50_ms'))} | "
               f"{fmt(v['ttft_mean'] - 50)} | {fmt(v['ttft_mean'] - smean if smean is not None else None)} | "
               f"{fmt(s.get('deliver_p50_ms'))} / {fmt(s.get('deliver_mean_ms'))} |")
+
+with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(COLS)
+    w.writerows(rows)

@@ -6,6 +6,7 @@
 //
 //	replaytool server --ttft 50ms --itl 10ms --tokens 100 [--mock]   # prints its URL, serves until killed
 //	replaytool trace --out t.bin --n 10000 --arrival poisson --output-tokens 100
+//	replaytool stats [--reset] URL   # the mock's GET /stats to stdout (or POST /stats/reset), no curl needed
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"time"
 
@@ -34,8 +36,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = server(ctx, args[1:], stdout, stderr)
 	case "trace":
 		err = makeTrace(args[1:], stderr)
+	case "stats":
+		err = stats(ctx, args[1:], stdout, stderr)
 	default:
-		err = cli.Usagef("unknown subcommand %q (server, trace)", args[0])
+		err = cli.Usagef("unknown subcommand %q (server, trace, stats)", args[0])
 	}
 	if err != nil && ctx.Err() != nil {
 		err = nil
@@ -113,5 +117,36 @@ func makeTrace(args []string, stderr io.Writer) error {
 		arr = trace.ArrivalConstant
 	}
 	_, err := trace.WriteFile(*out, trace.Header{Generator: "replaytool", Seed: int64(*seed), Dataset: "fixed-prompt", Arrival: arr, MeanRate: 1}, reqs)
+	return err
+}
+
+// stats copies the mock server's GET /stats to stdout, or with --reset
+// clears it (POST /stats/reset), so the benchmark scripts need no curl.
+func stats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlagSet("replaytool stats", "replaytool stats [--reset] URL", stderr)
+	reset := fs.Bool("reset", false, "clear the server's figures instead of printing them")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("one URL expected")
+	}
+	method, path := http.MethodGet, "/stats"
+	if *reset {
+		method, path = http.MethodPost, "/stats/reset"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, fs.Arg(0)+path, nil)
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("stats: %s%s: %s", fs.Arg(0), path, resp.Status)
+	}
+	_, err = io.Copy(stdout, resp.Body)
 	return err
 }
