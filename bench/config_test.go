@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/internal/testbin"
 )
 
 const minimalStudy = `
@@ -151,10 +152,4 @@ func TestExamplesPlan(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if simDir != "" {
-		os.RemoveAll(simDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,32 +13,14 @@ import (
 	"testing"
 
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/internal/testbin"
 )
 
-var (
-	simOnce sync.Once
-	simDir  string
-	simErr  error
-)
-
-// buildSim builds cmd/vbsim once for the tests that run real studies.
+// buildSim builds cmd/vbsim once for the tests that run real studies and
+// returns the directory that holds it.
 func buildSim(t *testing.T) string {
 	t.Helper()
-	simOnce.Do(func() {
-		simDir, simErr = os.MkdirTemp("", "vbbench-sim")
-		if simErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", simDir, "../cmd/vbsim").CombinedOutput()
-		if err != nil {
-			simErr = err
-			simDir = string(out)
-		}
-	})
-	if simErr != nil {
-		t.Fatalf("build vbsim: %v\n%s", simErr, simDir)
-	}
-	return simDir
+	return testbin.Dir(t, "cmd/vbsim")
 }
 
 func simStudy(t *testing.T, dir string) *Study {

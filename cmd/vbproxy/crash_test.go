@@ -16,8 +16,11 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/internal/testserver"
 )
+
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 
 // TestCrashKill9 builds vbproxy, runs it under load, kills it with SIGKILL,
 // reopens the capture and checks that every request completed more than a
@@ -28,10 +31,7 @@ func TestCrashKill9(t *testing.T) {
 		t.Skip("-short: skipping the crash test (builds vbproxy)")
 	}
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "vbproxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testbin.Path(t, "cmd/vbproxy")
 	srv, err := testserver.Start(testserver.Config{ITL: 2 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -19,8 +19,11 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/trace"
 )
+
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 
 // arrivalTolerance bounds how far a replayed request's arrival (relative to
 // the first) may be from the recorded one. Generous: CI shares two cores.
@@ -252,19 +255,15 @@ func records(t *testing.T, dir string, measured bool) []*capture.Record {
 	return out
 }
 
-// buildTools builds the named commands into a temporary directory.
+// buildTools builds the named commands (once per test process) and returns
+// the directory that holds them.
 func buildTools(t *testing.T, names ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	args := []string{"build", "-o", dir + string(os.PathSeparator)}
-	for _, n := range names {
-		args = append(args, "github.com/vbench/vbench/cmd/"+n)
+	pkgs := make([]string, len(names))
+	for i, n := range names {
+		pkgs[i] = "cmd/" + n
 	}
-	cmd := exec.Command("go", args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return dir
+	return testbin.Dir(t, pkgs...)
 }
 
 func runTool(t *testing.T, path string, args ...string) {

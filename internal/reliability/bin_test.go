@@ -3,10 +3,8 @@ package reliability
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,47 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/proxy"
 )
 
 // commands are the binaries the suite builds once (without -race: the
 // suite runs them as users do).
-var commands = []string{"vbsynth", "vbproxy", "vbreplay", "vbanalyze", "vbbench", "vbsim"}
+var commands = []string{"cmd/vbsynth", "cmd/vbproxy", "cmd/vbreplay", "cmd/vbanalyze", "cmd/vbbench", "cmd/vbsim"}
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// bin returns the path of the named command, building all of them once.
+// bin returns the path of the named command, building all of them once
+// (one go build; TestMain removes them).
 func bin(t testing.TB, name string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("go env GOMOD: %w", err)
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
-		binDir, buildErr = os.MkdirTemp("", "vbrel-bin-")
-		if buildErr != nil {
-			return
-		}
-		args := []string{"build", "-o", binDir + string(filepath.Separator)}
-		for _, c := range commands {
-			args = append(args, "./cmd/"+c)
-		}
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, name)
+	return filepath.Join(testbin.Dir(t, commands...), name)
 }
 
 // lockedBuf is a goroutine-safe buffer for a child's stderr.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/proxy"
 )
@@ -67,7 +68,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "-reliability %q: want short or long\n", *mode)
 		os.Exit(2)
 	}
-	os.Exit(m.Run())
+	os.Exit(testbin.Main(m))
 }
 
 // raiseNoFile lifts the open-files limit to its hard maximum: the long

@@ -1,0 +1,115 @@
+// Package testbin builds the module's commands for tests that run them as
+// processes (vbproxy killed with SIGKILL, vbsim under vbbench, the whole
+// CLI pipeline). Each test process builds each command at most once, into
+// one temporary directory that TestMain removes through Main; go build's
+// cache makes the build itself cheap when nothing changed. The binaries
+// are built without -race, as users run them.
+//
+// A test package that uses it has
+//
+//	func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+//
+// (or calls Remove after m.Run in its own TestMain) and asks for a command
+// by its directory from the module root:
+//
+//	vbsim := testbin.Path(t, "cmd/vbsim")
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	mu    sync.Mutex
+	dir   string          // the process's binary directory, made on first use
+	root  string          // module root (the directory of go.mod)
+	built map[string]bool // package directories already built into dir
+)
+
+// Build builds the commands in the package directories pkgs (slash paths
+// from the module root, e.g. "cmd/vbsim") that this process has not built
+// yet, with one go build, and returns the directory that holds them (each
+// binary named after the last element of its package path).
+func Build(pkgs ...string) (string, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir == "" {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			return "", fmt.Errorf("testbin: go env GOMOD: %w", err)
+		}
+		gomod := strings.TrimSpace(string(out))
+		if gomod == "" || gomod == os.DevNull {
+			return "", fmt.Errorf("testbin: not inside a Go module")
+		}
+		d, err := os.MkdirTemp("", "vbench-testbin-")
+		if err != nil {
+			return "", fmt.Errorf("testbin: %w", err)
+		}
+		dir, root, built = d, filepath.Dir(gomod), map[string]bool{}
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	var todo []string
+	for _, p := range pkgs {
+		p = path.Clean(strings.TrimPrefix(p, "./"))
+		if !built[p] && !slices.Contains(todo, p) {
+			todo = append(todo, p)
+			args = append(args, "./"+p)
+		}
+	}
+	if len(todo) == 0 {
+		return dir, nil
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("testbin: go %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	for _, p := range todo {
+		built[p] = true
+	}
+	return dir, nil
+}
+
+// Dir is Build for a test: it fails t when the build fails.
+func Dir(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	d, err := Build(pkgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Path builds the command in the package directory pkg (as for Build) and
+// returns the path of its binary; it fails t when the build fails.
+func Path(t testing.TB, pkg string) string {
+	t.Helper()
+	return filepath.Join(Dir(t, pkg), path.Base(path.Clean(pkg)))
+}
+
+// Remove deletes the binary directory, if any; the next Build makes a new
+// one. TestMain calls it after m.Run (Main does).
+func Remove() {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir != "" {
+		os.RemoveAll(dir)
+		dir, built = "", nil
+	}
+}
+
+// Main runs the tests and removes the binary directory afterwards; it
+// returns m.Run's exit code for os.Exit.
+func Main(m *testing.M) int {
+	defer Remove()
+	return m.Run()
+}
