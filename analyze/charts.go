@@ -203,8 +203,10 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 	return out
 }
 
-// timeline draws the requests in flight at the proxy and the server's
-// running (batched) and waiting requests over one group's window.
+// timeline draws the requests in flight at the proxy, split into decoding
+// and queued (the client-side batch estimate, so a server without metrics
+// still gets a batch chart), and the server's running (batched) and
+// waiting requests when scraped, over one group's window.
 func (res *Result) timeline(g *Group) chart.Line {
 	const points = 600
 	l := chart.Line{

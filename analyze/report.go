@@ -115,7 +115,7 @@ func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, rep
 		}
 	}
 
-	b.WriteString("## Summary\n\nOne row per group; durations in the unit shown, normalized latency in s/token, \"batched\" is the time-weighted mean of the server's running requests.\n\n")
+	b.WriteString("## Summary\n\nOne row per group; durations in the unit shown, normalized latency in s/token, \"in-flight\" is the time-weighted mean of the requests open at the proxy, \"decoding\" of those between their first and last token (the client-side batch estimate), \"batched\" of the server's running requests.\n\n")
 	hdr := tableHeader()
 	b.WriteString("| " + strings.Join(hdr, " | ") + " |\n|")
 	for range hdr {
@@ -172,5 +172,6 @@ const definitionsMarkdown = `- TTFT: first content chunk − request start (the 
 - TPOT: (E2E − TTFT) / (output tokens − 1). E2E: last byte − request start.
 - Normalized latency: E2E / output tokens per completed request; the figure is its mean (s/token).
 - Throughput: completed requests (and their output tokens) ending in the measurement window, per second of window. The window runs from the first measured request to the last end, cut at the replayer's deadline; warm-up requests are excluded.
+- In flight, decoding, queued: requests open at the proxy (all traffic), time-weighted over the window; decoding from the first content chunk to the end, queued before it. Decoding is the client-side estimate of the server's batch (continuous batching advances each such request one token per step), for servers without metrics; queued is its queue plus prefill.
 - Percentiles: linear interpolation between closest ranks (numpy's default, as in ` + "`vllm bench serve`" + `).
 `
