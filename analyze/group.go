@@ -110,6 +110,29 @@ type Group struct {
 	// Samples is the number of server-metric samples in the window.
 	Samples int `json:"samples"`
 
+	// Server internals, from the server's own metrics when the proxy stored
+	// them (see serverFigures; NaN when absent). StepsPerS is engine steps
+	// per second; StepTime the mean step time in seconds; BatchPerStep the
+	// mean requests per step; TokensPerStep the mean tokens per step
+	// (vLLM's iteration_tokens_total); KVCapacity the KV capacity, and
+	// KVReserved, KVFilled and KVLargestHole the time-weighted means of the
+	// reserved, filled and largest free KV tokens; KVReservedUtil the
+	// time-weighted mean of filled/reserved; PrefixCacheHitRate vLLM's
+	// prefix-cache hits per query.
+	StepsPerS          float64 `json:"steps_per_s"`
+	StepTime           float64 `json:"step_time_mean_s"`
+	BatchPerStep       float64 `json:"batch_per_step_mean"`
+	TokensPerStep      float64 `json:"tokens_per_step_mean"`
+	KVCapacity         float64 `json:"kv_capacity_tokens"`
+	KVReserved         float64 `json:"kv_reserved_mean_tokens"`
+	KVFilled           float64 `json:"kv_filled_mean_tokens"`
+	KVReservedUtil     float64 `json:"kv_reserved_util_mean"`
+	KVLargestHole      float64 `json:"kv_largest_hole_mean_tokens"`
+	PrefixCacheHitRate float64 `json:"prefix_cache_hit_rate"`
+	// ServerMetrics summarises every further server metric stored
+	// (anything but the four above), sorted by name.
+	ServerMetrics []ServerMetric `json:"server_metrics,omitempty"`
+
 	// Warnings are plain sentences about this group.
 	Warnings []string `json:"warnings,omitempty"`
 	// RecorderDropped and RecorderLost sum what the writers of the group's
@@ -277,6 +300,7 @@ func (a *groupAcc) finish(reqs []Request, cfg *Config, series *sampleSeries, spa
 		g.KVUsage, _, _ = series.gauge(capture.MetricKVUsage, g.WindowStart, g.WindowEnd)
 		g.Preemptions = series.delta(capture.MetricPreemptions, g.WindowStart, g.WindowEnd)
 	}
+	g.serverFigures(series)
 	g.Warnings = groupWarnings(g, cfg)
 }
 

@@ -250,6 +250,9 @@ func summaryColumns() []column[*Group] {
 		{"kv_usage_mean", func(g *Group) any { return g.KVUsage }},
 		{"preemptions", func(g *Group) any { return g.Preemptions }},
 		{"samples", func(g *Group) any { return g.Samples }},
+	}...)
+	cols = append(cols, serverColumns()...)
+	cols = append(cols, []column[*Group]{
 		{"recorder_dropped", func(g *Group) any { return g.RecorderDropped }},
 		{"recorder_lost", func(g *Group) any { return g.RecorderLost }},
 		{"captures_unclean", func(g *Group) any { return g.CapturesUnclean }},
@@ -353,7 +356,7 @@ func (res *Result) WriteSummaryJSON(w io.Writer) error {
 	gcols, acols := summaryColumns(), aggregateColumns()
 	groups := make([]obj, len(res.Groups))
 	for i, g := range res.Groups {
-		groups[i] = rowObj(gcols, g)
+		groups[i] = append(rowObj(gcols, g), kv{"server_metrics", serverMetricsJSON(g)})
 	}
 	aggs := make([]obj, len(res.Aggregates))
 	for i, a := range res.Aggregates {

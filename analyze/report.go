@@ -131,6 +131,8 @@ func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, rep
 	}
 	b.WriteString("\n")
 
+	res.writeServerInternals(&b)
+
 	multi := false
 	for _, a := range res.Aggregates {
 		multi = multi || a.Trials > 1

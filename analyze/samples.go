@@ -27,8 +27,9 @@ func newSampleSeries(samples []capture.Sample) *sampleSeries {
 // gauge returns the time-weighted mean of a gauge over [from, to), its
 // largest value there and the number of samples inside. A sample's value
 // holds until the next sample; the sample before from (if any) gives the
-// value at from. Time before the first known value is not counted. NaN
-// when no value is known inside the window.
+// value at from. Time before the first known value, and time while the
+// value is NaN (unknown), is not counted. NaN when no value is known inside
+// the window.
 func (s *sampleSeries) gauge(name string, from, to int64) (mean, maxV float64, n int) {
 	xs := s.byName[name]
 	mean, maxV = math.NaN(), math.NaN()
@@ -42,7 +43,7 @@ func (s *sampleSeries) gauge(name string, from, to int64) (mean, maxV float64, n
 	t := from
 	v, have := 0.0, false
 	if i > 0 {
-		v, have = xs[i-1].Value, true
+		v, have = xs[i-1].Value, !math.IsNaN(xs[i-1].Value)
 		maxV = v
 	}
 	for ; i < len(xs) && xs[i].At < to; i++ {
@@ -50,7 +51,8 @@ func (s *sampleSeries) gauge(name string, from, to int64) (mean, maxV float64, n
 			area += v * float64(xs[i].At-t)
 			covered += xs[i].At - t
 		}
-		t, v, have = xs[i].At, xs[i].Value, true
+		t, v = xs[i].At, xs[i].Value
+		have = !math.IsNaN(v)
 		n++
 		if math.IsNaN(maxV) || v > maxV {
 			maxV = v

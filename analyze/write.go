@@ -12,7 +12,8 @@ import (
 
 // Run analyses the captures of cfg and writes what it asks: the terminal
 // summary to cfg.Stdout, warnings to cfg.Stderr, and under cfg.Out
-// summary.csv, summary.json, aggregates.csv, requests.csv, charts/,
+// summary.csv, summary.json, aggregates.csv, requests.csv,
+// server_metrics.csv, charts/,
 // vllm/ and report.md. It is what `vbanalyze` runs; the orchestrator and
 // the demo call it directly.
 func Run(ctx context.Context, cfg Config) error {
@@ -61,6 +62,7 @@ func (res *Result) Write(ctx context.Context, cfg Config) error {
 			{"summary.json", res.WriteSummaryJSON},
 			{"aggregates.csv", res.WriteAggregatesCSV},
 			{"requests.csv", res.WriteRequestsCSV},
+			{"server_metrics.csv", res.WriteServerMetricsCSV},
 		}
 		for _, f := range files {
 			if err := writeFile(filepath.Join(cfg.Out, f.name), f.fn); err != nil {

@@ -17,6 +17,11 @@ const (
 	PresetSimContiguous  = "sim-contiguous"
 )
 
+// vllmScrape are the vLLM metrics the vLLM presets store besides the four
+// gauges: iteration_tokens_total's count and sum (engine steps, tokens per
+// step) and the prefix-cache counters (hit rate). Preset clones copy it.
+var vllmScrape = []string{"vllm:iteration_tokens_total", "vllm:prefix_cache_queries", "vllm:prefix_cache_hits"}
+
 // presets is the single table of variant presets. Each entry states only
 // what differs from the server's defaults; the orchestrator fills model,
 // max_model_len, port and host.
@@ -26,6 +31,8 @@ var presets = map[string]Spec{
 		Description: "PyTorch baseline: contiguous per-request KV (max reservation), iteration-level batching, SDPA",
 		KVPolicy:    "max",
 		Attn:        "sdpa",
+		// per-step time, batch per step, reserved vs filled KV, largest hole
+		ScrapeMetrics: []string{"vbtorch:*"},
 	},
 	PresetVLLMPage: {
 		Kind:             KindVLLM,
@@ -33,6 +40,7 @@ var presets = map[string]Spec{
 		AttentionBackend: "TRITON_ATTN",
 		EnforceEager:     ptr(true),
 		PrefixCaching:    ptr(false),
+		ScrapeMetrics:    vllmScrape,
 	},
 	PresetVLLMPageFlash: {
 		Kind:             KindVLLM,
@@ -40,10 +48,12 @@ var presets = map[string]Spec{
 		AttentionBackend: "FLASH_ATTN",
 		EnforceEager:     ptr(true),
 		PrefixCaching:    ptr(false),
+		ScrapeMetrics:    vllmScrape,
 	},
 	PresetVLLMAllOpt: {
-		Kind:        KindVLLM,
-		Description: "vLLM defaults: CUDA graphs, torch.compile, prefix caching, chunked prefill",
+		Kind:          KindVLLM,
+		Description:   "vLLM defaults: CUDA graphs, torch.compile, prefix caching, chunked prefill",
+		ScrapeMetrics: vllmScrape,
 	},
 	PresetTransformersCB: {
 		Kind:               KindTransformers,
@@ -59,12 +69,15 @@ var presets = map[string]Spec{
 		Kind:        KindSim,
 		Description: "built-in simulator, paged KV (vLLM-like)",
 		SimPolicy:   "paged",
+		// steps, step-time and batch histograms' totals, allocated vs stored KV
+		ScrapeMetrics: []string{"vbsim:*"},
 	},
 	PresetSimContiguous: {
 		Kind:           KindSim,
 		Description:    "built-in simulator, contiguous KV with max reservation (Orca-Max-like)",
 		SimPolicy:      "contiguous",
 		SimReservation: "max",
+		ScrapeMetrics:  []string{"vbsim:*"},
 	},
 }
 

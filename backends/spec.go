@@ -154,6 +154,10 @@ type Spec struct {
 	ExtraArgs []string `toml:"extra_args" json:"extra_args,omitempty"`
 	// Env adds environment variables.
 	Env map[string]string `toml:"env" json:"env,omitempty"`
+	// ScrapeMetrics are further server metrics the proxy stores besides the
+	// four vLLM gauges (proxy.Config.ScrapeMetrics: a NAME or a PREFIX*,
+	// e.g. "vbtorch:*"); presets name their server's own.
+	ScrapeMetrics []string `toml:"scrape_metrics" json:"scrape_metrics,omitempty"`
 	// StartupTimeout bounds WaitHealthy for this variant (0: the study's).
 	StartupTimeout Duration `toml:"startup_timeout" json:"startup_timeout,omitempty"`
 }
@@ -172,6 +176,7 @@ func (s Spec) Clone() Spec {
 	c.Command = append([]string(nil), s.Command...)
 	c.HealthPaths = append([]string(nil), s.HealthPaths...)
 	c.ExtraArgs = append([]string(nil), s.ExtraArgs...)
+	c.ScrapeMetrics = append([]string(nil), s.ScrapeMetrics...)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
 		for k, v := range s.Env {

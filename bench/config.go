@@ -20,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/proxy"
 )
 
 // Duration is a TOML duration string ("60s", "4h").
@@ -421,6 +422,9 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 	spec = over.Spec
 	errs := checkRates("rates", over.Rates)
 	if err := spec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := proxy.ValidateScrapeMetrics(spec.ScrapeMetrics); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -437,6 +437,7 @@ func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Back
 		Progress:       prefixWriter(progress, "    "),
 		InterruptDrain: 2 * time.Second,
 		ScrapeInterval: time.Second,
+		ScrapeMetrics:  v.Spec.ScrapeMetrics,
 	}
 }
 

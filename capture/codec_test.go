@@ -104,7 +104,7 @@ func TestRecordDecodeErrors(t *testing.T) {
 }
 
 func TestSampleRoundTrip(t *testing.T) {
-	for _, in := range []Sample{{}, {At: 1_700_000_000_000_000_000, Name: MetricRunning, Value: 12}, {At: -1, Name: MetricKVUsage, Value: math.Inf(1)}} {
+	for _, in := range []Sample{{}, {At: 1_700_000_000_000_000_000, Name: MetricRunning, Value: 12}, {At: -1, Name: MetricKVUsage, Value: math.Inf(1)}, {At: 3, Name: "vbtorch:step_seconds_total", Value: 0.125}} {
 		b, _ := in.MarshalBinary()
 		var out Sample
 		if err := out.UnmarshalBinary(b); err != nil || out != in {
@@ -218,6 +218,8 @@ func FuzzRecordDecode(f *testing.F) {
 
 func FuzzSampleDecode(f *testing.F) {
 	b, _ := Sample{At: 5, Name: MetricRunning, Value: 3}.MarshalBinary()
+	f.Add(b)
+	b, _ = Sample{At: -5, Name: "vbtorch:kv_largest_hole_tokens", Value: 4096}.MarshalBinary()
 	f.Add(b)
 	f.Add([]byte{1, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {

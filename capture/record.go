@@ -180,7 +180,11 @@ type Record struct {
 type Sample struct {
 	// At is the Unix ns at which the scrape's response arrived.
 	At int64 `json:"at"`
-	// Name is the metric name, e.g. "vllm:num_requests_running".
+	// Name is the metric name: one of the Metric* constants for the four
+	// metrics the proxy always keeps, or the Prometheus series name of a
+	// further metric the proxy was asked to keep (--scrape-metric), e.g.
+	// "vbtorch:steps_total" or "vllm:iteration_tokens_total_sum". The codec
+	// stores it as a free-form string.
 	Name string `json:"name"`
 	// Value is the sum of the metric's values.
 	Value float64 `json:"value"`

@@ -59,6 +59,11 @@ type Config struct {
 	// ScrapeInterval, when positive, polls the upstream's /metrics and
 	// stores the server metrics the analysis needs as samples.
 	ScrapeInterval time.Duration
+	// ScrapeMetrics names further metrics to keep from each scrape
+	// (--scrape-metric, repeatable): a NAME or a PREFIX* (see
+	// ScrapeMetricMatches). Their samples are stored under their
+	// Prometheus series names, values summed over label sets.
+	ScrapeMetrics []string
 	// MaxConns caps the connections to the upstream (each open stream pins
 	// one). 0 means DefaultMaxConns.
 	MaxConns int
@@ -131,6 +136,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("scrape interval %v: must be >= 0", c.ScrapeInterval))
 	} else if c.ScrapeInterval > 0 && c.ScrapeInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("scrape interval %v: must be at least 10ms", c.ScrapeInterval))
+	}
+	if err := ValidateScrapeMetrics(c.ScrapeMetrics); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.ScrapeMetrics) > 0 && c.ScrapeInterval == 0 {
+		errs = append(errs, fmt.Errorf("scrape metrics %s: need a scrape interval (none is set, so /metrics is never polled)", strings.Join(c.ScrapeMetrics, ", ")))
 	}
 	for k := range c.Labels {
 		if k == "" {

@@ -2,7 +2,11 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -50,7 +54,7 @@ func (p *Proxy) scrapeLoop(stop <-chan struct{}, done chan<- struct{}) {
 				errLogged = true
 			}
 		default:
-			for _, s := range ParseMetrics(resp.Body(), at) {
+			for _, s := range ParseMetrics(resp.Body(), at, p.cfg.ScrapeMetrics...) {
 				if p.sink == nil {
 					continue
 				}
@@ -85,11 +89,15 @@ var metricAliases = []struct {
 }
 
 // ParseMetrics reads Prometheus text exposition and returns one sample per
-// kept metric present (values summed over label sets), stamped at. Lines it
-// cannot read are skipped.
-func ParseMetrics(text []byte, at int64) []capture.Sample {
+// kept metric present (values summed over label sets), stamped at: the four
+// vLLM gauges and counters of metricAliases under their capture names, then
+// the series that extra selects (see ScrapeMetricMatches) under their own
+// Prometheus names, sorted by name. Lines it cannot read are skipped; at
+// most MaxExtraSeries extra names are kept per scrape.
+func ParseMetrics(text []byte, at int64, extra ...string) []capture.Sample {
 	var sums [6]float64
 	var seen [6]bool
+	var extraSums map[string]float64
 	for len(text) > 0 {
 		line := text
 		if i := bytes.IndexByte(text, '\n'); i >= 0 {
@@ -113,7 +121,7 @@ func ParseMetrics(text []byte, at int64) []capture.Sample {
 				break
 			}
 		}
-		if k < 0 {
+		if k < 0 && !matchesAny(name, extra) {
 			continue
 		}
 		rest := line[end:]
@@ -130,6 +138,15 @@ func ParseMetrics(text []byte, at int64) []capture.Sample {
 		}
 		v, err := strconv.ParseFloat(string(fields[0]), 64)
 		if err != nil {
+			continue
+		}
+		if k < 0 {
+			if extraSums == nil {
+				extraSums = map[string]float64{}
+			}
+			if _, ok := extraSums[string(name)]; ok || len(extraSums) < MaxExtraSeries {
+				extraSums[string(name)] += v
+			}
 			continue
 		}
 		sums[k] += v
@@ -154,7 +171,89 @@ func ParseMetrics(text []byte, at int64) []capture.Sample {
 			out = append(out, capture.Sample{At: at, Name: a.as, Value: sums[i]})
 		}
 	}
+	if len(extraSums) > 0 {
+		first := len(out)
+		for name, v := range extraSums {
+			out = append(out, capture.Sample{At: at, Name: name, Value: v})
+		}
+		slices.SortFunc(out[first:], func(a, b capture.Sample) int { return strings.Compare(a.Name, b.Name) })
+	}
 	return out
+}
+
+// MaxExtraSeries caps the distinct series names one scrape keeps for
+// Config.ScrapeMetrics, so a broad prefix cannot flood the capture.
+const MaxExtraSeries = 256
+
+// ScrapeMetricMatches reports whether the series name is kept by the
+// pattern of Config.ScrapeMetrics:
+//
+//   - NAME keeps the series NAME, NAME_total (a counter given by its family
+//     name), NAME_sum and NAME_count (a histogram's or summary's totals);
+//   - PREFIX* keeps every series whose name starts with PREFIX, except
+//     histogram buckets (_bucket: summed over their le labels they would
+//     mean nothing) and prometheus_client's _created timestamps.
+//
+// The series of the four metrics the proxy always keeps (metricAliases)
+// are stored under their capture names whatever the patterns say.
+func ScrapeMetricMatches(pattern, name string) bool {
+	return matches([]byte(name), pattern)
+}
+
+func matches(name []byte, p string) bool {
+	if prefix, ok := strings.CutSuffix(p, "*"); ok {
+		return bytes.HasPrefix(name, []byte(prefix)) && !bytes.HasSuffix(name, []byte("_bucket")) && !bytes.HasSuffix(name, []byte("_created"))
+	}
+	rest, ok := bytes.CutPrefix(name, []byte(p))
+	if !ok {
+		return false
+	}
+	switch string(rest) {
+	case "", "_total", "_sum", "_count":
+		return true
+	}
+	return false
+}
+
+func matchesAny(name []byte, patterns []string) bool {
+	for _, p := range patterns {
+		if matches(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidateScrapeMetrics reports every malformed pattern of
+// Config.ScrapeMetrics: each is a Prometheus metric name
+// ([a-zA-Z_:][a-zA-Z0-9_:]*) or a non-empty such prefix followed by "*".
+func ValidateScrapeMetrics(patterns []string) error {
+	var errs []error
+	for _, p := range patterns {
+		name, prefix := strings.CutSuffix(p, "*")
+		switch {
+		case name == "" && prefix:
+			errs = append(errs, fmt.Errorf("scrape metric %q: a prefix pattern needs a prefix (e.g. vbtorch:*)", p))
+		case name == "":
+			errs = append(errs, errors.New("scrape metric: empty name"))
+		case !validMetricName(name):
+			errs = append(errs, fmt.Errorf("scrape metric %q: want a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*), optionally ending in * for a prefix", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validMetricName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_' || c == ':' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z'):
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // labelsEnd returns the index just after the closing '}' of a label set

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,13 +47,158 @@ vllm:num_requests_waiting notanumber
 func FuzzParseMetrics(f *testing.F) {
 	f.Add([]byte("vllm:num_requests_running{a=\"}\"} 3\n# c\nvllm:num_preemptions_total 2 17\n"))
 	f.Add([]byte("vllm:kv_cache_usage_perc{x=\"\\\"\"} NaN\r\n"))
+	f.Add([]byte("vbtorch:steps_total{engine=\"0\"} 12\nvbsim:step_seconds_bucket{le=\"+Inf\"} 3\nvbsim:step_seconds_sum 0.5\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, s := range ParseMetrics(b, 1) {
 			if s.At != 1 || s.Name == "" {
 				t.Fatalf("bad sample %+v", s)
 			}
 		}
+		names := map[string]bool{}
+		for _, s := range ParseMetrics(b, 1, "vbtorch:*", "vbsim:step_seconds", "vllm:*") {
+			if s.At != 1 || s.Name == "" || names[s.Name] {
+				t.Fatalf("bad or repeated sample %+v", s)
+			}
+			names[s.Name] = true
+		}
+		if len(names) > 4+MaxExtraSeries {
+			t.Fatalf("%d series kept; at most %d", len(names), 4+MaxExtraSeries)
+		}
 	})
+}
+
+func TestParseMetricsExtra(t *testing.T) {
+	text := `# TYPE vbtorch:kv_filled_tokens gauge
+vbtorch:kv_filled_tokens{engine="0",model_name="m"} 300
+vbtorch:kv_reserved_tokens{engine="0",model_name="m"} 1000
+vbtorch:steps_total{engine="0",model_name="m"} 12
+vbtorch:steps_created{engine="0",model_name="m"} 1.7e9
+vllm:num_requests_running{engine="0",model_name="m"} 2
+vllm:num_preemptions_total{model_name="m"} 1
+vbsim:step_seconds_bucket{le="0.1"} 3
+vbsim:step_seconds_bucket{le="+Inf"} 4
+vbsim:step_seconds_sum 0.25
+vbsim:step_seconds_count 4
+vbsim:step_seconds_other 9
+vbsim:steps_total 4
+vllm:iteration_tokens_total_sum{engine="0"} 100
+vllm:iteration_tokens_total_sum{engine="1"} 20
+vllm:iteration_tokens_total_count 7
+vllm:iteration_tokens_total_bucket{le="1"} 1
+`
+	got := ParseMetrics([]byte(text), 9, "vbtorch:*", "vbsim:step_seconds", "vllm:iteration_tokens_total", "vllm:num_requests_*")
+	want := []capture.Sample{
+		{At: 9, Name: capture.MetricRunning, Value: 2},
+		{At: 9, Name: capture.MetricPreemptions, Value: 1},
+		{At: 9, Name: "vbsim:step_seconds_count", Value: 4},
+		{At: 9, Name: "vbsim:step_seconds_sum", Value: 0.25},
+		{At: 9, Name: "vbtorch:kv_filled_tokens", Value: 300},
+		{At: 9, Name: "vbtorch:kv_reserved_tokens", Value: 1000},
+		{At: 9, Name: "vbtorch:steps_total", Value: 12},
+		{At: 9, Name: "vllm:iteration_tokens_total_count", Value: 7},
+		{At: 9, Name: "vllm:iteration_tokens_total_sum", Value: 120},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ParseMetrics(extra) =\n%v\nwant\n%v", got, want)
+	}
+	// Without patterns nothing else is kept.
+	if got := ParseMetrics([]byte(text), 9); len(got) != 2 {
+		t.Errorf("ParseMetrics(no extra) = %v; want the two vLLM samples", got)
+	}
+	// A broad prefix keeps at most MaxExtraSeries names.
+	var b strings.Builder
+	for i := range MaxExtraSeries + 10 {
+		fmt.Fprintf(&b, "x:m%03d 1\nx:m%03d{a=\"b\"} 1\n", i, i)
+	}
+	got = ParseMetrics([]byte(b.String()), 1, "x:*")
+	if len(got) != MaxExtraSeries || got[0].Value != 2 {
+		t.Errorf("ParseMetrics(%d series) kept %d (first %v); want %d, each summed over its label sets", MaxExtraSeries+10, len(got), got[0], MaxExtraSeries)
+	}
+}
+
+func TestScrapeMetricMatches(t *testing.T) {
+	for _, c := range []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"vbtorch:steps", "vbtorch:steps_total", true},
+		{"vbtorch:steps", "vbtorch:steps", true},
+		{"vbtorch:steps", "vbtorch:steps_created", false},
+		{"vbtorch:steps", "vbtorch:step_seconds_total", false},
+		{"vbsim:step_seconds", "vbsim:step_seconds_sum", true},
+		{"vbsim:step_seconds", "vbsim:step_seconds_count", true},
+		{"vbsim:step_seconds", "vbsim:step_seconds_bucket", false},
+		{"vbsim:step_seconds_bucket", "vbsim:step_seconds_bucket", true},
+		{"vbtorch:*", "vbtorch:kv_largest_hole_tokens", true},
+		{"vbtorch:*", "vbtorch:steps_created", false},
+		{"vbsim:*", "vbsim:batch_size_bucket", false},
+		{"vbsim:*", "vllm:num_requests_running", false},
+	} {
+		if got := ScrapeMetricMatches(c.pattern, c.name); got != c.want {
+			t.Errorf("ScrapeMetricMatches(%q, %q) = %v; want %v", c.pattern, c.name, got, c.want)
+		}
+	}
+}
+
+func TestValidateScrapeMetrics(t *testing.T) {
+	if err := ValidateScrapeMetrics([]string{"vbtorch:*", "vllm:iteration_tokens_total", "_x", "a:b_c9"}); err != nil {
+		t.Errorf("valid patterns: %v", err)
+	}
+	err := ValidateScrapeMetrics([]string{"*", "", "9abc", "a*b", "a b", "vbtorch:**"})
+	if err == nil {
+		t.Fatal("bad patterns accepted")
+	}
+	for _, want := range []string{`"*"`, "empty name", `"9abc"`, `"a*b"`, `"a b"`, `"vbtorch:**"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	cfg := Config{Upstream: "127.0.0.1:1", ScrapeMetrics: []string{"vbtorch:*"}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "need a scrape interval") {
+		t.Errorf("Validate without interval = %v; want a missing-interval error", err)
+	}
+}
+
+// TestScrapeExtra scrapes a loopback /metrics with vbtorch's names through
+// a running proxy and checks the extra series arrive under their names.
+func TestScrapeExtra(t *testing.T) {
+	leakCheck(t)
+	var steps atomic.Int64
+	addr, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		n := steps.Add(1)
+		fmt.Fprintf(w, "# TYPE vbtorch:steps_total counter\nvbtorch:steps_total{engine=\"0\"} %d\n"+
+			"vbtorch:kv_filled_tokens{engine=\"0\"} 30\nvbtorch:kv_largest_hole_tokens 7\n"+
+			"vllm:num_requests_running 1\nvllm:iteration_tokens_total_sum 5\nvllm:iteration_tokens_total_bucket{le=\"1\"} 1\nother 3\n", n)
+	})
+	sink := newMemSink()
+	p, _ := startProxy(t, Config{Upstream: addr, ScrapeInterval: 20 * time.Millisecond,
+		ScrapeMetrics: []string{"vbtorch:*", "vllm:iteration_tokens_total"}}, sink)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Samples < 15 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	sink.mu.Lock()
+	samples := append([]capture.Sample(nil), sink.samples...)
+	sink.mu.Unlock()
+	byName := map[string][]float64{}
+	for _, s := range samples {
+		byName[s.Name] = append(byName[s.Name], s.Value)
+	}
+	for _, name := range []string{capture.MetricRunning, "vbtorch:steps_total", "vbtorch:kv_filled_tokens", "vbtorch:kv_largest_hole_tokens", "vllm:iteration_tokens_total_sum"} {
+		if len(byName[name]) < 3 {
+			t.Errorf("%s: %d samples; want one per scrape (all: %v)", name, len(byName[name]), byName)
+		}
+	}
+	if len(byName) != 5 {
+		t.Errorf("series kept: %v; want exactly the five selected", byName)
+	}
+	if s := byName["vbtorch:steps_total"]; len(s) >= 2 && s[1] <= s[0] {
+		t.Errorf("vbtorch:steps_total %v; want rising per scrape", s)
+	}
 }
 
 func TestScrape(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/vbench/vbench/proxy"
 )
 
 // Concurrency-cap policies (Config.OnFull).
@@ -44,6 +46,9 @@ type Config struct {
 	// ScrapeInterval is how often the embedded proxy scrapes the upstream's
 	// /metrics (0 = never).
 	ScrapeInterval time.Duration `json:"scrape_interval_ns,omitempty"`
+	// ScrapeMetrics are further server metrics the embedded proxy keeps
+	// (proxy.Config.ScrapeMetrics: NAME or PREFIX*).
+	ScrapeMetrics []string `json:"scrape_metrics,omitempty"`
 	// Rates are the asked mean request rates in requests/s, one level each,
 	// in order; empty or 0 plays the trace at its own pace.
 	Rates []float64 `json:"rates"`
@@ -168,6 +173,17 @@ func (c *Config) Validate() error {
 		bad("--target and --capture exclude each other: with --capture the replayer targets its own proxy, which forwards to --upstream")
 	case c.Capture != "" && c.Upstream == "":
 		bad("--capture needs --upstream URL (the server the embedded proxy forwards to)")
+	}
+	if len(c.ScrapeMetrics) > 0 {
+		if c.Capture == "" {
+			bad("--scrape-metric needs --capture (the embedded proxy scrapes; with --target give it to vbproxy)")
+		}
+		if c.ScrapeInterval <= 0 {
+			bad("--scrape-metric needs a positive --scrape-interval")
+		}
+		if err := proxy.ValidateScrapeMetrics(c.ScrapeMetrics); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, u := range []struct{ name, v string }{{"target", c.Target}, {"upstream", c.Upstream}} {
 		if u.v == "" {

@@ -39,7 +39,7 @@ func startEmbedded(cfg *Config, hdr *trace.Header) (*embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: --capture %s: %w", cfg.Capture, err)
 	}
-	px, err := proxy.New(proxy.Config{Upstream: cfg.Upstream, Labels: cfg.Labels, ScrapeInterval: cfg.ScrapeInterval, Logger: logger}, st.Writer())
+	px, err := proxy.New(proxy.Config{Upstream: cfg.Upstream, Labels: cfg.Labels, ScrapeInterval: cfg.ScrapeInterval, ScrapeMetrics: cfg.ScrapeMetrics, Logger: logger}, st.Writer())
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("replay: embedded proxy: %w", err)

@@ -50,6 +50,7 @@ type config struct {
 	RecordResp    int64             `json:"record_response_body"`
 	RecordSecrets bool              `json:"record_secrets"`
 	Scrape        time.Duration     `json:"scrape_metrics_ns"`
+	ScrapeMetrics []string          `json:"scrape_metric,omitempty"`
 	MaxConns      int               `json:"max_conns"`
 	Drain         time.Duration     `json:"drain_ns"`
 	FlushInterval time.Duration     `json:"flush_interval_ns"`
@@ -71,6 +72,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recResp := fs.String("record-response-body", "4MiB", "raw response bytes stored per record (0 = none)")
 	fs.BoolVar(&c.RecordSecrets, "record-secrets", false, "store Authorization, Api-Key, X-Api-Key and Cookie values instead of [REDACTED]")
 	fs.DurationVar(&c.Scrape, "scrape-metrics", 0, "poll the upstream's /metrics this often and store running/waiting/KV-cache/preemption samples (e.g. 250ms; 0 = off)")
+	fs.StringSliceVar(&c.ScrapeMetrics, "scrape-metric", nil, "with --scrape-metrics: also store this server metric under its own name: NAME keeps NAME, NAME_total, NAME_sum and NAME_count; PREFIX* every series but _bucket/_created; e.g. 'vbtorch:*' (repeatable or comma-separated)")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most connections to the upstream (each open stream holds one)")
 	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight streams may finish before they are cut (a second signal cuts them now)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 20*time.Millisecond, "longest a finished record waits before it is committed to the capture")
@@ -120,6 +122,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RecordResponseBody: int(orNegative(c.RecordResp)),
 		RecordSecrets:      c.RecordSecrets,
 		ScrapeInterval:     c.Scrape,
+		ScrapeMetrics:      c.ScrapeMetrics,
 		MaxConns:           c.MaxConns,
 	}
 	if c.IdleTimeout == 0 {

@@ -64,6 +64,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Capture, "capture", "", "record through an in-process proxy into this capture directory (needs --upstream)")
 	fs.StringVar(&cfg.Upstream, "upstream", "", "server the embedded proxy forwards to (with --capture)")
 	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", time.Second, "with --capture: how often the proxy scrapes the upstream's /metrics (0 = never)")
+	fs.StringSliceVar(&cfg.ScrapeMetrics, "scrape-metric", nil, "with --capture: also store this server metric (NAME or PREFIX*, e.g. 'vbtorch:*'; as vbproxy --scrape-metric; repeatable or comma-separated)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}

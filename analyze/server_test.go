@@ -1,0 +1,178 @@
+package analyze
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// serverFixture is two requests in a 1-s window [t0, t0+1s] and the
+// vbtorch and vLLM extras of serverFigures' hand computation. The
+// counters reset at t0+900ms (a restarted server).
+func serverFixture() ([]*capture.Record, []capture.Sample) {
+	r1 := tagged(1, t0)
+	r1.Chunks = []capture.Chunk{chunk(100, 1, 1, 1), chunk(1000, 1, 1, 2)}
+	r1.CompletionTokens, r1.End = 2, 1000*ms
+	r2 := tagged(2, t0+200*ms)
+	r2.Chunks = []capture.Chunk{chunk(100, 1, 1, 1), chunk(600, 1, 1, 2)}
+	r2.CompletionTokens, r2.End = 2, 600*ms
+	s := func(at int64, name string, v float64) capture.Sample {
+		return capture.Sample{At: t0 + at*ms, Name: name, Value: v}
+	}
+	samples := []capture.Sample{
+		s(-100, capture.MetricRunning, 0), s(500, capture.MetricRunning, 2), s(900, capture.MetricRunning, 1),
+		s(-100, "vbtorch:steps_total", 100), s(500, "vbtorch:steps_total", 150), s(900, "vbtorch:steps_total", 10), s(1500, "vbtorch:steps_total", 50),
+		s(-100, "vbtorch:step_seconds_total", 1), s(500, "vbtorch:step_seconds_total", 1.5), s(900, "vbtorch:step_seconds_total", 0.1),
+		s(-100, "vbtorch:batch_size_total", 300), s(500, "vbtorch:batch_size_total", 400), s(900, "vbtorch:batch_size_total", 20),
+		s(-100, "vbtorch:kv_reserved_tokens", 0), s(500, "vbtorch:kv_reserved_tokens", 1000), s(900, "vbtorch:kv_reserved_tokens", 400),
+		s(-100, "vbtorch:kv_filled_tokens", 0), s(500, "vbtorch:kv_filled_tokens", 250), s(900, "vbtorch:kv_filled_tokens", 200),
+		s(-100, "vbtorch:kv_largest_hole_tokens", 4096), s(500, "vbtorch:kv_largest_hole_tokens", 1000),
+		s(-100, "vbtorch:kv_capacity_tokens", 4096),
+		s(500, "vbtorch:max_batch_size", 7),
+		s(0, "vllm:prefix_cache_queries_total", 0), s(800, "vllm:prefix_cache_queries_total", 40),
+		s(0, "vllm:prefix_cache_hits_total", 0), s(800, "vllm:prefix_cache_hits_total", 10),
+	}
+	return []*capture.Record{r1, r2}, samples
+}
+
+// TestServerFigures checks the derived server figures against the hand
+// computation:
+//
+//	steps: 150−100 + 10 (after the reset) = 60 in 1 s → 60 steps/s
+//	step time: (0.5 + 0.1) s / 60 = 10 ms; batch: (100 + 20) / 60 = 2
+//	reserved: 0×0.5 + 1000×0.4 + 400×0.1 = 440; filled: 250×0.4 + 200×0.1 = 120
+//	filled/reserved: idle first half left out: (0.25×0.4 + 0.5×0.1) / 0.5 = 0.3
+//	largest hole: 4096×0.5 + 1000×0.5 = 2548; capacity 4096
+//	prefix cache: 10 hits / 40 queries = 0.25
+func TestServerFigures(t *testing.T) {
+	dir := t.TempDir()
+	recs, samples := serverFixture()
+	p := filepath.Join(dir, "fx.jsonl")
+	writeDump(t, p, recs, samples, nil)
+	res, err := Analyze(context.Background(), Config{Captures: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 1 {
+		t.Fatalf("%d groups", len(res.Groups))
+	}
+	g := res.Groups[0]
+	if g.Duration != 1 {
+		t.Fatalf("window %v s; the fixture assumes 1 s", g.Duration)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"steps_per_s", g.StepsPerS, 60},
+		{"step_time_mean_s", g.StepTime, 0.01},
+		{"batch_per_step_mean", g.BatchPerStep, 2},
+		{"tokens_per_step_mean", g.TokensPerStep, math.NaN()},
+		{"kv_capacity_tokens", g.KVCapacity, 4096},
+		{"kv_reserved_mean_tokens", g.KVReserved, 440},
+		{"kv_filled_mean_tokens", g.KVFilled, 120},
+		{"kv_reserved_util_mean", g.KVReservedUtil, 0.3},
+		{"kv_largest_hole_mean_tokens", g.KVLargestHole, 2548},
+		{"prefix_cache_hit_rate", g.PrefixCacheHitRate, 0.25},
+	} {
+		if !(math.Abs(c.got-c.want) < 1e-9 || math.IsNaN(c.got) && math.IsNaN(c.want)) {
+			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
+		}
+	}
+	byName := map[string]ServerMetric{}
+	for _, m := range g.ServerMetrics {
+		byName[m.Name] = m
+	}
+	if len(g.ServerMetrics) != 10 {
+		t.Errorf("%d server metrics; want the 10 non-core series: %+v", len(g.ServerMetrics), g.ServerMetrics)
+	}
+	if m := byName["vbtorch:max_batch_size"]; m.Kind != KindGauge || m.Mean != 7 || m.Max != 7 || m.Samples != 1 || !math.IsNaN(m.Delta) {
+		t.Errorf("gauge vbtorch:max_batch_size = %+v; want mean 7, max 7, 1 sample, no delta", m)
+	}
+	if m := byName["vbtorch:steps_total"]; m.Kind != KindCounter || m.Delta != 60 || m.Rate != 60 || m.Samples != 2 || !math.IsNaN(m.Mean) {
+		t.Errorf("counter vbtorch:steps_total = %+v; want delta 60 (reset counted), rate 60/s, 2 samples in the window", m)
+	}
+	if m := byName["vbtorch:kv_largest_hole_tokens"]; m.Max != 4096 || m.Mean != 2548 {
+		t.Errorf("vbtorch:kv_largest_hole_tokens = %+v", m)
+	}
+	var report bytes.Buffer
+	if err := res.WriteReport(&report, &Config{Title: "t"}, nil, dir); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(report.String(), "## Server internals") || !strings.Contains(report.String(), "| 60.0 | 10.0ms | 2.00 | - | 440 | 120 | 30.0% | 2548 | 4096 |") {
+		t.Errorf("report lacks the server internals row:\n%s", report.String())
+	}
+}
+
+// TestServerFiguresAbsent: without extra samples every figure is NaN (an
+// empty cell) and the report has no server-internals table.
+func TestServerFiguresAbsent(t *testing.T) {
+	dir := t.TempDir()
+	recs, samples, metas := smallFixture()
+	p := filepath.Join(dir, "fx.jsonl")
+	writeDump(t, p, recs, samples, metas)
+	res, err := Analyze(context.Background(), Config{Captures: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := res.Groups[0]
+	for _, v := range []float64{g.StepsPerS, g.StepTime, g.BatchPerStep, g.TokensPerStep, g.KVCapacity, g.KVReserved, g.KVFilled, g.KVReservedUtil, g.KVLargestHole, g.PrefixCacheHitRate} {
+		if !math.IsNaN(v) {
+			t.Errorf("figure %v without server extras; want NaN (group %+v)", v, g)
+		}
+	}
+	var report bytes.Buffer
+	if err := res.WriteReport(&report, &Config{Title: "t"}, nil, dir); err != nil {
+		t.Fatal(err)
+	}
+	if g.ServerMetrics != nil || strings.Contains(report.String(), "Server internals") {
+		t.Errorf("server metrics %v / report section without extras", g.ServerMetrics)
+	}
+}
+
+// TestVBSimFigures: the simulator's names (histogram totals, used/stored
+// KV) give the same figures.
+func TestVBSimFigures(t *testing.T) {
+	series := newSampleSeries([]capture.Sample{
+		{At: 0, Name: "vbsim:steps_total", Value: 10}, {At: 10, Name: "vbsim:steps_total", Value: 30},
+		{At: 0, Name: "vbsim:step_seconds_count", Value: 10}, {At: 10, Name: "vbsim:step_seconds_count", Value: 30},
+		{At: 0, Name: "vbsim:step_seconds_sum", Value: 1}, {At: 10, Name: "vbsim:step_seconds_sum", Value: 1.5},
+		{At: 0, Name: "vbsim:batch_size_count", Value: 10}, {At: 10, Name: "vbsim:batch_size_count", Value: 30},
+		{At: 0, Name: "vbsim:batch_size_sum", Value: 40}, {At: 10, Name: "vbsim:batch_size_sum", Value: 120},
+		{At: 0, Name: "vbsim:kv_cache_used_tokens", Value: 100}, {At: 0, Name: "vbsim:kv_cache_stored_tokens", Value: 90},
+		{At: 0, Name: "vbsim:kv_cache_capacity_tokens", Value: 1000},
+		{At: 0, Name: "vllm:iteration_tokens_total_sum", Value: 0}, {At: 10, Name: "vllm:iteration_tokens_total_sum", Value: 500},
+		{At: 0, Name: "vllm:iteration_tokens_total_count", Value: 0}, {At: 10, Name: "vllm:iteration_tokens_total_count", Value: 20},
+	})
+	g := &Group{WindowStart: 0, WindowEnd: 20, Duration: 2e-8}
+	g.serverFigures(series)
+	if g.StepsPerS != 20/2e-8 || g.StepTime != 0.5/20 || g.BatchPerStep != 4 || g.TokensPerStep != 25 ||
+		g.KVReserved != 100 || g.KVFilled != 90 || g.KVReservedUtil != 0.9 || g.KVCapacity != 1000 || !math.IsNaN(g.KVLargestHole) {
+		t.Errorf("vbsim figures: %+v", g)
+	}
+}
+
+// TestGoldenServer pins summary.csv/json, server_metrics.csv and the
+// report of the server fixture.
+func TestGoldenServer(t *testing.T) {
+	golden := goldenDir(t, "server")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	recs, samples := serverFixture()
+	writeDump(t, "fx.jsonl", recs, samples, nil)
+	cfg := Config{Captures: []string{"fx.jsonl"}, Out: "out", Report: "out/report.md", Title: "server fixture"}
+	if err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(dir, "out"))
+	compareGolden(t, golden, ".", []string{"summary.csv", "summary.json", "server_metrics.csv", "report.md"})
+	if _, err := os.Stat("server_metrics.csv"); err != nil {
+		t.Error(err)
+	}
+}
