@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vbench/vbench/internal/openai"
 	"github.com/vbench/vbench/internal/sse"
 )
 
@@ -103,10 +102,9 @@ func (s *streamer) read(body io.Reader, sent time.Time, res *RequestResult) erro
 	done, streamErr, finished := false, false, false
 	var now time.Time
 	onEvent := func(ev sse.Event) {
-		if !finished && openai.Finished(ev.Data) {
-			finished = true
-		}
-		switch kind, tokens := scanEvent(ev.Data); kind {
+		kind, tokens, fin := scanEvent(ev.Data)
+		finished = finished || fin
+		switch kind {
 		case eventDone:
 			done = true
 		case eventError:
@@ -173,45 +171,87 @@ var (
 	keyError     = []byte(`"error":{`)
 	keyObjError  = []byte(`"object":"error"`)
 	keyUsage     = []byte(`"completion_tokens":`)
+	keyFinish    = []byte(`"finish_reason"`)
 )
 
 // scanEvent classifies one SSE data payload of an OpenAI/vLLM stream
-// without decoding it: [DONE], an error object, a chunk with generated
-// content (non-empty text, delta content, token ids or tool calls), or
-// another chunk (role-only delta, usage-only). It also returns the last
-// usage.completion_tokens in the payload, -1 when absent.
-func scanEvent(data []byte) (eventKind, int32) {
+// without decoding it: [DONE], an error object (an "error" object or
+// "object":"error"), a chunk with generated content (a non-empty "text",
+// "content" or "reasoning_content" string, or a non-empty "token_ids" or
+// "tool_calls" list), or another chunk (role-only delta, usage-only). It
+// also returns the last usage.completion_tokens in the payload (-1 when
+// absent) and whether a choice finished (a "finish_reason" with a string
+// value, as openai.Finished).
+//
+// One pass over the payload: every key starts with a quote, so checking
+// each key at each quote finds every place a substring search for it would
+// (the client runs this on every event of every stream).
+func scanEvent(data []byte) (kind eventKind, tokens int32, finished bool) {
 	if len(data) == 6 && string(data) == "[DONE]" {
-		return eventDone, -1
+		return eventDone, -1, false
 	}
-	tokens := int32(-1)
-	if i := bytes.LastIndex(data, keyUsage); i >= 0 {
-		tokens = parseInt(data[i+len(keyUsage):])
+	tokens = -1
+	isErr, content := false, false
+	for p := 0; p+1 < len(data); p++ {
+		if data[p] != '"' {
+			continue
+		}
+		rest := data[p:]
+		switch rest[1] {
+		case 't':
+			content = content || nonEmptyAt(rest, keyText, '"') || nonEmptyAt(rest, keyTokenIDs, ']') || nonEmptyAt(rest, keyToolCalls, ']')
+		case 'c':
+			if bytes.HasPrefix(rest, keyUsage) {
+				tokens = parseInt(rest[len(keyUsage):])
+			} else {
+				content = content || nonEmptyAt(rest, keyContent, '"')
+			}
+		case 'r':
+			content = content || nonEmptyAt(rest, keyReasoning, '"')
+		case 'e':
+			isErr = isErr || bytes.HasPrefix(rest, keyError)
+		case 'o':
+			isErr = isErr || bytes.HasPrefix(rest, keyObjError)
+		case 'f':
+			finished = finished || finishAt(rest)
+		}
 	}
-	if bytes.Contains(data, keyError) || bytes.Contains(data, keyObjError) {
-		return eventError, tokens
+	switch {
+	case isErr:
+		return eventError, tokens, finished
+	case content:
+		return eventContent, tokens, finished
 	}
-	if nonEmpty(data, keyText, '"') || nonEmpty(data, keyContent, '"') || nonEmpty(data, keyReasoning, '"') ||
-		nonEmpty(data, keyTokenIDs, ']') || nonEmpty(data, keyToolCalls, ']') {
-		return eventContent, tokens
-	}
-	return eventOther, tokens
+	return eventOther, tokens, finished
 }
 
-// nonEmpty reports whether key occurs in data followed by something other
-// than the closing byte (a non-empty string or list).
-func nonEmpty(data, key []byte, closing byte) bool {
-	for {
-		i := bytes.Index(data, key)
-		if i < 0 {
-			return false
-		}
-		data = data[i+len(key):]
-		if len(data) > 0 && data[0] != closing {
-			return true
-		}
-	}
+// nonEmptyAt reports whether rest starts with key followed by something
+// other than the closing byte (a non-empty string or list).
+func nonEmptyAt(rest, key []byte, closing byte) bool {
+	return len(rest) > len(key) && bytes.HasPrefix(rest, key) && rest[len(key)] != closing
 }
+
+// finishAt reports whether rest starts with "finish_reason" followed by a
+// colon and a string (white space allowed around the colon).
+func finishAt(rest []byte) bool {
+	if !bytes.HasPrefix(rest, keyFinish) {
+		return false
+	}
+	j := len(keyFinish)
+	for j < len(rest) && isSpace(rest[j]) {
+		j++
+	}
+	if j >= len(rest) || rest[j] != ':' {
+		return false
+	}
+	j++
+	for j < len(rest) && isSpace(rest[j]) {
+		j++
+	}
+	return j < len(rest) && rest[j] == '"'
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // parseInt reads a non-negative decimal integer after optional spaces; -1
 // when there is none or it overflows int32.

@@ -6,33 +6,116 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vbench/vbench/internal/openai"
 )
 
+var scanEventTests = []struct {
+	data     string
+	kind     eventKind
+	tokens   int32
+	finished bool
+}{
+	{`[DONE]`, eventDone, -1, false},
+	{`{"choices":[{"text":"hi"}]}`, eventContent, -1, false},
+	{`{"choices":[{"text":""}],"usage":{"prompt_tokens":3,"completion_tokens":0}}`, eventOther, 0, false},
+	{`{"choices":[{"delta":{"role":"assistant","content":""}}]}`, eventOther, -1, false},
+	{`{"choices":[{"delta":{"content":"x"}}],"usage":{"completion_tokens": 12}}`, eventContent, 12, false},
+	{`{"choices":[{"delta":{"reasoning_content":"think"}}]}`, eventContent, -1, false},
+	{`{"choices":[{"token_ids":[5,6]}]}`, eventContent, -1, false},
+	{`{"choices":[{"delta":{"tool_calls":[{"id":"1"}]}}]}`, eventContent, -1, false},
+	{`{"choices":[],"usage":{"completion_tokens":99999999999}}`, eventOther, -1, false},
+	{`{"error":{"message":"boom","code":500}}`, eventError, -1, false},
+	{`{"object":"error","message":"x"}`, eventError, -1, false},
+	{`garbage`, eventOther, -1, false},
+	{`{"choices":[{"index":0,"text":"tok","finish_reason":null}],"usage":{"completion_tokens":1}}`, eventContent, 1, false},
+	{`{"choices":[{"index":0,"text":"","finish_reason":"length"}]}`, eventOther, -1, true},
+	{`{"choices":[{"delta":{"content":"z"},"finish_reason" : "stop"}]}`, eventContent, -1, true},
+	{`{"usage":{"completion_tokens":3},"x":{"completion_tokens":7}}`, eventOther, 7, false},
+	{`{"text":"`, eventOther, -1, false},
+	{`"`, eventOther, -1, false},
+}
+
 func TestScanEvent(t *testing.T) {
-	tests := []struct {
-		data   string
-		kind   eventKind
-		tokens int32
-	}{
-		{`[DONE]`, eventDone, -1},
-		{`{"choices":[{"text":"hi"}]}`, eventContent, -1},
-		{`{"choices":[{"text":""}],"usage":{"prompt_tokens":3,"completion_tokens":0}}`, eventOther, 0},
-		{`{"choices":[{"delta":{"role":"assistant","content":""}}]}`, eventOther, -1},
-		{`{"choices":[{"delta":{"content":"x"}}],"usage":{"completion_tokens": 12}}`, eventContent, 12},
-		{`{"choices":[{"delta":{"reasoning_content":"think"}}]}`, eventContent, -1},
-		{`{"choices":[{"token_ids":[5,6]}]}`, eventContent, -1},
-		{`{"choices":[{"delta":{"tool_calls":[{"id":"1"}]}}]}`, eventContent, -1},
-		{`{"choices":[],"usage":{"completion_tokens":99999999999}}`, eventOther, -1},
-		{`{"error":{"message":"boom","code":500}}`, eventError, -1},
-		{`{"object":"error","message":"x"}`, eventError, -1},
-		{`garbage`, eventOther, -1},
-	}
-	for _, tt := range tests {
-		kind, tokens := scanEvent([]byte(tt.data))
-		if kind != tt.kind || tokens != tt.tokens {
-			t.Errorf("scanEvent(%s) = %d, %d; want %d, %d", tt.data, kind, tokens, tt.kind, tt.tokens)
+	for _, tt := range scanEventTests {
+		kind, tokens, fin := scanEvent([]byte(tt.data))
+		if kind != tt.kind || tokens != tt.tokens || fin != tt.finished {
+			t.Errorf("scanEvent(%s) = %d, %d, %v; want %d, %d, %v", tt.data, kind, tokens, fin, tt.kind, tt.tokens, tt.finished)
 		}
 	}
+}
+
+// scanEventRef is the substring-search definition that scanEvent's one
+// pass must match: a key counts wherever it occurs (overlaps included),
+// the last usage.completion_tokens wins, and a finish_reason is a string
+// after the key and a colon, as openai.Finished.
+func scanEventRef(data []byte) (eventKind, int32, bool) {
+	if len(data) == 6 && string(data) == "[DONE]" {
+		return eventDone, -1, false
+	}
+	// at calls ok with what follows each occurrence of key.
+	at := func(key []byte, ok func(after []byte) bool) bool {
+		for i := 0; i < len(data); i++ {
+			j := bytes.Index(data[i:], key)
+			if j < 0 {
+				return false
+			}
+			i += j
+			if ok(data[i+len(key):]) {
+				return true
+			}
+		}
+		return false
+	}
+	fin := at(keyFinish, func(after []byte) bool {
+		after = bytes.TrimLeft(after, " \t\r\n")
+		if len(after) == 0 || after[0] != ':' {
+			return false
+		}
+		after = bytes.TrimLeft(after[1:], " \t\r\n")
+		return len(after) > 0 && after[0] == '"'
+	})
+	tokens := int32(-1)
+	if i := bytes.LastIndex(data, keyUsage); i >= 0 {
+		tokens = parseInt(data[i+len(keyUsage):])
+	}
+	if bytes.Contains(data, keyError) || bytes.Contains(data, keyObjError) {
+		return eventError, tokens, fin
+	}
+	nonEmpty := func(key []byte, closing byte) bool {
+		return at(key, func(after []byte) bool { return len(after) > 0 && after[0] != closing })
+	}
+	if nonEmpty(keyText, '"') || nonEmpty(keyContent, '"') || nonEmpty(keyReasoning, '"') ||
+		nonEmpty(keyTokenIDs, ']') || nonEmpty(keyToolCalls, ']') {
+		return eventContent, tokens, fin
+	}
+	return eventOther, tokens, fin
+}
+
+// TestScanEventFinishedAsOpenAI checks the finish flag against
+// openai.Finished on the table (well-formed payloads, no overlapping keys).
+func TestScanEventFinishedAsOpenAI(t *testing.T) {
+	for _, tt := range scanEventTests {
+		if _, _, fin := scanEvent([]byte(tt.data)); fin != openai.Finished([]byte(tt.data)) {
+			t.Errorf("scanEvent(%s) finished = %v; openai.Finished says %v", tt.data, fin, !fin)
+		}
+	}
+}
+
+// FuzzScanEvent checks the one-pass scanner against the substring-search
+// definition on arbitrary payloads.
+func FuzzScanEvent(f *testing.F) {
+	for _, tt := range scanEventTests {
+		f.Add([]byte(tt.data))
+	}
+	f.Add([]byte(`{"a":"\"text\":\"x","finish_reason":"stop","completion_tokens":"completion_tokens":5}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, tok, fin := scanEvent(data)
+		rk, rtok, rfin := scanEventRef(data)
+		if k != rk || tok != rtok || fin != rfin {
+			t.Fatalf("scanEvent(%q) = %d, %d, %v; the substring searches say %d, %d, %v", data, k, tok, fin, rk, rtok, rfin)
+		}
+	})
 }
 
 const sampleStream = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n" +
