@@ -247,6 +247,23 @@ func checkTrace(h trace.Header, r RunConfig, rates []float64) []string {
 	if h.Count == 0 {
 		return []string{"trace: it holds no requests"}
 	}
+	need := traceNeed(r)
+	for _, rate := range rates {
+		if span := traceSpanAt(h, r, rate); span < need {
+			errs = append(errs, fmt.Sprintf("trace: at %g req/s its %d requests span %s, shorter than warm-up + duration = %s; make a trace of ≥ %d requests (vbsynth --requests or --span) or shorten run.duration",
+				rate, h.Count, roundDur(span), need, traceRequestsFor(h, span, need)))
+		}
+	}
+	return errs
+}
+
+// traceNeed is how long a trial's trace must last at its rate: warm-up +
+// run.duration.
+func traceNeed(r RunConfig) time.Duration { return r.Duration.D() + r.Warmup.D() }
+
+// traceSpanAt is how long the trace lasts played at rate req/s (and
+// run.speed).
+func traceSpanAt(h trace.Header, r RunConfig, rate float64) time.Duration {
 	native := h.MeanRate
 	if native <= 0 {
 		native = 1
@@ -255,15 +272,13 @@ func checkTrace(h trace.Header, r RunConfig, rates []float64) []string {
 	if speed == 0 {
 		speed = 1
 	}
-	need := r.Duration.D() + r.Warmup.D()
-	for _, rate := range rates {
-		span := time.Duration(float64(h.Span) * native / (rate * speed))
-		if span < need {
-			errs = append(errs, fmt.Sprintf("trace: at %g req/s its %d requests span %s, shorter than warm-up + duration = %s; make a trace of ≥ %d requests (vbsynth --requests or --span) or shorten run.duration",
-				rate, h.Count, roundDur(span), need, int(float64(h.Count)*float64(need)/float64(max(span, 1)))+1))
-		}
-	}
-	return errs
+	return time.Duration(float64(h.Span) * native / (rate * speed))
+}
+
+// traceRequestsFor is the least request count of a trace like h that lasts
+// need where h lasts span.
+func traceRequestsFor(h trace.Header, span, need time.Duration) int64 {
+	return int64(float64(h.Count)*float64(need)/float64(max(span, 1))) + 1
 }
 
 func roundDur(d time.Duration) time.Duration {

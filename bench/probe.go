@@ -61,6 +61,10 @@ type ProbeOptions struct {
 	Out string `json:"out"`
 	// Progress receives the live view (nil: none).
 	Progress io.Writer `json:"-"`
+	// Warnings receives the probe's warnings, one "warning: …" line each,
+	// as they arise (nil: Progress); they are in probe.json and probe.md
+	// too.
+	Warnings io.Writer `json:"-"`
 	// SearchDirs are searched for vbsim before PATH.
 	SearchDirs []string `json:"-"`
 	// ToolVersion is recorded in probe.json.
@@ -147,6 +151,12 @@ type ProbeResult struct {
 	VariantLadders map[string][]float64 `json:"variant_ladders"`
 	// Snippet is TOML to paste into the study file.
 	Snippet string `json:"snippet"`
+	// Trace is what the study's trace allows: the open-loop rates it fills
+	// for warm-up + run.duration and, when a suggested rate is past them,
+	// the fix (ProbeTrace.Fix).
+	Trace ProbeTrace `json:"trace"`
+	// Warnings are every warning of the probe, in order.
+	Warnings []string `json:"warnings,omitempty"`
 	// Dir is where probe.json and probe.md were written.
 	Dir string `json:"dir"`
 }
@@ -171,6 +181,9 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	}
 	if opt.Progress == nil {
 		opt.Progress = io.Discard
+	}
+	if opt.Warnings == nil {
+		opt.Warnings = opt.Progress
 	}
 	var errs []error
 	if opt.Level < 0 {
@@ -229,7 +242,17 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	if s.Run.ExactOutput == nil || *s.Run.ExactOutput {
 		res.MeanOutput = meanOutput(reqs)
 	}
-	pr := &prober{study: s, opt: opt, hdr: hdr, reqs: reqs, runID: "probe-" + stamp, meanOut: res.MeanOutput}
+	warn := func(msg string) {
+		res.Warnings = append(res.Warnings, msg)
+		fmt.Fprintf(opt.Warnings, "warning: %s\n", msg)
+	}
+	res.Trace = newProbeTrace(s, hdr, opt.Level)
+	info, warns := res.Trace.preflight(opt.Level, opt.MaxConcurrency)
+	fmt.Fprintln(opt.Progress, info)
+	for _, w := range warns {
+		warn(w)
+	}
+	pr := &prober{study: s, opt: opt, hdr: hdr, reqs: reqs, runID: "probe-" + stamp, meanOut: res.MeanOutput, warn: warn}
 	for i, c := range cells {
 		if ctx.Err() != nil {
 			break
@@ -240,6 +263,10 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 		writeJSON(filepath.Join(opt.Out, "probe.json"), res)
 	}
 	res.suggest(opt.Points)
+	res.Trace.check(s, hdr, res.allRates())
+	if res.Trace.Fix != "" {
+		warn(res.Trace.Fix)
+	}
 	res.Snippet = snippet(s, res)
 	writeJSON(filepath.Join(opt.Out, "probe.json"), res)
 	if err := os.WriteFile(filepath.Join(opt.Out, "probe.md"), []byte(res.Markdown()), 0o644); err != nil {
@@ -258,6 +285,7 @@ type prober struct {
 	reqs    []trace.Request
 	runID   string
 	meanOut float64
+	warn    func(string)
 }
 
 // meanOutput is the mean asked output length of the trace's requests, 0
@@ -332,7 +360,14 @@ func (pr *prober) variant(ctx context.Context, m ModelConfig, v Variant) (vp Var
 
 	limit := s.Run.EarlyStop.NormalizedLatency.D().Seconds()
 	flat := 0
+	warned := false
 	for n := 1; ; n *= 2 {
+		if k := len(vp.Steps); k > 0 && !warned {
+			if msg, out := runsOut(vp.Steps[k-1], n, pr.opt.Level, int64(len(pr.reqs))); out {
+				pr.warn(fmt.Sprintf("%s/%s: %s", m.Name, v.Name, msg))
+				warned = true
+			}
+		}
 		st, err := pr.step(ctx, m, v, b, dir, n)
 		if err != nil {
 			vp.Error = err.Error()
@@ -547,6 +582,18 @@ func (r *ProbeResult) suggest(points int) {
 	}
 }
 
+// allRates is every rate of every suggested ladder.
+func (r *ProbeResult) allRates() []float64 {
+	out := slices.Clone(r.Ladder)
+	for _, l := range r.VariantLadders {
+		out = append(out, l...)
+	}
+	for _, vp := range r.Variants {
+		out = append(out, vp.Ladder...)
+	}
+	return out
+}
+
 // Ladder returns n rates from lo to hi (linear steps, or geometric ones),
 // each rounded to two significant digits, rising, without repeats.
 func Ladder(lo, hi float64, n int, geometric bool) []float64 {
@@ -592,6 +639,12 @@ func snippet(s *Study, r *ProbeResult) string {
 		return ""
 	}
 	var b strings.Builder
+	if t := r.Trace; len(t.ShortRates) > 0 {
+		fmt.Fprintf(&b, "# The trace is too short for rates %s: make one of ≥ %d requests first:\n#   %s\n", fmtRates(t.ShortRates), t.WantRequests, t.Command)
+		if t.MaxDuration > 0 {
+			fmt.Fprintf(&b, "# or set run.duration = %q.\n", t.MaxDuration.String())
+		}
+	}
 	fmt.Fprintf(&b, "# One ladder for every probed variant (covers each knee):\n[run]\nrates = %s\n", fmtRates(r.Ladder))
 	names := sortedKeys(r.VariantLadders)
 	if len(names) > 1 {
@@ -634,6 +687,9 @@ func (r *ProbeResult) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# vbbench probe: %s\n\n", r.Study)
 	fmt.Fprintf(&b, "Closed loop, %s per step, trace %s; %s.\n", r.Options.Level, shortHex(r.TraceHash), r.Created.Format("2006-01-02 15:04:05Z"))
+	if t := r.Trace; t.Requests > 0 {
+		fmt.Fprintf(&b, "The trace's %d requests last warm-up + run.duration = %s at rates up to %.3g req/s.\n", t.Requests, t.Need, t.MaxRate)
+	}
 	for _, vp := range r.Variants {
 		fmt.Fprintf(&b, "\n## %s / %s\n\n", vp.Model, vp.Variant)
 		if len(vp.Steps) > 0 {
@@ -672,9 +728,21 @@ func (r *ProbeResult) Markdown() string {
 		}
 	}
 	if len(r.Ladder) > 0 {
-		fmt.Fprintf(&b, "\n## Suggested rates\n\nAll variants: %s req/s\n\n```toml\n%s```\n", fmtRates(r.Ladder), r.Snippet)
+		fmt.Fprintf(&b, "\n## Suggested rates\n\nAll variants: %s req/s\n\n", fmtRates(r.Ladder))
+		if r.Trace.Fix != "" {
+			fmt.Fprintf(&b, "**Trace too short:** %s\n\n", r.Trace.Fix)
+		}
+		fmt.Fprintf(&b, "```toml\n%s```\n", r.Snippet)
 	} else {
 		b.WriteString("\nNo variant completed a step: no rates to suggest.\n")
+	}
+	if len(r.Warnings) > 0 && (r.Trace.Fix == "" || len(r.Warnings) > 1) {
+		b.WriteString("\n## Warnings\n\n")
+		for _, w := range r.Warnings {
+			if w != r.Trace.Fix { // shown above
+				fmt.Fprintf(&b, "- %s\n", w)
+			}
+		}
 	}
 	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/replay"
+	"github.com/vbench/vbench/trace"
 )
 
 func TestLadder(t *testing.T) {
@@ -304,5 +306,133 @@ func TestSuggest(t *testing.T) {
 	}
 	if md := r.Markdown(); !strings.Contains(md, "| 9 † |") || !strings.Contains(md, "† the trace ran out") || !strings.Contains(md, "Saturation 40 req/s") {
 		t.Errorf("probe.md:\n%s", md)
+	}
+}
+
+// TestProbeTraceShort is the H100 case: a 3,569-request trace at 1 req/s,
+// warm-up + run.duration = 35 s, and the ladder [25 … 190]. The probe
+// names the rates plan would refuse (by plan's own test), the trace that
+// fits them with margin (from trace.generate), the run.duration that fits
+// the present trace, and still gives the ladder.
+func TestProbeTraceShort(t *testing.T) {
+	s, err := ParseStudy(strings.Replace(minimalStudy, `path = "trace.bin"`,
+		`path = "traces/alpaca.bin"
+generate = ["vbsynth", "--dataset", "alpaca", "--span=1h", "--seed", "7", "--quiet", "-o", "{path}"]`, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Run.Duration, s.Run.Warmup = Duration(30*time.Second), Duration(5*time.Second)
+	h := trace.Header{Generator: "vbsynth", Dataset: "alpaca", MeanRate: 1, Count: 3569, Span: 3568 * time.Second}
+	r := &ProbeResult{Study: "t", MeanOutput: 100, Options: ProbeOptions{Level: 8 * time.Second},
+		Ladder: []float64{25, 57, 90, 120, 150, 190}, VariantLadders: map[string][]float64{"vllm-page": {25, 190}},
+		Variants: []VariantProbe{{Model: "m", Variant: "vllm-page", Saturation: 127, SaturationTokPerS: 12700, Plateau: true,
+			Ladder: []float64{25, 57, 90, 120, 150, 190}}}}
+	r.Trace = newProbeTrace(s, h, r.Options.Level)
+	if r.Trace.MaxRate < 101.9 || r.Trace.MaxRate > 102 || r.Trace.StepMaxReqPerS != 3569.0/8 {
+		t.Errorf("max rate %v, step max %v; want 3568/35 ≈ 101.94 and 446", r.Trace.MaxRate, r.Trace.StepMaxReqPerS)
+	}
+	r.Trace.check(s, h, r.allRates())
+	tr := r.Trace
+	if !slices.Equal(tr.ShortRates, []float64{120, 150, 190}) {
+		t.Errorf("short rates %v; want [120 150 190]", tr.ShortRates)
+	}
+	// Plan agrees rate by rate.
+	if errs := checkTrace(h, s.Run, r.Ladder); len(errs) != 3 || !strings.Contains(errs[2], "at 190 req/s") {
+		t.Errorf("plan's check: %q", errs)
+	}
+	// The suggested trace passes plan at every rate; the least count plan
+	// names is what the probe computed.
+	if !strings.Contains(checkTrace(h, s.Run, []float64{190})[0], fmt.Sprintf("≥ %d requests", tr.LeastRequests)) {
+		t.Errorf("least requests %d differ from plan's", tr.LeastRequests)
+	}
+	longer := h
+	longer.Count, longer.Span = tr.WantRequests, time.Duration(float64(h.Span)*float64(tr.WantRequests)/float64(h.Count))
+	if errs := checkTrace(longer, s.Run, r.Ladder); len(errs) > 0 || tr.WantRequests != 7000 || tr.WantSpan != 117*time.Minute {
+		t.Errorf("want %d requests (--span %v): plan says %q; want 7000 (6652 + 5%%, rounded up), 117m", tr.WantRequests, tr.WantSpan, errs)
+	}
+	s2 := *s
+	s2.Run.Duration = Duration(tr.MaxDuration)
+	if errs := checkTrace(h, s2.Run, r.Ladder); len(errs) > 0 || tr.MaxDuration != 13*time.Second {
+		t.Errorf("run.duration %v: plan says %q; want 13s (18.8 s at 190 req/s − 5 s warm-up)", tr.MaxDuration, errs)
+	}
+	wantCmd := "vbsynth --dataset alpaca --requests 7000 --seed 7 --quiet -o traces/alpaca.bin"
+	for _, want := range []string{"rates [120, 150, 190] req/s", "up to 102 req/s", "≥ 7000 requests (vbsynth --span 117m)", "`" + wantCmd + "`",
+		"trace.generate", `run.duration to "13s"`} {
+		if !strings.Contains(tr.Fix, want) {
+			t.Errorf("fix lacks %q:\n%s", want, tr.Fix)
+		}
+	}
+	r.Snippet = snippet(s, r)
+	var snip map[string]any
+	if _, err := toml.Decode(r.Snippet, &snip); err != nil || !strings.Contains(r.Snippet, "rates = [25, 57, 90, 120, 150, 190]") ||
+		!strings.Contains(r.Snippet, "#   "+wantCmd) {
+		t.Errorf("snippet (%v):\n%s", err, r.Snippet)
+	}
+	r.Warnings = []string{tr.Fix}
+	if md := r.Markdown(); !strings.Contains(md, "**Trace too short:** the trace is too short") || strings.Contains(md, "## Warnings") ||
+		!strings.Contains(md, "All variants: [25, 57, 90, 120, 150, 190] req/s") {
+		t.Errorf("probe.md:\n%s", md)
+	}
+
+	// Every rate fits: nothing to fix.
+	r.Trace.check(s, h, []float64{25, 57, 90})
+	if len(r.Trace.ShortRates) > 0 || r.Trace.Fix != "" {
+		t.Errorf("fitting ladder: %+v", r.Trace)
+	}
+}
+
+func TestSynthCommand(t *testing.T) {
+	s, _ := ParseStudy(minimalStudy)
+	tests := []struct {
+		gen  []string
+		h    trace.Header
+		want string
+	}{
+		{[]string{"vbsynth", "--dataset", "sharegpt", "--span", "10m", "--requests", "5", "-o", "{path}"}, trace.Header{},
+			"vbsynth --dataset sharegpt --requests 40 -o trace.bin"},
+		{[]string{"bin/vbsynth", "--mix", "my mix.json", "-o", "{path}"}, trace.Header{},
+			"bin/vbsynth --requests 40 --mix 'my mix.json' -o trace.bin"},
+		{nil, trace.Header{Generator: "vbsynth v1", Dataset: "sharegpt", Seed: 3}, "vbsynth --dataset sharegpt --seed 3 --requests 40 -o trace.bin"},
+		{nil, trace.Header{Generator: "vbsynth v1", Dataset: "sharegpt:0.7,alpaca:0.3"}, "vbsynth ... --requests 40 -o trace.bin"},
+		{nil, trace.Header{Generator: "vbsynth import"}, "vbsynth ... --requests 40 -o trace.bin"},
+	}
+	for _, tt := range tests {
+		s.Trace.Generate = tt.gen
+		if got := synthCommand(s, tt.h, 40); got != tt.want {
+			t.Errorf("synthCommand(%q, %+v) = %q; want %q", tt.gen, tt.h, got, tt.want)
+		}
+	}
+}
+
+// TestProbeTraceWarnings: before the first step the probe warns about
+// steps the trace cannot feed, and before each step predicts from the one
+// before whether it will run out.
+func TestProbeTraceWarnings(t *testing.T) {
+	pt := ProbeTrace{Path: "t.bin", Requests: 100, Need: 35 * time.Second, MaxRate: 2.8, StepMaxReqPerS: 12.5}
+	info, warns := pt.preflight(8*time.Second, 256)
+	if !strings.Contains(info, "100 requests") || !strings.Contains(info, "up to 2.8 req/s") || !strings.Contains(info, "above 12.5 completed req/s") {
+		t.Errorf("info: %s", info)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "concurrency 64, 128, 256") || !strings.Contains(warns[0], "--max-concurrency 32") ||
+		!strings.Contains(warns[0], "≥ 512 requests") {
+		t.Errorf("warnings %q", warns)
+	}
+	if _, warns := pt.preflight(8*time.Second, 50); len(warns) != 0 { // top step 32: 64 requests suffice
+		t.Errorf("max-concurrency 50: warnings %q", warns)
+	}
+	tests := []struct {
+		prev ProbeStep
+		n    int
+		want string
+	}{
+		{ProbeStep{Concurrency: 4, ReqPerS: 10}, 8, ""}, // 80 + 8 ≤ 100
+		{ProbeStep{Concurrency: 8, ReqPerS: 12}, 16, "trace's 100 requests: concurrency 8 already completed 12 req/s, so a 8s step draws at least that × 8s + 16 in flight ≈ 112"}, // 96 + 16 > 100
+		{ProbeStep{Concurrency: 8, ReqPerS: 1, Exhausted: true}, 16, "as concurrency 8 did"},
+	}
+	for _, tt := range tests {
+		msg, out := runsOut(tt.prev, tt.n, 8*time.Second, 100)
+		if out != (tt.want != "") || !strings.Contains(msg, tt.want) {
+			t.Errorf("runsOut(%+v, %d) = %q, %v; want %q", tt.prev, tt.n, msg, out, tt.want)
+		}
 	}
 }

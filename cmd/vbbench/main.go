@@ -164,7 +164,7 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		progress = nil
 	}
 	res, err := bench.Probe(ctx, s, bench.ProbeOptions{Variants: *variants, Level: *level, MaxConcurrency: *maxConc, Points: *points,
-		Out: *out, Progress: progress, SearchDirs: exeDirs(), ToolVersion: "vbbench"})
+		Out: *out, Progress: progress, Warnings: stderr, SearchDirs: exeDirs(), ToolVersion: "vbbench"})
 	if res != nil {
 		fmt.Fprint(stdout, res.Markdown())
 		fmt.Fprintf(stdout, "\nwritten: %s, %s\n", filepath.Join(res.Dir, "probe.json"), filepath.Join(res.Dir, "probe.md"))
