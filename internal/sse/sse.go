@@ -96,7 +96,7 @@ func (s *Splitter) Feed(chunk []byte, fn func(Event)) int {
 				continue
 			}
 		}
-		i := bytes.IndexAny(chunk, "\r\n")
+		i := lineEnd(chunk)
 		if i < 0 {
 			s.carry(chunk)
 			return n
@@ -123,6 +123,21 @@ func (s *Splitter) Feed(chunk []byte, fn func(Event)) int {
 		s.line = s.line[:0]
 	}
 	return n
+}
+
+// lineEnd returns the index of the first CR or LF in b, -1 when none: two
+// vectorized byte searches, cheaper than bytes.IndexAny's byte loop on the
+// ~150-byte lines of a token stream.
+func lineEnd(b []byte) int {
+	lf := bytes.IndexByte(b, '\n')
+	head := b
+	if lf >= 0 {
+		head = b[:lf]
+	}
+	if cr := bytes.IndexByte(head, '\r'); cr >= 0 {
+		return cr
+	}
+	return lf
 }
 
 // carry appends a partial line to the carry-over buffer, within the cap.
