@@ -67,7 +67,9 @@ func (res *Result) cdfLevel(cfg *Config) string {
 	if len(all) == 0 {
 		return ""
 	}
-	slices.SortFunc(all, func(a, b *lv) int { return cmp.Or(cmp.Compare(a.rate, b.rate), cmp.Compare(a.level, b.level)) })
+	slices.SortFunc(all, func(a, b *lv) int {
+		return cmp.Or(compareLevels(a.level, a.rate, b.level, b.rate), cmp.Compare(a.level, b.level))
+	})
 	best := ""
 	for _, l := range all {
 		if l.n == len(vs) && l.ok {

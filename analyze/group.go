@@ -181,13 +181,14 @@ func keyOf(r *Request, rec *capture.Record, field string) string {
 	return labelOf(rec, field)
 }
 
-// sortGroups orders groups by variant, numeric rate, then key, so outputs
-// are stable and rates read in order.
+// sortGroups orders groups by variant, level (compareLevels: rates rising,
+// then closed-loop concurrencies), trial, then key, so outputs are stable
+// and levels read in order.
 func sortGroups(gs []*Group) {
 	slices.SortStableFunc(gs, func(a, b *Group) int {
 		return cmp.Or(
 			cmp.Compare(a.Variant, b.Variant),
-			cmp.Compare(a.Rate, b.Rate),
+			compareLevels(a.Level, a.Rate, b.Level, b.Rate),
 			compareNatural(a.Trial, b.Trial),
 			cmp.Compare(a.Key, b.Key),
 		)

@@ -457,7 +457,7 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 		out = append(out, a)
 	}
 	slices.SortStableFunc(out, func(x, y *Aggregate) int {
-		return cmp.Or(cmp.Compare(x.Variant, y.Variant), cmp.Compare(x.Rate, y.Rate), cmp.Compare(x.Key, y.Key))
+		return cmp.Or(cmp.Compare(x.Variant, y.Variant), compareLevels(x.Level, x.Rate, y.Level, y.Rate), cmp.Compare(x.Key, y.Key))
 	})
 	return out
 }
