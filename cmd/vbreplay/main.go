@@ -1,6 +1,7 @@
 // Command vbreplay plays a trace against an OpenAI-compatible server, open
-// loop and on absolute time, and reports its own schedule lag alongside
-// client-side TTFT and E2E. See README.md ("vbreplay").
+// loop and on absolute time (or closed loop at fixed concurrencies), and
+// reports its own schedule lag alongside client-side TTFT and E2E. See
+// README.md ("vbreplay").
 package main
 
 import (
@@ -22,7 +23,7 @@ import (
 
 func main() { os.Exit(cli.Main(run)) }
 
-const usage = "vbreplay TRACE --target URL [--rate R | --rates 1,5,10] [--duration 60s] [flags]"
+const usage = "vbreplay TRACE --target URL [--rate R | --rates 1,5,10 | --concurrency 1,8,64] [--duration 60s] [flags]"
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Exit(stderr, "vbreplay", runErr(ctx, args, stdout, stderr))
@@ -34,6 +35,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.Target, "target", "", "base URL of the server or vbproxy, e.g. http://127.0.0.1:8000")
 	rate := fs.Float64("rate", 0, "mean request rate in requests/s (0 = the trace's own pace)")
 	fs.Float64SliceVar(&cfg.Rates, "rates", nil, "rate ladder: one level per rate, same requests in the same order (e.g. 1,5,10,20)")
+	fs.IntSliceVar(&cfg.Concurrency, "concurrency", nil, "closed loop instead of a rate: one level per N, each keeping N requests in flight (the next trace request goes out as one ends, arrival times ignored; e.g. 1,8,64)")
 	fs.Float64Var(&cfg.Speed, "speed", 1, "multiply the pace of every level (2 = twice as fast)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each level; the trace is cut there (0 = play it all)")
 	fs.DurationVar(&cfg.Drain, "drain", replay.DefaultDrain, "how long in-flight requests may run after a level ends before they are cut")
@@ -73,6 +75,13 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if fs.Changed("rate") && fs.Changed("rates") {
 		return cli.Usagef("--rate and --rates exclude each other")
+	}
+	if fs.Changed("concurrency") {
+		for _, open := range []string{"rate", "rates", "speed"} {
+			if fs.Changed(open) {
+				return cli.Usagef("--concurrency (closed loop: each level keeps N requests in flight and sends the next as one ends) and --%s (open loop: requests go out on the trace's schedule) exclude each other", open)
+			}
+		}
 	}
 	if fs.Changed("rate") {
 		cfg.Rates = []float64{*rate}
@@ -132,11 +141,25 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	for _, lr := range res.Levels {
+		if lr.Exhausted && cfg.Duration > 0 {
+			fmt.Fprintf(stderr, "vbreplay: level %s: the trace's %d requests ran out before --duration ended; the level is shorter than asked (a longer trace measures the whole window)\n",
+				levelName(&lr), res.TraceLen)
+		}
+	}
+	for _, lr := range res.Levels {
 		if lr.Sent > 0 && lr.OK == 0 {
-			return fmt.Errorf("level %s req/s: none of the %d requests succeeded (%s)", lr.Label, lr.Sent, errorKinds(lr.Errors))
+			return fmt.Errorf("level %s: none of the %d requests succeeded (%s)", levelName(&lr), lr.Sent, errorKinds(lr.Errors))
 		}
 	}
 	return nil
+}
+
+// levelName names a level in messages: "5 req/s" or "c8 (8 in flight)".
+func levelName(lr *replay.LevelResult) string {
+	if lr.Concurrency > 0 {
+		return fmt.Sprintf("%s (%d in flight)", lr.Label, lr.Concurrency)
+	}
+	return lr.Label + " req/s"
 }
 
 // validate checks the config before the trace is read, so flag mistakes

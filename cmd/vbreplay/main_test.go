@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,42 @@ func TestRunLadderJSON(t *testing.T) {
 	}
 }
 
+// TestRunClosedLoop: --concurrency runs one closed-loop level per count
+// (label cN, that many in flight), for --duration, and says when the
+// trace ran out first.
+func TestRunClosedLoop(t *testing.T) {
+	srv := startServer(t, testserver.Config{TTFT: 5 * time.Millisecond, ITL: time.Millisecond})
+	js := filepath.Join(t.TempDir(), "res.json")
+	code, out, errOut := call(context.Background(), writeTrace(t, 400), "--target", srv.URL, "--concurrency", "1,4", "--duration", "300ms",
+		"--json", js, "-q")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var res replay.Result
+	b, err := os.ReadFile(js)
+	if err != nil || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("--json: %v\n%s", err, b)
+	}
+	if len(res.Levels) != 2 || !slices.Equal(res.Config.Concurrency, []int{1, 4}) || len(res.Config.Rates) != 0 {
+		t.Fatalf("levels %+v, config %+v", res.Levels, res.Config)
+	}
+	for i, n := range []int{1, 4} {
+		lr := res.Levels[i]
+		if lr.Label != replay.ClosedLabel(n) || lr.Concurrency != n || lr.OK == 0 || lr.OK != lr.Sent || lr.Exhausted {
+			t.Errorf("level %d: %+v", i, lr)
+		}
+	}
+	if !strings.Contains(out, "c1") || !strings.Contains(out, "c4") || strings.Contains(errOut, "ran out") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+
+	// A trace of 10 requests runs out long before 10 s.
+	code, _, errOut = call(context.Background(), writeTrace(t, 10), "--target", srv.URL, "--concurrency", "2", "--duration", "10s", "-q")
+	if code != cli.ExitOK || !strings.Contains(errOut, "level c2 (2 in flight): the trace's 10 requests ran out before --duration ended") {
+		t.Errorf("exhausted: exit %d\nstderr:\n%s", code, errOut)
+	}
+}
+
 func TestRunCapture(t *testing.T) {
 	srv := startServer(t, testserver.Config{})
 	dir := filepath.Join(t.TempDir(), "cap")
@@ -119,6 +156,12 @@ func TestRunErrors(t *testing.T) {
 		{"model rejected", []string{tr, "--target", srv.URL, "--model", "nope"}, cli.ExitFailure, "HTTP 404"},
 		{"too short", []string{tr, "--target", srv.URL, "--rate", "1", "--duration", "1m"}, cli.ExitFailure, "trace too short"},
 		{"capture without upstream", []string{tr, "--capture", t.TempDir()}, cli.ExitUsage, "--upstream"},
+		{"concurrency and rate", []string{tr, "--target", srv.URL, "--concurrency", "4", "--rate", "1"}, cli.ExitUsage, "--concurrency (closed loop"},
+		{"concurrency and rates", []string{tr, "--target", srv.URL, "--rates", "1,2", "--concurrency", "4"}, cli.ExitUsage, "and --rates (open loop"},
+		{"concurrency and speed", []string{tr, "--target", srv.URL, "--concurrency", "4", "--speed", "2"}, cli.ExitUsage, "and --speed"},
+		{"concurrency and cap", []string{tr, "--target", srv.URL, "--concurrency", "4", "--max-concurrency", "2"}, cli.ExitUsage, "--max-concurrency"},
+		{"concurrency zero", []string{tr, "--target", srv.URL, "--concurrency", "0"}, cli.ExitUsage, "concurrency 0: want 1 or more"},
+		{"concurrency not a number", []string{tr, "--target", srv.URL, "--concurrency", "x"}, cli.ExitUsage, "--concurrency"},
 	}
 	for _, tt := range tests {
 		code, _, errOut := call(context.Background(), tt.args...)
