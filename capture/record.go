@@ -39,11 +39,15 @@ const (
 	// OutcomeShutdown: the proxy was shutting down and cut the exchange at
 	// its drain deadline.
 	OutcomeShutdown Outcome = "proxy_shutdown"
+	// OutcomeUpstreamHeaderTimeout: the upstream took the request but sent
+	// no response headers within the proxy's header timeout; the client
+	// got a 504 and the upstream connection was closed.
+	OutcomeUpstreamHeaderTimeout Outcome = "upstream_header_timeout"
 )
 
 // Outcomes lists every outcome, in the order above.
 func Outcomes() []Outcome {
-	return []Outcome{OutcomeOK, OutcomeClientAborted, OutcomeUpstreamError, OutcomeUpstreamUnreachable, OutcomeIdleTimeout, OutcomeTooLarge, OutcomeShutdown}
+	return []Outcome{OutcomeOK, OutcomeClientAborted, OutcomeUpstreamError, OutcomeUpstreamUnreachable, OutcomeIdleTimeout, OutcomeTooLarge, OutcomeShutdown, OutcomeUpstreamHeaderTimeout}
 }
 
 // ParseOutcome returns the outcome named s, or an error that lists the
@@ -54,7 +58,7 @@ func ParseOutcome(s string) (Outcome, error) {
 			return o, nil
 		}
 	}
-	names := make([]string, 0, 7)
+	names := make([]string, 0, 8)
 	for _, o := range Outcomes() {
 		names = append(names, string(o))
 	}

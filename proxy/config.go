@@ -22,12 +22,17 @@ import (
 // Defaults for zero Config fields.
 const (
 	DefaultIdleTimeout        = 10 * time.Minute
+	DefaultHeaderTimeout      = 10 * time.Minute
 	DefaultMaxRequestBody     = 64 << 20
 	DefaultMaxResponseBody    = 1 << 30
 	DefaultRecordRequestBody  = 1 << 20
 	DefaultRecordResponseBody = 4 << 20
 	DefaultMaxConns           = 16384
 )
+
+// minHeaderTimeout is the shortest header timeout accepted: below it no
+// upstream could answer, so a smaller value is a mistake.
+const minHeaderTimeout = time.Millisecond
 
 // Config sets up a Proxy. Field names follow vbproxy's flags.
 type Config struct {
@@ -41,6 +46,15 @@ type Config struct {
 	// whole-response timeout). 0 means DefaultIdleTimeout; negative means
 	// no idle timeout.
 	IdleTimeout time.Duration
+	// HeaderTimeout is the longest the proxy waits for the upstream's
+	// response headers once it starts forwarding a request (getting a
+	// connection, sending the request, the engine's queueing and prefill;
+	// a non-streamed completion sends its headers only at the end). Past
+	// it the upstream connection is closed, the client gets a 504 and the
+	// record says upstream_header_timeout. It never bounds the response
+	// body (IdleTimeout does). 0 means DefaultHeaderTimeout; negative
+	// means no limit.
+	HeaderTimeout time.Duration
 	// MaxRequestBody is the largest request body accepted (413 above it).
 	// 0 means DefaultMaxRequestBody.
 	MaxRequestBody int
@@ -126,6 +140,9 @@ func (c Config) Validate() error {
 	if _, err := parseUpstream(c.Upstream); err != nil {
 		errs = append(errs, err)
 	}
+	if c.HeaderTimeout > 0 && c.HeaderTimeout < minHeaderTimeout {
+		errs = append(errs, fmt.Errorf("header timeout %v: must be at least %v (negative = none)", c.HeaderTimeout, minHeaderTimeout))
+	}
 	if c.MaxRequestBody < 0 {
 		errs = append(errs, fmt.Errorf("max request body %d: must be >= 0", c.MaxRequestBody))
 	}
@@ -155,6 +172,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = DefaultHeaderTimeout
 	}
 	if c.MaxRequestBody == 0 {
 		c.MaxRequestBody = DefaultMaxRequestBody

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,9 @@ type Proxy struct {
 	srv  *fasthttp.Server
 	hc   *fasthttp.HostClient
 
+	conns           connTable   // open upstream connections (see upconn.go)
+	deadlineMissing atomic.Bool // a header deadline could not be cleared
+
 	t0     time.Time // process clock anchor: Unix ns = t0Unix + monotonic since t0
 	t0Unix int64
 
@@ -72,7 +76,7 @@ type counters struct {
 var outcomeNames = [...]capture.Outcome{
 	capture.OutcomeOK, capture.OutcomeClientAborted, capture.OutcomeUpstreamError,
 	capture.OutcomeUpstreamUnreachable, capture.OutcomeIdleTimeout, capture.OutcomeTooLarge,
-	capture.OutcomeShutdown,
+	capture.OutcomeShutdown, capture.OutcomeUpstreamHeaderTimeout,
 }
 
 const numOutcomes = len(outcomeNames)
@@ -114,6 +118,7 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		Addr:                          up.addr,
 		IsTLS:                         up.isTLS,
 		Name:                          "vbproxy",
+		DialTimeout:                   p.dial,
 		NoDefaultUserAgentHeader:      true,
 		StreamResponseBody:            true,
 		MaxConns:                      cfg.MaxConns,
@@ -124,7 +129,8 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
 		// ReadTimeout stays 0: it would be a deadline on the whole streamed
-		// body. The per-stream idle watchdog replaces it.
+		// body. The header timeout (DoTimeout, its deadline cleared once the
+		// headers are in) and the per-stream idle watchdog replace it.
 		// LIFO hands out the connection used last, the one least likely
 		// to have hit the upstream's keep-alive timeout.
 		ConnPoolStrategy: fasthttp.LIFO,
@@ -286,7 +292,19 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	resp := fasthttp.AcquireResponse()
 	rec.Forwarded = int64(time.Since(start))
-	err := p.hc.Do(req, resp)
+	var err error
+	if p.cfg.HeaderTimeout > 0 {
+		err = p.hc.DoTimeout(req, resp, p.cfg.HeaderTimeout)
+	} else {
+		err = p.hc.Do(req, resp)
+	}
+	if err != nil && p.cfg.HeaderTimeout > 0 && isTimeout(err) {
+		fasthttp.ReleaseResponse(resp)
+		p.headerTimeout(ctx, rec, err)
+		rec.End = int64(time.Since(start))
+		p.finish(rec)
+		return
+	}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		rec.Outcome = capture.OutcomeUpstreamUnreachable
@@ -308,6 +326,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	s := p.newStream(rec, resp, start)
 	body := resp.BodyStream()
+	if body != nil && p.cfg.HeaderTimeout > 0 && !p.conns.clearReadDeadline(resp.LocalAddr(), resp.RemoteAddr()) {
+		// Cannot happen with the proxy's own dialer; if it does, the header
+		// deadline stays on the connection and cuts this body.
+		if p.deadlineMissing.CompareAndSwap(false, true) {
+			p.log.Warn("proxy: cannot find the upstream connection to clear the header deadline; a body longer than --header-timeout will be cut",
+				"local", resp.LocalAddr(), "remote", resp.RemoteAddr())
+		}
+	}
 	if body == nil {
 		// No body stream (HEAD, 204, 304): forward what is there.
 		ctx.Response.SetBodyRaw(resp.Body())
@@ -323,6 +349,41 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 }
 
 var errNoBody = errors.New("no body")
+
+// isTimeout reports whether a failed upstream exchange ran out of time
+// (fasthttp's ErrTimeout, or a read deadline passing while it read the
+// response headers). A connect that timed out is fasthttp.ErrDialTimeout,
+// which is not one: that upstream is unreachable.
+func isTimeout(err error) bool {
+	if errors.Is(err, fasthttp.ErrTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// headerTimeout answers a request whose response headers did not come in
+// time: a 504 with an OpenAI-style JSON error, and the record's outcome.
+func (p *Proxy) headerTimeout(ctx *fasthttp.RequestCtx, rec *capture.Record, err error) {
+	msg := fmt.Sprintf("vbproxy: no response headers from the upstream %s within %v (--header-timeout)", p.up.url, p.cfg.HeaderTimeout)
+	rec.Outcome = capture.OutcomeUpstreamHeaderTimeout
+	rec.Error = fmt.Sprintf("no response headers from the upstream %s within %v (--header-timeout): %v", p.up.url, p.cfg.HeaderTimeout, err)
+	body, _ := json.Marshal(apiError{Error: apiErrorBody{Message: msg, Type: "upstream_timeout", Code: fasthttp.StatusGatewayTimeout}})
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.SetStatusCode(fasthttp.StatusGatewayTimeout)
+	ctx.Response.SetBodyRaw(append(body, '\n'))
+}
+
+// apiError is an OpenAI-style error body.
+type apiError struct {
+	Error apiErrorBody `json:"error"`
+}
+
+type apiErrorBody struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    int    `json:"code"`
+}
 
 // handleError answers requests fasthttp could not read; an oversize body
 // is recorded as too_large.

@@ -44,6 +44,7 @@ type config struct {
 	Upstream      string            `json:"upstream"`
 	Labels        map[string]string `json:"labels,omitempty"`
 	IdleTimeout   time.Duration     `json:"idle_timeout_ns"`
+	HeaderTimeout time.Duration     `json:"header_timeout_ns"`
 	MaxBody       int64             `json:"max_body"`
 	MaxResponse   int64             `json:"max_response_body"`
 	RecordReq     int64             `json:"record_request_body"`
@@ -66,6 +67,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.Capture, "capture", "./capture", "capture directory (a Badger store; created if missing; '' = forward without recording)")
 	labels := fs.StringArray("label", nil, "label k=v added to every record (repeatable, or k=v,k2=v2)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "cut a response when the upstream sends nothing for this long (no whole-response timeout; 0 = never)")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "answer 504 (record upstream_header_timeout) when the upstream's response headers take longer than this; a non-streamed completion sends them at its end (never bounds a body; 0 = never)")
 	maxBody := fs.String("max-body", "64MiB", "largest request body accepted (413 and a too_large record above it)")
 	maxResp := fs.String("max-response-body", "1GiB", "largest response body forwarded; longer ones are cut (0 = no limit)")
 	recReq := fs.String("record-request-body", "1MiB", "request body bytes stored per record (0 = none)")
@@ -116,6 +118,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Upstream:           c.Upstream,
 		Labels:             c.Labels,
 		IdleTimeout:        c.IdleTimeout,
+		HeaderTimeout:      c.HeaderTimeout,
 		MaxRequestBody:     int(c.MaxBody),
 		MaxResponseBody:    orNegative(c.MaxResponse),
 		RecordRequestBody:  int(orNegative(c.RecordReq)),
@@ -127,6 +130,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if c.IdleTimeout == 0 {
 		pcfg.IdleTimeout = -1
+	}
+	if c.HeaderTimeout < 0 {
+		errs = append(errs, cli.Usagef("--header-timeout %v: must be >= 0 (0 = never)", c.HeaderTimeout))
+	}
+	if c.HeaderTimeout == 0 {
+		pcfg.HeaderTimeout = -1
 	}
 	if err := pcfg.Validate(); err != nil {
 		errs = append(errs, cli.Usagef("%v", err))

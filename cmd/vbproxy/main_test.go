@@ -166,6 +166,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"--upstream", ":1", "--max-body", "lots"}, "--max-body"},
 		{[]string{"--upstream", ":1", "--label", "novalue"}, "key=value"},
 		{[]string{"--upstream", ":1", "--scrape-metrics", "1ms"}, "at least 10ms"},
+		{[]string{"--upstream", ":1", "--header-timeout", "-1s"}, "--header-timeout"},
+		{[]string{"--upstream", ":1", "--header-timeout", "1us"}, "header timeout 1µs: must be at least 1ms"},
 		{[]string{"--upstream", ":1", "extra"}, "unexpected arguments"},
 		{[]string{"dump"}, "want one CAPTURE_DIR"},
 	}

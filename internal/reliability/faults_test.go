@@ -33,9 +33,10 @@ func TestReliabilityUpstreamFaults(t *testing.T) {
 		name       string
 		reply      func(c net.Conn)
 		idle       time.Duration
-		wantStatus int    // what the client sees
-		wantBody   string // exact bytes the client must get ("" = not checked)
-		clientErr  bool   // the client's read must fail (broken stream)
+		header     time.Duration // --header-timeout (0: 10s)
+		wantStatus int           // what the client sees
+		wantBody   string        // exact bytes the client must get ("" = not checked)
+		clientErr  bool          // the client's read must fail (broken stream)
 		outcome    capture.Outcome
 		noteError  bool // the record's Error must say something
 		minEnd     time.Duration
@@ -82,6 +83,11 @@ func TestReliabilityUpstreamFaults(t *testing.T) {
 				time.Sleep(2 * time.Second)
 			},
 			idle: 300 * time.Millisecond, wantStatus: 200, clientErr: true, outcome: capture.OutcomeIdleTimeout, noteError: true, minEnd: 300 * time.Millisecond},
+		{name: "hang before headers past the header timeout",
+			reply: func(c net.Conn) {
+				time.Sleep(2 * time.Second)
+			},
+			header: 300 * time.Millisecond, wantStatus: 504, outcome: capture.OutcomeUpstreamHeaderTimeout, noteError: true, minEnd: 300 * time.Millisecond},
 		{name: "not HTTP at all",
 			reply: func(c net.Conn) {
 				c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n\r\n"))
@@ -106,7 +112,11 @@ func TestReliabilityUpstreamFaults(t *testing.T) {
 			if idle == 0 {
 				idle = 10 * time.Second
 			}
-			r := startRig(t, up, "", proxy.Config{IdleTimeout: idle}, capture.Options{})
+			header := tt.header
+			if header == 0 {
+				header = 10 * time.Second
+			}
+			r := startRig(t, up, "", proxy.Config{IdleTimeout: idle, HeaderTimeout: header}, capture.Options{})
 			status, body, err := post(context.Background(), newClient(t, 1), r.url, 7, "")
 			if status != tt.wantStatus {
 				t.Errorf("client status %d; want %d (body %q, err %v)", status, tt.wantStatus, body, err)
