@@ -18,6 +18,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vbench/vbench/capture"
 )
@@ -49,11 +50,14 @@ type Result struct {
 }
 
 // recorderState is what a capture's metadata says about its writers: how
-// many did not close cleanly and what the clean ones dropped or lost.
+// many did not close cleanly and what the clean ones dropped or lost, when
+// (Unix ns; 0 = unknown) and the last write error.
 type recorderState struct {
-	known         bool // some meta is version 2 or later (says either way)
-	unclean       int
-	dropped, lost uint64
+	known                 bool // some meta is version 2 or later (says either way)
+	unclean               int
+	dropped, lost, errors uint64
+	firstLoss, lastLoss   int64
+	lastError             string
 }
 
 func recorderOf(metas []capture.Meta) recorderState {
@@ -65,13 +69,32 @@ func recorderOf(metas []capture.Meta) recorderState {
 		st.known = true
 		if m.Closed == 0 {
 			st.unclean++
-		} else if m.Recorder != nil {
-			st.dropped += m.Recorder.Dropped
-			st.lost += m.Recorder.Lost
+			continue
 		}
+		rt := m.Recorder
+		if rt == nil {
+			continue
+		}
+		st.dropped += rt.Dropped
+		st.lost += rt.Lost
+		st.errors += rt.Errors
+		if rt.LastError != "" {
+			st.lastError = rt.LastError
+		}
+		if rt.FirstLoss > 0 && (st.firstLoss == 0 || rt.FirstLoss < st.firstLoss) {
+			st.firstLoss = rt.FirstLoss
+		}
+		st.lastLoss = max(st.lastLoss, rt.LastLoss)
 	}
 	return st
 }
+
+// lossSlack is how long after a request's end its record may still be
+// dropped (Put after the response) or lost (the next commit). A loss span
+// that ends before a group's window or starts more than this after it is
+// marked "outside this group's window": a hint that the loss fell between
+// levels, not a proof (a request cut after the window still counts).
+const lossSlack = int64(5e9)
 
 // recorderFigures fills the group's recorder columns and warnings from its
 // captures' metadata.
@@ -87,7 +110,7 @@ func (res *Result) recorderFigures(g *Group) {
 		lost += st.lost
 		g.CapturesUnclean += st.unclean
 		if st.dropped+st.lost > 0 {
-			g.Warnings = append(g.Warnings, fmt.Sprintf("capture %s: the recorder dropped %d and lost %d records or samples (queue full, failed commits or a full disk): the figures miss that traffic", c, st.dropped, st.lost))
+			g.Warnings = append(g.Warnings, lossWarning(c, st, g))
 		}
 		if st.unclean > 0 {
 			g.Warnings = append(g.Warnings, fmt.Sprintf("capture %s: %d writer(s) did not close it cleanly (killed, crashed or still running): the last ~second of records may be missing and what the recorder dropped is unknown", c, st.unclean))
@@ -97,6 +120,28 @@ func (res *Result) recorderFigures(g *Group) {
 	if known {
 		g.RecorderDropped, g.RecorderLost = float64(dropped), float64(lost)
 	}
+}
+
+// lossWarning says what the recorder of capture c dropped and lost, when,
+// and whether that was outside g's window.
+func lossWarning(c string, st recorderState, g *Group) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "capture %s: the recorder dropped %d (queue full) and lost %d (failed writes or a full disk) records or samples", c, st.dropped, st.lost)
+	if st.firstLoss > 0 {
+		fmt.Fprintf(&b, " between %s and %s UTC", lossTime(st.firstLoss), lossTime(st.lastLoss))
+		if g.WindowEnd > g.WindowStart && (st.lastLoss < g.WindowStart || st.firstLoss > g.WindowEnd+lossSlack) {
+			b.WriteString(", outside this group's window")
+		}
+	}
+	if st.errors > 0 {
+		fmt.Fprintf(&b, "; %d failed writes, the last: %s", st.errors, st.lastError)
+	}
+	b.WriteString(": the figures may miss that traffic")
+	return b.String()
+}
+
+func lossTime(ns int64) string {
+	return time.Unix(0, ns).UTC().Format("2006-01-02 15:04:05.000")
 }
 
 // Setup describes what was analysed.

@@ -3,6 +3,7 @@ package analyze
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -59,8 +60,9 @@ func TestRecorderLossesWarn(t *testing.T) {
 	recs, samples, metas := smallFixture()
 	// A clean capture first: totals known, nothing dropped.
 	writeStore(t, "clean", recs, samples, metas)
-	// A capture with a 1-item queue that refused some puts.
-	st, err := capture.Open("lossy", capture.Options{SyncInterval: -1, QueueSize: 1})
+	// A capture whose writer refused some puts: records larger than the
+	// queue's memory bound are refused whatever the scheduling.
+	st, err := capture.Open("lossy", capture.Options{SyncInterval: -1, QueueBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,19 +71,29 @@ func TestRecorderLossesWarn(t *testing.T) {
 	}
 	refused := 0
 	w := st.Writer()
-	for round := 0; round < 50 && refused == 0; round++ {
-		for _, r := range recs {
-			if !w.Put(r) {
-				refused++
-			}
+	for _, r := range recs {
+		for !w.Put(r) {
+			time.Sleep(time.Millisecond)
+		}
+		big := *r
+		big.ID, big.RequestBody = 0, make([]byte, 2<<20)
+		if !w.Put(&big) {
+			refused++
 		}
 	}
-	if refused == 0 {
-		t.Skip("the writer kept up with a 1-item queue on this machine; nothing dropped")
+	if refused != len(recs) {
+		t.Fatalf("refused %d of %d oversized records", refused, len(recs))
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A dump of a capture whose writer lost records to a full disk inside
+	// the window (the capture tests lose them for real).
+	lostMeta := metas[0]
+	lostMeta.Version, lostMeta.Closed = capture.MetaVersion, t0+10_000*ms
+	lostMeta.Recorder = &capture.RecorderTotals{Written: uint64(len(recs)), Lost: 7, Errors: 2,
+		LastError: "capture: no space left for the capture", FirstLoss: t0 + 100*ms, LastLoss: t0 + 200*ms}
+	writeDump(t, "lost.jsonl", recs, samples, []capture.Meta{lostMeta})
 	// A live capture read through a snapshot: never closed.
 	live, err := capture.Open("live", capture.Options{SyncInterval: -1})
 	if err != nil {
@@ -105,29 +117,42 @@ func TestRecorderLossesWarn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		capture string
-		dropped float64
-		unclean int
-		warn    string
+		capture       string
+		dropped, lost float64
+		unclean       int
+		warn          []string
 	}{
-		{"clean", 0, 0, ""},
-		{"lossy", float64(refused), 0, "the recorder dropped"},
-		{"snap", math.NaN(), 1, "did not close it cleanly"},
+		{"clean", 0, 0, 0, nil},
+		{"lossy", float64(refused), 0, 0, []string{fmt.Sprintf("capture lossy: the recorder dropped %d (queue full) and lost 0", refused), "UTC, outside this group's window"}},
+		{"lost.jsonl", 0, 7, 0, []string{"dropped 0 (queue full) and lost 7", "; 2 failed writes, the last: capture: no space left"}},
+		{"snap", math.NaN(), math.NaN(), 1, []string{"did not close it cleanly"}},
 	} {
 		res, err := Analyze(context.Background(), Config{Captures: []string{tc.capture}})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.capture, err)
 		}
 		g := res.Groups[0]
-		if !near(g.RecorderDropped, tc.dropped) || g.CapturesUnclean != tc.unclean {
-			t.Errorf("%s: dropped %v unclean %d; want %v %d", tc.capture, g.RecorderDropped, g.CapturesUnclean, tc.dropped, tc.unclean)
+		if !near(g.RecorderDropped, tc.dropped) || !near(g.RecorderLost, tc.lost) || g.CapturesUnclean != tc.unclean {
+			t.Errorf("%s: dropped %v lost %v unclean %d; want %v %v %d", tc.capture, g.RecorderDropped, g.RecorderLost, g.CapturesUnclean, tc.dropped, tc.lost, tc.unclean)
 		}
 		got := strings.Join(g.Warnings, "\n")
-		if tc.warn == "" && (strings.Contains(got, "recorder") || strings.Contains(got, "cleanly")) {
+		if tc.warn == nil && (strings.Contains(got, "recorder") || strings.Contains(got, "cleanly")) {
 			t.Errorf("%s: unexpected recorder warning:\n%s", tc.capture, got)
 		}
-		if tc.warn != "" && !strings.Contains(got, tc.warn) {
-			t.Errorf("%s: warnings lack %q:\n%s", tc.capture, tc.warn, got)
+		for _, want := range tc.warn {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: warnings lack %q:\n%s", tc.capture, want, got)
+			}
+		}
+		if tc.capture == "lost.jsonl" && strings.Contains(got, "outside") {
+			t.Errorf("%s: a loss inside the window reported outside:\n%s", tc.capture, got)
+		}
+		var csv bytes.Buffer
+		if err := res.WriteSummaryCSV(&csv); err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Split(csv.String(), "\n"); !strings.Contains(lines[0], "recorder_dropped,recorder_lost,captures_unclean") {
+			t.Errorf("%s: summary.csv header lacks the recorder columns: %s", tc.capture, lines[0])
 		}
 	}
 }

@@ -456,10 +456,11 @@ type Meta struct {
 	// Extra holds any other facts (trace hash, run id, ...).
 	Extra map[string]string `json:"extra,omitempty"`
 	// Closed is the Unix ns at which the writing process closed the store
-	// cleanly, after draining its writer; Store.Close sets it on the last
+	// cleanly, after draining its writer; Store.Close sets it on every
 	// meta the process put. Zero while the writer runs or after a crash.
 	Closed int64 `json:"closed,omitempty"`
-	// Recorder holds the writer's final counts, set together with Closed.
+	// Recorder holds the writer's final counts, set together with Closed
+	// on the last meta the process put.
 	Recorder *RecorderTotals `json:"recorder,omitempty"`
 }
 
@@ -474,6 +475,14 @@ type RecorderTotals struct {
 	// reserve reached). Either means the capture misses traffic.
 	Dropped uint64 `json:"dropped"`
 	Lost    uint64 `json:"lost"`
+	// Errors counts failed commits and syncs, LastError is the latest
+	// (cut to 512 bytes); FirstLoss and LastLoss are the Unix ns of the
+	// first and the latest item dropped or lost. All are omitted when
+	// zero (and absent from captures of the first version-2 writers).
+	Errors    uint64 `json:"errors,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	FirstLoss int64  `json:"first_loss,omitempty"`
+	LastLoss  int64  `json:"last_loss,omitempty"`
 }
 
 // MarshalBinary returns the stored form of m: JSON.

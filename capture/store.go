@@ -154,10 +154,10 @@ type Store struct {
 
 	metaMu  sync.Mutex
 	metaSeq uint64
-	// lastMeta and lastMetaKey are the last meta this process put, which
-	// Close completes with Closed and Recorder.
-	lastMeta    *Meta
-	lastMetaKey []byte
+	// metas and metaKeys are the metas this process put, in order; Close
+	// marks each Closed and gives the last the Recorder totals.
+	metas    []Meta
+	metaKeys [][]byte
 
 	closeOnce sync.Once
 	closeErr  error
@@ -422,16 +422,17 @@ func (s *Store) PutMeta(m Meta) error {
 		return fmt.Errorf("capture: put meta into %s: %w", s.dir, err)
 	}
 	s.metaSeq++
-	s.lastMeta, s.lastMetaKey = &m, key
+	s.metas, s.metaKeys = append(s.metas, m), append(s.metaKeys, key)
 	return nil
 }
 
-// markClosed completes the last meta this process put with the clean-close
-// time and the writer's final counts.
+// markClosed completes the metas this process put with the clean-close
+// time, and the last of them with the writer's final counts, in one
+// transaction.
 func (s *Store) markClosed() error {
 	s.metaMu.Lock()
 	defer s.metaMu.Unlock()
-	if s.lastMeta == nil {
+	if len(s.metas) == 0 {
 		return nil
 	}
 	if r := s.opt.DiskReserve; r >= 0 {
@@ -441,21 +442,45 @@ func (s *Store) markClosed() error {
 			return fmt.Errorf("capture: %s: %w: not marking the capture closed (%d bytes free)", s.dir, ErrDiskFull, free)
 		}
 	}
-	m := *s.lastMeta
-	m.Version = MetaVersion // Closed is a version-2 fact
-	m.Closed = time.Now().UnixNano()
-	if s.writer != nil {
-		st := s.writer.Stats()
-		m.Recorder = &RecorderTotals{Written: st.Written, Samples: st.Samples, Dropped: st.Dropped, Lost: st.Lost}
+	closed := time.Now().UnixNano()
+	vals := make([][]byte, len(s.metas))
+	for i, m := range s.metas {
+		m.Version = MetaVersion // Closed is a version-2 fact
+		m.Closed = closed
+		if i == len(s.metas)-1 && s.writer != nil {
+			m.Recorder = recorderTotals(s.writer.Stats())
+		}
+		v, err := m.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		vals[i] = v
 	}
-	v, err := m.MarshalBinary()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for i, k := range s.metaKeys {
+			if err := txn.Set(k, vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(s.lastMetaKey, v) }); err != nil {
 		return fmt.Errorf("capture: mark %s closed: %w", s.dir, err)
 	}
 	return nil
+}
+
+// maxStoredError caps the writer error kept in RecorderTotals.
+const maxStoredError = 512
+
+// recorderTotals is what a clean close stores of the writer's stats.
+func recorderTotals(st WriterStats) *RecorderTotals {
+	last := st.LastError
+	if len(last) > maxStoredError {
+		last = strings.ToValidUTF8(last[:maxStoredError], "") + "…"
+	}
+	return &RecorderTotals{Written: st.Written, Samples: st.Samples, Dropped: st.Dropped, Lost: st.Lost,
+		Errors: st.Errors, LastError: last, FirstLoss: st.FirstLoss, LastLoss: st.LastLoss}
 }
 
 // Close drains the writer's queue, commits, syncs and closes the database.

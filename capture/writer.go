@@ -49,6 +49,9 @@ type Writer struct {
 	flushes, syncs, bytes           atomic.Uint64
 	flushedID                       atomic.Uint64
 	lastDropLog                     atomic.Int64
+	// firstLoss and lastLoss are the Unix ns of the first and the latest
+	// drop or loss (0 = none yet).
+	firstLoss, lastLoss atomic.Int64
 
 	statMu   sync.Mutex
 	lat      [1024]time.Duration
@@ -73,6 +76,10 @@ type WriterStats struct {
 	Dropped uint64 `json:"dropped"`
 	// Lost counts items accepted but not stored because a commit failed.
 	Lost uint64 `json:"lost"`
+	// FirstLoss and LastLoss are the Unix ns of the first and the latest
+	// item dropped or lost; 0 while none was.
+	FirstLoss int64 `json:"first_loss_ns,omitempty"`
+	LastLoss  int64 `json:"last_loss_ns,omitempty"`
 	// Flushes counts commits; Syncs counts fsyncs.
 	Flushes uint64 `json:"flushes"`
 	Syncs   uint64 `json:"syncs"`
@@ -165,6 +172,7 @@ func (it *item) memSize() int64 {
 func (w *Writer) drop() {
 	n := w.dropped.Add(1)
 	now := time.Now().UnixNano()
+	w.noteLoss(now)
 	last := w.lastDropLog.Load()
 	if n != 1 && now-last < int64(10*time.Second) {
 		return
@@ -177,6 +185,29 @@ func (w *Writer) drop() {
 	} else {
 		w.s.log.Warn("capture: still dropping records", "dir", w.s.dir, "dropped", n)
 	}
+}
+
+// noteLoss records now as the time of a drop or loss: the first one once,
+// the latest always (a compare-and-swap keeps the largest when drops race).
+func (w *Writer) noteLoss(now int64) {
+	if w.firstLoss.Load() == 0 {
+		w.firstLoss.CompareAndSwap(0, now)
+	}
+	for {
+		last := w.lastLoss.Load()
+		if last >= now || w.lastLoss.CompareAndSwap(last, now) {
+			return
+		}
+	}
+}
+
+// lose counts n accepted items that were not stored.
+func (w *Writer) lose(n uint64) {
+	if n == 0 {
+		return
+	}
+	w.lost.Add(n)
+	w.noteLoss(time.Now().UnixNano())
 }
 
 func (w *Writer) run() {
@@ -286,7 +317,7 @@ func (w *Writer) flush(batch []item) {
 	start := time.Now()
 	db := w.s.db
 	if db.IsClosed() {
-		w.lost.Add(uint64(len(batch)))
+		w.lose(uint64(len(batch)))
 		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", len(batch), w.s.dir, badger.ErrDBClosed))
 		for i := range batch {
 			w.queuedBytes.Add(-batch[i].memSize())
@@ -295,7 +326,7 @@ func (w *Writer) flush(batch []item) {
 		return
 	}
 	if err := w.diskRoom(batch); err != nil {
-		w.lost.Add(uint64(len(batch)))
+		w.lose(uint64(len(batch)))
 		w.fail(err)
 		for i := range batch {
 			w.queuedBytes.Add(-batch[i].memSize())
@@ -309,7 +340,7 @@ func (w *Writer) flush(batch []item) {
 	var maxID uint64
 	commit := func() {
 		if err := txn.Commit(); err != nil {
-			w.lost.Add(inTxn)
+			w.lose(inTxn)
 			w.fail(fmt.Errorf("capture: commit %d items to %s: %w", inTxn, w.s.dir, err))
 		} else {
 			w.written.Add(records)
@@ -343,7 +374,7 @@ func (w *Writer) flush(batch []item) {
 			err = txn.Set(key, val)
 		}
 		if err != nil {
-			w.lost.Add(1)
+			w.lose(1)
 			w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
 			continue
 		}
@@ -394,6 +425,8 @@ func (w *Writer) Stats() WriterStats {
 		Syncs:       w.syncs.Load(),
 		Bytes:       w.bytes.Load(),
 		FlushedID:   w.flushedID.Load(),
+		FirstLoss:   w.firstLoss.Load(),
+		LastLoss:    w.lastLoss.Load(),
 	}
 	w.statMu.Lock()
 	n := min(w.latN, len(w.lat))

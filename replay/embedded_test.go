@@ -59,6 +59,11 @@ func TestEmbeddedCapture(t *testing.T) {
 	}
 	metas, err := st.Metas()
 	if err != nil || len(metas) != 1 || metas[0].Tool != Tool || metas[0].Extra["trace_hash"] != hdr.HashHex() {
-		t.Errorf("metas %+v, %v", metas, err)
+		t.Fatalf("metas %+v, %v", metas, err)
+	}
+	// The replayer closed its capture cleanly: the meta carries the
+	// recorder's totals, as vbproxy's does.
+	if rt := metas[0].Recorder; metas[0].Closed == 0 || rt == nil || int64(rt.Written) != res.Capture.Written || rt.Dropped+rt.Lost != 0 {
+		t.Errorf("meta closed %d recorder %+v; want marked closed, %d written, nothing dropped or lost", metas[0].Closed, rt, res.Capture.Written)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/internal/testserver"
@@ -126,5 +128,23 @@ func TestCrashKill9(t *testing.T) {
 	}
 	if len(missing) > 0 {
 		t.Errorf("%d requests completed more than %v before the kill are missing: %v", len(missing), slack, missing)
+	}
+
+	// The killed writer could not store its totals: the capture says it was
+	// not closed cleanly (unknown, not zero), even after this process, which
+	// put no meta of its own, reopened and closed it.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{dir}, By: []string{"capture"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 1 {
+		t.Fatalf("%d groups; want 1", len(res.Groups))
+	}
+	g := res.Groups[0]
+	if g.CapturesUnclean != 1 || !math.IsNaN(g.RecorderDropped) || !strings.Contains(strings.Join(g.Warnings, "\n"), "did not close it cleanly") {
+		t.Errorf("after kill -9: captures_unclean %d, recorder_dropped %v, warnings %q; want 1, unknown, a warning", g.CapturesUnclean, g.RecorderDropped, g.Warnings)
 	}
 }
