@@ -177,6 +177,10 @@ type Record struct {
 	// to the proxy's record limit; ResponseSize is the full size.
 	ResponseBody []byte `json:"response_body,omitempty"`
 	ResponseSize int64  `json:"response_size"`
+
+	// bufs is set by UsePool: Chunks, the bodies and RequestHeaders go
+	// back to the pool once the Writer has encoded the record (pool.go).
+	bufs *recordBuffers
 }
 
 // Sample is one scraped value of an upstream Prometheus metric, summed over

@@ -119,7 +119,10 @@ func (w *Writer) NextID() uint64 { return w.nextID.Add(1) }
 
 // Put queues r for writing and reports whether it was accepted; false
 // means dropped (and counted). It never blocks. The writer owns r after a
-// successful Put: the caller must not change it.
+// successful Put: the caller must not change it. A record given pooled
+// buffers by UsePool is the writer's after Put either way, and the caller
+// must not even read it: its buffers go back to the pool once it is
+// encoded or dropped.
 func (w *Writer) Put(r *Record) bool {
 	if r.ID == 0 {
 		r.ID = w.NextID()
@@ -135,6 +138,9 @@ func (w *Writer) enqueue(it item) bool {
 	if w.queuedBytes.Add(size) > w.s.opt.QueueBytes {
 		w.queuedBytes.Add(-size)
 		w.drop()
+		if it.rec != nil {
+			it.rec.Release()
+		}
 		return false
 	}
 	w.queued.Add(1)
@@ -151,6 +157,9 @@ func (w *Writer) enqueue(it item) bool {
 	w.queuedBytes.Add(-size)
 	w.queued.Add(-1)
 	w.drop()
+	if it.rec != nil {
+		it.rec.Release()
+	}
 	return false
 }
 
@@ -221,6 +230,11 @@ func (w *Writer) run() {
 	flush := func() {
 		if len(batch) > 0 {
 			w.flush(batch)
+			for i := range batch {
+				if r := batch[i].rec; r != nil {
+					r.Release() // encoded (or lost): pooled buffers go back
+				}
+			}
 			clear(batch)
 			batch = batch[:0]
 			dirty = true

@@ -15,6 +15,10 @@ var vbPrefix = []byte("x-vb-")
 // readRequest fills rec from the request: method, path, tags (X-VB-*),
 // headers (redacted) and the body, and removes the X-VB-* headers.
 func (p *Proxy) readRequest(req *fasthttp.Request, rec *capture.Record) {
+	// The record's buffers come from the capture's pool and go back once
+	// the writer has encoded it (docs/benchmarks/proxy.md: per-stream
+	// garbage set the collector's pace at 1,000 streams).
+	rec.UsePool()
 	rec.Method = string(req.Header.Method())
 	rec.Path = string(req.Header.RequestURI())
 	if !p.cfg.RecordSecrets {
@@ -40,7 +44,7 @@ func (p *Proxy) readRequest(req *fasthttp.Request, rec *capture.Record) {
 	body := req.Body()
 	rec.RequestSize = int64(len(body))
 	if n := min(len(body), p.cfg.RecordRequestBody); n > 0 {
-		rec.RequestBody = bytes.Clone(body[:n])
+		rec.RequestBody = append(rec.RequestBody[:0], body[:n]...)
 	}
 }
 

@@ -424,6 +424,7 @@ func (p *Proxy) finish(rec *capture.Record) {
 	p.c.completed.Add(1)
 	p.c.inFlight.Add(-1)
 	if p.sink == nil {
+		rec.Release() // its pooled buffers serve the next exchange
 		return
 	}
 	if p.sink.Put(rec) {

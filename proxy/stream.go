@@ -52,14 +52,15 @@ type stream struct {
 // errIdle is what a stream cut by the idle watchdog reads.
 var errIdle = errors.New("idle timeout: no bytes from the upstream")
 
-// initialChunks is the timeline capacity allocated with each record.
-const initialChunks = 64
-
 func (p *Proxy) newStream(rec *capture.Record, resp *fasthttp.Response, start time.Time) *stream {
 	s := &stream{p: p, rec: rec, resp: resp, body: resp.BodyStream(), start: start}
 	s.isSSE = bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
 	s.onEvent = s.event
-	rec.Chunks = make([]capture.Chunk, 0, initialChunks)
+	// The timeline and body buffers come from the capture's pool and go
+	// back once the writer has encoded the record: growing them per stream
+	// was most of the proxy's garbage (docs/benchmarks/proxy.md). The
+	// handler's readRequest has already done it; then this is a no-op.
+	rec.UsePool()
 	if s.body == nil {
 		return s
 	}
