@@ -186,7 +186,10 @@ func TestNonLoopbackWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	_, stderr, stop := startRun(t, "--upstream", srv.URL, "--listen", "0.0.0.0:0", "--capture", "")
+	// A short drain: a port on 0.0.0.0 can be reached by any stray
+	// connection on the machine (CI runs packages in parallel), and a
+	// connection that sends nothing would hold the default 30-s drain.
+	_, stderr, stop := startRun(t, "--upstream", srv.URL, "--listen", "0.0.0.0:0", "--capture", "", "--drain", "2s")
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
