@@ -7,6 +7,8 @@
 //	proxytool revproxy --upstream URL [--listen ...]  prints its URL
 //	proxytool load --target URL --streams C --itl 50ms --events 40 --duration 10s
 //	proxytool idle --target URL --streams C --hold 2s --pid PID[,PID...]
+//	proxytool get URL                                 prints the body (curl-free)
+//	proxytool freeport                                prints a free loopback port
 package main
 
 import (
@@ -31,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: proxytool upstream|revproxy|load|idle [flags]")
+		fmt.Fprintln(os.Stderr, "usage: proxytool upstream|revproxy|load|idle|get|freeport [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -44,6 +46,10 @@ func main() {
 		err = load(os.Args[2:])
 	case "idle":
 		err = idle(os.Args[2:])
+	case "get":
+		err = get(os.Args[2:])
+	case "freeport":
+		err = freeport()
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
@@ -289,4 +295,34 @@ func rss1(pid string) int64 {
 		}
 	}
 	return 0
+}
+
+// get prints the body of GET URL (the benchmark reads /vb/stats with it,
+// so the script needs no curl).
+func get(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: proxytool get URL")
+	}
+	resp, err := http.Get(args[0])
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", args[0], resp.Status)
+	}
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
+// freeport prints a loopback TCP port that was free a moment ago (for
+// nginx's listen directive).
+func freeport() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	return nil
 }
