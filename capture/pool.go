@@ -5,9 +5,9 @@ import "sync"
 // Record buffers are pooled for the proxy. A streamed exchange builds its
 // record's timeline and raw response body while the stream runs, growing
 // both by doubling; at 1,000 concurrent streams that growth was most of
-// the proxy's allocation (about 46 KB of the 53 KB allocated per 40-event
-// stream), and the garbage set how often the collector ran and made the
-// stream goroutines assist it. With UsePool the buffers come back through
+// the proxy's allocation (three quarters of the 53 KB allocated per
+// 40-event stream), and the garbage set how often the collector ran and
+// made the stream goroutines assist it. With UsePool the buffers come back through
 // a pool once the Writer has encoded the record, so a steady stream of
 // similar exchanges grows nothing (docs/benchmarks/proxy.md).
 
