@@ -119,19 +119,7 @@ func TestClientDisconnectMidStream(t *testing.T) {
 	leakCheck(t)
 	upstreamSawClose := make(chan int, 1)
 	addr, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		f := w.(http.Flusher)
-		for i := 0; i < 1000; i++ {
-			fmt.Fprintf(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t%d\"}}]}\n\n", i)
-			f.Flush()
-			select {
-			case <-r.Context().Done():
-				upstreamSawClose <- i
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		upstreamSawClose <- -1
+		streamUntilClosed(w, r, upstreamSawClose)
 	})
 	sink := newMemSink()
 	_, url := startProxy(t, Config{Upstream: addr}, sink)

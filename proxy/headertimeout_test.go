@@ -220,18 +220,7 @@ func TestClientGoneBeforeHeadersThenStream(t *testing.T) {
 	addr, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		<-left
 		time.Sleep(50 * time.Millisecond) // the proxy's client connection is gone by now
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i := 0; i < 1000; i++ {
-			fmt.Fprintf(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t%d\"}}]}\n\n", i)
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				upstreamSawClose <- i
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		upstreamSawClose <- -1
+		streamUntilClosed(w, r, upstreamSawClose)
 	})
 	sink := newMemSink()
 	_, url := startProxy(t, Config{Upstream: addr, HeaderTimeout: 10 * time.Second}, sink)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -69,10 +70,13 @@ func (m *memSink) wait(t testing.TB, n int) []*capture.Record {
 	}
 }
 
-// startProxy runs a proxy on a loopback port until the test ends.
+// startProxy runs a proxy on a loopback port until the test ends. Idle
+// upstream connections are kept 100 ms unless cfg says otherwise.
 func startProxy(t testing.TB, cfg Config, sink Sink) (*Proxy, string) {
 	t.Helper()
-	cfg.idleConns = 100 * time.Millisecond
+	if cfg.idleConns == 0 {
+		cfg.idleConns = 100 * time.Millisecond
+	}
 	p, err := New(cfg, sink)
 	if err != nil {
 		t.Fatal(err)
@@ -163,4 +167,22 @@ func goroutines() int {
 		n++
 	}
 	return n
+}
+
+// streamUntilClosed streams up to 1,000 events 5 ms apart and sends on
+// sawClose the index of the event at which the proxy closed the upstream
+// request, or -1 if it never did.
+func streamUntilClosed(w http.ResponseWriter, r *http.Request, sawClose chan<- int) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t%d\"}}]}\n\n", i)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			sawClose <- i
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	sawClose <- -1
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -38,23 +37,8 @@ func TestUpstreamClosedIdleConnIsRetried(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	addr := uln.Addr().String()
 	sink := newMemSink()
-	p, err := New(Config{Upstream: addr}, sink) // default 10 s idle pool, unlike startProxy
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.Shutdown(ctx)
-		<-done
-	})
-	base := "http://" + ln.Addr().String()
+	// The pool keeps idle connections far longer than the upstream does.
+	p, base := startProxy(t, Config{Upstream: addr, idleConns: 10 * time.Second}, sink)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	post := func() (int, string) {
 		resp, err := client.Post(base+"/v1/chat/completions", "application/json",
