@@ -31,6 +31,24 @@ const speed = 5
 const hiRate = 1.6
 
 // startSim serves a simulator on a loopback port.
+// synthesize builds the whole trace sc describes, in memory.
+func synthesize(t *testing.T, sc synth.Config) (trace.Header, []trace.Request) {
+	t.Helper()
+	syn, err := synth.New(context.Background(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []trace.Request
+	for {
+		var r trace.Request
+		if !syn.Next(&r) {
+			break
+		}
+		reqs = append(reqs, r.Clone())
+	}
+	return syn.Header(), reqs
+}
+
 func startSim(t *testing.T, cfg sim.Config) string {
 	t.Helper()
 	s, err := sim.New(cfg)
@@ -64,19 +82,7 @@ func TestPagedSustainsMoreThanContiguous(t *testing.T) {
 	sc.Requests = 0
 	sc.Span = 10 * time.Minute
 	sc.Seed = 1
-	syn, err := synth.New(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reqs []trace.Request
-	for {
-		var r trace.Request
-		if !syn.Next(&r) {
-			break
-		}
-		reqs = append(reqs, r.Clone())
-	}
-	hdr := syn.Header()
+	hdr, reqs := synthesize(t, sc)
 	if len(reqs) < 300 {
 		t.Fatalf("synth made %d requests for 10 minutes at 1 req/s", len(reqs))
 	}

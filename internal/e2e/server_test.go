@@ -11,7 +11,6 @@ import (
 	"github.com/vbench/vbench/backends/sim"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/synth"
-	"github.com/vbench/vbench/trace"
 )
 
 // TestServerInternals records the simulator's own metrics through the
@@ -28,18 +27,7 @@ func TestServerInternals(t *testing.T) {
 	sc := synth.DefaultConfig()
 	sc.Requests = 200
 	sc.Seed = 2
-	syn, err := synth.New(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reqs []trace.Request
-	for {
-		var r trace.Request
-		if !syn.Next(&r) {
-			break
-		}
-		reqs = append(reqs, r.Clone())
-	}
+	hdr, reqs := synthesize(t, sc)
 	variants := []struct {
 		name string
 		cfg  sim.Config
@@ -64,7 +52,7 @@ func TestServerInternals(t *testing.T) {
 			Labels:         map[string]string{"variant": v.name},
 			Run:            "e2e-server",
 			LagThreshold:   time.Second,
-		}, syn.Header(), reqs)
+		}, hdr, reqs)
 		if err != nil {
 			t.Fatalf("replay %s: %v", v.name, err)
 		}
