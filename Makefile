@@ -5,7 +5,7 @@ BIN   := bin
 CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
 
-.PHONY: readme all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
+.PHONY: all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
 
 all: build
 
@@ -56,11 +56,6 @@ reliability-long:
 
 setup-gpu:
 	uv sync --extra torch $(if $(VLLM),--extra vllm) $(if $(FLASH),--extra flash)
-
-# README.md and BENCHMARKS.md are assembled from docs/readme/ and docs/benchmarks/.
-readme:
-	./scripts/readme.sh
-	./scripts/benchmarks.sh
 
 clean:
 	rm -rf $(BIN) .dist demo-results

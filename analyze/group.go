@@ -13,7 +13,7 @@ import (
 
 // Group is the summary of one group of requests (by default one variant ×
 // rate level × trial). Its JSON and CSV column names are stable and
-// documented in docs/readme/analyze.md. Durations are in seconds,
+// documented in docs/vbanalyze.md. Durations are in seconds,
 // normalized latency in s/token.
 type Group struct {
 	// Key is the group key: the values of Config.By joined with "/".
@@ -88,7 +88,7 @@ type Group struct {
 	// without one yet (time-weighted over the window, all traffic): the
 	// client-side estimate of the server's batch and of its queue plus
 	// prefill, for servers without metrics. Where the server reports
-	// running requests the two agree to about one request (see README).
+	// running requests the two agree to about one request (see docs/vbanalyze.md).
 	DecodingMean float64 `json:"decoding_mean"`
 	DecodingMax  int     `json:"decoding_max"`
 	QueuedMean   float64 `json:"queued_mean"`

@@ -200,7 +200,7 @@ func distCols(name, unit string, get func(*Group) Dist) []column[*Group] {
 }
 
 // summaryColumns are the columns of summary.csv and of each group in
-// summary.json. Their names are a stable interface (docs/readme/analyze.md).
+// summary.json. Their names are a stable interface (docs/vbanalyze.md).
 func summaryColumns() []column[*Group] {
 	cols := []column[*Group]{
 		{"key", func(g *Group) any { return g.Key }},

@@ -168,7 +168,7 @@ func ciText(c CI, prec int) string {
 }
 
 // definitionsMarkdown is the short form of the metric definitions (the
-// full text is in docs/readme/analyze.md).
+// full text is in docs/vbanalyze.md).
 const definitionsMarkdown = `- TTFT: first content chunk − request start (the proxy's receive time); "sched" variants start at the replayer's scheduled time.
 - ITL: gap between consecutive content chunks; per token: the gap divided by the tokens of the later chunk.
 - TPOT: (E2E − TTFT) / (output tokens − 1). E2E: last byte − request start.

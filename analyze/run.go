@@ -4,7 +4,7 @@
 // computed like `vllm bench serve`, cross-trial means with confidence
 // intervals, CSV/JSON/vLLM-JSON exports, charts and a Markdown report.
 //
-// The metric definitions live here and only here; docs/readme/analyze.md
+// The metric definitions live here and only here; docs/vbanalyze.md
 // documents them. Analysis is pure and deterministic: the same captures
 // give the same bytes.
 package analyze

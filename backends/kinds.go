@@ -109,7 +109,7 @@ func torchCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	}
 	if s.Attn == "flash" {
 		if err := pythonImports(ctx, py, "flash_attn"); err != nil {
-			return Command{}, fmt.Errorf("backends: torch --attn flash: %w: flash_attn does not import in %s (%v); install a wheel that matches torch, CUDA, Python and the C++ ABI (README: installing flash-attn), or use attn = \"sdpa\"", ErrUnsupported, py, err)
+			return Command{}, fmt.Errorf("backends: torch --attn flash: %w: flash_attn does not import in %s (%v); install a wheel that matches torch, CUDA, Python and the C++ ABI (docs/backends.md: installing flash-attn), or use attn = \"sdpa\"", ErrUnsupported, py, err)
 		}
 	}
 	argv := []string{py, "-m", "vbtorch.server", "--model", s.Model, "--host", o.Host, "--port", strconv.Itoa(o.Port)}

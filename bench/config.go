@@ -3,7 +3,7 @@
 // against a freshly started backend, recording through the embedded proxy,
 // then analysing and indexing the results.
 //
-// A study is a TOML file (see examples/*.toml and docs/readme/bench.md).
+// A study is a TOML file (see examples/*.toml and docs/vbbench.md).
 // Decoding is strict: an unknown key is an error, and every problem of the
 // file is reported at once before anything touches the disk or a GPU.
 package bench

@@ -88,7 +88,7 @@ func (t *Tokenizer) Encode(text string) (ids []int, err error) {
 
 // EstimateTokens is the length estimate used without a tokenizer: one token
 // per four characters, rounded up (within about 10% of BPE counts for
-// English prose; see docs/readme/synth.md).
+// English prose; see docs/vbsynth.md).
 func EstimateTokens(text string) int32 {
 	return int32((utf8.RuneCountInString(text) + 3) / 4)
 }

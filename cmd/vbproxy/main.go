@@ -1,7 +1,7 @@
 // Command vbproxy is vbench's recording reverse proxy: put it in front of an
 // OpenAI-compatible server and it forwards every byte unchanged while
 // recording each exchange, with the arrival time of every response chunk,
-// into a capture directory. See README.md ("vbproxy").
+// into a capture directory. See docs/vbproxy.md.
 package main
 
 import (

@@ -1,7 +1,7 @@
 // Command vbreplay plays a trace against an OpenAI-compatible server, open
 // loop and on absolute time (or closed loop at fixed concurrencies), and
 // reports its own schedule lag alongside client-side TTFT and E2E. See
-// README.md ("vbreplay").
+// docs/vbreplay.md.
 package main
 
 import (

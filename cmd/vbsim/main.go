@@ -1,7 +1,7 @@
 // Command vbsim runs vbench's simulated LLM inference server: an
 // OpenAI-compatible API (vLLM's streaming chunk shape and metric names) over
 // a discrete-time engine model with continuous batching and a paged or
-// contiguous KV cache. See backends/sim and docs/readme/sim.md.
+// contiguous KV cache. See backends/sim and docs/vbsim.md.
 package main
 
 import (
