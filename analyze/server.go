@@ -78,11 +78,16 @@ var (
 	prefixSources = [][2]string{{"vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"}}
 	// KV gauges in tokens: capacity, reserved (allocated to running
 	// requests), filled (holding context), largest free hole.
-	kvCapacitySources = []string{"vbtorch:kv_capacity_tokens", "vbsim:kv_cache_capacity_tokens"}
+	kvCapacitySources = []string{"vbtorch:kv_capacity_tokens", "vbsim:kv_cache_capacity_tokens", vllmKVCapacity}
 	kvReservedSources = []string{"vbtorch:kv_reserved_tokens", "vbsim:kv_cache_used_tokens"}
 	kvFilledSources   = []string{"vbtorch:kv_filled_tokens", "vbsim:kv_cache_stored_tokens"}
 	kvHoleSources     = []string{"vbtorch:kv_largest_hole_tokens"}
 )
+
+// vllmKVCapacity is the KV capacity vLLM allocated at start-up, in tokens
+// (num_gpu_blocks × block_size), which the proxy reads from the labels of
+// vllm:cache_config_info (proxy.CacheConfigInfo).
+const vllmKVCapacity = "vllm:cache_config_info:kv_cache_size_tokens"
 
 // serverFigures fills the group's server-internals columns and its
 // ServerMetrics from the samples of its window. Every figure is NaN when
@@ -156,6 +161,12 @@ func (g *Group) serverFigures(series *sampleSeries) {
 	reserved, filled := first(kvReservedSources), first(kvFilledSources)
 	if reserved != "" {
 		g.KVReserved, _, _ = series.gauge(reserved, from, to)
+	} else if series.has(vllmKVCapacity) && series.has(capture.MetricKVUsage) {
+		// vLLM: the share of blocks allocated to requests times the
+		// capacity (its blocks are reserved as tokens arrive, so this is
+		// also close to the filled tokens, rounded up to blocks).
+		usage, _, _ := series.gauge(capture.MetricKVUsage, from, to)
+		g.KVReserved = usage * g.KVCapacity
 	}
 	if filled != "" {
 		g.KVFilled, _, _ = series.gauge(filled, from, to)

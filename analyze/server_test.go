@@ -176,3 +176,19 @@ func TestGoldenServer(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestVLLMKVFigures: vLLM's capacity comes from cache_config_info's
+// kv_cache_size_tokens label, and the reserved tokens are the time-weighted
+// KV usage times that capacity: usage 0.25 for 4 ns and 0.5 for 6 ns of a
+// 10-ns window → 0.4 × 32768 = 13107.2.
+func TestVLLMKVFigures(t *testing.T) {
+	series := newSampleSeries([]capture.Sample{
+		{At: 0, Name: vllmKVCapacity, Value: 32768}, {At: 0, Name: "vllm:cache_config_info:num_gpu_blocks", Value: 2048},
+		{At: 0, Name: capture.MetricKVUsage, Value: 0.25}, {At: 4, Name: capture.MetricKVUsage, Value: 0.5},
+	})
+	g := &Group{WindowStart: 0, WindowEnd: 10, Duration: 1e-8}
+	g.serverFigures(series)
+	if g.KVCapacity != 32768 || math.Abs(g.KVReserved-13107.2) > 1e-6 || !math.IsNaN(g.KVFilled) {
+		t.Errorf("vLLM KV figures: capacity %v reserved %v filled %v; want 32768, 13107.2, NaN", g.KVCapacity, g.KVReserved, g.KVFilled)
+	}
+}

@@ -123,7 +123,7 @@ func TestPresetCommandLines(t *testing.T) {
 		{PresetVLLMPageFlash, "0.13.2", "vllm serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096 --enforce-eager --no-enable-prefix-caching", "FLASH_ATTN"},
 		{PresetVLLMAllOpt, "0.33.0", "vllm serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096", ""},
 		{PresetTransformersCB, "5.23.0", "transformers serve /models/Qwen3-8B --host 127.0.0.1 --port PORT --continuous-batching --attn-implementation sdpa", ""},
-		{PresetTorchBaseline, "", "python3 -m vbtorch.server --model /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096 --kv-policy max --attn sdpa", ""},
+		{PresetTorchBaseline, "", "python3 -m vbtorch.server --model /models/Qwen3-8B --host 127.0.0.1 --port PORT --max-model-len 4096 --kv-policy max --attn sdpa --engine-process", ""},
 		{PresetSimPaged, "", "vbsim --port PORT --policy paged", ""},
 		{PresetSimContiguous, "", "vbsim --port PORT --policy contiguous --reservation max", ""},
 	}
@@ -154,6 +154,69 @@ func TestPresetCommandLines(t *testing.T) {
 				t.Errorf("detected version %q, want %q", b.Command().Version, tt.version)
 			}
 		})
+	}
+}
+
+// TestEqualBudgetCommandLines pins the command line of every study preset
+// on vLLM 0.26.0 (the release the offline bundle carries) and of the
+// baseline and simulator when a study gives them one budget: the same KV
+// capacity in tokens, batch limits and model length. 32,768 tokens are
+// 2,048 vLLM blocks of 16; the attention backend goes by flag (0.26.0 no
+// longer reads VLLM_ATTENTION_BACKEND), and no VLLM_* variable is set.
+func TestEqualBudgetCommandLines(t *testing.T) {
+	const vllmCommon = "serve /m --host 127.0.0.1 --port PORT --served-model-name llama-8b --dtype bfloat16 --max-model-len 2048 --max-num-seqs 256 --max-num-batched-tokens 8192 --load-format dummy"
+	tests := []struct{ preset, want string }{
+		{PresetVLLMPage, "vllm " + vllmCommon + " --enforce-eager --no-enable-prefix-caching --block-size 16 --num-gpu-blocks-override 2048 --attention-backend TRITON_ATTN"},
+		{PresetVLLMPageFlash, "vllm " + vllmCommon + " --enforce-eager --no-enable-prefix-caching --block-size 16 --num-gpu-blocks-override 2048 --attention-backend FLASH_ATTN"},
+		{PresetVLLMAllOpt, "vllm " + vllmCommon + " --block-size 16 --num-gpu-blocks-override 2048"},
+		{PresetTorchBaseline, "python3 -m vbtorch.server --model /m --host 127.0.0.1 --port PORT --served-model-name llama-8b --dtype bfloat16 --max-model-len 2048 --load-format dummy --kv-policy max --kv-budget-tokens 32768 --max-num-seqs 256 --max-batch-tokens 8192 --attn sdpa --engine-process"},
+		{PresetSimPaged, "vbsim --port PORT --model llama-8b --max-model-len 2048 --policy paged --kv-tokens 32768 --max-num-seqs 256"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.preset, func(t *testing.T) {
+			rec := fakeEnv(t, "0.26.0", "")
+			spec, err := Preset(tt.preset)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec.Model, spec.ServedModelName, spec.Dtype, spec.LoadFormat = "/m", "llama-8b", "bfloat16", "dummy"
+			spec.MaxModelLen, spec.MaxNumSeqs, spec.MaxNumBatchedTokens, spec.KVCacheTokens = 2048, 256, 8192, 32768
+			if spec.Kind == KindSim {
+				spec.Model, spec.Dtype, spec.LoadFormat, spec.MaxNumBatchedTokens = "", "", "", 0
+			}
+			if spec.Kind == KindTorch {
+				spec.Python = filepath.Join(fakeBin, "python3")
+			}
+			if err := spec.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			got, b := startStop(t, spec, rec)
+			port := strings.TrimPrefix(b.BaseURL(), "http://127.0.0.1:")
+			if g, w := strings.Join(got.Argv, " "), strings.ReplaceAll(tt.want, "PORT", port); g != w {
+				t.Errorf("argv\n got %s\nwant %s", g, w)
+			}
+			for k, v := range got.Env {
+				if strings.HasPrefix(k, "VLLM_") && v != "" {
+					t.Errorf("environment %s=%s; want no VLLM_* variable from the preset", k, v)
+				}
+			}
+			if spec.Kind == KindVLLM && b.Command().Version != "0.26.0" {
+				t.Errorf("detected version %q; want 0.26.0", b.Command().Version)
+			}
+		})
+	}
+}
+
+// TestKVCacheTokensBlocks: the block count rounds up, and a variant's
+// block size is kept.
+func TestKVCacheTokensBlocks(t *testing.T) {
+	for _, c := range []struct{ tokens, bs, blocks, wantBS int }{
+		{32768, 0, 2048, 16}, {32769, 0, 2049, 16}, {1000, 32, 32, 32}, {0, 16, 0, 0},
+	} {
+		s := Spec{KVCacheTokens: c.tokens, BlockSize: c.bs}
+		if b, bs := s.VLLMBlocks(); b != c.blocks || bs != c.wantBS {
+			t.Errorf("VLLMBlocks(%d tokens, block %d) = %d, %d; want %d, %d", c.tokens, c.bs, b, bs, c.blocks, c.wantBS)
+		}
 	}
 }
 
@@ -425,6 +488,12 @@ func TestSpecValidate(t *testing.T) {
 		{"many", Spec{Kind: KindVLLM, Model: "m", GPUMemoryUtilization: 1.5, MaxNumSeqs: -1, OptimizationLevel: ptr(5),
 			AttentionVia: "both", SpeculativeConfig: "{", KVPolicy: "lifo", Attn: "xformers", SimPolicy: "x"},
 			[]string{"gpu_memory_utilization", "max_num_seqs -1", "optimization_level 5", "attention_via", "speculative_config", "kv_policy", "attn \"xformers\"", "sim_policy"}},
+		{"kv tokens negative", Spec{Kind: KindSim, KVCacheTokens: -1}, []string{"kv_cache_tokens -1"}},
+		{"kv tokens transformers", Spec{Kind: KindTransformers, Model: "m", KVCacheTokens: 10}, []string{"transformers serve cannot fix its KV capacity"}},
+		{"kv tokens and gib", Spec{Kind: KindTorch, Model: "m", KVCacheTokens: 10, KVBudgetGiB: 1}, []string{"keep one"}},
+		{"kv tokens sim disagree", Spec{Kind: KindSim, KVCacheTokens: 10, SimKVTokens: 20}, []string{"disagree"}},
+		{"kv tokens sim agree", Spec{Kind: KindSim, KVCacheTokens: 10, SimKVTokens: 10}, nil},
+		{"kv tokens vllm extra", Spec{Kind: KindVLLM, Model: "m", KVCacheTokens: 10, ExtraArgs: []string{"--num-gpu-blocks-override=4"}}, []string{"extra_args both size"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

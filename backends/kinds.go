@@ -70,7 +70,9 @@ func vllmCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	if s.KVCacheDtype != "" {
 		add("--kv-cache-dtype", s.KVCacheDtype)
 	}
-	if s.BlockSize > 0 {
+	if blocks, bs := s.VLLMBlocks(); blocks > 0 {
+		add("--block-size", strconv.Itoa(bs), "--num-gpu-blocks-override", strconv.Itoa(blocks))
+	} else if s.BlockSize > 0 {
 		add("--block-size", strconv.Itoa(s.BlockSize))
 	}
 	if s.SpeculativeConfig != "" {
@@ -132,6 +134,9 @@ func torchCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	if s.KVBudgetGiB > 0 {
 		add("--kv-budget-gib", strconv.FormatFloat(s.KVBudgetGiB, 'f', -1, 64))
 	}
+	if s.KVCacheTokens > 0 {
+		add("--kv-budget-tokens", strconv.Itoa(s.KVCacheTokens))
+	}
 	if s.MaxNumSeqs > 0 {
 		add("--max-num-seqs", strconv.Itoa(s.MaxNumSeqs))
 	}
@@ -140,6 +145,9 @@ func torchCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	}
 	if s.Attn != "" {
 		add("--attn", s.Attn)
+	}
+	if s.EngineProcess != nil && *s.EngineProcess {
+		add("--engine-process")
 	}
 	add(s.ExtraArgs...)
 	var env []string
@@ -250,6 +258,8 @@ func simCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	}
 	if s.SimKVTokens > 0 {
 		add("--kv-tokens", strconv.Itoa(s.SimKVTokens))
+	} else if s.KVCacheTokens > 0 {
+		add("--kv-tokens", strconv.Itoa(s.KVCacheTokens))
 	}
 	if s.MaxNumSeqs > 0 {
 		add("--max-num-seqs", strconv.Itoa(s.MaxNumSeqs))

@@ -27,10 +27,11 @@ var vllmScrape = []string{"vllm:iteration_tokens_total", "vllm:prefix_cache_quer
 // max_model_len, port and host.
 var presets = map[string]Spec{
 	PresetTorchBaseline: {
-		Kind:        KindTorch,
-		Description: "PyTorch baseline: contiguous per-request KV (max reservation), iteration-level batching, SDPA",
-		KVPolicy:    "max",
-		Attn:        "sdpa",
+		Kind:          KindTorch,
+		Description:   "PyTorch baseline: contiguous per-request KV (max reservation), iteration-level batching, SDPA",
+		KVPolicy:      "max",
+		Attn:          "sdpa",
+		EngineProcess: ptr(true),
 		// per-step time, batch per step, reserved vs filled KV, largest hole
 		ScrapeMetrics: []string{"vbtorch:*"},
 	},

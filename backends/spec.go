@@ -78,6 +78,13 @@ type Spec struct {
 	// LoadFormat is --load-format, e.g. "dummy" for random weights of the
 	// real shapes (vllm, torch).
 	LoadFormat string `toml:"load_format" json:"load_format,omitempty"`
+	// KVCacheTokens fixes the KV-cache capacity in tokens, so that servers
+	// compared in one study get the same budget whatever their memory
+	// accounting: vLLM --num-gpu-blocks-override ⌈tokens / block size⌉
+	// with an explicit --block-size (16 unless block_size says otherwise),
+	// vbtorch --kv-budget-tokens, vbsim --kv-tokens. 0 leaves each server's
+	// own sizing (from GPU memory). transformers serve has no such knob.
+	KVCacheTokens int `toml:"kv_cache_tokens" json:"kv_cache_tokens,omitempty"`
 
 	// EnforceEager is vLLM's --enforce-eager (no CUDA graphs, no compile).
 	EnforceEager *bool `toml:"enforce_eager" json:"enforce_eager,omitempty"`
@@ -108,6 +115,10 @@ type Spec struct {
 	KVBudgetGiB float64 `toml:"kv_budget_gib" json:"kv_budget_gib,omitempty"`
 	// Attn is the baseline server's attention kernel: sdpa or flash.
 	Attn string `toml:"attn" json:"attn,omitempty"`
+	// EngineProcess runs the baseline's engine in a process of its own
+	// (vbtorch --engine-process), as vLLM runs its engine core, so HTTP and
+	// the engine loop do not share one GIL. The preset turns it on.
+	EngineProcess *bool `toml:"engine_process" json:"engine_process,omitempty"`
 
 	// ContinuousBatching is transformers serve --continuous-batching.
 	ContinuousBatching *bool `toml:"continuous_batching" json:"continuous_batching,omitempty"`
@@ -171,6 +182,7 @@ func (s Spec) Clone() Spec {
 	c.ChunkedPrefill = clonePtr(s.ChunkedPrefill)
 	c.ContinuousBatching = clonePtr(s.ContinuousBatching)
 	c.Compile = clonePtr(s.Compile)
+	c.EngineProcess = clonePtr(s.EngineProcess)
 	c.CUDAGraphs = clonePtr(s.CUDAGraphs)
 	c.EOSFields = clonePtr(s.EOSFields)
 	c.Command = append([]string(nil), s.Command...)
@@ -230,7 +242,7 @@ func (s *Spec) Validate() error {
 	}
 	for name, v := range map[string]int{"max_model_len": s.MaxModelLen, "max_num_seqs": s.MaxNumSeqs,
 		"max_num_batched_tokens": s.MaxNumBatchedTokens, "block_size": s.BlockSize,
-		"sim_kv_tokens": s.SimKVTokens, "sim_max_batch_tokens": s.SimMaxBatchTokens} {
+		"sim_kv_tokens": s.SimKVTokens, "sim_max_batch_tokens": s.SimMaxBatchTokens, "kv_cache_tokens": s.KVCacheTokens} {
 		if v < 0 {
 			bad("%s %d: must not be negative", name, v)
 		}
@@ -266,6 +278,18 @@ func (s *Spec) Validate() error {
 	default:
 		bad("sim_reservation %q: want max, pow2 or oracle", s.SimReservation)
 	}
+	if s.KVCacheTokens > 0 {
+		switch {
+		case s.Kind == KindTransformers:
+			bad("kv_cache_tokens: transformers serve cannot fix its KV capacity in tokens; use gpu_memory_utilization (its --cb-max-memory-percent)")
+		case s.Kind == KindTorch && s.KVBudgetGiB > 0:
+			bad("kv_cache_tokens and kv_budget_gib both size the baseline's KV cache; keep one")
+		case s.Kind == KindSim && s.SimKVTokens > 0 && s.SimKVTokens != s.KVCacheTokens:
+			bad("kv_cache_tokens %d and sim_kv_tokens %d disagree; keep one", s.KVCacheTokens, s.SimKVTokens)
+		case s.Kind == KindVLLM && s.ExtraArgs != nil && (hasArg(s.ExtraArgs, "--num-gpu-blocks-override") || hasArg(s.ExtraArgs, "--kv-cache-memory-bytes") || hasArg(s.ExtraArgs, "--kv-cache-memory")):
+			bad("kv_cache_tokens and extra_args both size vLLM's KV cache; keep one")
+		}
+	}
 	if s.KVBudgetGiB < 0 || s.SimSpeed < 0 {
 		bad("kv_budget_gib and sim_speed must not be negative")
 	}
@@ -280,4 +304,32 @@ func (s *Spec) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hasArg reports whether args holds flag, alone or as flag=value.
+func hasArg(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultVLLMBlockSize is the KV block size, in tokens, that kv_cache_tokens
+// assumes for vLLM when the variant sets no block_size: vLLM's default on
+// CUDA, passed explicitly so that the block count is exact.
+const DefaultVLLMBlockSize = 16
+
+// VLLMBlocks returns the --num-gpu-blocks-override and --block-size that
+// hold at least KVCacheTokens tokens (0, 0 when KVCacheTokens is unset).
+func (s Spec) VLLMBlocks() (blocks, blockSize int) {
+	if s.KVCacheTokens <= 0 {
+		return 0, 0
+	}
+	blockSize = s.BlockSize
+	if blockSize <= 0 {
+		blockSize = DefaultVLLMBlockSize
+	}
+	return (s.KVCacheTokens + blockSize - 1) / blockSize, blockSize
 }

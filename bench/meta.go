@@ -9,14 +9,17 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/proxy"
 )
 
 // Meta is meta.json of a trial: where and with what it ran.
@@ -37,8 +40,56 @@ type Meta struct {
 	BackendKind    string            `json:"backend_kind"`
 	BackendVersion string            `json:"backend_version,omitempty"`
 	Python         map[string]string `json:"python_packages,omitempty"`
-	Started        time.Time         `json:"started"`
-	Ended          time.Time         `json:"ended"`
+	// StartupSeconds is the server's start-up: from launch to the first
+	// healthy answer (model load, compilation, CUDA-graph capture).
+	StartupSeconds float64 `json:"startup_seconds,omitempty"`
+	// Allocated is what the server says it allocated, read from its
+	// /metrics once healthy (ServerAllocation); nil when it exports none.
+	Allocated map[string]float64 `json:"server_allocated,omitempty"`
+	// AllocatedError says why Allocated could not be read.
+	AllocatedError string    `json:"server_allocated_error,omitempty"`
+	Started        time.Time `json:"started"`
+	Ended          time.Time `json:"ended"`
+}
+
+// allocationSeries are the /metrics series that say what a server
+// allocated at start-up: vLLM's cache_config_info labels (KV capacity in
+// tokens and blocks, block size, the memory fraction, the largest
+// concurrency at max_model_len), vbtorch's and vbsim's KV capacity.
+var allocationSeries = []string{"vbtorch:kv_capacity_tokens", "vbsim:kv_cache_capacity_tokens"}
+
+// ServerAllocation reads a healthy server's /metrics once and returns the
+// figures of what it allocated (see allocationSeries), keyed by series
+// name, e.g. "vllm:cache_config_info:kv_cache_size_tokens": 32768.
+func ServerAllocation(ctx context.Context, baseURL string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, smp := range proxy.ParseMetrics(body, 0, allocationSeries...) {
+		if strings.HasPrefix(smp.Name, proxy.CacheConfigInfo+":") || slices.Contains(allocationSeries, smp.Name) {
+			out[smp.Name] = smp.Value
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 func collectMeta(ctx context.Context, toolVersion string, spec backends.Spec, start time.Time) *Meta {
@@ -82,6 +133,9 @@ func pythonVersions(ctx context.Context, spec backends.Spec, c backends.Command)
 				break
 			}
 		}
+		if py == "" {
+			py = shebangPython(c.Argv[0])
+		}
 		if spec.Python != "" {
 			py = spec.Python
 		}
@@ -108,6 +162,40 @@ print(json.dumps(out))`
 		return map[string]string{"error": fmt.Sprintf("%s: unexpected output %q", py, lastLine(string(out)))}
 	}
 	return v
+}
+
+// shebangPython returns the interpreter a console script names on its
+// first line ("#!/usr/bin/python3" or "#!/usr/bin/env python3", as in a
+// pip --target tree such as the offline bundle's), or "".
+func shebangPython(script string) string {
+	f, err := os.Open(script)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	buf := make([]byte, 256)
+	n, _ := io.ReadFull(f, buf)
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	rest, ok := strings.CutPrefix(line, "#!")
+	if !ok {
+		return ""
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return ""
+	}
+	prog := fields[0]
+	if filepath.Base(prog) == "env" && len(fields) > 1 {
+		prog = fields[1]
+	}
+	if !strings.Contains(filepath.Base(prog), "python") {
+		return ""
+	}
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		return ""
+	}
+	return p
 }
 
 func lastLine(s string) string {
@@ -179,4 +267,22 @@ func archiveCaptures(dir string) error {
 		return err
 	}
 	return os.RemoveAll(src)
+}
+
+// allocationNote renders the KV capacity a server reported, for progress
+// lines: "; KV 32768 tokens (2048 blocks of 16)".
+func allocationNote(a map[string]float64) string {
+	if v, ok := a[proxy.CacheConfigInfo+":kv_cache_size_tokens"]; ok {
+		s := fmt.Sprintf("; KV %.0f tokens", v)
+		if n, ok := a[proxy.CacheConfigInfo+":num_gpu_blocks"]; ok {
+			s += fmt.Sprintf(" (%.0f blocks of %.0f)", n, a[proxy.CacheConfigInfo+":block_size"])
+		}
+		return s
+	}
+	for _, k := range allocationSeries {
+		if v, ok := a[k]; ok {
+			return fmt.Sprintf("; KV %.0f tokens", v)
+		}
+	}
+	return ""
 }

@@ -295,6 +295,7 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 			st.Warnings = append(st.Warnings, "stop: "+err.Error())
 		}
 	}
+	launched := r.opt.Now()
 	b, warns, err := launch(ctx, spec, s.Run, r.opt.SearchDirs, logf, func(b backends.Backend, prepErr error) {
 		cfg.BaseURL = b.BaseURL()
 		cfg.Command = b.Command()
@@ -321,7 +322,14 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 		}
 		return st
 	}
-	r.progress(t, "backend healthy at "+b.BaseURL())
+	meta.StartupSeconds = r.opt.Now().Sub(launched).Seconds()
+	if alloc, err := ServerAllocation(ctx, b.BaseURL()); err != nil {
+		meta.AllocatedError = err.Error()
+	} else {
+		meta.Allocated = alloc
+	}
+	writeJSON(filepath.Join(dir, "meta.json"), meta)
+	r.progress(t, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)))
 
 	for i, rate := range t.Rates {
 		if ctx.Err() != nil {

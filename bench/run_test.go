@@ -144,6 +144,9 @@ func TestSimStudyEndToEnd(t *testing.T) {
 	if meta.GoVersion == "" || meta.Host == "" || meta.Ended.IsZero() || meta.ToolVersion != "test" {
 		t.Errorf("meta.json: %+v", meta)
 	}
+	if meta.StartupSeconds <= 0 || meta.Allocated["vbsim:kv_cache_capacity_tokens"] <= 0 {
+		t.Errorf("meta.json: start-up %v s, allocated %v; want both from the healthy vbsim", meta.StartupSeconds, meta.Allocated)
+	}
 	if log, _ := os.ReadFile(filepath.Join(failed.Dir, "backend.log")); !bytes.Contains(log, []byte("# vbbench: starting")) {
 		t.Errorf("backend.log of the failed trial: %q", log)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,12 +93,15 @@ var metricAliases = []struct {
 // kept metric present (values summed over label sets), stamped at: the four
 // vLLM gauges and counters of metricAliases under their capture names, then
 // the series that extra selects (see ScrapeMetricMatches) under their own
-// Prometheus names, sorted by name. Lines it cannot read are skipped; at
+// Prometheus names, and the numeric labels of info metrics as NAME:LABEL
+// (vLLM's cache_config_info always; see appendInfoLabels), sorted by name. Lines it cannot read are skipped; at
 // most MaxExtraSeries extra names are kept per scrape.
 func ParseMetrics(text []byte, at int64, extra ...string) []capture.Sample {
 	var sums [6]float64
 	var seen [6]bool
 	var extraSums map[string]float64
+	var infoSeen map[string]bool
+	var infoSamples []capture.Sample
 	for len(text) > 0 {
 		line := text
 		if i := bytes.IndexByte(text, '\n'); i >= 0 {
@@ -121,16 +125,30 @@ func ParseMetrics(text []byte, at int64, extra ...string) []capture.Sample {
 				break
 			}
 		}
-		if k < 0 && !matchesAny(name, extra) {
+		info := k < 0 && isInfo(name, extra)
+		if k < 0 && !info && !matchesAny(name, extra) {
 			continue
 		}
 		rest := line[end:]
+		var labels []byte
 		if rest[0] == '{' {
 			j := labelsEnd(rest)
 			if j < 0 {
 				continue
 			}
-			rest = rest[j:]
+			labels, rest = rest[1:j-1], rest[j:]
+		}
+		if info {
+			// An info metric's value is 1; its labels carry the figures.
+			// The first label set of a name wins (one per engine).
+			if infoSeen == nil {
+				infoSeen = map[string]bool{}
+			}
+			if !infoSeen[string(name)] {
+				infoSeen[string(name)] = true
+				infoSamples = appendInfoLabels(infoSamples, string(name), labels, at)
+			}
+			continue
 		}
 		fields := bytes.Fields(rest)
 		if len(fields) == 0 {
@@ -171,12 +189,73 @@ func ParseMetrics(text []byte, at int64, extra ...string) []capture.Sample {
 			out = append(out, capture.Sample{At: at, Name: a.as, Value: sums[i]})
 		}
 	}
-	if len(extraSums) > 0 {
+	if len(extraSums) > 0 || len(infoSamples) > 0 {
 		first := len(out)
 		for name, v := range extraSums {
 			out = append(out, capture.Sample{At: at, Name: name, Value: v})
 		}
+		out = append(out, infoSamples...)
 		slices.SortFunc(out[first:], func(a, b capture.Sample) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return out
+}
+
+// CacheConfigInfo is vLLM's info metric describing the KV cache it
+// allocated at start-up (value 1; the figures are labels such as
+// num_gpu_blocks="2048", block_size="16", kv_cache_size_tokens="32768").
+// The proxy always keeps its numeric labels (see ParseMetrics), so every
+// capture of a vLLM server says what the server actually allocated.
+const CacheConfigInfo = "vllm:cache_config_info"
+
+// isInfo reports whether name is an info metric whose numeric labels
+// ParseMetrics keeps: vLLM's cache_config_info always, any other series
+// ending in _info when a scrape pattern selects it.
+func isInfo(name []byte, extra []string) bool {
+	if string(name) == CacheConfigInfo {
+		return true
+	}
+	return bytes.HasSuffix(name, []byte("_info")) && matchesAny(name, extra)
+}
+
+// appendInfoLabels appends one sample NAME:LABEL per label of an info
+// metric whose value is a finite number (engine indices excepted), e.g.
+// vllm:cache_config_info:num_gpu_blocks = 2048. Labels it cannot read end
+// the walk; what was read is kept.
+func appendInfoLabels(out []capture.Sample, name string, labels []byte, at int64) []capture.Sample {
+	for len(labels) > 0 {
+		eq := bytes.IndexByte(labels, '=')
+		if eq <= 0 || eq+1 >= len(labels) || labels[eq+1] != '"' {
+			return out
+		}
+		key := string(bytes.TrimSpace(labels[:eq]))
+		rest := labels[eq+2:]
+		end := -1
+		for i := 0; i < len(rest); i++ {
+			if rest[i] == '\\' {
+				i++
+				continue
+			}
+			if rest[i] == '"' {
+				end = i
+				break
+			}
+		}
+		if end < 0 {
+			return out
+		}
+		val := rest[:end]
+		labels = bytes.TrimLeft(rest[end+1:], ", ")
+		if key == "engine" || !validMetricName(key) {
+			continue
+		}
+		v, err := strconv.ParseFloat(string(val), 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		out = append(out, capture.Sample{At: at, Name: name + ":" + key, Value: v})
+		if len(out) > MaxExtraSeries {
+			return out
+		}
 	}
 	return out
 }

@@ -261,3 +261,39 @@ func TestScrapeUnreachableCounts(t *testing.T) {
 		t.Errorf("stats %+v; want scrape errors counted", st)
 	}
 }
+
+// TestParseMetricsCacheConfigInfo reads the KV allocation from vLLM
+// 0.26.0's cache_config_info line (copied from a real H200 scrape): the
+// numeric labels become samples, the others (and the engine index) do not.
+func TestParseMetricsCacheConfigInfo(t *testing.T) {
+	text := `# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig
+# TYPE vllm:cache_config_info gauge
+vllm:cache_config_info{_block_size_resolved="True",block_size="16",cache_dtype="auto",calculate_kv_scales="False",enable_prefix_caching="True",engine="0",gpu_memory_utilization="0.5",is_attention_free="False",kv_cache_dtype_skip_layers="[]",kv_cache_max_concurrency="107.22265625",kv_cache_memory_bytes="None",kv_cache_size_tokens="439184",kv_offloading_backend="native",kv_offloading_size="None",kv_sharing_fast_prefill="False",mamba_block_size="None",mamba_cache_dtype="auto",mamba_cache_mode="none",mamba_page_size_padded="None",mamba_ssm_cache_dtype="auto",num_cpu_blocks="None",num_gpu_blocks="27449",num_gpu_blocks_override="None",prefix_caching_hash_algo="sha256",prefix_match_unit="None",skip_page_size_padded="None",sliding_window="None",user_specified_block_size="False",user_specified_mamba_block_size="False"} 1.0
+vllm:cache_config_info{block_size="32",engine="1",num_gpu_blocks="5"} 1.0
+vllm:num_requests_running{engine="0"} 3
+other_info{version="1.2",n="7",quoted="a\"b",x="NaN"} 1
+`
+	got := ParseMetrics([]byte(text), 5)
+	want := []capture.Sample{
+		{At: 5, Name: capture.MetricRunning, Value: 3},
+		{At: 5, Name: "vllm:cache_config_info:block_size", Value: 16},
+		{At: 5, Name: "vllm:cache_config_info:gpu_memory_utilization", Value: 0.5},
+		{At: 5, Name: "vllm:cache_config_info:kv_cache_max_concurrency", Value: 107.22265625},
+		{At: 5, Name: "vllm:cache_config_info:kv_cache_size_tokens", Value: 439184},
+		{At: 5, Name: "vllm:cache_config_info:num_gpu_blocks", Value: 27449},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ParseMetrics =\n%v\nwant\n%v", got, want)
+	}
+	// Another info metric is kept only when a pattern selects it.
+	got = ParseMetrics([]byte(text), 5, "other_info")
+	var names []string
+	for _, s := range got {
+		if strings.HasPrefix(s.Name, "other_info") {
+			names = append(names, fmt.Sprintf("%s=%g", s.Name, s.Value))
+		}
+	}
+	if fmt.Sprint(names) != "[other_info:n=7 other_info:version=1.2]" {
+		t.Errorf("other_info samples = %v", names)
+	}
+}
