@@ -170,7 +170,7 @@ func TestEqualBudgetCommandLines(t *testing.T) {
 		{PresetVLLMPageFlash, "vllm " + vllmCommon + " --enforce-eager --no-enable-prefix-caching --block-size 16 --num-gpu-blocks-override 2048 --attention-backend FLASH_ATTN"},
 		{PresetVLLMAllOpt, "vllm " + vllmCommon + " --block-size 16 --num-gpu-blocks-override 2048"},
 		{PresetTorchBaseline, "python3 -m vbtorch.server --model /m --host 127.0.0.1 --port PORT --served-model-name llama-8b --dtype bfloat16 --max-model-len 2048 --load-format dummy --kv-policy max --kv-budget-tokens 32768 --max-num-seqs 256 --max-batch-tokens 8192 --attn sdpa --engine-process"},
-		{PresetSimPaged, "vbsim --port PORT --model llama-8b --max-model-len 2048 --policy paged --kv-tokens 32768 --max-num-seqs 256"},
+		{PresetSimPaged, "vbsim --port PORT --model llama-8b --max-model-len 2048 --policy paged --kv-tokens 32768 --max-num-seqs 256 --max-batch-tokens 8192"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.preset, func(t *testing.T) {
@@ -182,7 +182,7 @@ func TestEqualBudgetCommandLines(t *testing.T) {
 			spec.Model, spec.ServedModelName, spec.Dtype, spec.LoadFormat = "/m", "llama-8b", "bfloat16", "dummy"
 			spec.MaxModelLen, spec.MaxNumSeqs, spec.MaxNumBatchedTokens, spec.KVCacheTokens = 2048, 256, 8192, 32768
 			if spec.Kind == KindSim {
-				spec.Model, spec.Dtype, spec.LoadFormat, spec.MaxNumBatchedTokens = "", "", "", 0
+				spec.Model, spec.Dtype, spec.LoadFormat = "", "", ""
 			}
 			if spec.Kind == KindTorch {
 				spec.Python = filepath.Join(fakeBin, "python3")

@@ -266,6 +266,8 @@ func simCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	}
 	if s.SimMaxBatchTokens > 0 {
 		add("--max-batch-tokens", strconv.Itoa(s.SimMaxBatchTokens))
+	} else if s.MaxNumBatchedTokens > 0 {
+		add("--max-batch-tokens", strconv.Itoa(s.MaxNumBatchedTokens))
 	}
 	if s.SimPreset != "" {
 		add("--preset", s.SimPreset)

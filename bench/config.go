@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -133,6 +134,14 @@ type ModelConfig struct {
 	// is at hand; WeightsGiB overrides the weight bytes outright.
 	ParamsB    float64 `toml:"params_b" json:"params_b,omitempty"`
 	WeightsGiB float64 `toml:"weights_gib" json:"weights_gib,omitempty"`
+	// KVCacheTokens, MaxNumSeqs and MaxNumBatchedTokens are one budget for
+	// every variant of this model — the same KV capacity in tokens and the
+	// same batch limits, for a fair comparison (backends.Spec's keys of the
+	// same names; a variant's own key wins; transformers serve, which
+	// cannot fix its KV capacity in tokens, gets only the batch limits).
+	KVCacheTokens       int `toml:"kv_cache_tokens" json:"kv_cache_tokens,omitempty"`
+	MaxNumSeqs          int `toml:"max_num_seqs" json:"max_num_seqs,omitempty"`
+	MaxNumBatchedTokens int `toml:"max_num_batched_tokens" json:"max_num_batched_tokens,omitempty"`
 	// Variants are the variant names to run, in order.
 	Variants []string `toml:"variants" json:"variants"`
 	// Rates, when set, replace run.rates for this model's trials (a
@@ -359,6 +368,7 @@ func (s *Study) Resolve() ([][]Variant, error) {
 				v, err = s.decodeVariant(name, prim, m)
 			} else {
 				v, err = presetVariant(name, name, m)
+				applyBudget(&v.Spec, m)
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("model %q: %w", m.Name, err))
@@ -392,6 +402,30 @@ func applyModel(spec *backends.Spec, m ModelConfig) {
 	spec.ServedModelName = m.ServedModelName
 }
 
+// applyBudget fills the model's budget (kv_cache_tokens, max_num_seqs,
+// max_num_batched_tokens) into the keys a variant left unset. The KV
+// capacity goes only to kinds that can fix it in tokens, and not to a
+// variant that sizes its KV cache another way (kv_budget_gib,
+// sim_kv_tokens, extra_args).
+func applyBudget(spec *backends.Spec, m ModelConfig) {
+	if m.KVCacheTokens > 0 && spec.KVCacheTokens == 0 && spec.KVBudgetGiB == 0 && spec.SimKVTokens == 0 {
+		switch spec.Kind {
+		case backends.KindVLLM, backends.KindTorch, backends.KindSim:
+			if !slices.ContainsFunc(spec.ExtraArgs, func(a string) bool {
+				return strings.HasPrefix(a, "--num-gpu-blocks-override") || strings.HasPrefix(a, "--kv-cache-memory") || strings.HasPrefix(a, "--kv-budget")
+			}) {
+				spec.KVCacheTokens = m.KVCacheTokens
+			}
+		}
+	}
+	if m.MaxNumSeqs > 0 && spec.MaxNumSeqs == 0 {
+		spec.MaxNumSeqs = m.MaxNumSeqs
+	}
+	if m.MaxNumBatchedTokens > 0 && spec.MaxNumBatchedTokens == 0 {
+		spec.MaxNumBatchedTokens = m.MaxNumBatchedTokens
+	}
+}
+
 // decodeVariant applies [variants.NAME] over its preset and the model.
 func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (Variant, error) {
 	var head struct {
@@ -420,6 +454,7 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
 	}
 	spec = over.Spec
+	applyBudget(&spec, m)
 	errs := checkRates("rates", over.Rates)
 	if err := spec.Validate(); err != nil {
 		errs = append(errs, err)

@@ -153,3 +153,56 @@ func TestExamplesPlan(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+
+// TestModelBudget: a model's kv_cache_tokens, max_num_seqs and
+// max_num_batched_tokens reach every variant that leaves them unset, on the
+// kinds that have the knob; a variant's own key, or another way of sizing
+// its KV cache, wins.
+func TestModelBudget(t *testing.T) {
+	s, err := ParseStudy(`
+name = "t"
+[trace]
+path = "trace.bin"
+[run]
+rates = [1]
+duration = "10s"
+[[models]]
+name = "m"
+model = "/m"
+max_model_len = 2048
+kv_cache_tokens = 32768
+max_num_seqs = 256
+max_num_batched_tokens = 8192
+variants = ["vllm-page", "torch-oracle", "torch-gib", "transformers-cb", "sim-paged", "small"]
+[variants.torch-oracle]
+preset = "torch-baseline"
+kv_policy = "oracle"
+[variants.torch-gib]
+preset = "torch-baseline"
+kv_budget_gib = 4
+[variants.small]
+preset = "vllm-all-opt"
+kv_cache_tokens = 1024
+max_num_seqs = 8
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][3]int{ // kv tokens, seqs, batched tokens
+		"vllm-page": {32768, 256, 8192}, "torch-oracle": {32768, 256, 8192}, "torch-gib": {0, 256, 8192},
+		"transformers-cb": {0, 256, 8192}, "sim-paged": {32768, 256, 8192}, "small": {1024, 8, 8192},
+	}
+	for _, v := range vs[0] {
+		got := [3]int{v.Spec.KVCacheTokens, v.Spec.MaxNumSeqs, v.Spec.MaxNumBatchedTokens}
+		if got != want[v.Name] {
+			t.Errorf("%s: kv tokens, seqs, batched = %v; want %v", v.Name, got, want[v.Name])
+		}
+		if err := v.Spec.Validate(); err != nil {
+			t.Errorf("%s: %v", v.Name, err)
+		}
+	}
+}
