@@ -117,6 +117,12 @@ type Options struct {
 	GPUReleaseTimeout time.Duration
 	// PollInterval is the health poll period (default 250ms).
 	PollInterval time.Duration
+	// GPUs pins the server to these GPUs (indexes or UUIDs, as
+	// CUDA_VISIBLE_DEVICES takes them): the variable is set to them, over
+	// any value the spec's env gives, and the memory checks of Prepare and
+	// Stop look at them alone. nil leaves the environment as inherited and
+	// checks GPU 0.
+	GPUs []string
 }
 
 func (o *Options) defaults() {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -231,6 +233,7 @@ func TestVLLMEveryKnob(t *testing.T) {
 	spec.MaxNumSeqs = 128
 	spec.MaxNumBatchedTokens = 4096
 	spec.LoadFormat = "dummy"
+	spec.TensorParallelSize = 2
 	spec.OptimizationLevel = ptr(0)
 	spec.PrefixCaching = ptr(true)
 	spec.ChunkedPrefill = ptr(false)
@@ -245,7 +248,7 @@ func TestVLLMEveryKnob(t *testing.T) {
 	port := strings.TrimPrefix(b.BaseURL(), "http://127.0.0.1:")
 	want := []string{"vllm", "serve", "m", "--host", "127.0.0.1", "--port", port, "--served-model-name", "qwen", "--dtype", "bfloat16",
 		"--max-model-len", "8192", "--gpu-memory-utilization", "0.9", "--max-num-seqs", "128", "--max-num-batched-tokens", "4096",
-		"--load-format", "dummy", "-O0", "--enable-prefix-caching", "--no-enable-chunked-prefill", "--kv-cache-dtype", "fp8",
+		"--load-format", "dummy", "--tensor-parallel-size", "2", "-O0", "--enable-prefix-caching", "--no-enable-chunked-prefill", "--kv-cache-dtype", "fp8",
 		"--block-size", "32", "--speculative-config", `{"method":"ngram","num_speculative_tokens":3}`, "--seed", "7"}
 	if !reflect.DeepEqual(got.Argv, want) {
 		t.Errorf("argv\n got %q\nwant %q", got.Argv, want)
@@ -494,6 +497,10 @@ func TestSpecValidate(t *testing.T) {
 		{"kv tokens sim disagree", Spec{Kind: KindSim, KVCacheTokens: 10, SimKVTokens: 20}, []string{"disagree"}},
 		{"kv tokens sim agree", Spec{Kind: KindSim, KVCacheTokens: 10, SimKVTokens: 10}, nil},
 		{"kv tokens vllm extra", Spec{Kind: KindVLLM, Model: "m", KVCacheTokens: 10, ExtraArgs: []string{"--num-gpu-blocks-override=4"}}, []string{"extra_args both size"}},
+		{"tensor parallel is vllm's", Spec{Kind: KindSim, TensorParallelSize: 2}, []string{"tensor_parallel_size is a vllm setting"}},
+		{"gpu_count below tp", Spec{Kind: KindVLLM, Model: "m", TensorParallelSize: 4, GPUCount: 2}, []string{"needs gpu_count ≥ 4"}},
+		{"negative gpu_count", Spec{Kind: KindSim, GPUCount: -1}, []string{"gpu_count -1"}},
+		{"tp with room", Spec{Kind: KindVLLM, Model: "m", TensorParallelSize: 2, GPUCount: 4}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -594,5 +601,74 @@ func BenchmarkLifecycle(b *testing.B) {
 		if err := be.Stop(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSpecGPUs(t *testing.T) {
+	for _, tt := range []struct {
+		spec    Spec
+		gpus    int
+		usesGPU bool
+	}{
+		{Spec{Kind: KindSim}, 1, false},
+		{Spec{Kind: KindSim, GPUCount: 2}, 2, true},
+		{Spec{Kind: KindVLLM, TensorParallelSize: 4}, 4, true},
+		{Spec{Kind: KindVLLM, TensorParallelSize: 2, GPUCount: 4}, 4, true},
+		{Spec{Kind: KindTorch}, 1, true},
+		{Spec{Kind: KindExec}, 1, false},
+	} {
+		if g, u := tt.spec.GPUs(), tt.spec.UsesGPU(); g != tt.gpus || u != tt.usesGPU {
+			t.Errorf("%+v: GPUs() = %d, UsesGPU() = %v; want %d, %v", tt.spec, g, u, tt.gpus, tt.usesGPU)
+		}
+	}
+}
+
+// TestGPUsPinTheServer: Options.GPUs reaches the server as
+// CUDA_VISIBLE_DEVICES, over the variant's own env, and is shown in the
+// resolved command.
+func TestGPUsPinTheServer(t *testing.T) {
+	rec := fakeEnv(t, "0.33.0", "")
+	spec := Spec{Kind: KindSim, Env: map[string]string{"CUDA_VISIBLE_DEVICES": "7", "FAKE_KEEP": "1"}}
+	port, err := FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := quickOpts(port)
+	opt.GPUs = []string{"2", "3"}
+	opt.SearchDirs = []string{fakeBin}
+	b, err := New(spec, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Start(ctx, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop(ctx)
+	if err := b.WaitHealthy(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := readRecord(t, rec)
+	if got.Env["CUDA_VISIBLE_DEVICES"] != "2,3" || got.Env["FAKE_KEEP"] != "1" {
+		t.Errorf("server env: %v", got.Env)
+	}
+	if env := b.Command().Env; !slices.Contains(env, "CUDA_VISIBLE_DEVICES=2,3") || slices.Contains(env, "CUDA_VISIBLE_DEVICES=7") {
+		t.Errorf("resolved command env: %v", env)
+	}
+}
+
+// TestGPUMemoryOfLanes: the memory check sums the pinned GPUs, asking
+// nvidia-smi for exactly those.
+func TestGPUMemoryOfLanes(t *testing.T) {
+	dir := t.TempDir()
+	script := "#!/bin/sh\necho \"$@\" > " + filepath.Join(dir, "args") + "\nprintf '100\\n250\\n'\n"
+	if err := os.WriteFile(filepath.Join(dir, "nvidia-smi"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	used, err := gpuMemoryUsedMiB(context.Background(), []string{"2", "3"})
+	args, _ := os.ReadFile(filepath.Join(dir, "args"))
+	if err != nil || used != 350 || !strings.Contains(string(args), "-i 2,3") {
+		t.Errorf("used %d, %v; nvidia-smi called with %q", used, err, args)
 	}
 }

@@ -23,8 +23,12 @@ type GPU struct {
 var ErrNoGPU = errors.New("no NVIDIA GPU (nvidia-smi not found or no device)")
 
 // DetectGPU asks nvidia-smi about GPU 0.
-func DetectGPU(ctx context.Context) (GPU, error) {
-	out, err := nvidiaSMI(ctx, "--query-gpu=name,driver_version,memory.total,memory.used", "--format=csv,noheader,nounits", "-i", "0")
+func DetectGPU(ctx context.Context) (GPU, error) { return DetectGPUID(ctx, "0") }
+
+// DetectGPUID asks nvidia-smi about one GPU, by index or UUID (an id of
+// CUDA_VISIBLE_DEVICES).
+func DetectGPUID(ctx context.Context, id string) (GPU, error) {
+	out, err := nvidiaSMI(ctx, "--query-gpu=name,driver_version,memory.total,memory.used", "--format=csv,noheader,nounits", "-i", id)
 	if err != nil {
 		return GPU{}, err
 	}
@@ -43,16 +47,25 @@ func DetectGPU(ctx context.Context) (GPU, error) {
 	return g, nil
 }
 
-func gpuMemoryUsedMiB(ctx context.Context) (int, error) {
-	out, err := nvidiaSMI(ctx, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0")
+// gpuMemoryUsedMiB sums the used memory of the GPUs ids (nil: GPU 0).
+func gpuMemoryUsedMiB(ctx context.Context, ids []string) (int, error) {
+	sel := "0"
+	if len(ids) > 0 {
+		sel = strings.Join(ids, ",")
+	}
+	out, err := nvidiaSMI(ctx, "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", sel)
 	if err != nil {
 		return 0, err
 	}
-	v, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		return 0, fmt.Errorf("backends: nvidia-smi memory.used %q: %w", out, err)
+	total := 0
+	for _, line := range strings.Fields(out) {
+		v, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil {
+			return 0, fmt.Errorf("backends: nvidia-smi memory.used %q: %w", out, err)
+		}
+		total += v
 	}
-	return v, nil
+	return total, nil
 }
 
 func nvidiaSMI(ctx context.Context, args ...string) (string, error) {

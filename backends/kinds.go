@@ -55,6 +55,9 @@ func vllmCommand(ctx context.Context, s Spec, o Options) (Command, error) {
 	if s.LoadFormat != "" {
 		add("--load-format", s.LoadFormat)
 	}
+	if s.TensorParallelSize > 0 {
+		add("--tensor-parallel-size", strconv.Itoa(s.TensorParallelSize))
+	}
 	if s.EnforceEager != nil && *s.EnforceEager {
 		add("--enforce-eager")
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,10 @@ func (p *process) Prepare(ctx context.Context) error {
 	for k, v := range p.spec.Env {
 		c.Env = append(c.Env, k+"="+v)
 	}
+	if p.opt.GPUs != nil {
+		c.Env = slices.DeleteFunc(c.Env, func(e string) bool { return strings.HasPrefix(e, "CUDA_VISIBLE_DEVICES=") })
+		c.Env = append(c.Env, "CUDA_VISIBLE_DEVICES="+strings.Join(p.opt.GPUs, ","))
+	}
 	sortEnv(c.Env)
 	if !portFree(p.opt.Host, p.opt.Port) {
 		return fmt.Errorf("backends: port %s:%d is already in use; stop what holds it or let vbbench pick one", p.opt.Host, p.opt.Port)
@@ -91,7 +96,7 @@ func (p *process) Prepare(ctx context.Context) error {
 	p.cmdline = c
 	p.prepared = true
 	p.gpuBase = -1
-	if used, err := gpuMemoryUsedMiB(ctx); err == nil {
+	if used, err := gpuMemoryUsedMiB(ctx, p.opt.GPUs); err == nil {
 		p.gpuBase = used
 	}
 	return nil
@@ -243,12 +248,12 @@ func (p *process) Stop(ctx context.Context) error {
 		const slackMiB = 512
 		var used int
 		ok := waitUntil(ctx, p.opt.GPUReleaseTimeout, func() bool {
-			u, err := gpuMemoryUsedMiB(ctx)
+			u, err := gpuMemoryUsedMiB(ctx, p.opt.GPUs)
 			used = u
 			return err != nil || u <= p.gpuBase+slackMiB
 		})
 		if !ok {
-			errs = append(errs, fmt.Errorf("backends: GPU memory not released: %d MiB used, %d MiB before start", used, p.gpuBase))
+			errs = append(errs, fmt.Errorf("backends: GPU memory not released: %d MiB used, %d MiB before start%s", used, p.gpuBase, gpuNote(p.opt.GPUs)))
 		}
 	}
 	return errors.Join(errs...)
@@ -379,4 +384,12 @@ func sortEnv(env []string) {
 			env[j], env[j-1] = env[j-1], env[j]
 		}
 	}
+}
+
+// gpuNote names the GPUs a memory check looked at, when not GPU 0 alone.
+func gpuNote(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return " on GPU " + strings.Join(ids, ",")
 }

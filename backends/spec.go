@@ -86,6 +86,14 @@ type Spec struct {
 	// own sizing (from GPU memory). transformers serve has no such knob.
 	KVCacheTokens int `toml:"kv_cache_tokens" json:"kv_cache_tokens,omitempty"`
 
+	// TensorParallelSize is vLLM's --tensor-parallel-size (0: vLLM's
+	// default, 1). A trial of the variant takes that many GPUs (GPUs).
+	TensorParallelSize int `toml:"tensor_parallel_size" json:"tensor_parallel_size,omitempty"`
+	// GPUCount is how many GPUs a trial of the variant takes: its lane's
+	// share under vbbench run --gpus and its --gres=gpu:N under Slurm.
+	// 0: tensor_parallel_size, else 1 (see Spec.GPUs).
+	GPUCount int `toml:"gpu_count" json:"gpu_count,omitempty"`
+
 	// EnforceEager is vLLM's --enforce-eager (no CUDA graphs, no compile).
 	EnforceEager *bool `toml:"enforce_eager" json:"enforce_eager,omitempty"`
 	// OptimizationLevel is vLLM's -O level (0–3); nil leaves the default.
@@ -198,6 +206,26 @@ func (s Spec) Clone() Spec {
 	return c
 }
 
+// GPUs is how many GPUs a trial of the variant takes: gpu_count, else
+// tensor_parallel_size, else 1. The sim and exec kinds take simulated GPUs
+// the same way (lanes pin them; they ask Slurm for none unless gpu_count is
+// set).
+func (s Spec) GPUs() int {
+	switch {
+	case s.GPUCount > 0:
+		return s.GPUCount
+	case s.TensorParallelSize > 0:
+		return s.TensorParallelSize
+	}
+	return 1
+}
+
+// UsesGPU reports whether the kind runs on a GPU (vllm, torch,
+// transformers) or the variant asks for GPUs with gpu_count.
+func (s Spec) UsesGPU() bool {
+	return s.Kind == KindVLLM || s.Kind == KindTorch || s.Kind == KindTransformers || s.GPUCount > 0
+}
+
 // SendsEOSFields reports whether requests to this variant may carry
 // ignore_eos and min_tokens (EOSFields, defaulting to false for the
 // transformers kind and true otherwise).
@@ -240,7 +268,13 @@ func (s *Spec) Validate() error {
 	if s.GPUMemoryUtilization < 0 || s.GPUMemoryUtilization > 1 {
 		bad("gpu_memory_utilization %v: want a fraction in (0, 1]", s.GPUMemoryUtilization)
 	}
-	for name, v := range map[string]int{"max_model_len": s.MaxModelLen, "max_num_seqs": s.MaxNumSeqs,
+	if s.TensorParallelSize != 0 && s.Kind != KindVLLM {
+		bad("tensor_parallel_size is a vllm setting (kind %s); give gpu_count for the GPUs a trial takes", s.Kind)
+	}
+	if s.GPUCount > 0 && s.TensorParallelSize > s.GPUCount {
+		bad("tensor_parallel_size %d needs gpu_count ≥ %d (gpu_count %d)", s.TensorParallelSize, s.TensorParallelSize, s.GPUCount)
+	}
+	for name, v := range map[string]int{"max_model_len": s.MaxModelLen, "tensor_parallel_size": s.TensorParallelSize, "gpu_count": s.GPUCount, "max_num_seqs": s.MaxNumSeqs,
 		"max_num_batched_tokens": s.MaxNumBatchedTokens, "block_size": s.BlockSize,
 		"sim_kv_tokens": s.SimKVTokens, "sim_max_batch_tokens": s.SimMaxBatchTokens, "kv_cache_tokens": s.KVCacheTokens} {
 		if v < 0 {

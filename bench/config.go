@@ -102,6 +102,81 @@ type RunConfig struct {
 	// Speed multiplies the pace of the trace on top of the rate (rarely
 	// needed; 0 = 1).
 	Speed float64 `toml:"speed" json:"speed,omitempty"`
+	// GPUs are the GPU lanes of one host (vbbench run --gpus wins): trials
+	// run at the same time, each pinned to as many of these GPUs as its
+	// variant takes (Spec.GPUs) with CUDA_VISIBLE_DEVICES. Empty: one trial
+	// at a time, the environment's GPUs.
+	GPUs GPUList `toml:"gpus" json:"gpus,omitempty"`
+}
+
+// GPUList is a list of GPU ids as CUDA_VISIBLE_DEVICES takes them: indexes
+// or UUIDs. TOML gives it as a list of numbers or strings, or as one string
+// "0,1,2,3"; ParseGPUList reads the flag form.
+type GPUList []string
+
+// UnmarshalTOML reads [0, 1], ["GPU-…", …] or "0,1".
+func (g *GPUList) UnmarshalTOML(v any) error {
+	var ids []string
+	switch v := v.(type) {
+	case string:
+		ids = splitIDs(v)
+	case []any:
+		for _, e := range v {
+			switch e := e.(type) {
+			case int64:
+				ids = append(ids, fmt.Sprint(e))
+			case string:
+				ids = append(ids, strings.TrimSpace(e))
+			default:
+				return fmt.Errorf("run.gpus: %v is neither a GPU index nor an id string", e)
+			}
+		}
+	default:
+		return fmt.Errorf("run.gpus: want a list such as [0, 1, 2, 3] or a string \"0,1,2,3\", got %v", v)
+	}
+	*g = ids
+	return nil
+}
+
+// ParseGPUList reads "0,1,2,3" (the --gpus flag) and checks each id.
+func ParseGPUList(s string) (GPUList, error) {
+	g := GPUList(splitIDs(s))
+	if len(g) == 0 {
+		return nil, fmt.Errorf("--gpus %q: want GPU ids such as 0,1,2,3", s)
+	}
+	return g, g.check("--gpus")
+}
+
+func splitIDs(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// check reports empty, malformed or repeated ids.
+func (g GPUList) check(where string) error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, id := range g {
+		ok := id != ""
+		for _, r := range id {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_:./", r)) {
+				ok = false
+			}
+		}
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %q is not a GPU id (an index such as 0 or a UUID such as GPU-5a1c…)", where, id))
+		}
+		if seen[id] {
+			errs = append(errs, fmt.Errorf("%s: GPU %s is listed twice (a GPU is one lane's at a time)", where, id))
+		}
+		seen[id] = true
+	}
+	return errors.Join(errs...)
 }
 
 // EarlyStop holds the saturation rules.
@@ -301,6 +376,9 @@ func (s *Study) validate() error {
 	}
 	if s.Run.EarlyStop.CutFraction < 0 || s.Run.EarlyStop.CutFraction > 1 {
 		bad("run.early_stop.cut_fraction %v: want a fraction in [0, 1]", s.Run.EarlyStop.CutFraction)
+	}
+	if err := s.Run.GPUs.check("run.gpus"); err != nil {
+		errs = append(errs, err)
 	}
 	if s.Run.Speed < 0 {
 		bad("run.speed %v: want a positive factor", s.Run.Speed)

@@ -271,8 +271,11 @@ type Fit struct {
 // for 7–8B models).
 const runtimeOverheadGiB = 1.5
 
-// checkFit estimates whether a model's variant fits a GPU of gpuGiB.
-func checkFit(m ModelConfig, v Variant, gpuGiB float64) Fit {
+// checkFit checks m under v against gpus cards of gpuGiB each (a
+// tensor-parallel variant spreads weights and KV cache over its GPUs; each
+// GPU pays the runtime overhead).
+func checkFit(m ModelConfig, v Variant, gpuGiB float64, gpus int) Fit {
+	gpus = max(gpus, 1)
 	f := Fit{Model: m.Name, Variant: v.Name}
 	arch, ok, err := LookupArch(m.Model)
 	if err != nil {
@@ -309,7 +312,7 @@ func checkFit(m ModelConfig, v Variant, gpuGiB float64) Fit {
 	if util == 0 {
 		util = 0.92 // vLLM's default; the baseline server sizes its KV the same way
 	}
-	f.UsableGiB = gpuGiB * util
+	f.UsableGiB = gpuGiB * util * float64(gpus)
 	elem := 2.0
 	if strings.HasPrefix(v.Spec.KVCacheDtype, "fp8") {
 		elem = 1
@@ -317,7 +320,7 @@ func checkFit(m ModelConfig, v Variant, gpuGiB float64) Fit {
 	if ok {
 		f.KVPerTokenKiB = arch.KVBytesPerToken(elem) / 1024
 	}
-	free := f.UsableGiB - f.WeightsGiB - runtimeOverheadGiB
+	free := f.UsableGiB - f.WeightsGiB - runtimeOverheadGiB*float64(gpus)
 	maxLen := m.MaxModelLen
 	if maxLen == 0 && ok {
 		maxLen = arch.MaxPositions
@@ -328,8 +331,12 @@ func checkFit(m ModelConfig, v Variant, gpuGiB float64) Fit {
 	}
 	switch {
 	case free <= 0:
-		f.Reason = fmt.Sprintf("weights need ≈%.1f GiB (%.1f GB) but only %.1f GiB of the %.0f GiB card are usable at gpu_memory_utilization %.2f, less %.1f GiB runtime overhead",
-			f.WeightsGiB, weights/1e9, f.UsableGiB, gpuGiB, util, runtimeOverheadGiB)
+		card := fmt.Sprintf("the %.0f GiB card", gpuGiB)
+		if gpus > 1 {
+			card = fmt.Sprintf("%d × %.0f GiB cards (tensor_parallel_size %d)", gpus, gpuGiB, gpus)
+		}
+		f.Reason = fmt.Sprintf("weights need ≈%.1f GiB (%.1f GB) but only %.1f GiB of %s are usable at gpu_memory_utilization %.2f, less %.1f GiB runtime overhead",
+			f.WeightsGiB, weights/1e9, f.UsableGiB, card, util, runtimeOverheadGiB*float64(gpus))
 	case needKV > free:
 		f.Reason = fmt.Sprintf("after ≈%.1f GiB of weights, %.1f GiB remain for the KV cache: %d tokens, less than one sequence of max_model_len %d (%.1f GiB); lower max_model_len",
 			f.WeightsGiB, free, f.KVTokens, maxLen, needKV)

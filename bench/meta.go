@@ -32,9 +32,17 @@ type Meta struct {
 	GitDirty  bool   `json:"git_dirty"`
 	Host      string `json:"host"`
 	OS        string `json:"os"`
-	// GPU is what nvidia-smi said; GPUError why it said nothing.
+	// GPU is what nvidia-smi said (about the first of the trial's GPUs);
+	// GPUError why it said nothing.
 	GPU      *backends.GPU `json:"gpu,omitempty"`
 	GPUError string        `json:"gpu_error,omitempty"`
+	// GPUIDs are the GPU lanes the trial was pinned to; CUDAVisibleDevices
+	// is the variable as vbbench found it (set by Slurm, or by the user).
+	GPUIDs             []string `json:"gpu_ids,omitempty"`
+	CUDAVisibleDevices string   `json:"cuda_visible_devices,omitempty"`
+	// Slurm holds the SLURM_* job variables when a Slurm task ran the trial
+	// (job, array task, node, GPUs).
+	Slurm map[string]string `json:"slurm,omitempty"`
 	// BackendKind and BackendVersion describe the server; Python holds the
 	// versions of its Python packages (vllm, torch, transformers, ...).
 	BackendKind    string            `json:"backend_kind"`
@@ -92,9 +100,22 @@ func ServerAllocation(ctx context.Context, baseURL string) (map[string]float64, 
 	return out, nil
 }
 
-func collectMeta(ctx context.Context, toolVersion string, spec backends.Spec, start time.Time) *Meta {
+// slurmVars are the job variables meta.json records from a Slurm task.
+var slurmVars = []string{"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NAME",
+	"SLURM_JOB_PARTITION", "SLURM_JOB_ACCOUNT", "SLURMD_NODENAME", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"}
+
+func collectMeta(ctx context.Context, toolVersion string, spec backends.Spec, start time.Time, gpus []string) *Meta {
 	m := &Meta{Tool: "vbbench", ToolVersion: toolVersion, GoVersion: runtime.Version(),
-		OS: runtime.GOOS + "/" + runtime.GOARCH, BackendKind: spec.Kind, Started: start}
+		OS: runtime.GOOS + "/" + runtime.GOARCH, BackendKind: spec.Kind, Started: start,
+		GPUIDs: gpus, CUDAVisibleDevices: os.Getenv("CUDA_VISIBLE_DEVICES")}
+	for _, k := range slurmVars {
+		if v := os.Getenv(k); v != "" {
+			if m.Slurm == nil {
+				m.Slurm = map[string]string{}
+			}
+			m.Slurm[k] = v
+		}
+	}
 	if m.ToolVersion == "" {
 		if bi, ok := debug.ReadBuildInfo(); ok {
 			m.ToolVersion = bi.Main.Version
@@ -107,7 +128,11 @@ func collectMeta(ctx context.Context, toolVersion string, spec backends.Spec, st
 			m.GitDirty = len(strings.TrimSpace(string(st))) > 0
 		}
 	}
-	if g, err := backends.DetectGPU(ctx); err == nil {
+	first := "0"
+	if len(gpus) > 0 {
+		first = gpus[0]
+	}
+	if g, err := backends.DetectGPUID(ctx, first); err == nil {
 		m.GPU = &g
 	} else {
 		m.GPUError = err.Error()

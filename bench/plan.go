@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,12 @@ type Trial struct {
 	Rates []float64 `json:"rates"`
 	// Estimate is the expected wall time of the trial.
 	Estimate time.Duration `json:"estimate_ns"`
+	// Start is when the plan expects the trial to start, from the start of
+	// the run; GPUs are the GPU lanes it is expected on (none without
+	// lanes). The run places trials by the same policy with the real
+	// durations, so a trial may start elsewhere.
+	Start time.Duration `json:"start_ns"`
+	GPUs  []string      `json:"gpus,omitempty"`
 }
 
 // Key identifies a trial across runs of the same study (for --resume).
@@ -47,10 +54,16 @@ type Plan struct {
 	// Trace is the trace header (zero when the trace will be generated).
 	Trace      trace.Header `json:"trace"`
 	TraceReady bool         `json:"trace_ready"`
+	// GPUs are the GPU lanes (run.gpus or --gpus; empty: one trial at a
+	// time).
+	GPUs []string `json:"gpus,omitempty"`
 	// Estimate is the expected wall time of the whole matrix (drain of a
-	// saturated level not counted); Worst counts every drain in full.
-	Estimate time.Duration `json:"estimate_ns"`
-	Worst    time.Duration `json:"worst_ns"`
+	// saturated level not counted), the trials placed on the lanes; Worst
+	// counts every drain in full. TrialTime is the sum of the trials'
+	// estimates: the wall time of the matrix run serially.
+	Estimate  time.Duration `json:"estimate_ns"`
+	Worst     time.Duration `json:"worst_ns"`
+	TrialTime time.Duration `json:"trial_time_ns"`
 	// Errors stop a run; Warnings do not.
 	Errors   []string `json:"errors,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
@@ -91,7 +104,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Study: s}
+	p := &Plan{Study: s, GPUs: slices.Clone(s.Run.GPUs)}
 	if g, err := backends.DetectGPU(ctx); err == nil {
 		p.GPU = g
 		p.GPUGiB = float64(g.MemoryMiB) / 1024
@@ -126,7 +139,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		for _, v := range resolved[mi] {
 			if v.Spec.Kind == backends.KindVLLM || v.Spec.Kind == backends.KindTorch || v.Spec.Kind == backends.KindTransformers {
 				usesGPU = true
-				f := checkFit(m, v, p.GPUGiB)
+				f := checkFit(m, v, p.GPUGiB, v.Spec.TensorParallelSize)
 				p.Fits = append(p.Fits, f)
 				if f.Known && !f.Fits {
 					noFit.add(fmt.Sprintf("model %s does not fit %s: %s. Suggestion: %s",
@@ -139,11 +152,11 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep, Rates: s.RatesFor(m, v)}
 				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrain)
 				p.Trials = append(p.Trials, t)
-				p.Estimate += t.Estimate
-				p.Worst += trialEstimate(v.Spec, s.Run, t.Rates, s.Run.Drain.D())
+				p.TrialTime += t.Estimate
 			}
 		}
 	}
+	p.Errors = append(p.Errors, p.placeOnLanes()...)
 	var noRates grouped
 	for _, t := range p.Trials {
 		if len(t.Rates) == 0 && t.Rep == 1 {
@@ -165,6 +178,35 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 	}
 	dedupe(&p.Warnings)
 	return p, nil
+}
+
+// placeOnLanes projects the trials onto the GPU lanes (Start, GPUs,
+// Estimate, Worst) and returns what keeps a trial off them.
+func (p *Plan) placeOnLanes() []string {
+	var errs grouped
+	if len(p.GPUs) > 0 {
+		for _, t := range p.Trials {
+			if t.Rep != 1 {
+				continue
+			}
+			if n := t.Variant.Spec.GPUs(); n > len(p.GPUs) {
+				errs.add(fmt.Sprintf("a trial takes %d GPUs but the lanes have %d (%s): list more GPUs in --gpus or run.gpus, or lower gpu_count / tensor_parallel_size",
+					n, len(p.GPUs), strings.Join(p.GPUs, ",")), t.Model.Name+"/"+t.Variant.Name)
+			}
+			if _, ok := t.Variant.Spec.Env["CUDA_VISIBLE_DEVICES"]; ok {
+				errs.add("the variant sets env CUDA_VISIBLE_DEVICES, but with GPU lanes vbbench pins each trial to its GPUs: drop it from env, or run without --gpus / run.gpus", t.Model.Name+"/"+t.Variant.Name)
+			}
+		}
+	}
+	pr := project(p.Trials, p.GPUs, nil, func(t Trial) time.Duration { return t.Estimate })
+	for i := range p.Trials {
+		p.Trials[i].Start, p.Trials[i].GPUs = pr.Start[i], pr.GPUs[i]
+	}
+	p.Estimate = pr.Wall
+	p.Worst = project(p.Trials, p.GPUs, nil, func(t Trial) time.Duration {
+		return trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.Drain.D())
+	}).Wall
+	return errs.lines("variants")
 }
 
 // grouped collects messages that repeat for several variants.
@@ -321,20 +363,34 @@ func (p *Plan) Print(w io.Writer) {
 			}
 		}
 	}
-	fmt.Fprintln(w, "\nrun order:")
-	var at time.Duration
+	if len(p.GPUs) > 0 {
+		fmt.Fprintf(w, "\nrun order: %d GPU lanes (%s); a trial starts when the GPUs it takes are free\n", len(p.GPUs), strings.Join(p.GPUs, ","))
+	} else {
+		fmt.Fprintln(w, "\nrun order:")
+	}
 	for _, t := range p.Trials {
-		at += t.Estimate
 		own := ""
 		if !slices.Equal(t.Rates, s.Run.Rates) {
 			own = fmt.Sprintf("  rates %v", t.Rates)
 		}
-		fmt.Fprintf(w, "  %3d  %-24s %-18s rep %d  %-13s ≈%-8s (done at ≈%s)%s\n", t.Index+1, t.Model.Name, t.Variant.Name, t.Rep,
-			t.Variant.Spec.Kind, roundDur(t.Estimate), roundDur(at), own)
+		lane := ""
+		if len(p.GPUs) > 0 {
+			on := "-"
+			if t.GPUs != nil {
+				on = strings.Join(t.GPUs, ",")
+			}
+			lane = fmt.Sprintf("gpu %-7s start ≈%-7s ", on, roundDur(max(t.Start, 0)))
+		}
+		fmt.Fprintf(w, "  %3d  %-24s %-18s rep %d  %-13s %s≈%-8s (done at ≈%s)%s\n", t.Index+1, t.Model.Name, t.Variant.Name, t.Rep,
+			t.Variant.Spec.Kind, lane, roundDur(t.Estimate), roundDur(max(t.Start, 0)+t.Estimate), own)
 	}
 	pct := 100 * float64(p.Estimate) / float64(s.Budget.D())
-	fmt.Fprintf(w, "\nestimate: ≈%s of the %s budget (%.0f%%); ≈%s if every level drains fully\n",
-		roundDur(p.Estimate), roundDur(s.Budget.D()), pct, roundDur(p.Worst))
+	lanes := ""
+	if len(p.GPUs) > 0 {
+		lanes = fmt.Sprintf(" on %d GPU lanes (serially ≈%s, %.1f× longer)", len(p.GPUs), roundDur(p.TrialTime), float64(p.TrialTime)/float64(max(p.Estimate, 1)))
+	}
+	fmt.Fprintf(w, "\nestimate: ≈%s%s of the %s budget (%.0f%%); ≈%s if every level drains fully\n",
+		roundDur(p.Estimate), lanes, roundDur(s.Budget.D()), pct, roundDur(p.Worst))
 	for _, m := range p.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", m)
 	}
@@ -344,6 +400,44 @@ func (p *Plan) Print(w io.Writer) {
 	if len(p.Errors) == 0 {
 		fmt.Fprintln(w, "plan ok")
 	}
+}
+
+// Select returns the trials of the plan with these indexes (0-based, in
+// plan order; none: every trial).
+func (p *Plan) Select(indexes []int) ([]Trial, error) {
+	if len(indexes) == 0 {
+		return p.Trials, nil
+	}
+	var out []Trial
+	for _, t := range p.Trials {
+		if slices.Contains(indexes, t.Index) {
+			out = append(out, t)
+		}
+	}
+	for _, i := range indexes {
+		if i < 0 || i >= len(p.Trials) {
+			return nil, fmt.Errorf("bench: trial %d: the plan has trials 1 to %d", i+1, len(p.Trials))
+		}
+	}
+	return out, nil
+}
+
+// TrialID finds a trial by its number in the run order (1-based, as plan
+// prints it and as a Slurm array task gets it) or by its key
+// (model/variant/repN).
+func (p *Plan) TrialID(id string) (Trial, error) {
+	if n, err := strconv.Atoi(id); err == nil {
+		if n < 1 || n > len(p.Trials) {
+			return Trial{}, fmt.Errorf("bench: trial %d: the plan has trials 1 to %d (vbbench plan lists them)", n, len(p.Trials))
+		}
+		return p.Trials[n-1], nil
+	}
+	for _, t := range p.Trials {
+		if t.Key() == id {
+			return t, nil
+		}
+	}
+	return Trial{}, fmt.Errorf("bench: no trial %q: give its number in the run order or its key model/variant/repN (vbbench plan lists them)", id)
 }
 
 // Err joins the plan's errors.

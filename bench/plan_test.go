@@ -116,6 +116,26 @@ variants = ["vllm-all-opt"]`))
 			t.Errorf("plan errors lack %q:\n%s", want, msg)
 		}
 	}
+	// Over two 24 GB cards (tensor parallel) it fits; over a third of one it
+	// would not, and the error names the cards.
+	p, err = MakePlan(ctx, study(`[[models]]
+name = "moe"
+model = "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8"
+max_model_len = 4096
+variants = ["tp2"]
+[variants.tp2]
+preset = "vllm-all-opt"
+tensor_parallel_size = 2`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Fits) != 1 || !p.Fits[0].Fits || p.Fits[0].UsableGiB < 44 || strings.Contains(strings.Join(p.Errors, "\n"), "does not fit") {
+		t.Errorf("tensor parallel 2 × 24 GiB: %+v\n%s", p.Fits, strings.Join(p.Errors, "\n"))
+	}
+	if f := checkFit(ModelConfig{Name: "moe", Model: "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8", MaxModelLen: 4096},
+		Variant{Name: "tp2"}, 8, 2); f.Fits || !strings.Contains(f.Reason, "2 × 8 GiB cards (tensor_parallel_size 2)") {
+		t.Errorf("2 × 8 GiB: %+v", f)
+	}
 	// The trace of 100 requests is too short for 60 s at 5 req/s and more.
 	if !strings.Contains(msg, "at 5 req/s its 100 requests span 20s") || strings.Contains(msg, "at 1 req/s its") {
 		t.Errorf("trace check:\n%s", msg)

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vbench/vbench/analyze"
@@ -52,8 +53,12 @@ type RunOptions struct {
 	// ToolVersion is recorded in meta.json.
 	ToolVersion string
 	// OnLevel, when set, is called as each level starts (tests inject
-	// failures through it).
+	// failures through it); with GPU lanes, from several goroutines at once.
 	OnLevel func(t Trial, rate float64, b backends.Backend)
+	// Trials, when set, runs only these trials of the plan (by Index) and
+	// writes no study report (vbbench report does): one task of a Slurm job
+	// array runs one trial this way.
+	Trials []int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -79,6 +84,7 @@ type TrialStatus struct {
 	Model     string        `json:"model"`
 	Variant   string        `json:"variant"`
 	Rep       int           `json:"rep"`
+	GPUs      []string      `json:"gpus,omitempty"`
 	Status    string        `json:"status"`
 	Error     string        `json:"error,omitempty"`
 	Warnings  []string      `json:"warnings,omitempty"`
@@ -114,11 +120,20 @@ func (r *RunResult) Failed() int {
 // Run executes the study: for each trial in plan order it starts the
 // backend, warms up, replays every rate through the embedded proxy into
 // the trial's captures, stops the backend and analyses; then it writes the
-// study report. A failing trial is recorded and the study goes on; a
-// cancelled ctx stops the current backend and keeps what finished.
+// study report. With GPU lanes (Plan.GPUs) several trials run at once, each
+// pinned to its GPUs (lanes.go). A failing trial is recorded and the study
+// goes on; a cancelled ctx stops the running backends and keeps what
+// finished.
 func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 	if err := p.Err(); err != nil && !opt.Force {
 		return nil, fmt.Errorf("%w (fix the study, or pass --force to run anyway)", err)
+	}
+	selected, err := p.Select(opt.Trials)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.lanesErr(); err != nil {
+		return nil, err
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -147,25 +162,11 @@ func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 			return nil, err
 		}
 	}
-	r := &runner{study: s, plan: p, opt: opt, hdr: hdr, reqs: reqs, tracePath: stored, start: opt.Now(), trialStart: opt.Now()}
+	r := &runner{study: s, plan: p, opt: opt, hdr: hdr, reqs: reqs, tracePath: stored, start: opt.Now()}
 	r.runID = opt.Now().UTC().Format("20060102T150405Z")
-	res := &RunResult{}
-	for _, t := range p.Trials {
-		if prev, ok := previous[t.Key()]; ok {
-			fmt.Fprintf(opt.Progress, "[%d/%d] %s: done before (%s), skipped by --resume\n", t.Index+1, len(p.Trials), t.Key(), prev.Dir)
-			res.Trials = append(res.Trials, prev)
-			r.doneEst += t.Estimate
-			continue
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		st := r.trial(ctx, t)
-		res.Trials = append(res.Trials, st)
-		r.doneEst += t.Estimate
-	}
+	res := &RunResult{Trials: r.runTrials(ctx, selected, previous)}
 	res.Interrupted = ctx.Err() != nil
-	if !res.Interrupted {
+	if !res.Interrupted && len(opt.Trials) == 0 {
 		report, err := r.report(context.WithoutCancel(ctx), res.Trials)
 		if err != nil {
 			fmt.Fprintf(opt.Progress, "report: %v\n", err)
@@ -193,26 +194,26 @@ func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 }
 
 type runner struct {
-	study      *Study
-	plan       *Plan
-	opt        RunOptions
-	hdr        trace.Header
-	reqs       []trace.Request
-	tracePath  string
-	runID      string
-	start      time.Time
-	doneEst    time.Duration
-	trialStart time.Time
-	indexMu    sync.Mutex
+	study     *Study
+	plan      *Plan
+	opt       RunOptions
+	hdr       trace.Header
+	reqs      []trace.Request
+	tracePath string
+	runID     string
+	start     time.Time
+	clock     *laneClock // the ETA; set by runTrials
+	ports     portSet    // the lanes' backend ports
+	indexMu   sync.Mutex
 }
 
 // progress prints the live line of the matrix.
-func (r *runner) progress(t Trial, what string) {
+func (r *runner) progress(t Trial, gpus []string, what string) {
 	now := r.opt.Now()
 	elapsed := now.Sub(r.start)
-	eta := r.plan.Estimate - r.doneEst - now.Sub(r.trialStart)
-	fmt.Fprintf(r.opt.Progress, "[%d/%d] %s/%s rep %d: %s — elapsed %s, ETA ≈%s\n",
-		t.Index+1, len(r.plan.Trials), t.Model.Name, t.Variant.Name, t.Rep, what, roundDur(elapsed), roundDur(max(eta, 0)))
+	eta := r.clock.eta()
+	fmt.Fprintf(r.opt.Progress, "[%d/%d]%s %s/%s rep %d: %s — elapsed %s, ETA ≈%s\n",
+		t.Index+1, len(r.plan.Trials), laneTag(gpus), t.Model.Name, t.Variant.Name, t.Rep, what, roundDur(elapsed), roundDur(max(eta, 0)))
 }
 
 // trialDir makes results/<model>/<variant>/<timestamp>-<short-id>.
@@ -244,13 +245,14 @@ type TrialConfig struct {
 	Trace     string           `json:"trace"`
 	Command   backends.Command `json:"command"`
 	BaseURL   string           `json:"base_url"`
+	// GPUs are the GPU lanes the trial was pinned to (none without lanes).
+	GPUs []string `json:"gpus,omitempty"`
 }
 
-func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
+func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialStatus) {
 	s := r.study
-	r.trialStart = r.opt.Now()
 	st = TrialStatus{Study: s.Name, Key: t.Key(), Model: t.Model.Name, Variant: t.Variant.Name, Rep: t.Rep,
-		Status: StatusRunning, Started: r.opt.Now().UTC()}
+		GPUs: gpus, Status: StatusRunning, Started: r.opt.Now().UTC()}
 	dir, err := r.trialDir(t)
 	if err != nil {
 		st.Status, st.Error = StatusFailed, err.Error()
@@ -264,19 +266,19 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 			st.Warnings = append(st.Warnings, err.Error())
 		}
 		r.appendIndex(st)
-		r.progress(t, "finished: "+st.Status)
+		r.progress(t, gpus, "finished: "+st.Status)
 	}
 	defer finish()
 	writeJSON(statusPath, st)
-	r.progress(t, "starting "+t.Variant.Spec.Kind+" backend")
+	r.progress(t, gpus, "starting "+t.Variant.Spec.Kind+" backend")
 
 	relTrace, _ := filepath.Rel(dir, r.tracePath)
 	run := s.Run
 	run.Rates = t.Rates
 	cfg := TrialConfig{Study: s.Name, StudyFile: s.Path(), Key: t.Key(), RunID: r.runID, Model: t.Model, Variant: t.Variant,
-		Rep: t.Rep, Run: run, TraceHash: r.hdr.HashHex(), Trace: relTrace}
+		Rep: t.Rep, Run: run, TraceHash: r.hdr.HashHex(), Trace: relTrace, GPUs: gpus}
 	spec := t.Variant.Spec.Clone()
-	meta := collectMeta(ctx, r.opt.ToolVersion, spec, st.Started)
+	meta := collectMeta(ctx, r.opt.ToolVersion, spec, st.Started, gpus)
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
 	defer func() {
 		meta.Ended = r.opt.Now().UTC()
@@ -295,8 +297,19 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 			st.Warnings = append(st.Warnings, "stop: "+err.Error())
 		}
 	}
+	bopt := backends.Options{SearchDirs: r.opt.SearchDirs, GPUs: gpus}
+	if len(r.plan.GPUs) > 0 {
+		// Lanes start servers at the same time: keep their ports apart.
+		port, err := r.ports.pick()
+		if err != nil {
+			st.Status, st.Error = StatusFailed, err.Error()
+			return st
+		}
+		defer r.ports.release(port)
+		bopt.Port = port
+	}
 	launched := r.opt.Now()
-	b, warns, err := launch(ctx, spec, s.Run, r.opt.SearchDirs, logf, func(b backends.Backend, prepErr error) {
+	b, warns, err := launchWith(ctx, spec, s.Run, bopt, logf, func(b backends.Backend, prepErr error) {
 		cfg.BaseURL = b.BaseURL()
 		cfg.Command = b.Command()
 		if prepErr == nil {
@@ -329,13 +342,13 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 		meta.Allocated = alloc
 	}
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
-	r.progress(t, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)))
+	r.progress(t, gpus, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)))
 
 	for i, rate := range t.Rates {
 		if ctx.Err() != nil {
 			break
 		}
-		lv, err := r.level(ctx, t, b, dir, i, rate)
+		lv, err := r.level(ctx, t, gpus, b, dir, i, rate)
 		st.Levels = append(st.Levels, lv)
 		if err != nil {
 			st.Error = err.Error()
@@ -351,7 +364,7 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 			st.StopCause = fmt.Sprintf("rate %g: %s", rate, cause)
 			st.Skipped = append(st.Skipped, t.Rates[i+1:]...)
 			st.Status = StatusEarlyStopped
-			r.progress(t, "saturated ("+st.StopCause+"); skipping rates "+fmt.Sprint(st.Skipped))
+			r.progress(t, gpus, "saturated ("+st.StopCause+"); skipping rates "+fmt.Sprint(st.Skipped))
 			break
 		}
 	}
@@ -382,9 +395,20 @@ func (r *runner) trial(ctx context.Context, t Trial) (st TrialStatus) {
 // server is stopped; the Backend is nil only when it could not be made.
 func launch(ctx context.Context, spec backends.Spec, run RunConfig, searchDirs []string, log io.Writer,
 	record func(b backends.Backend, prepErr error)) (backends.Backend, []string, error) {
+	return launchWith(ctx, spec, run, backends.Options{SearchDirs: searchDirs}, log, record)
+}
+
+// launchWith is launch with the backend's options (GPUs, port); StopGrace
+// comes from run. A port given in opt is used for the first try only.
+func launchWith(ctx context.Context, spec backends.Spec, run RunConfig, opt backends.Options, log io.Writer,
+	record func(b backends.Backend, prepErr error)) (backends.Backend, []string, error) {
 	var warns []string
+	opt.StopGrace = run.StopGrace.D()
 	for attempt := 1; ; attempt++ {
-		b, err := backends.New(spec, backends.Options{StopGrace: run.StopGrace.D(), SearchDirs: searchDirs})
+		if attempt > 1 {
+			opt.Port = 0
+		}
+		b, err := backends.New(spec, opt)
 		if err != nil {
 			return nil, warns, err
 		}
@@ -464,12 +488,12 @@ func whileAlive(ctx context.Context, b backends.Backend) (context.Context, conte
 }
 
 // level replays the trace at one rate into capture/<label>.
-func (r *runner) level(ctx context.Context, t Trial, b backends.Backend, dir string, i int, rate float64) (LevelStatus, error) {
+func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.Backend, dir string, i int, rate float64) (LevelStatus, error) {
 	s := r.study
 	label := strconv.FormatFloat(rate, 'f', -1, 64)
 	capDir := filepath.Join(dir, "capture", "rate-"+label)
 	lv := LevelStatus{Label: label, Rate: rate, Capture: filepath.Join("capture", "rate-"+label)}
-	r.progress(t, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(t.Rates), s.Run.Duration.D()))
+	r.progress(t, gpus, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(t.Rates), s.Run.Duration.D()))
 	if r.opt.OnLevel != nil {
 		r.opt.OnLevel(t, rate, b)
 	}
@@ -644,16 +668,24 @@ func storeTrace(results, src string, hdr trace.Header) (string, error) {
 		return "", fmt.Errorf("bench: %w", err)
 	}
 	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
+	// A temporary file of its own: Slurm tasks may store the same trace
+	// into a shared results directory at once.
+	out, err := os.CreateTemp(dir, hdr.ShortHash()+".*.tmp")
 	if err != nil {
 		return "", fmt.Errorf("bench: %w", err)
 	}
+	tmp := out.Name()
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
+		os.Remove(tmp)
 		return "", fmt.Errorf("bench: copy the trace: %w", err)
 	}
 	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		os.Remove(tmp)
 		return "", fmt.Errorf("bench: %w", err)
 	}
 	return dst, os.Rename(tmp, dst)
@@ -688,14 +720,19 @@ func (r *runner) appendIndex(st TrialStatus) {
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
 	path := filepath.Join(r.study.ResultsDir, "README.md")
-	_, err := os.Stat(path)
-	f, ferr := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if ferr != nil {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
 		return
 	}
 	defer f.Close()
-	if errors.Is(err, os.ErrNotExist) {
-		fmt.Fprint(f, "# vbench results\n\nOne row per trial, appended by `vbbench run`.\n\n| date | study | model | variant | rep | status | config |\n|---|---|---|---|---|---|---|\n")
+	// Lanes and Slurm tasks append to one index: an advisory lock keeps
+	// the header first and rows whole (where the filesystem has flock).
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == nil {
+		defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	}
+	var row strings.Builder
+	if fi, err := f.Stat(); err == nil && fi.Size() == 0 {
+		row.WriteString("# vbench results\n\nOne row per trial, appended by `vbbench run`.\n\n| date | study | model | variant | rep | status | config |\n|---|---|---|---|---|---|---|\n")
 	}
 	rel := "-"
 	if st.Dir != "" {
@@ -709,8 +746,9 @@ func (r *runner) appendIndex(st TrialStatus) {
 	} else if st.Error != "" {
 		status += ": " + firstLine(st.Error)
 	}
-	fmt.Fprintf(f, "| %s | %s | %s | %s | %d | %s | %s |\n", st.Started.Format("2006-01-02 15:04:05Z"),
+	fmt.Fprintf(&row, "| %s | %s | %s | %s | %d | %s | %s |\n", st.Started.Format("2006-01-02 15:04:05Z"),
 		cell(st.Study), cell(st.Model), cell(st.Variant), st.Rep, cell(status), rel)
+	io.WriteString(f, row.String())
 }
 
 func cell(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", "\\|"), "\n", " ") }

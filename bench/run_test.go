@@ -25,9 +25,22 @@ func buildSim(t *testing.T) string {
 
 func simStudy(t *testing.T, dir string) *Study {
 	t.Helper()
+	s, err := ParseStudy(studyText(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// studyText writes the trace of the simulator study into dir and returns
+// the study's TOML.
+func studyText(t *testing.T, dir string) string {
+	t.Helper()
 	tracePath := filepath.Join(dir, "trace.bin")
-	writeTrace(t, tracePath, 400)
-	s, err := ParseStudy(`name = "sim-ci"
+	if _, err := os.Stat(tracePath); err != nil {
+		writeTrace(t, tracePath, 400)
+	}
+	return `name = "sim-ci"
 results_dir = "` + filepath.Join(dir, "results") + `"
 reports_dir = "` + filepath.Join(dir, "reports") + `"
 budget = "10m"
@@ -52,11 +65,7 @@ sim_speed = 20
 [variants.sim-contiguous]
 preset = "sim-contiguous"
 sim_speed = 20
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+`
 }
 
 func readStatus(t *testing.T, dir string) TrialStatus {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/bench"
 	"github.com/vbench/vbench/internal/cli"
@@ -63,14 +64,34 @@ func loadStudy(fsArgs []string) (*bench.Study, error) {
 	return bench.LoadStudy(fsArgs[0])
 }
 
+// gpusFlag adds --gpus to fs; apply sets the study's lanes from it.
+func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
+	gpus := fs.String("gpus", "", "GPU lanes: run trials at the same time, each pinned to its GPUs with CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (overrides run.gpus)")
+	return func(s *bench.Study) error {
+		if !fs.Changed("gpus") {
+			return nil
+		}
+		g, err := bench.ParseGPUList(*gpus)
+		if err != nil {
+			return cli.Usagef("%v", err)
+		}
+		s.Run.GPUs = g
+		return nil
+	}
+}
+
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] STUDY.toml", stderr)
+	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] STUDY.toml", stderr)
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	lanes := gpusFlag(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	s, err := loadStudy(fs.Args())
 	if err != nil {
+		return err
+	}
+	if err := lanes(s); err != nil {
 		return err
 	}
 	p, err := bench.MakePlan(ctx, s)
@@ -98,10 +119,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	archive := fs.Bool("archive", false, "compress each trial's raw captures to capture.tar.gz after analysis")
 	force := fs.Bool("force", false, "run despite plan errors (a model that seems not to fit, a short trace)")
 	quiet := fs.Bool("quiet", false, "no live progress on stderr")
+	lanes := gpusFlag(fs)
+	trials := fs.StringSlice("trial", nil, "run only these trials (number in the run order, or key model/variant/repN; comma-separated) into the results, without the study report (a Slurm task does this)")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.Exit(stderr, "vbbench run", err)
 	}
 	s, err := loadStudy(fs.Args())
+	if err == nil {
+		err = lanes(s)
+	}
 	if err != nil {
 		return cli.Exit(stderr, "vbbench run", err)
 	}
@@ -114,6 +140,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		progress = nil
 	}
 	opt := bench.RunOptions{Resume: *resume, Archive: *archive, Force: *force, Progress: progress, SearchDirs: exeDirs()}
+	for _, id := range *trials {
+		t, err := p.TrialID(id)
+		if err != nil {
+			return cli.Exit(stderr, "vbbench run", cli.Usagef("--trial: %v", err))
+		}
+		opt.Trials = append(opt.Trials, t.Index)
+	}
 	res, err := bench.Run(ctx, p, opt)
 	if res != nil {
 		fmt.Fprintf(stdout, "%d trials: %d finished, %d not\n", len(res.Trials), len(res.Trials)-res.Failed(), res.Failed())

@@ -88,3 +88,22 @@ func TestRunRefusesNonFittingStudy(t *testing.T) {
 		t.Error("refused run created results/")
 	}
 }
+
+// TestPlanGPUs: plan --gpus (the command docs/readme/bench.md shows) places
+// the demo's two trials side by side; a bad list is a usage error.
+func TestPlanGPUs(t *testing.T) {
+	code, out, errOut := runCLI("plan", "--gpus", "0,1", filepath.Join("..", "..", "examples", "demo.toml"))
+	for _, want := range []string{"run order: 2 GPU lanes (0,1)", "gpu 1 ", "estimate: ≈1m12s on 2 GPU lanes (serially ≈2m24s, 2.0× longer)", "plan ok"} {
+		if code != cli.ExitOK || !strings.Contains(out, want) {
+			t.Errorf("plan --gpus 0,1: exit %d, output lacks %q:\n%s\n%s", code, want, out, errOut)
+		}
+	}
+	code, _, errOut = runCLI("plan", "--gpus", "0,0", filepath.Join("..", "..", "examples", "demo.toml"))
+	if code != cli.ExitUsage || !strings.Contains(errOut, "GPU 0 is listed twice") {
+		t.Errorf("plan --gpus 0,0: exit %d: %s", code, errOut)
+	}
+	code, _, errOut = runCLI("run", "--trial", "3", filepath.Join("..", "..", "examples", "demo.toml"))
+	if code != cli.ExitUsage || !strings.Contains(errOut, "the plan has trials 1 to 2") {
+		t.Errorf("run --trial 3: exit %d: %s", code, errOut)
+	}
+}

@@ -1,5 +1,5 @@
 // Command fakeserver stands in for vllm, transformers, vbsim or any server in
-// the backends tests. It records its argv and VLLM_* / FAKE_* environment
+// the backends tests. It records its argv and VLLM_* / FAKE_* / CUDA_VISIBLE_DEVICES environment
 // as JSON to $FAKE_RECORD, answers --version with $FAKE_VERSION, and serves
 // /health and /v1/models on the --port it is given. $FAKE_MODE changes its
 // behaviour: "never-ready" (never listens), "crash-after" (exits 3 after
@@ -40,7 +40,7 @@ func main() {
 		env := map[string]string{}
 		for _, kv := range os.Environ() {
 			k, v, _ := strings.Cut(kv, "=")
-			if strings.HasPrefix(k, "VLLM_") || strings.HasPrefix(k, "FAKE_") || k == "PYTHONPATH" {
+			if strings.HasPrefix(k, "VLLM_") || strings.HasPrefix(k, "FAKE_") || k == "PYTHONPATH" || k == "CUDA_VISIBLE_DEVICES" {
 				env[k] = v
 			}
 		}
