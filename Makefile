@@ -5,7 +5,7 @@ BIN   := bin
 CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
 
-.PHONY: all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
+.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
 
 all: build
 
@@ -18,6 +18,14 @@ build:
 linux-amd64:
 	@mkdir -p .dist
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -o .dist/ $(addprefix ./cmd/,$(CMDS)) ./bench/scripts/replaytool
+
+# What bench/scripts/h200_smoke.sh needs on the GPU host besides the offline
+# bundle: compressed linux/amd64 vbbench and vbsynth, and the smoke trace.
+h200-smoke-dist:
+	@mkdir -p .dist/traces
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
+	xz -T2 -6 -f .dist/vbbench .dist/vbsynth
+	$(GO) run ./cmd/vbsynth --dataset sharegpt --span 10m --max-total 2048 --seed 1 --quiet -o .dist/traces/sharegpt-smoke.bin
 
 test: fmt-check vet gotest pytest
 
