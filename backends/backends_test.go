@@ -672,3 +672,22 @@ func TestGPUMemoryOfLanes(t *testing.T) {
 		t.Errorf("used %d, %v; nvidia-smi called with %q", used, err, args)
 	}
 }
+
+// TestVersionAmidWarnings: `vllm --version` on a GPU host prints import
+// warnings that name other packages' versions around the version line;
+// the line that is only a version wins.
+func TestVersionAmidWarnings(t *testing.T) {
+	fakeEnv(t, "INFO 12-03 torch 2.11.0+cu130 detected\n0.26.0\nWARNING transformers 5.17.0 is newer than tested (4.57)", "")
+	spec, _ := Preset(PresetVLLMPage)
+	spec.Model = "m"
+	b, err := New(spec, quickOpts(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.Command().Version; v != "0.26.0" {
+		t.Errorf("version %q; want 0.26.0", v)
+	}
+}

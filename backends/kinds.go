@@ -381,14 +381,25 @@ func pythonImports(ctx context.Context, py, module string) error {
 
 var versionRE = regexp.MustCompile(`\d+\.\d+(\.\d+)?([A-Za-z0-9.+-]*)?`)
 
-// detectVersion runs exe with args and returns the last version-looking
-// token of its output.
+// versionLineRE is a line that is a version and nothing else, as
+// `vllm --version` prints it ("0.26.0").
+var versionLineRE = regexp.MustCompile(`^v?\d+\.\d+(\.\d+)?[A-Za-z0-9.+-]*$`)
+
+// detectVersion runs exe with args and returns its version: the last line
+// that is only a version (warnings that an import prints, naming other
+// packages' versions, are skipped), else the last version-looking token.
 func detectVersion(ctx context.Context, exe string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, exe, args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("%v: %s", err, lastLine(string(out)))
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); versionLineRE.MatchString(l) {
+			return strings.TrimPrefix(l, "v"), nil
+		}
 	}
 	all := versionRE.FindAllString(string(out), -1)
 	if len(all) == 0 {
