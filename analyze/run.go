@@ -40,6 +40,10 @@ type Result struct {
 	// Warnings are sentences about the whole analysis (group warnings
 	// are in each Group).
 	Warnings []string `json:"warnings,omitempty"`
+	// Damaged names the captures that were damaged: read as far as they
+	// could be, a warning says what is lost, and Run returns an error
+	// wrapping capture.ErrDamaged after writing everything.
+	Damaged []string `json:"damaged,omitempty"`
 	// Requests are the per-request metrics, in input order then arrival
 	// order.
 	Requests []Request `json:"-"`
@@ -47,6 +51,7 @@ type Result struct {
 	series   map[string]*sampleSeries // by capture name
 	spans    map[string][]span        // by capture name
 	recorder map[string]recorderState // by capture name
+	damage   []string                 // "capture: health" of each damaged capture
 }
 
 // recorderState is what a capture's metadata says about its writers: how
@@ -192,7 +197,7 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		res.Setup.Captures = append(res.Setup.Captures, name)
 		var spans []span
-		metas, samples, err := source{name: name, stdin: cfg.Stdin}.read(ctx, func(rec *capture.Record) error {
+		metas, samples, health, err := source{name: name, stdin: cfg.Stdin}.read(ctx, func(rec *capture.Record) error {
 			if rec.Method != "POST" && rec.Method != "" {
 				res.Setup.Skipped++
 				return nil
@@ -248,6 +253,17 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("analyze: %w", err)
+		}
+		if health != nil {
+			if health.Damaged() {
+				res.Damaged = append(res.Damaged, name)
+				res.damage = append(res.damage, fmt.Sprintf("%s: %s", name, health))
+				res.Warnings = append(res.Warnings, fmt.Sprintf("capture %s is damaged: %s: the figures cover only what could be read", name, health))
+			} else {
+				for _, n := range health.Notes {
+					res.Warnings = append(res.Warnings, fmt.Sprintf("capture %s: %s", name, n))
+				}
+			}
 		}
 		res.spans[name] = spans
 		res.series[name] = newSampleSeries(samples)

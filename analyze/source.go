@@ -24,31 +24,34 @@ type source struct {
 // request record at all.
 var ErrNoRecords = errors.New("no request records")
 
-// read calls rec for every record and returns the metadata and samples.
-func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]capture.Meta, []capture.Sample, error) {
+// read calls rec for every record and returns the metadata and samples,
+// and for a capture directory what reading it found (nil for a dump).
+func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]capture.Meta, []capture.Sample, *capture.Health, error) {
 	if s.name == "-" {
-		return readDump(ctx, s.stdin, "stdin", rec)
+		m, x, err := readDump(ctx, s.stdin, "stdin", rec)
+		return m, x, nil, err
 	}
 	fi, err := os.Stat(s.name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+		return nil, nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
 	}
 	if !fi.IsDir() {
 		f, err := os.Open(s.name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+			return nil, nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
 		}
 		defer f.Close()
-		return readDump(ctx, f, s.name, rec)
+		m, x, err := readDump(ctx, f, s.name, rec)
+		return m, x, nil, err
 	}
 	st, err := capture.Open(s.name, capture.Options{ReadOnly: true})
 	if err != nil {
-		return nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+		return nil, nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
 	}
 	defer st.Close()
 	metas, err := st.Metas()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	n := 0
 	err = st.Records(func(r *capture.Record) error {
@@ -58,7 +61,7 @@ func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]ca
 		return rec(r)
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var samples []capture.Sample
 	err = st.Samples(func(x capture.Sample) error {
@@ -66,9 +69,10 @@ func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]ca
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return metas, samples, nil
+	h := st.Health()
+	return metas, samples, &h, nil
 }
 
 // maxDumpLine caps one dump line (a record with its bodies).

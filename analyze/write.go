@@ -8,6 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/vbench/vbench/capture"
 )
 
 // Run analyses the captures of cfg and writes what it asks: the terminal
@@ -21,7 +24,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return res.Write(ctx, cfg)
+	if err := res.Write(ctx, cfg); err != nil {
+		return err
+	}
+	if len(res.Damaged) > 0 {
+		return fmt.Errorf("analyze: %w: %s; the results cover what could be read", capture.ErrDamaged, strings.Join(res.damage, "; "))
+	}
+	return nil
 }
 
 // Write writes the outputs of an analysis (see Run). cfg must be the

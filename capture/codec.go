@@ -524,9 +524,24 @@ func (m *Meta) UnmarshalBinary(data []byte) error {
 const (
 	compressedTag = 0xC5
 	compressMin   = 256
-	// maxStoredRecord caps the decompressed size of one stored record.
+	// maxStoredRecord caps the decompressed size of one stored record;
+	// the writer refuses (and counts as lost) a record that encodes to
+	// more, so it never stores a value the decoder would refuse.
 	maxStoredRecord = 256 << 20
 )
+
+// storeLimit is maxStoredRecord; tests lower it.
+var storeLimit = maxStoredRecord
+
+// MaxChunks is the most chunk entries a record's timeline may hold; a
+// writer of records (the proxy) merges later reads into the last entry.
+// The decoder accepts up to maxChunks, so captures written with a higher
+// cap stay readable.
+const MaxChunks = 1 << 20
+
+// errRecordTooBig is the writer's error for a record it cannot store so
+// that it reads back.
+var errRecordTooBig = errors.New("record too large to store")
 
 // appendStoredRecord appends the stored form of r to dst; scratch is a
 // reusable buffer for the uncompressed encoding, returned grown.
@@ -556,9 +571,13 @@ func decodeStoredRecord(v []byte, r *Record, buf []byte) ([]byte, error) {
 			*r = Record{}
 			return buf, corrupt("record: compressed value: %v", err)
 		}
-		if n > maxStoredRecord || n > 512*len(v) {
+		// The bound is absolute, never a ratio: the writer compresses
+		// whatever the proxy accepted (a prompt of one repeated word, a body
+		// of zeros), and S2 shrinks such values by far more than any fixed
+		// factor. maxStoredRecord is what storeRecord lets through.
+		if n > maxStoredRecord {
 			*r = Record{}
-			return buf, corrupt("record: compressed value claims %d bytes from %d", n, len(v))
+			return buf, corrupt("record: compressed value claims %d bytes, more than the %d a stored record may hold", n, maxStoredRecord)
 		}
 		if cap(buf) < n {
 			buf = make([]byte, n)

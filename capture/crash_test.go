@@ -34,6 +34,30 @@ func crashRecord(id uint64) *Record {
 	return r
 }
 
+// crashRecordMode is crashRecord, except that in mode "vlog" every 7th
+// record carries 2 KiB of incompressible bytes, so it is stored in
+// Badger's value log.
+func crashRecordMode(id uint64, mode string) *Record {
+	r := crashRecord(id)
+	if mode == "vlog" && id%7 == 0 {
+		r.RequestBody = noise(id, 2048)
+	}
+	return r
+}
+
+// noise returns n pseudo-random bytes seeded by id.
+func noise(id uint64, n int) []byte {
+	b := make([]byte, n)
+	x := id*0x9E3779B97F4A7C15 + 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = byte(x)
+	}
+	return b
+}
+
 // crashChild starts this test binary as a writer that records until killed
 // and appends the writer's FlushedID to ack every few milliseconds.
 func crashChild(t *testing.T, dir, ack, mode string) *exec.Cmd {
@@ -87,6 +111,12 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mode := os.Getenv(crashEnv)
+	if mode == "vlog" {
+		if err := s.PutMeta(Meta{Tool: "crash-child"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	w := s.Writer()
 	stop := time.After(60 * time.Second)
 	go func() {
@@ -101,7 +131,7 @@ func TestCrashChild(t *testing.T) {
 			t.Fatal("not killed within 60 s")
 		default:
 		}
-		r := crashRecord(w.NextID())
+		r := crashRecordMode(w.NextID(), mode)
 		for !w.Put(r) { // keep IDs gap-free: retry a dropped record
 			time.Sleep(100 * time.Microsecond)
 		}

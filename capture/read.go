@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"unicode/utf8"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -17,27 +18,73 @@ import (
 // iteration early; the iterator then returns nil.
 var ErrStop = errors.New("capture: stop iteration")
 
-// scan calls fn with the value of every key under prefix, in key order.
-func (s *Store) scan(prefix byte, keyLen int, fn func(key, val []byte) error) error {
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}, PrefetchValues: true, PrefetchSize: 64})
+// badValue marks an error about one stored value: the scan counts it in
+// Health and goes on.
+type badValue struct{ err error }
+
+func (b badValue) Error() string { return b.err.Error() }
+func (b badValue) Unwrap() error { return b.err }
+
+// userPanic carries a panic raised by a scan's callback through the
+// scan's recover, so it is re-raised instead of reported as damage.
+type userPanic struct{ v any }
+
+// scan calls fn with the value of every key under prefix from start on,
+// in key order. It never stops on damage: a value Badger cannot read
+// (failed checksum, missing value log) or fn refuses with a badValue is
+// counted in Health and skipped; a panic of Badger's ends the scan, is
+// recovered here and recorded in Health. Values are read one at a time on
+// this goroutine (no prefetching goroutines, whose panics nobody could
+// recover). full reports whether the scan reached the end of the prefix.
+func (s *Store) scan(prefix byte, start []byte, what string, fn func(key, val []byte) error) (full bool, err error) {
+	var last []byte
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if up, ok := r.(userPanic); ok {
+			panic(up.v)
+		}
+		full, err = false, nil
+		s.health.noteStopped(what, last, fmt.Errorf("%w: %v", errBadgerPanic, firstLine(r)))
+	}()
+	call := func(k, v []byte) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				panic(userPanic{r})
+			}
+		}()
+		return fn(k, v)
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		for it.Seek(start); it.Valid(); it.Next() {
 			item := it.Item()
 			k := item.Key()
-			if len(k) != keyLen {
-				return corrupt("key %x has length %d, want %d", k, len(k), keyLen)
-			}
-			if err := item.Value(func(v []byte) error { return fn(k, v) }); err != nil {
+			last = append(last[:0], k...)
+			called := false
+			err := item.Value(func(v []byte) error {
+				called = true
+				return call(k, v)
+			})
+			var bad badValue
+			switch {
+			case err == nil:
+			case !called || errors.As(err, &bad):
+				s.health.noteBad(prefix, k, err)
+			default:
 				return err
 			}
 		}
+		full = true
 		return nil
 	})
 	if errors.Is(err, ErrStop) {
-		return nil
+		return false, nil
 	}
-	return err
+	return full, err
 }
 
 // RecordsBetween is Records restricted to the records received in
@@ -45,35 +92,22 @@ func (s *Store) scan(prefix byte, keyLen int, fn func(key, val []byte) error) er
 // so a window of a long capture costs only what it reads.
 func (s *Store) RecordsBetween(from, to int64, fn func(*Record) error) error {
 	var buf []byte
-	start := recordKey(nil, from, 0)
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}, PrefetchValues: true, PrefetchSize: 64})
-		defer it.Close()
-		for it.Seek(start); it.Valid(); it.Next() {
-			item := it.Item()
-			k := item.Key()
-			if len(k) != recordKeyLen {
-				return corrupt("key %x has length %d, want %d", k, len(k), recordKeyLen)
-			}
-			if to > from && int64(binary.BigEndian.Uint64(k[1:9])^(1<<63)) >= to {
-				return nil
-			}
-			r := new(Record)
-			err := item.Value(func(v []byte) error {
-				var err error
-				buf, err = decodeStoredRecord(v, r, buf)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("record key %x: %w", k, err)
-			}
-			if err := fn(r); err != nil {
-				return err
-			}
+	errEnd := errors.New("end of window")
+	_, err := s.scan(prefixRecord, recordKey(nil, from, 0), "records", func(k, v []byte) error {
+		if len(k) != recordKeyLen {
+			return badValue{corrupt("key has length %d, want %d", len(k), recordKeyLen)}
 		}
-		return nil
+		if to > from && int64(binary.BigEndian.Uint64(k[1:9])^(1<<63)) >= to {
+			return errEnd
+		}
+		r := new(Record)
+		var err error
+		if buf, err = decodeStoredRecord(v, r, buf); err != nil {
+			return badValue{err}
+		}
+		return fn(r)
 	})
-	if err != nil && !errors.Is(err, ErrStop) {
+	if err != nil && !errors.Is(err, ErrStop) && !errors.Is(err, errEnd) {
 		return fmt.Errorf("capture: %s: records: %w", s.dir, err)
 	}
 	return nil
@@ -84,14 +118,18 @@ func (s *Store) RecordsBetween(from, to int64, fn func(*Record) error) error {
 func (s *Store) FirstReceived() (int64, bool, error) {
 	var t int64
 	var ok bool
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
-		defer it.Close()
-		it.Rewind()
-		if it.Valid() && len(it.Item().Key()) == recordKeyLen {
-			t, ok = int64(binary.BigEndian.Uint64(it.Item().Key()[1:9])^(1<<63)), true
-		}
-		return nil
+	err := guard(func() error {
+		return s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRecord}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				if len(it.Item().Key()) == recordKeyLen {
+					t, ok = int64(binary.BigEndian.Uint64(it.Item().Key()[1:9])^(1<<63)), true
+					return nil
+				}
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("capture: %s: first record: %w", s.dir, err)
@@ -103,33 +141,50 @@ func (s *Store) FirstReceived() (int64, bool, error) {
 // fn receives a fresh Record each time and may keep it. Returning ErrStop
 // ends the iteration without error; any other error ends it and is
 // returned. It works on a read-only store and on the live store of a running
-// writer (it then sees the records committed when it started).
+// writer (it then sees the records committed when it started). A record
+// that cannot be read or decoded is skipped and counted in Health (so is
+// the rest of a scan that Badger cannot continue): check Health after a
+// full scan.
 func (s *Store) Records(fn func(*Record) error) error {
 	var buf []byte
-	err := s.scan(prefixRecord, recordKeyLen, func(k, v []byte) error {
+	var n int64
+	full, err := s.scan(prefixRecord, []byte{prefixRecord}, "records", func(k, v []byte) error {
+		if len(k) != recordKeyLen {
+			return badValue{corrupt("key has length %d, want %d", len(k), recordKeyLen)}
+		}
 		r := new(Record)
 		var err error
 		if buf, err = decodeStoredRecord(v, r, buf); err != nil {
-			return fmt.Errorf("record key %x: %w", k, err)
+			return badValue{err}
 		}
 		if id := binary.BigEndian.Uint64(k[9:]); id != r.ID {
-			return corrupt("record key %x holds ID %d", k, r.ID)
+			return badValue{corrupt("the key's ID is %d, the record's %d", id, r.ID)}
 		}
+		n++
 		return fn(r)
 	})
 	if err != nil && !errors.Is(err, ErrStop) {
 		return fmt.Errorf("capture: %s: records: %w", s.dir, err)
 	}
+	if full {
+		s.health.mu.Lock()
+		s.health.scanned, s.health.records = true, n
+		s.health.mu.Unlock()
+	}
 	return nil
 }
 
 // Samples calls fn for every server-metric sample in time order (samples
-// with equal times in the order they were put).
+// with equal times in the order they were put). Damaged samples are
+// skipped and counted in Health.
 func (s *Store) Samples(fn func(Sample) error) error {
-	err := s.scan(prefixSample, sampleKeyLen, func(k, v []byte) error {
+	_, err := s.scan(prefixSample, []byte{prefixSample}, "samples", func(k, v []byte) error {
+		if len(k) != sampleKeyLen {
+			return badValue{corrupt("key has length %d, want %d", len(k), sampleKeyLen)}
+		}
 		var smp Sample
 		if err := smp.UnmarshalBinary(v); err != nil {
-			return fmt.Errorf("sample key %x: %w", k, err)
+			return badValue{err}
 		}
 		return fn(smp)
 	})
@@ -139,13 +194,24 @@ func (s *Store) Samples(fn func(Sample) error) error {
 	return nil
 }
 
-// Metas returns the run metadata in the order it was stored.
+// Metas returns the run metadata in the order it was stored. Damaged
+// entries are skipped and counted in Health (once per store).
 func (s *Store) Metas() ([]Meta, error) {
+	if s.view != nil { // read-only: read (and count damage) once
+		s.metaMu.Lock()
+		defer s.metaMu.Unlock()
+		if s.metasRead {
+			return slices.Clone(s.metas), nil
+		}
+	}
 	var out []Meta
-	err := s.scan(prefixMeta, metaKeyLen, func(k, v []byte) error {
+	_, err := s.scan(prefixMeta, []byte{prefixMeta}, "metadata", func(k, v []byte) error {
 		var m Meta
+		if len(k) != metaKeyLen {
+			return badValue{corrupt("key has length %d, want %d", len(k), metaKeyLen)}
+		}
 		if err := m.UnmarshalBinary(v); err != nil {
-			return fmt.Errorf("meta key %x: %w", k, err)
+			return badValue{err}
 		}
 		out = append(out, m)
 		return nil
@@ -153,26 +219,32 @@ func (s *Store) Metas() ([]Meta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("capture: %s: metas: %w", s.dir, err)
 	}
+	if s.view != nil {
+		s.metas, s.metasRead = out, true
+		return slices.Clone(out), nil
+	}
 	return out, nil
 }
 
 // Counts returns the number of records and samples stored (keys only).
 func (s *Store) Counts() (records, samples int64, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		for _, p := range []byte{prefixRecord, prefixSample} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
-			var n int64
-			for it.Rewind(); it.Valid(); it.Next() {
-				n++
+	err = guard(func() error {
+		return s.db.View(func(txn *badger.Txn) error {
+			for _, p := range []byte{prefixRecord, prefixSample} {
+				it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
+				var n int64
+				for it.Rewind(); it.Valid(); it.Next() {
+					n++
+				}
+				it.Close()
+				if p == prefixRecord {
+					records = n
+				} else {
+					samples = n
+				}
 			}
-			it.Close()
-			if p == prefixRecord {
-				records = n
-			} else {
-				samples = n
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		err = fmt.Errorf("capture: %s: count: %w", s.dir, err)
@@ -265,14 +337,21 @@ func (s *Store) Dump(w io.Writer, opt DumpOptions) error {
 	return nil
 }
 
-// DumpDir opens the capture in dir read-only and dumps it to w.
-func DumpDir(dir string, w io.Writer, opt DumpOptions) error {
+// DumpDir opens the capture in dir read-only and dumps it to w. It
+// returns the capture's Health; when the capture is damaged the dump holds
+// what could be read and the error wraps ErrDamaged and says what is lost.
+func DumpDir(dir string, w io.Writer, opt DumpOptions) (Health, error) {
 	s, err := Open(dir, Options{ReadOnly: true})
 	if err != nil {
-		return err
+		return Health{}, err
 	}
 	err = s.Dump(w, opt)
-	return errors.Join(err, s.Close())
+	h := s.Health()
+	err = errors.Join(err, s.Close())
+	if err == nil && h.Damaged() {
+		err = fmt.Errorf("%w: %s: %s", ErrDamaged, dir, h)
+	}
+	return h, err
 }
 
 // Snapshot copies what is committed now into a new capture directory dst

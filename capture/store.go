@@ -66,7 +66,10 @@ func sampleKey(dst []byte, at int64, seq uint64) []byte {
 // Options tune a Store. The zero value is ready for a recording proxy.
 type Options struct {
 	// ReadOnly opens an existing capture for analysis: several readers may
-	// share it, no writer may hold it.
+	// share it, no writer may hold it, and nothing in it is written,
+	// renamed or deleted, whatever state it is in (readonly.go): a capture
+	// whose writer was killed is recovered on a private copy, and damage
+	// is skipped and reported by Health instead of failing the read.
 	ReadOnly bool
 	// FlushInterval is the longest a queued record waits before it is
 	// committed (default 20 ms).
@@ -158,6 +161,14 @@ type Store struct {
 	// marks each Closed and gives the last the Recorder totals.
 	metas    []Meta
 	metaKeys [][]byte
+	// metasRead: metas holds the metas a read-only store read.
+	metasRead bool
+
+	// view and unlock belong to a read-only store (readonly.go); health
+	// is what reading found (health.go).
+	view   *readView
+	unlock func()
+	health healthState
 
 	closeOnce sync.Once
 	closeErr  error
@@ -168,13 +179,26 @@ type Store struct {
 func (s *Store) Dir() string { return s.dir }
 
 // badgerLogger sends Badger's messages to slog: errors and warnings at
-// their level, the rest at debug so an embedded store stays quiet.
-type badgerLogger struct{ l *slog.Logger }
+// their level, the rest at debug so an embedded store stays quiet. A
+// reader's (quiet) gets everything at debug: what Badger complains about
+// while reading (a value that fails its checksum) is in Health.
+type badgerLogger struct {
+	l     *slog.Logger
+	quiet bool
+}
 
 func (b badgerLogger) Errorf(f string, a ...any) {
+	if b.quiet {
+		b.Debugf(f, a...)
+		return
+	}
 	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
+	if b.quiet {
+		b.Debugf(f, a...)
+		return
+	}
 	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Infof(f string, a ...any) {
@@ -187,7 +211,7 @@ func (b badgerLogger) Debugf(f string, a ...any) { b.Infof(f, a...) }
 func badgerOptions(dir string, opt *Options, readOnly bool) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
-		WithLogger(badgerLogger{opt.Logger}).
+		WithLogger(badgerLogger{opt.Logger, readOnly}).
 		WithSyncWrites(false).
 		WithMemTableSize(opt.MemTableSize).
 		WithNumMemtables(3).
@@ -212,9 +236,9 @@ func badgerOptions(dir string, opt *Options, readOnly bool) badger.Options {
 }
 
 // Open opens the capture in dir, creating it (mode 0700) unless
-// opt.ReadOnly. After a crash of the writing process it recovers the store:
-// Badger replays its log and truncates a torn tail ("log truncate
-// required"), which a read-only open does by opening read-write once first.
+// opt.ReadOnly. A read-write open after a crash of the writing process
+// recovers the store in place (Badger replays its log and truncates a torn
+// tail); a read-only open never writes (see Options.ReadOnly and Recover).
 // If another process holds the capture, the error wraps ErrInUse and names
 // its pid.
 func Open(dir string, opt Options) (*Store, error) {
@@ -230,7 +254,7 @@ func Open(dir string, opt Options) (*Store, error) {
 		if !st.IsDir() {
 			return nil, fmt.Errorf("capture: open %s: %w: it is a file, not a capture directory", dir, ErrNotCapture)
 		}
-		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); errors.Is(err, fs.ErrNotExist) && !hasBadgerFiles(dir) {
 			return nil, fmt.Errorf("capture: open %s: %w: no Badger MANIFEST in it", dir, ErrNotCapture)
 		}
 	} else {
@@ -248,6 +272,9 @@ func Open(dir string, opt Options) (*Store, error) {
 				return nil, fmt.Errorf("capture: create %s: %w", dir, err)
 			}
 		}
+	}
+	if opt.ReadOnly {
+		return openReadOnly(dir, opt)
 	}
 	db, err := openDB(dir, &opt)
 	if err != nil {
@@ -297,6 +324,69 @@ func ownerOnly(dir string) {
 	}
 }
 
+// hasBadgerFiles reports whether dir holds Badger's table or log files
+// (a capture that lost its MANIFEST is still read).
+func hasBadgerFiles(dir string) bool {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		switch filepath.Ext(e.Name()) {
+		case ".sst", ".vlog", ".mem":
+			return true
+		}
+	}
+	return false
+}
+
+// inUse is Open's error for a capture another process holds.
+func inUse(dir string) error {
+	pid := ""
+	if b, rerr := os.ReadFile(filepath.Join(dir, "LOCK")); rerr == nil {
+		if p, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+			pid = fmt.Sprintf(" (pid %d)", p)
+		}
+	}
+	return fmt.Errorf("capture: open %s: %w%s; stop it first (vbproxy closes its capture cleanly on SIGINT/SIGTERM), or give each run its own capture directory", dir, ErrInUse, pid)
+}
+
+// openReadOnly opens a capture for reading without writing to it (see
+// readonly.go): a shared lock on the directory, a private view of its
+// files, Badger read-only on the view.
+func openReadOnly(dir string, opt Options) (*Store, error) {
+	unlock, err := lockShared(dir)
+	if errors.Is(err, errLocked) {
+		return nil, inUse(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("capture: open %s: %w", dir, err)
+	}
+	v, err := prepareView(dir, &opt)
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("capture: open %s: %w", dir, err)
+	}
+	fail := func(err error) (*Store, error) {
+		os.RemoveAll(v.dir)
+		unlock()
+		return nil, err
+	}
+	db, err := openView(v, &opt)
+	if err != nil {
+		msg := fmt.Sprintf("capture: open %s: %v", dir, err)
+		if len(v.problems) > 0 {
+			msg += "; found: " + strings.Join(v.problems, "; ")
+		}
+		return fail(errors.New(msg))
+	}
+	s := &Store{dir: dir, opt: opt, db: db, log: opt.Logger, view: v, unlock: unlock}
+	s.health.problems = append(s.health.problems, v.problems...)
+	s.health.notes = append(s.health.notes, v.notes...)
+	if err := s.init(); err != nil {
+		db.Close()
+		return fail(err)
+	}
+	return s, nil
+}
+
 func openDB(dir string, opt *Options) (*badger.DB, error) {
 	db, err := badger.Open(badgerOptions(dir, opt, opt.ReadOnly))
 	if err == nil {
@@ -305,29 +395,7 @@ func openDB(dir string, opt *Options) (*badger.DB, error) {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "Cannot acquire directory lock"):
-		pid := ""
-		if b, rerr := os.ReadFile(filepath.Join(dir, "LOCK")); rerr == nil {
-			if p, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-				pid = fmt.Sprintf(" (pid %d)", p)
-			}
-		}
-		return nil, fmt.Errorf("capture: open %s: %w%s; stop it first (vbproxy closes its capture cleanly on SIGINT/SIGTERM), or give each run its own capture directory", dir, ErrInUse, pid)
-	case opt.ReadOnly && strings.Contains(msg, "truncate required"):
-		// The writer died without closing the store. A read-write open
-		// replays the log and truncates the torn tail; then read.
-		opt.Logger.Info("capture: recovering a store that was not closed cleanly", "dir", dir)
-		rw, rerr := badger.Open(badgerOptions(dir, opt, false))
-		if rerr != nil {
-			return nil, fmt.Errorf("capture: recover %s after a crash: %w (original error: %v)", dir, rerr, err)
-		}
-		if cerr := rw.Close(); cerr != nil {
-			return nil, fmt.Errorf("capture: recover %s after a crash: close: %w", dir, cerr)
-		}
-		db, err = badger.Open(badgerOptions(dir, opt, true))
-		if err != nil {
-			return nil, fmt.Errorf("capture: open %s read-only after recovery: %w", dir, err)
-		}
-		return db, nil
+		return nil, inUse(dir)
 	}
 	return nil, fmt.Errorf("capture: open %s: %w", dir, err)
 }
@@ -336,32 +404,58 @@ func openDB(dir string, opt *Options) (*badger.DB, error) {
 // new one.
 func (s *Store) init() error {
 	var have []byte
-	empty := true
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{})
-		defer it.Close()
-		it.Rewind()
-		empty = !it.Valid()
-		item, err := txn.Get(markerKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
+	empty, ours := true, false
+	err := guard(func() error {
+		return s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{})
+			defer it.Close()
+			it.Rewind()
+			empty = !it.Valid()
+			for _, p := range []byte{prefixRecord, prefixSample, prefixMeta} {
+				it.Seek([]byte{p})
+				if it.Valid() && it.Item().Key()[0] == p {
+					ours = true
+				}
+			}
+			item, err := txn.Get(markerKey)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			have, err = item.ValueCopy(nil)
 			return err
-		}
-		have, err = item.ValueCopy(nil)
-		return err
+		})
 	})
-	if err != nil {
+	if err != nil && !s.opt.ReadOnly {
 		return fmt.Errorf("capture: open %s: read format marker: %w", s.dir, err)
+	}
+	if s.opt.ReadOnly {
+		switch {
+		case err != nil && ours:
+			s.health.problems = append(s.health.problems, fmt.Sprintf("the format marker cannot be read (%v); read as a vbench capture", err))
+			return nil
+		case err != nil:
+			return fmt.Errorf("capture: open %s: read format marker: %w", s.dir, err)
+		case have != nil && string(have) != formatMarker:
+			return fmt.Errorf("capture: open %s: %w: format %q, this build reads %q", s.dir, ErrNotCapture, have, formatMarker)
+		case have == nil && !empty && ours:
+			s.health.problems = append(s.health.problems, "the format marker is missing (lost with damaged data); read as a vbench capture")
+			return nil
+		case have == nil && !empty:
+			return fmt.Errorf("capture: open %s: %w: a Badger store without the vbench marker", s.dir, ErrNotCapture)
+		case have == nil && s.view != nil && s.view.hasData:
+			// A writer stores the marker when it creates the capture.
+			s.health.problems = append(s.health.problems, "no key can be read, not even the format marker, yet its files hold data: its tables or write-ahead logs are lost")
+		}
+		return nil // an empty store is one a writer created and closed at once
 	}
 	switch {
 	case have != nil && string(have) != formatMarker:
 		return fmt.Errorf("capture: open %s: %w: format %q, this build reads %q", s.dir, ErrNotCapture, have, formatMarker)
 	case have == nil && !empty:
 		return fmt.Errorf("capture: open %s: %w: a Badger store without the vbench marker", s.dir, ErrNotCapture)
-	case have == nil && s.opt.ReadOnly:
-		return nil // an empty store that a writer created and closed at once
 	case have == nil:
 		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(markerKey, []byte(formatMarker)) }); err != nil {
 			return fmt.Errorf("capture: open %s: write format marker: %w", s.dir, err)
@@ -499,11 +593,16 @@ func (s *Store) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		if err := s.db.Close(); err != nil {
+		if err := guard(s.db.Close); err != nil {
 			errs = append(errs, fmt.Errorf("capture: close %s: %w", s.dir, err))
 		}
 		if !s.opt.ReadOnly {
 			ownerOnly(s.dir)
+		}
+		if s.view != nil {
+			s.warnUnseenDamage()
+			os.RemoveAll(s.view.dir)
+			s.unlock()
 		}
 		s.closeErr = errors.Join(errs...)
 	})

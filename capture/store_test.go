@@ -2,8 +2,10 @@ package capture
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,7 +320,7 @@ func TestDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := DumpDir(dir, &buf, DumpOptions{}); err != nil {
+	if _, err := DumpDir(dir, &buf, DumpOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
@@ -350,14 +353,16 @@ func TestDump(t *testing.T) {
 	if strings.Contains(buf.String(), "body\"") || strings.Count(buf.String(), "\n") != 1 {
 		t.Errorf("dump without bodies/samples/meta = %s", buf.String())
 	}
-	if err := DumpDir(filepath.Join(dir, "nope"), io.Discard, DumpOptions{}); err == nil {
+	if _, err := DumpDir(filepath.Join(dir, "nope"), io.Discard, DumpOptions{}); err == nil {
 		t.Error("dump of a missing capture succeeded")
 	}
 }
 
 // TestReadOnlyAfterCrashRecovers kills a writer process with SIGKILL and
-// opens its capture read-only: the "log truncate required" state must be
-// repaired transparently.
+// opens its capture read-only: the "log truncate required" state is
+// repaired on a private copy, every file of the capture stays as it was
+// (once Badger's read-write recovery rewrote it in place), and Health says
+// the writer did not close it.
 func TestReadOnlyAfterCrashRecovers(t *testing.T) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
@@ -368,16 +373,107 @@ func TestReadOnlyAfterCrashRecovers(t *testing.T) {
 	waitFor(t, func() bool { return lastAck(t, ack) >= 10_000 })
 	cmd.Process.Kill()
 	cmd.Wait()
-	var logs bytes.Buffer
-	s := openTest(t, dir, Options{ReadOnly: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	defer s.Close()
-	if !strings.Contains(logs.String(), "recovering a store that was not closed cleanly") {
-		t.Errorf("read-only open after kill -9 did not go through recovery; log:\n%s", logs.String())
-	}
+	before := hashDir(t, dir)
+	s := openTest(t, dir, Options{ReadOnly: true})
 	n, _, err := s.Counts()
 	if err != nil || n < 10_000 {
 		t.Errorf("after kill -9, read-only Counts = %d, %v; want ≥ 10000", n, err)
 	}
+	h := s.Health()
+	if h.Damaged() || len(h.Notes) == 0 || !strings.Contains(strings.Join(h.Notes, " "), "not closed cleanly") {
+		t.Errorf("Health = %v; want a note that the capture was not closed cleanly and no damage", h)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := hashDir(t, dir); !reflect.DeepEqual(before, after) {
+		t.Errorf("reading a crashed capture changed it:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// TestRecoverInPlaceOwnerOnly: the explicit in-place recovery (vbanalyze
+// --recover) leaves only owner-only files, whatever the umask; the
+// recovered capture then opens read-only with no note.
+func TestRecoverInPlaceOwnerOnly(t *testing.T) {
+	if os.Getenv(crashEnv) != "" {
+		t.Skip("child")
+	}
+	dir := filepath.Join(t.TempDir(), "cap")
+	ack := filepath.Join(t.TempDir(), "ack")
+	cmd := crashChild(t, dir, ack, "1")
+	waitFor(t, func() bool { return lastAck(t, ack) >= 2_000 })
+	cmd.Process.Kill()
+	cmd.Wait()
+	old := syscall.Umask(0o022)
+	notes, err := Recover(dir, Options{Logger: quiet})
+	syscall.Umask(old)
+	if err != nil || len(notes) == 0 {
+		t.Fatalf("Recover = %v, %v", notes, err)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		info, _ := e.Info()
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v after Recover; want owner-only", e.Name(), info.Mode().Perm())
+		}
+	}
+	s := openTest(t, dir, Options{ReadOnly: true})
+	defer s.Close()
+	if h := s.Health(); h.Damaged() || len(h.Notes) > 1 || h.Records < 2_000 {
+		t.Errorf("after Recover, Health = %v", h)
+	}
+}
+
+// hashData hashes the data extents of a file (offsets and bytes; holes
+// read as zeros and are skipped, so Badger's sparse preallocated logs cost
+// only what they hold; filling a hole changes the hash).
+func hashData(t testing.TB, path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	h := sha256.New()
+	const seekData, seekHole = 3, 4
+	for off := int64(0); off < st.Size(); {
+		start, err := f.Seek(off, seekData)
+		if err != nil { // ENXIO: no data after off
+			break
+		}
+		end, err := f.Seek(start, seekHole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "@%d:", start)
+		if _, err := io.Copy(h, io.NewSectionReader(f, start, end-start)); err != nil {
+			t.Fatal(err)
+		}
+		off = end
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// hashDir returns name → size and SHA-256 of every entry of dir.
+func hashDir(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !e.Type().IsRegular() {
+			out[e.Name()] = info.Mode().String()
+			continue
+		}
+		out[e.Name()] = fmt.Sprintf("%v %d %s", info.Mode().Perm(), info.Size(), hashData(t, filepath.Join(dir, e.Name())))
+	}
+	return out
 }
 
 // TestQueueSizeBound fills the channel of a writer whose goroutine is not

@@ -374,6 +374,14 @@ func (w *Writer) flush(batch []item) {
 			arena = recordKey(arena, it.rec.Received, it.rec.ID)
 			v0 = len(arena)
 			arena, w.scratch = appendStoredRecord(arena, w.scratch, it.rec)
+			if len(w.scratch) > storeLimit || len(it.rec.Chunks) > maxChunks {
+				// Stored, it would not read back: count it lost instead.
+				arena = arena[:k0]
+				w.lose(1)
+				w.fail(fmt.Errorf("capture: write to %s: %w: record %d encodes to %d bytes with %d chunks (at most %d bytes and %d chunks read back)",
+					w.s.dir, errRecordTooBig, it.rec.ID, len(w.scratch), len(it.rec.Chunks), storeLimit, maxChunks))
+				continue
+			}
 		} else {
 			w.sampleSeq++
 			arena = sampleKey(arena, it.sample.At, w.sampleSeq)

@@ -77,9 +77,13 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return cli.Exit(stderr, name, fmt.Errorf("capture %s: %w", fs.Arg(0), err))
 	}
 	hdr, reqs, err := capture.ExportTrace(st, opt)
+	health := st.Health()
 	err = errors.Join(err, st.Close())
 	if err != nil {
 		return cli.Exit(stderr, name, err)
+	}
+	for _, n := range health.Notes {
+		fmt.Fprintf(stderr, "%s: note: %s: %s\n", name, fs.Arg(0), n)
 	}
 	if len(reqs) == 0 {
 		return cli.Exit(stderr, name, fmt.Errorf("no request of %s matches the filters (or none has a complete recorded body: record bodies with the proxy's --record-request-body)", fs.Arg(0)))
@@ -89,5 +93,8 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return cli.Exit(stderr, name, err)
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s requests, trace hash %s\n", *out, strconv.FormatInt(hdr.Count, 10), hdr.ShortHash())
+	if health.Damaged() {
+		return cli.Exit(stderr, name, cli.Damaged(fmt.Errorf("%w: %s: %s: the trace holds what could be read", capture.ErrDamaged, fs.Arg(0), health)))
+	}
 	return cli.ExitOK
 }

@@ -4,7 +4,7 @@
 //	vbanalyze CAPTURE... [--by variant,rate,trial] [--out DIR] [--chart]
 //	          [--format table|csv|json] [--slo ttft=1s,tpot=100ms]
 //	          [--window skip-warmup|all] [--vllm-json] [--allow-mixed]
-//	          [--saturation 0.2s] [--dump]
+//	          [--saturation 0.2s] [--dump] [--recover]
 //	vbanalyze export-trace CAPTURE -o TRACE [filters] [--anonymize]
 package main
 
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/capture"
@@ -51,6 +52,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	report := fs.String("report", "", "path of the Markdown report (default OUT/report.md)")
 	title := fs.String("title", "", "title of the report")
 	dump := fs.Bool("dump", false, "print the captures as JSON Lines (meta, records, samples) instead of analysing them")
+	recoverCaps := fs.Bool("recover", false, "repair, in place, captures whose writer was killed (replay and truncate its logs; files owner-only), then exit; reading never needs it: it reads such a capture from a private copy")
 	noBodies := fs.Bool("no-bodies", false, "with --dump: leave request and response bodies out")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.Exit(stderr, "vbanalyze", err)
@@ -58,8 +60,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if fs.NArg() == 0 {
 		return cli.Exit(stderr, "vbanalyze", cli.Usagef("give at least one capture directory or dump file"))
 	}
+	if *recoverCaps {
+		return cli.Exit(stderr, "vbanalyze", recoverAll(fs.Args(), stdout))
+	}
 	if *dump {
-		return cli.Exit(stderr, "vbanalyze", dumpAll(fs.Args(), stdin, stdout, capture.DumpOptions{NoBodies: *noBodies}))
+		return cli.Exit(stderr, "vbanalyze", dumpAll(fs.Args(), stdin, stdout, stderr, capture.DumpOptions{NoBodies: *noBodies}))
 	}
 	sl, err := analyze.ParseSLO(*slo)
 	if err != nil {
@@ -92,12 +97,32 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if errors.Is(err, analyze.ErrMixedTraces) {
 		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))
 	}
+	if errors.Is(err, capture.ErrDamaged) {
+		err = cli.Damaged(err)
+	}
 	return cli.Exit(stderr, "vbanalyze", err)
+}
+
+// recoverAll repairs each capture in place (capture.Recover).
+func recoverAll(paths []string, stdout io.Writer) error {
+	for _, p := range paths {
+		notes, err := capture.Recover(p, capture.Options{})
+		if err != nil {
+			return err
+		}
+		if len(notes) == 0 {
+			fmt.Fprintf(stdout, "%s: closed cleanly; nothing to recover\n", p)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: recovered in place (%s)\n", p, strings.Join(notes, "; "))
+	}
+	return nil
 }
 
 // dumpAll prints every capture as JSON Lines: capture directories through
 // capture.Dump, dump files as they are.
-func dumpAll(paths []string, stdin io.Reader, stdout io.Writer, opt capture.DumpOptions) error {
+func dumpAll(paths []string, stdin io.Reader, stdout, stderr io.Writer, opt capture.DumpOptions) error {
+	var damaged []error
 	for _, p := range paths {
 		if p == "-" {
 			if _, err := io.Copy(stdout, stdin); err != nil {
@@ -110,7 +135,15 @@ func dumpAll(paths []string, stdin io.Reader, stdout io.Writer, opt capture.Dump
 			return fmt.Errorf("dump: %w", err)
 		}
 		if fi.IsDir() {
-			if err := capture.DumpDir(p, stdout, opt); err != nil {
+			h, err := capture.DumpDir(p, stdout, opt)
+			for _, n := range h.Notes {
+				fmt.Fprintf(stderr, "vbanalyze: note: %s: %s\n", p, n)
+			}
+			if errors.Is(err, capture.ErrDamaged) {
+				damaged = append(damaged, err)
+				continue
+			}
+			if err != nil {
 				return fmt.Errorf("dump %s: %w", p, err)
 			}
 			continue
@@ -125,5 +158,5 @@ func dumpAll(paths []string, stdin io.Reader, stdout io.Writer, opt capture.Dump
 			return fmt.Errorf("dump %s: %w", p, err)
 		}
 	}
-	return nil
+	return cli.Damaged(errors.Join(damaged...))
 }

@@ -311,5 +311,19 @@ func runDump(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return cli.Usagef("want one CAPTURE_DIR, got %d arguments", fs.NArg())
 	}
-	return capture.DumpDir(fs.Arg(0), stdout, opt)
+	return dumpCapture(fs.Arg(0), stdout, stderr, opt)
+}
+
+// dumpCapture dumps a capture directory and says on stderr how it was
+// read; a damaged capture (dumped as far as it reads) is an ErrDamaged
+// error, exit status 3.
+func dumpCapture(dir string, stdout, stderr io.Writer, opt capture.DumpOptions) error {
+	h, err := capture.DumpDir(dir, stdout, opt)
+	for _, n := range h.Notes {
+		fmt.Fprintf(stderr, "vbproxy dump: note: %s: %s\n", dir, n)
+	}
+	if errors.Is(err, capture.ErrDamaged) {
+		return cli.Damaged(err)
+	}
+	return err
 }

@@ -19,11 +19,26 @@ import (
 
 // Exit codes shared by every command.
 const (
-	ExitOK          = 0
-	ExitFailure     = 1 // the job failed (bad input, server errors, ...)
-	ExitUsage       = 2 // bad flags or arguments
+	ExitOK      = 0
+	ExitFailure = 1 // the job failed (bad input, server errors, ...)
+	ExitUsage   = 2 // bad flags or arguments
+	// ExitDamaged: the job ran to its end, but some input was damaged; the
+	// output covers what could be read and the message says what is lost.
+	ExitDamaged     = 3
 	ExitInterrupted = 130
 )
+
+// ErrDamaged marks errors about damaged input that did not stop the job;
+// Exit maps it to ExitDamaged.
+var ErrDamaged = errors.New("damaged input")
+
+// Damaged wraps err (which says what is lost) so Exit returns ExitDamaged.
+func Damaged(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrDamaged, err)
+}
 
 // ErrUsage marks errors caused by how the command was called; Exit maps it
 // to ExitUsage.
@@ -56,6 +71,9 @@ func Exit(stderr io.Writer, name string, err error) int {
 	case errors.Is(err, ErrUsage):
 		fmt.Fprintf(stderr, "%s: %v\nRun '%s --help' for usage.\n", name, err, name)
 		return ExitUsage
+	case errors.Is(err, ErrDamaged):
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitDamaged
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(stderr, "%s: interrupted\n", name)
 		return ExitInterrupted
