@@ -170,8 +170,8 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		p.Warnings = append(p.Warnings, "no GPU found (nvidia-smi) and no [gpu] memory_gib in the study: memory fit not checked")
 	}
 	if p.Estimate > s.Budget.D() {
-		p.Errors = append(p.Errors, fmt.Sprintf("the matrix needs ≈%s, over the budget of %s: drop rates, variants or repetitions, or shorten run.duration",
-			roundDur(p.Estimate), roundDur(s.Budget.D())))
+		p.Errors = append(p.Errors, fmt.Sprintf("the matrix needs ≈%s, over the budget of %s; any one of these brings it under: %s",
+			roundDur(p.Estimate), roundDur(s.Budget.D()), strings.Join(p.BudgetAdvice(), "; or ")))
 	} else if p.Worst > s.Budget.D() {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("if every level drains for the full %s the matrix takes ≈%s, over the budget of %s",
 			s.Run.Drain.D(), roundDur(p.Worst), roundDur(s.Budget.D())))
