@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/testenv"
 	"github.com/vbench/vbench/internal/testserver"
 )
 
@@ -19,11 +20,11 @@ import (
 func TestOpenAINodeSDK(t *testing.T) {
 	dir, _ := filepath.Abs("../internal/testdata/node")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "openai")); err != nil {
-		t.Skipf("the OpenAI Node SDK is not installed: run 'npm install' in %s (.ci/run does)", dir)
+		testenv.Missing(t, "the OpenAI Node SDK is not installed: run 'npm ci' in %s (.ci/run does)", dir)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not on PATH")
+		testenv.Missing(t, "node is not on PATH")
 	}
 	srv, err := testserver.Start(testserver.Config{ITL: time.Millisecond})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testbin"
+	"github.com/vbench/vbench/internal/testenv"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -35,11 +36,11 @@ func TestAppTrafficCaptureExportReplay(t *testing.T) {
 	}
 	nodeDir, _ := filepath.Abs("../testdata/node")
 	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "openai")); err != nil {
-		t.Skipf("the OpenAI Node SDK is not installed: run 'npm install' in %s (.ci/run does)", nodeDir)
+		testenv.Missing(t, "the OpenAI Node SDK is not installed: run 'npm ci' in %s (.ci/run does)", nodeDir)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not on PATH")
+		testenv.Missing(t, "node is not on PATH")
 	}
 	bin := buildTools(t, "vbsim", "vbproxy", "vbanalyze", "vbreplay")
 	dir := t.TempDir()
