@@ -4,8 +4,9 @@ GO    ?= go
 BIN   := bin
 CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
+export GO PY
 
-.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
+.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
 
 all: build
 
@@ -27,25 +28,33 @@ h200-smoke-dist:
 	xz -T2 -6 -f .dist/vbbench .dist/vbsynth
 	$(GO) run ./cmd/vbsynth --dataset sharegpt --span 10m --max-total 2048 --seed 1 --quiet -o .dist/traces/sharegpt-smoke.bin
 
-test: fmt-check vet gotest pytest
+# make test: gofmt, go vet, the Go unit tests (-short: slow tests are make
+# slow's) and pytest; every step runs, a summary names the failures.
+# scripts/test.sh says what each step runs.
+test:
+	./scripts/test.sh
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
-	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	./scripts/test.sh fmt
 
 vet:
-	$(GO) vet ./...
+	./scripts/test.sh vet
 
 gotest:
-	$(GO) test -race -timeout 15m ./...
+	./scripts/test.sh gotest
 
-# Python tests of the PyTorch baseline server (CPU, tiny random model).
+# Python tests of the PyTorch baseline server (CPU, tiny random models).
 pytest:
-	@if [ -d backends/torch/tests ]; then \
-		if $(PY) -c 'import torch, transformers, pytest' 2>/dev/null; then \
-			cd backends/torch && $(PY) -m pytest -q tests; \
-		else echo "pytest: torch/transformers/pytest missing; run .ci/run or 'pip install -r backends/torch/requirements-test.txt'"; exit 1; fi; \
-	fi
+	./scripts/test.sh pytest
+
+# The slow tests (those that skip under -short): soaks, max-rate replays,
+# whole simulated studies. CI runs them as a separate step.
+slow:
+	./scripts/test.sh slow
+
+# go mod tidy -diff, staticcheck and ruff (.ci/run installs the pinned tools).
+lint:
+	./scripts/test.sh tidy staticcheck ruff
 
 demo: build
 	./scripts/demo.sh
