@@ -116,10 +116,6 @@ const nsPerSec = 1e9
 
 func secs(ns int64) float64 { return float64(ns) / nsPerSec }
 
-// itlSink receives the inter-chunk gaps of a request as they are found:
-// gap in seconds and the tokens the later chunk carried.
-type itlSink func(gap float64, tokens int)
-
 // labelOf returns the value of a grouping label: the proxy's labels first,
 // then the replayer's X-VB-Label-* and other X-VB-* tags.
 func labelOf(rec *capture.Record, name string) string {

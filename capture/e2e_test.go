@@ -53,7 +53,7 @@ func TestRecordAndExportRealTraffic(t *testing.T) {
 	// Turn 1, streamed; the client assembles the answer.
 	msgs := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Tell me a story."}}
 	answer := func() string {
-		s, err := client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: "m", Messages: msgs, MaxTokens: 6, Stream: true})
+		s, err := client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: "m", Messages: msgs, MaxCompletionTokens: 6, Stream: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -327,7 +327,7 @@ func TestGoOpenAI(t *testing.T) {
 		cfg.HTTPClient = newClient(t)
 		c := openai.NewClientWithConfig(cfg)
 		ctx := context.Background()
-		req := openai.ChatCompletionRequest{Model: "m", MaxTokens: 5, Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}}
+		req := openai.ChatCompletionRequest{Model: "m", MaxCompletionTokens: 5, Messages: []openai.ChatCompletionMessage{{Role: "user", Content: "hi"}}}
 		res, err := c.CreateChatCompletion(ctx, req)
 		if err != nil {
 			t.Fatalf("%s: %v", base, err)
