@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from vbtorch.tokbuild import build_model_dir  # noqa: E402
+from vbtorch.tokbuild import build_model_dir
 
 torch.set_num_threads(1)
 
@@ -48,7 +48,8 @@ class Server:
 
     def __init__(self, model_dir: str, *flags: str):
         self.port = free_port()
-        self.log = open(os.path.join(os.path.dirname(model_dir), f"server-{self.port}.log"), "w+")
+        # Open for the server's lifetime (closed in stop), not a with block.
+        self.log = open(os.path.join(os.path.dirname(model_dir), f"server-{self.port}.log"), "w+")  # noqa: SIM115
         cmd = [sys.executable, "-m", "vbtorch.server", "--model", model_dir, "--port", str(self.port),
                "--served-model-name", "tiny", "--device", "cpu", *flags]
         env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")

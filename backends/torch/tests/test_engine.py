@@ -16,7 +16,8 @@ EOS = 501
 
 
 def make_engine(model_dir, **kw):
-    cfg = dict(kv_policy="oracle", kv_capacity_tokens=4096, max_num_seqs=16, max_batch_tokens=4096, max_model_len=256)
+    cfg = {"kv_policy": "oracle", "kv_capacity_tokens": 4096, "max_num_seqs": 16, "max_batch_tokens": 4096,
+           "max_model_len": 256}
     cfg.update(kw)
     model = Model(model_dir, "auto", "cpu", torch.float32, cfg["max_model_len"] + 1)
     return Engine(model, EngineConfig(**cfg), {EOS}, post=lambda f: f())

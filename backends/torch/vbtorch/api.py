@@ -140,7 +140,7 @@ class API:
             norm.append({"role": m["role"], "content": c})
         try:
             ids = self.tok.apply_chat_template(norm, add_generation_prompt=True, tokenize=True)
-        except Exception as e:  # noqa: BLE001 - jinja errors, missing template
+        except Exception as e:
             raise BadRequest(f"Cannot apply the chat template: {e}", "messages") from e
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]

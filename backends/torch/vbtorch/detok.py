@@ -8,7 +8,6 @@ the character completes.
 
 from __future__ import annotations
 
-
 try:  # tokenizers >= 0.21: incremental decoding in Rust, about 1 us a token
     from tokenizers.decoders import DecodeStream
 except ImportError:  # pragma: no cover - older tokenizers

@@ -16,8 +16,8 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -102,7 +102,7 @@ class FlashAttn:
     align = 256
 
     def __init__(self, model: Model):
-        from flash_attn import flash_attn_varlen_func, flash_attn_with_kvcache  # noqa: PLC0415
+        from flash_attn import flash_attn_varlen_func, flash_attn_with_kvcache
 
         self._varlen = flash_attn_varlen_func
         self._kvcache = flash_attn_with_kvcache
@@ -247,7 +247,7 @@ class Engine:
                 for r in aborts:
                     self._drop(r)
                 self.step()
-        except BaseException as e:  # noqa: BLE001 - reported on /health and to every waiting client
+        except BaseException as e:  # reported on /health and to every waiting client
             log.exception("engine: step failed")
             self.error = e
             with self._lock:
@@ -411,7 +411,7 @@ class Engine:
             mask = torch.zeros(B, 1, 1, L, device=self.dev, dtype=self.model.dtype).masked_fill_(
                 ~valid.view(B, 1, 1, L), float("-inf"))
         else:
-            nb = max((r.region.size for r in batch)) // 256
+            nb = max(r.region.size for r in batch) // 256
             ar = self._arange[:nb]
             self.attn.block_table = (start_t.unsqueeze(1) // 256 + ar.unsqueeze(0)).to(torch.int32)
             self.attn.cache_seqlens = pos_t.to(torch.int32)

@@ -128,7 +128,7 @@ def rope_tables(model_dir: str, cfg: dict, shape: Shape, max_len: int, device, d
 class Layer:
     """Layer holds one decoder layer's fused weights."""
 
-    __slots__ = ("ln1", "wqkv", "bqkv", "qn", "kn", "qkn", "wo", "ln2", "wgu", "wd")
+    __slots__ = ("bqkv", "kn", "ln1", "ln2", "qkn", "qn", "wd", "wgu", "wo", "wqkv")
 
 
 class Model:
@@ -195,7 +195,7 @@ class Model:
         raw: dict[str, torch.Tensor] = {}
         for fn in files:
             with safe_open(fn, framework="pt", device="cpu") as f:
-                for k in f.keys():
+                for k in f.keys():  # noqa: SIM118 - safe_open is not a dict: keys() is its API
                     raw[k] = f.get_tensor(k)
 
         def take(name: str, required: bool = True):

@@ -85,7 +85,7 @@ def resolve_model_dir(model: str) -> str:
         from huggingface_hub import snapshot_download
 
         return snapshot_download(model, local_files_only=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StartupError(f"--model {model}: not a directory and not in the local Hugging Face cache ({e.__class__.__name__})") from e
 
 
@@ -117,7 +117,7 @@ def build(args: argparse.Namespace, post):
 
     model_dir = resolve_model_dir(args.model)
     try:
-        cfg, shape = read_config(model_dir)
+        _, shape = read_config(model_dir)
     except ModelError as e:
         raise StartupError(str(e)) from e
     dev = args.device
@@ -132,11 +132,11 @@ def build(args: argparse.Namespace, post):
     max_len = args.max_model_len or shape.max_pos
     try:
         tok = AutoTokenizer.from_pretrained(model_dir)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StartupError(f"--model {model_dir}: cannot load the tokenizer: {e}") from e
     if args.attn == "flash":
         try:
-            import flash_attn  # noqa: F401, PLC0415
+            import flash_attn  # noqa: F401
         except ImportError as e:
             raise StartupError("--attn flash: the flash-attn package is not installed (pip install flash-attn)") from e
         if dev != "cuda":
@@ -197,7 +197,7 @@ def build_remote(args: argparse.Namespace, post):
         tok = AutoTokenizer.from_pretrained(model_dir)
     except ModelError as e:
         raise StartupError(str(e)) from e
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StartupError(f"--model {model_dir}: cannot load the tokenizer: {e}") from e
     child_args = argparse.Namespace(**vars(args))
     child_args.model = model_dir

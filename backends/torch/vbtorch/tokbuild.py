@@ -69,7 +69,14 @@ def build_tokenizer(out_dir: str, vocab: int, bos_id: int, eos_id: int, corpus: 
     vocabulary is padded with reserved special tokens so that every id the model
     can emit decodes.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     n_train = vocab - 16 if vocab < 4096 else vocab - 256
