@@ -39,6 +39,9 @@ type sample struct {
 // heap stay flat (second half of the soak vs the first readings after the
 // ramp).
 func TestReliabilitySoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the soak runs for 20 s (make slow runs it)")
+	}
 	n := pick(1000, 10000)
 	dur := pick(20*time.Second, 10*time.Minute)
 	if *soakStreams > 0 {
@@ -193,6 +196,9 @@ func soakClients() {
 // was sent and completed, and reports the lag p99 (no bound: timing goals
 // live in the replay package's benchmarks).
 func TestReliabilityReplayMaxRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the max-rate replay runs for 20 s (make slow runs it)")
+	}
 	rate := pick(500.0, 2000.0)
 	if raceEnabled {
 		rate = min(rate, 500)
