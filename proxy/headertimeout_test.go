@@ -17,26 +17,28 @@ import (
 
 // silentUpstream accepts connections, reads each request and never
 // answers: an engine that took the request and hangs before its response
-// headers. Each time the proxy closes a connection it sends the time on
-// closed.
-func silentUpstream(t *testing.T) (addr string, closed <-chan time.Time) {
+// headers. It signals on received each time it has read a request, and
+// sends the time on closed each time the proxy closes a connection.
+func silentUpstream(t *testing.T) (addr string, received <-chan struct{}, closed <-chan time.Time) {
+	rc := make(chan struct{}, 16)
 	ch := make(chan time.Time, 16)
 	addr = mustListen(t, func(c net.Conn) {
 		defer c.Close()
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
 		}
+		rc <- struct{}{}
 		// Blocks until the proxy closes the connection.
 		io.Copy(io.Discard, c)
 		ch <- time.Now()
 	})
-	return addr, ch
+	return addr, rc, ch
 }
 
 func TestHeaderTimeout(t *testing.T) {
 	leakCheck(t)
 	const timeout = 300 * time.Millisecond
-	addr, closed := silentUpstream(t)
+	addr, _, closed := silentUpstream(t)
 	sink := newMemSink()
 	p, url := startProxy(t, Config{Upstream: addr, HeaderTimeout: timeout}, sink)
 	start := time.Now()
@@ -185,7 +187,7 @@ func TestHeaderTimeoutDoesNotBoundBody(t *testing.T) {
 func TestClientGoneBeforeHeaders(t *testing.T) {
 	leakCheck(t)
 	const timeout = 500 * time.Millisecond
-	addr, closed := silentUpstream(t)
+	addr, received, closed := silentUpstream(t)
 	sink := newMemSink()
 	_, url := startProxy(t, Config{Upstream: addr, HeaderTimeout: timeout}, sink)
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
@@ -193,7 +195,11 @@ func TestClientGoneBeforeHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(c, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-	time.Sleep(50 * time.Millisecond) // the proxy forwards it
+	select { // the proxy forwards it
+	case <-received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
 	left := time.Now()
 	c.Close()
 	select {
@@ -215,11 +221,11 @@ func TestClientGoneBeforeHeaders(t *testing.T) {
 // writes, closes the upstream request and records client_aborted.
 func TestClientGoneBeforeHeadersThenStream(t *testing.T) {
 	leakCheck(t)
-	left := make(chan struct{})
+	received, left := make(chan struct{}), make(chan struct{})
 	upstreamSawClose := make(chan int, 1)
 	addr, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-		<-left
-		time.Sleep(50 * time.Millisecond) // the proxy's client connection is gone by now
+		close(received)
+		<-left // the client has closed its connection to the proxy
 		streamUntilClosed(w, r, upstreamSawClose)
 	})
 	sink := newMemSink()
@@ -229,7 +235,11 @@ func TestClientGoneBeforeHeadersThenStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(c, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-	time.Sleep(50 * time.Millisecond)
+	select { // the proxy forwarded the request: its handler is waiting for the headers
+	case <-received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
 	c.Close()
 	close(left)
 	select {

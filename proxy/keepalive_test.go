@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,7 +33,16 @@ func TestUpstreamClosedIdleConnIsRetried(t *testing.T) {
 		}
 		io.WriteString(w, "data: [DONE]\n\n")
 	})
-	srv := &http.Server{Handler: h, IdleTimeout: 100 * time.Millisecond}
+	// open counts the upstream's connections that are not closed yet.
+	var open atomic.Int64
+	srv := &http.Server{Handler: h, IdleTimeout: 100 * time.Millisecond, ConnState: func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}}
 	go srv.Serve(uln)
 	t.Cleanup(func() { srv.Close() })
 	addr := uln.Addr().String()
@@ -64,7 +74,12 @@ func TestUpstreamClosedIdleConnIsRetried(t *testing.T) {
 	}
 	wg.Wait()
 	for round := 0; round < 2; round++ {
-		time.Sleep(400 * time.Millisecond) // the upstream closes every pooled connection
+		// The upstream closes every pooled connection after its 100-ms idle timeout.
+		for deadline := time.Now().Add(10 * time.Second); open.Load() > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the upstream still has %d connections open after 10 s", round, open.Load())
+			}
+		}
 		for i := 0; i < n; i++ {
 			if code, body := post(); code != 200 {
 				t.Fatalf("round %d request %d after the upstream closed its idle connections: %d %s", round, i, code, body)

@@ -96,22 +96,35 @@ func TestRunRecordsAndDumps(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	resp, err := client.Get(url + "/vb/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
+	type stats struct {
 		Requests int64 `json:"requests"`
+		Scrapes  int64 `json:"scrapes"`
 		Capture  *struct {
 			Queued int `json:"queued"`
 		} `json:"capture"`
 	}
-	json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
-	if st.Requests != 5 || st.Capture == nil {
+	getStats := func() stats {
+		t.Helper()
+		resp, err := client.Get(url + "/vb/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st stats
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatalf("/vb/stats: %v", err)
+		}
+		return st
+	}
+	if st := getStats(); st.Requests != 5 || st.Capture == nil {
 		t.Errorf("/vb/stats: requests %d capture %v; want 5 and capture stats", st.Requests, st.Capture)
 	}
-	time.Sleep(60 * time.Millisecond) // a few scrapes
+	// A few scrapes of the upstream's /metrics (every 20 ms) before the stop.
+	for deadline := time.Now().Add(10 * time.Second); getStats().Scrapes < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 3 scrapes of /metrics in 10 s: %+v", getStats())
+		}
+	}
 	client.CloseIdleConnections()
 	if code := stop(); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
