@@ -223,7 +223,7 @@ func tableOptions(ent tableEntry) table.Options {
 func checkTable(path string, ent tableEntry) (openErr error, damaged bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			openErr = fmt.Errorf("Badger panics opening it: %v", firstLine(r))
+			openErr = fmt.Errorf("opening it panics in Badger: %v", firstLine(r))
 		}
 	}()
 	if ent.keyID != 0 {
