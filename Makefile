@@ -6,7 +6,7 @@ CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
 export GO PY
 
-.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64
+.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64 slurm-test
 
 all: build
 
@@ -76,3 +76,10 @@ setup-gpu:
 
 clean:
 	rm -rf $(BIN) .dist demo-results
+
+# The Slurm executor tested for real: a one-node Slurm (slurm-wlm, munge) started
+# in a scratch directory, a simulator study as a job array, then stopped. Needs
+# root and the packages (SLURM_INSTALL=1 installs them with apt-get, as .ci/run
+# does); ~30 s, bounded by TIMEOUT (default 600 s).
+slurm-test:
+	./scripts/slurm-test.sh

@@ -48,6 +48,8 @@ type Study struct {
 	Run RunConfig `toml:"run" json:"run"`
 	// Models are run in order; each lists its variants.
 	Models []ModelConfig `toml:"models" json:"models"`
+	// Slurm says how vbbench slurm submits the trials to a cluster.
+	Slurm SlurmConfig `toml:"slurm" json:"slurm"`
 	// Variants defines or overrides variants by name; a name not defined
 	// here must be a preset.
 	Variants map[string]toml.Primitive `toml:"variants" json:"-"`
@@ -378,6 +380,9 @@ func (s *Study) validate() error {
 		bad("run.early_stop.cut_fraction %v: want a fraction in [0, 1]", s.Run.EarlyStop.CutFraction)
 	}
 	if err := s.Run.GPUs.check("run.gpus"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.Slurm.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if s.Run.Speed < 0 {

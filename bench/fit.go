@@ -45,6 +45,8 @@ var knownArchs = map[string]Arch{
 		Vocab: 151936, Experts: 128, MoEIntermediate: 768, Dtype: "bfloat16", MaxPositions: 262144},
 	"Qwen/Qwen3-30B-A3B-Instruct-2507-FP8": {Layers: 48, Hidden: 2048, Intermediate: 6144, Heads: 32, KVHeads: 4, HeadDim: 128,
 		Vocab: 151936, Experts: 128, MoEIntermediate: 768, Dtype: "bfloat16", Quant: "fp8", QuantBits: 8, MaxPositions: 262144},
+	"meta-llama/Llama-3.3-70B-Instruct": {Layers: 80, Hidden: 8192, Intermediate: 28672, Heads: 64, KVHeads: 8, HeadDim: 128,
+		Vocab: 128256, Dtype: "bfloat16", MaxPositions: 131072},
 	"facebook/opt-13b": {Layers: 40, Hidden: 5120, Intermediate: 20480, Heads: 40, KVHeads: 40, HeadDim: 128,
 		Vocab: 50272, Tied: true, Dtype: "float16", MaxPositions: 2048},
 }

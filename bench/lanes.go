@@ -15,9 +15,10 @@ import (
 // run at the same time on one host, each on as many of the listed GPUs as
 // its variant takes (Spec.GPUs). One policy places them, for the plan's
 // projection, the live ETA and the run itself: trials are taken in plan
-// order, and whenever GPUs are free the first waiting trial that fits them
-// starts on the lowest-listed free GPUs (first fit, so a single-GPU trial
-// may pass a tensor-parallel one that waits for more GPUs). A GPU belongs
+// order, and whenever GPUs are free the first waiting trial that finds its
+// GPUs free starts on them (first fit, so a single-GPU trial may pass a
+// tensor-parallel one that waits for more GPUs); a multi-GPU trial takes an
+// aligned block of the listed GPUs (findSlots). A GPU belongs
 // to one trial from its backend's start to the end of its analysis, so
 // trials that share a GPU never overlap. Without lanes there is one slot
 // and trials run one after another in plan order, on the GPUs the
@@ -32,28 +33,63 @@ func laneNeed(t Trial, lanes int) int {
 	return t.Variant.Spec.GPUs()
 }
 
-// firstFit returns the position in waiting of the first trial that fits
-// free slots, or -1.
-func firstFit(waiting []Trial, free, lanes int) int {
+// firstFit returns the position in waiting of the first trial that finds
+// its slots free (findSlots), or -1.
+func firstFit(waiting []Trial, busy []bool, lanes int) int {
 	for i, t := range waiting {
-		if laneNeed(t, lanes) <= free {
+		if findSlots(busy, laneNeed(t, lanes)) != nil {
 			return i
 		}
 	}
 	return -1
 }
 
-// takeSlots marks the lowest n free slots busy and returns them.
-func takeSlots(busy []bool, n int) []int {
+// findSlots returns the free slots a trial of n GPUs gets, or nil when it
+// must wait. A width that is a power of two takes an aligned block (GPUs
+// 0-1, 2-3, …, 0-3, 4-7, …): on common 8-GPU hosts such blocks share NVLink
+// or a PCIe switch, and in a plan over several hosts' GPUs (32 = 4 × 8)
+// they never straddle two hosts, as a Slurm task cannot. Other widths take
+// a contiguous block, else any free slots.
+func findSlots(busy []bool, n int) []int {
+	if n < 1 || n > len(busy) {
+		return nil
+	}
+	pow2 := n&(n-1) == 0
+	block := func(step int) []int {
+		for start := 0; start+n <= len(busy); start += step {
+			if !slices.Contains(busy[start:start+n], true) {
+				out := make([]int, n)
+				for i := range out {
+					out[i] = start + i
+				}
+				return out
+			}
+		}
+		return nil
+	}
+	if pow2 {
+		return block(n)
+	}
+	if out := block(1); out != nil {
+		return out
+	}
 	var out []int
 	for i := range busy {
-		if len(out) == n {
-			break
-		}
 		if !busy[i] {
-			busy[i] = true
 			out = append(out, i)
 		}
+	}
+	if len(out) < n {
+		return nil
+	}
+	return out[:n]
+}
+
+// takeSlots marks the slots findSlots gives busy and returns them.
+func takeSlots(busy []bool, n int) []int {
+	out := findSlots(busy, n)
+	for _, i := range out {
+		busy[i] = true
 	}
 	return out
 }
@@ -100,26 +136,20 @@ func project(trials []Trial, gpus []string, busyUntil []time.Duration, dur func(
 	var now time.Duration
 	for len(waiting) > 0 {
 		busy := make([]bool, n)
-		free := 0
 		for s := range until {
 			busy[s] = until[s] > now
-			if !busy[s] {
-				free++
-			}
 		}
 		for {
 			ts := make([]Trial, len(waiting))
 			for k, i := range waiting {
 				ts[k] = trials[i]
 			}
-			k := firstFit(ts, free, lanes)
+			k := firstFit(ts, busy, lanes)
 			if k < 0 {
 				break
 			}
 			i := waiting[k]
-			need := laneNeed(trials[i], lanes)
-			slots := takeSlots(busy, need)
-			free -= need
+			slots := takeSlots(busy, laneNeed(trials[i], lanes))
 			d := dur(trials[i])
 			for _, s := range slots {
 				until[s] = now + d
@@ -241,7 +271,6 @@ type laneTrial func(ctx context.Context, t Trial, gpus []string) TrialStatus
 func runLanes(ctx context.Context, trials []Trial, gpus []string, clock *laneClock, run laneTrial) map[int]TrialStatus {
 	lanes := len(gpus)
 	busy := make([]bool, max(lanes, 1))
-	free := len(busy)
 	waiting := slices.Clone(trials)
 	type result struct {
 		t     Trial
@@ -253,15 +282,13 @@ func runLanes(ctx context.Context, trials []Trial, gpus []string, clock *laneClo
 	running := 0
 	for {
 		for ctx.Err() == nil {
-			k := firstFit(waiting, free, lanes)
+			k := firstFit(waiting, busy, lanes)
 			if k < 0 {
 				break
 			}
 			t := waiting[k]
 			waiting = slices.Delete(waiting, k, k+1)
-			need := laneNeed(t, lanes)
-			slots := takeSlots(busy, need)
-			free -= need
+			slots := takeSlots(busy, laneNeed(t, lanes))
 			running++
 			if clock != nil {
 				clock.started(t, slots)
@@ -278,7 +305,6 @@ func runLanes(ctx context.Context, trials []Trial, gpus []string, clock *laneClo
 		for _, s := range r.slots {
 			busy[s] = false
 		}
-		free += len(r.slots)
 		if clock != nil {
 			clock.finished(r.slots)
 		}

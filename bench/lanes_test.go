@@ -55,6 +55,10 @@ func TestProject(t *testing.T) {
 		// Uneven lengths: the next trial takes the GPU that frees first.
 		{"uneven", []string{"a", "b"}, []int{1, 1, 1}, durs(30, 10, 10), durs(0, 0, 10),
 			[][]string{{"a"}, {"b"}, {"b"}}, 30 * time.Second},
+		// A pair waits for an aligned pair of GPUs (0-1 or 2-3), not for
+		// any two free ones (0 and 3 at 10 s).
+		{"aligned pair waits", []string{"0", "1", "2", "3"}, []int{1, 1, 1, 2}, durs(10, 20, 20, 5),
+			durs(0, 0, 0, 20), [][]string{{"0"}, {"1"}, {"2"}, {"0", "1"}}, 25 * time.Second},
 		// A trial that can never fit is left out (the plan errors on it).
 		{"too big", []string{"0"}, []int{2, 1}, durs(10, 10), []time.Duration{-1, 0}, [][]string{nil, {"0"}}, 10 * time.Second},
 	}
@@ -76,6 +80,40 @@ func TestProject(t *testing.T) {
 
 // TestProjectBusy: a projection from a running state (the ETA) starts the
 // waiting trials on the slots as they free.
+func TestTakeSlots(t *testing.T) {
+	for _, tt := range []struct {
+		busy string // x busy, . free
+		n    int
+		want []int // nil: must wait
+	}{
+		{"........", 2, []int{0, 1}},
+		{"x.......", 2, []int{2, 3}},       // aligned pair, not 1-2
+		{"x.......", 4, []int{4, 5, 6, 7}}, // aligned quad
+		{"x..x.x..", 2, []int{6, 7}},
+		{"x..xx.x.", 2, nil}, // free pairs 1-2 and 5 are not aligned: wait
+		{"x...x...", 8, nil}, // 6 free, no block of 8
+		{"x.x.x.x.", 1, []int{1}},
+		{"x.x.....", 3, []int{3, 4, 5}}, // not a power of two: contiguous
+		{"x.xx.x.x", 3, []int{1, 4, 6}}, // else any free
+		{"x.xx.xxx", 3, nil},
+		{"..........", 8, []int{0, 1, 2, 3, 4, 5, 6, 7}},
+	} {
+		busy := make([]bool, len(tt.busy))
+		for i, c := range tt.busy {
+			busy[i] = c == 'x'
+		}
+		got := takeSlots(busy, tt.n)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("takeSlots(%s, %d) = %v, want %v", tt.busy, tt.n, got, tt.want)
+		}
+		for _, i := range got {
+			if !busy[i] {
+				t.Errorf("slot %d not marked busy", i)
+			}
+		}
+	}
+}
+
 func TestProjectBusy(t *testing.T) {
 	trials := laneTrials([]int{1, 1}, durs(10, 10))
 	pr := project(trials, []string{"0", "1"}, durs(6, 3), func(t Trial) time.Duration { return t.Estimate })
@@ -268,6 +306,17 @@ func TestPlanLanes(t *testing.T) {
 		}
 	}
 
+	// Over budget serially: the advice names lanes; a run of chosen
+	// trials (a Slurm task) and a submission are not held to it.
+	s.Budget = Duration(time.Minute)
+	s.Run.GPUs = nil
+	over, _ := MakePlan(context.Background(), s)
+	if err := over.Err(); err == nil || !strings.Contains(err.Error(), "--gpus 0,1,2,3 (4 GPU lanes, if the host has them)") {
+		t.Errorf("over budget: %v", err)
+	}
+	if err := over.errs(false); err != nil {
+		t.Errorf("errors besides the budget: %v", err)
+	}
 	// A variant wider than the lanes, and one that pins itself.
 	s2, err := ParseStudy(strings.Replace(studyText(t, dir), "sim_speed = 20\n[variants.sim-contiguous]",
 		"sim_speed = 20\ngpu_count = 3\n[variants.sim-contiguous]", 1) + "env = { CUDA_VISIBLE_DEVICES = \"1\" }\n")

@@ -67,6 +67,8 @@ type Plan struct {
 	// Errors stop a run; Warnings do not.
 	Errors   []string `json:"errors,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+
+	budgetErr string // the entry of Errors that says the estimate is over budget
 }
 
 // startupEstimate is the expected start-up of each kind (model load, graph
@@ -170,8 +172,9 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		p.Warnings = append(p.Warnings, "no GPU found (nvidia-smi) and no [gpu] memory_gib in the study: memory fit not checked")
 	}
 	if p.Estimate > s.Budget.D() {
-		p.Errors = append(p.Errors, fmt.Sprintf("the matrix needs ≈%s, over the budget of %s; any one of these brings it under: %s",
-			roundDur(p.Estimate), roundDur(s.Budget.D()), strings.Join(p.BudgetAdvice(), "; or ")))
+		p.budgetErr = fmt.Sprintf("the matrix needs ≈%s, over the budget of %s; any one of these brings it under: %s",
+			roundDur(p.Estimate), roundDur(s.Budget.D()), strings.Join(p.BudgetAdvice(), "; or "))
+		p.Errors = append(p.Errors, p.budgetErr)
 	} else if p.Worst > s.Budget.D() {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("if every level drains for the full %s the matrix takes ≈%s, over the budget of %s",
 			s.Run.Drain.D(), roundDur(p.Worst), roundDur(s.Budget.D())))
@@ -441,13 +444,19 @@ func (p *Plan) TrialID(id string) (Trial, error) {
 }
 
 // Err joins the plan's errors.
-func (p *Plan) Err() error {
-	if len(p.Errors) == 0 {
-		return nil
+func (p *Plan) Err() error { return p.errs(true) }
+
+// errs joins the plan's errors, the budget's only if budget is set (a
+// cluster's wall time depends on its free GPUs, not on the plan's lanes).
+func (p *Plan) errs(budget bool) error {
+	var errs []error
+	for _, e := range p.Errors {
+		if budget || e != p.budgetErr {
+			errs = append(errs, errors.New(e))
+		}
 	}
-	errs := make([]error, len(p.Errors))
-	for i, e := range p.Errors {
-		errs[i] = errors.New(e)
+	if len(errs) == 0 {
+		return nil
 	}
 	return fmt.Errorf("bench: plan: %w", errors.Join(errs...))
 }

@@ -125,7 +125,9 @@ func (r *RunResult) Failed() int {
 // goes on; a cancelled ctx stops the running backends and keeps what
 // finished.
 func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
-	if err := p.Err(); err != nil && !opt.Force {
+	// The budget is the whole matrix's: a run of some trials (a Slurm
+	// task's) is not held to it.
+	if err := p.errs(len(opt.Trials) == 0); err != nil && !opt.Force {
 		return nil, fmt.Errorf("%w (fix the study, or pass --force to run anyway)", err)
 	}
 	selected, err := p.Select(opt.Trials)
@@ -568,6 +570,12 @@ func (r *runner) analyzeTrial(ctx context.Context, dir string, caps []string) er
 // report analyses every finished trial of the study together into
 // reports/<timestamp>.md.
 func (r *runner) report(ctx context.Context, trials []TrialStatus) (string, error) {
+	return writeReport(ctx, r.study, trials, r.opt.Now(), r.chart())
+}
+
+// writeReport analyses the captures of trials together into
+// <reports_dir>/<now>.md and its CSV/JSON and charts.
+func writeReport(ctx context.Context, s *Study, trials []TrialStatus, now time.Time, chart bool) (string, error) {
 	var caps []string
 	for _, t := range trials {
 		if t.Dir == "" || t.Archived {
@@ -578,22 +586,22 @@ func (r *runner) report(ctx context.Context, trials []TrialStatus) (string, erro
 	if len(caps) == 0 {
 		return "", errors.New("no captures to report on")
 	}
-	name := r.opt.Now().UTC().Format("20060102T150405Z")
-	if err := os.MkdirAll(r.study.ReportsDir, 0o755); err != nil {
+	name := now.UTC().Format("20060102T150405Z")
+	if err := os.MkdirAll(s.ReportsDir, 0o755); err != nil {
 		return "", fmt.Errorf("bench: reports: %w", err)
 	}
-	path := filepath.Join(r.study.ReportsDir, name+".md")
+	path := filepath.Join(s.ReportsDir, name+".md")
 	by := []string{"variant", "rate", "trial"}
-	if len(r.study.Models) > 1 {
+	if len(s.Models) > 1 {
 		by = []string{"model", "variant", "rate", "trial"}
 	}
 	cfg := analyze.Config{
 		Captures: caps,
 		By:       by,
-		Out:      filepath.Join(r.study.ReportsDir, name),
+		Out:      filepath.Join(s.ReportsDir, name),
 		Report:   path,
-		Chart:    r.chart(),
-		Title:    "vbench study " + r.study.Name,
+		Chart:    chart,
+		Title:    "vbench study " + s.Name,
 	}
 	if err := analyze.Run(ctx, cfg); err != nil {
 		return "", err

@@ -2,9 +2,11 @@
 // measures each variant's knee closed loop and suggests the rates to run;
 // `vbbench plan study.toml` checks it and prints the run order with a time
 // estimate; `vbbench run study.toml` runs the whole matrix of models ×
-// variants × rates, each trial against a freshly started backend, and
-// writes results/ and a report; `vbbench presets` lists the variant
-// presets.
+// variants × rates, each trial against a freshly started backend (several
+// at once on GPU lanes with --gpus), and writes results/ and a report;
+// `vbbench slurm study.toml` submits the trials to a Slurm cluster as a job
+// array, `vbbench status` and `vbbench report` gather what finished;
+// `vbbench presets` lists the variant presets.
 package main
 
 import (
@@ -31,7 +33,14 @@ Commands:
                        concurrency) and suggest the rates to run
   plan STUDY.toml      validate the study, check models against the GPU and the
                        trace against the rates, print the run order and estimate
-  run STUDY.toml       run the study (see 'vbbench run --help')
+  run STUDY.toml       run the study (see 'vbbench run --help'); --gpus 0,1,2,3
+                       runs trials side by side on GPU lanes
+  slurm STUDY.toml     submit the trials to Slurm as a job array (one task per
+                       trial into the shared results); --resume submits again
+                       what did not finish
+  status STUDY.toml    what each trial of the study did: finished, failed,
+                       running, queued in Slurm, not started
+  report STUDY.toml    the study report from every finished trial
   presets              list the variant presets and what they set`
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -49,6 +58,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Exit(stderr, "vbbench plan", planCmd(ctx, args[1:], stdout, stderr))
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
+	case "slurm":
+		return cli.Exit(stderr, "vbbench slurm", slurmCmd(ctx, args[1:], stdout, stderr))
+	case "status":
+		return cli.Exit(stderr, "vbbench status", statusCmd(ctx, args[1:], stdout, stderr))
+	case "report":
+		return cli.Exit(stderr, "vbbench report", reportCmd(ctx, args[1:], stdout, stderr))
 	case "presets":
 		return cli.Exit(stderr, "vbbench presets", presetsCmd(args[1:], stdout, stderr))
 	default:
@@ -66,9 +81,13 @@ func loadStudy(fsArgs []string) (*bench.Study, error) {
 
 // gpusFlag adds --gpus to fs; apply sets the study's lanes from it.
 func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
-	gpus := fs.String("gpus", "", "GPU lanes: run trials at the same time, each pinned to its GPUs with CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (overrides run.gpus)")
+	gpus := fs.String("gpus", "", "GPU lanes: run trials at the same time, each pinned to its GPUs with CUDA_VISIBLE_DEVICES, e.g. 0,1,2,3 (overrides run.gpus; none: no lanes, the GPUs the environment gives)")
 	return func(s *bench.Study) error {
 		if !fs.Changed("gpus") {
+			return nil
+		}
+		if *gpus == "none" {
+			s.Run.GPUs = nil
 			return nil
 		}
 		g, err := bench.ParseGPUList(*gpus)
@@ -121,8 +140,21 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "no live progress on stderr")
 	lanes := gpusFlag(fs)
 	trials := fs.StringSlice("trial", nil, "run only these trials (number in the run order, or key model/variant/repN; comma-separated) into the results, without the study report (a Slurm task does this)")
+	executor := fs.String("executor", "local", "local: run here; slurm: submit the trials as a Slurm job array with the study's [slurm] settings (vbbench slurm has flags for them)")
 	if err := cli.Parse(fs, args); err != nil {
 		return cli.Exit(stderr, "vbbench run", err)
+	}
+	switch *executor {
+	case "local":
+	case "slurm":
+		for _, f := range []string{"gpus", "trial", "archive"} {
+			if fs.Changed(f) {
+				return cli.Exit(stderr, "vbbench run", cli.Usagef("--%s does not apply with --executor slurm (Slurm gives each task its GPUs)", f))
+			}
+		}
+		return cli.Exit(stderr, "vbbench run", submit(ctx, fs.Args(), bench.SlurmOptions{Resume: *resume, Force: *force}, nil, stdout, stderr, *quiet))
+	default:
+		return cli.Exit(stderr, "vbbench run", cli.Usagef("--executor %q: want local or slurm", *executor))
 	}
 	s, err := loadStudy(fs.Args())
 	if err == nil {

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/trace"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -98,6 +101,18 @@ func TestPlanGPUs(t *testing.T) {
 			t.Errorf("plan --gpus 0,1: exit %d, output lacks %q:\n%s\n%s", code, want, out, errOut)
 		}
 	}
+	// docs/scaling.md: 100 trials over 32 GPUs.
+	var ids []string
+	for i := range 32 {
+		ids = append(ids, fmt.Sprint(i))
+	}
+	code, out, errOut = runCLI("plan", "--gpus", strings.Join(ids, ","), filepath.Join("..", "..", "examples", "scale-100.toml"))
+	for _, want := range []string{"100 trials", "estimate: ≈46m0s on 32 GPU lanes (serially ≈12h19m0s, 16.1× longer)", "≈1h4m0s if every level drains fully",
+		"  100  llama-3.3-70b            vllm-all-opt-tp8   rep 5  vllm          gpu 24,25,26,27,28,29,30,31 start ≈38m0s"} {
+		if code != cli.ExitOK || !strings.Contains(out, want) {
+			t.Errorf("plan scale-100 on 32 lanes: exit %d, output lacks %q:\n%s\n%s", code, want, out, errOut)
+		}
+	}
 	code, _, errOut = runCLI("plan", "--gpus", "0,0", filepath.Join("..", "..", "examples", "demo.toml"))
 	if code != cli.ExitUsage || !strings.Contains(errOut, "GPU 0 is listed twice") {
 		t.Errorf("plan --gpus 0,0: exit %d: %s", code, errOut)
@@ -105,5 +120,63 @@ func TestPlanGPUs(t *testing.T) {
 	code, _, errOut = runCLI("run", "--trial", "3", filepath.Join("..", "..", "examples", "demo.toml"))
 	if code != cli.ExitUsage || !strings.Contains(errOut, "the plan has trials 1 to 2") {
 		t.Errorf("run --trial 3: exit %d: %s", code, errOut)
+	}
+}
+
+// TestSlurmCLI: vbbench slurm --dry-run writes the batch script without a
+// cluster; status and report read an empty results tree; bad combinations
+// are usage errors.
+func TestSlurmCLI(t *testing.T) {
+	demo, err := os.ReadFile(filepath.Join("..", "..", "examples", "demo.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	// The demo's trace, made here (the submitter makes a missing one with
+	// vbsynth; none is built for this test).
+	reqs := make([]trace.Request, 600)
+	for i := range reqs {
+		reqs[i] = trace.Request{Index: int64(i), Offset: time.Duration(i) * time.Second, Endpoint: trace.EndpointCompletions,
+			Prompt: "hello", InputTokens: 1, OutputTokens: 8, Sampling: trace.Sampling{MaxTokens: 8}}
+	}
+	os.MkdirAll("demo-results", 0o755)
+	if _, err := trace.WriteFile("demo-results/demo-trace.bin", trace.Header{Generator: "test", MeanRate: 1}, reqs); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile("demo.toml", demo, 0o644)
+	code, out, errOut := runCLI("slurm", "--dry-run", "--partition", "gpu", "--sbatch-arg=--constraint=h100", "demo.toml")
+	if code != cli.ExitOK || !strings.Contains(out, "job -: trials 1-2 (0 GPU per task)") || !strings.Contains(out, "2 of 2 trials submitted") {
+		t.Fatalf("slurm --dry-run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	scripts, _ := filepath.Glob(filepath.Join(dir, "demo-results", "results", "slurm", "*", "array-0gpu.sh"))
+	if len(scripts) != 1 {
+		t.Fatalf("scripts %v", scripts)
+	}
+	script, _ := os.ReadFile(scripts[0])
+	for _, want := range []string{"#SBATCH --partition=gpu\n", "#SBATCH --constraint=h100\n", "#SBATCH --array=1-2\n", "run --trial \"$SLURM_ARRAY_TASK_ID\" --resume --gpus none"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	code, out, _ = runCLI("status", "demo.toml")
+	if code != cli.ExitOK || !strings.Contains(out, `study "demo-sim": 2 trials, 0 finished (2 not-started)`) {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	for _, tt := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"report", "demo.toml"}, cli.ExitFailure, "no finished trial of study demo-sim"},
+		{[]string{"slurm", "--wait", "--dry-run", "demo.toml"}, cli.ExitUsage, "exclude each other"},
+		{[]string{"slurm", "--mem", "lots", "--dry-run", "demo.toml"}, cli.ExitFailure, `slurm.mem "lots"`},
+		{[]string{"run", "--executor", "slurm", "--gpus", "0", "demo.toml"}, cli.ExitUsage, "--gpus does not apply with --executor slurm"},
+		{[]string{"run", "--executor", "k8s", "demo.toml"}, cli.ExitUsage, `--executor "k8s": want local or slurm`},
+	} {
+		code, _, errOut := runCLI(tt.args...)
+		if code != tt.code || !strings.Contains(errOut, tt.err) {
+			t.Errorf("vbbench %v: exit %d (want %d): %s", tt.args, code, tt.code, errOut)
+		}
 	}
 }
