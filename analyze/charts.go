@@ -56,7 +56,7 @@ func (res *Result) cdfLevel(cfg *Config) string {
 			levels[a.Level] = l
 		}
 		l.n++
-		if !(a.NormLatency.Mean <= cfg.Saturation.Seconds()) || failedShare(a) > maxFailedShare {
+		if ok, _ := sustains(a, cfg.Saturation.Seconds()); !ok {
 			l.ok = false
 		}
 	}
@@ -185,11 +185,11 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 		var tv, nv []float64
 		for i := range res.Requests {
 			r := &res.Requests[i]
-			if r.Variant != v || r.Level != level || !r.Completed || (r.Warmup && cfg.Window != WindowAll) {
+			if r.Variant != v || r.Level != level || !r.Completed() || (r.Warmup && cfg.Window != WindowAll) {
 				continue
 			}
-			tv = append(tv, r.TTFT)
-			nv = append(nv, r.NormLatency)
+			tv = append(tv, r.TTFT())
+			nv = append(nv, r.NormLatency())
 		}
 		x, y := cdfPoints(tv, 400)
 		cdfT.Series = append(cdfT.Series, chart.Series{Name: v, X: x, Y: y})

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // Output formats of the terminal summary (Config.Format).
@@ -197,13 +199,14 @@ func ParseSLO(text string) (SLO, error) {
 }
 
 // Meets reports whether a request is good under s.
-func (s SLO) Meets(r *Request) bool {
-	if !r.Completed {
+func (s SLO) Meets(r *metric.Request) bool {
+	if !r.Completed() {
 		return false
 	}
 	le := func(v float64, lim time.Duration) bool {
 		return lim <= 0 || (!math.IsNaN(v) && v <= lim.Seconds())
 	}
-	tpotOK := s.TPOT <= 0 || math.IsNaN(r.TPOT) && r.OutputTokens <= 1 || le(r.TPOT, s.TPOT)
-	return le(r.TTFT, s.TTFT) && le(r.TTFTSched, s.TTFTSched) && tpotOK && le(r.E2E, s.E2E) && le(r.NormLatency, s.Norm)
+	tpot := r.TPOT()
+	tpotOK := s.TPOT <= 0 || math.IsNaN(tpot) && r.OutputTokens <= 1 || le(tpot, s.TPOT)
+	return le(r.TTFT(), s.TTFT) && le(r.TTFTScheduled(), s.TTFTSched) && tpotOK && le(r.E2E(), s.E2E) && le(r.NormLatency(), s.Norm)
 }

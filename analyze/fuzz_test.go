@@ -45,8 +45,8 @@ func FuzzReadDump(f *testing.F) {
 			return nil
 		})
 		for _, r := range got {
-			m := Measure(r, "fuzz", func(float64, int) {})
-			if m.Completed && m.OutputTokens > 1 && !math.IsNaN(m.TTFT) && math.IsNaN(m.TPOT) {
+			m := Measure(r, "fuzz")
+			if m.Completed() && m.OutputTokens > 1 && !math.IsNaN(m.TTFT()) && math.IsNaN(m.TPOT()) {
 				t.Errorf("completed request with %d tokens and a TTFT has no TPOT", m.OutputTokens)
 			}
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+
+	"github.com/vbench/vbench/metric"
 )
 
 var (
@@ -224,7 +226,7 @@ func TestRobustness(t *testing.T) {
 		}},
 		{"crashed proxy", write("crash.jsonl", crashed), "", func(r *Result) string {
 			g := r.Groups[0]
-			if g.Completed != 2 || g.FailedBy[KindIncomplete] != 3 {
+			if g.Completed != 2 || g.FailedBy[metric.KindIncomplete] != 3 {
 				return "want 2 completed, 3 incomplete"
 			}
 			return ""

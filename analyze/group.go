@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/metric"
 )
 
 // Group is the summary of one group of requests (by default one variant ×
@@ -36,6 +37,9 @@ type Group struct {
 	Warmup    int `json:"warmup"`
 	Completed int `json:"completed"`
 	Failed    int `json:"failed"`
+	// Cut counts the requests the replayer cut at the level's drain
+	// deadline: censored, not failed (Count = Completed + Cut + Failed).
+	Cut int `json:"cut"`
 	// FailedBy counts failed requests by error kind.
 	FailedBy map[string]int `json:"failed_by,omitempty"`
 	// EstimatedTokens counts completed requests whose output length is an
@@ -65,19 +69,24 @@ type Group struct {
 	GoodCount int     `json:"good_count"`
 
 	// NormLatency is E2E/output tokens over completed requests: its Mean
-	// is the vLLM paper's normalized latency.
-	NormLatency Dist `json:"norm_latency"`
-	TTFT        Dist `json:"ttft"`
-	TTFTSched   Dist `json:"ttft_sched"`
-	TPOT        Dist `json:"tpot"`
+	// is the vLLM paper's normalized latency. NormLatencyWithCut adds the
+	// cut requests at their lower bound (metric.Request.NormLatencyBound):
+	// saturation is decided on it. CutElapsed is the partial latency of
+	// the cut requests.
+	NormLatency        metric.Dist `json:"norm_latency"`
+	NormLatencyWithCut metric.Dist `json:"norm_latency_with_cut"`
+	CutElapsed         metric.Dist `json:"cut_elapsed"`
+	TTFT               metric.Dist `json:"ttft"`
+	TTFTSched          metric.Dist `json:"ttft_sched"`
+	TPOT               metric.Dist `json:"tpot"`
 	// ITL pools the gaps between consecutive content chunks of every
 	// completed request; ITLToken is the same per token (a gap over a
 	// chunk of k tokens counts k times as gap/k).
-	ITL      Dist `json:"itl"`
-	ITLToken Dist `json:"itl_token"`
-	E2E      Dist `json:"e2e"`
+	ITL      metric.Dist `json:"itl"`
+	ITLToken metric.Dist `json:"itl_token"`
+	E2E      metric.Dist `json:"e2e"`
 	// Lag is the replayer's send lateness (Sent − Scheduled).
-	Lag Dist `json:"lag"`
+	Lag metric.Dist `json:"lag"`
 
 	// InFlightMean and InFlightMax are the requests open at the proxy
 	// over the window (time-weighted mean, maximum), all traffic counted.
@@ -158,12 +167,10 @@ type groupAcc struct {
 	perSecond map[int64]int64
 	// split: itlToken is kept apart from itl (some chunk had ≠ 1 token).
 	split bool
-	// deadline is the latest replayer deadline of its measured requests.
-	deadline int64
 }
 
 // keyOf returns the value of a grouping field for a request.
-func keyOf(r *Request, rec *capture.Record, field string) string {
+func keyOf(r *metric.Request, rec *capture.Record, field string) string {
 	switch field {
 	case "variant":
 		return r.Variant
@@ -205,89 +212,38 @@ func compareNatural(a, b string) int {
 	return cmp.Compare(a, b)
 }
 
-// finish computes the group's statistics from its requests.
-func (a *groupAcc) finish(reqs []Request, cfg *Config, series *sampleSeries, spans []span) {
+// finish computes the group's statistics from its requests (through the
+// metric package, as every other consumer).
+func (a *groupAcc) finish(reqs []metric.Request, cfg *Config, series *sampleSeries, spans []span) {
 	g := a.g
 	g.Captures = sortedSet(a.captures)
 	g.TraceHashes = sortedSet(a.hashes)
-	var ttft, ttftS, tpot, e2e, norm, lag []float64
-	g.FailedBy = map[string]int{}
-	g.WindowStart, g.WindowEnd = math.MaxInt64, math.MinInt64
-	for _, i := range a.reqs {
-		r := &reqs[i]
-		g.WindowStart = min(g.WindowStart, r.Start)
-		if cfg.Window == WindowSteady {
-			g.WindowEnd = max(g.WindowEnd, r.Start)
-		} else {
-			g.WindowEnd = max(g.WindowEnd, r.End)
-		}
+	rs := make([]metric.Request, len(a.reqs))
+	for i, j := range a.reqs {
+		rs[i] = reqs[j]
 	}
-	if d := a.deadline; d > g.WindowStart && d < g.WindowEnd {
-		g.WindowEnd = d
-	}
-	if len(a.reqs) == 0 {
-		g.WindowStart, g.WindowEnd = 0, 0
-	}
+	g.WindowStart, g.WindowEnd = metric.Window(rs, cfg.Window == WindowSteady)
 	g.Duration = secs(g.WindowEnd - g.WindowStart)
-	for _, i := range a.reqs {
-		r := &reqs[i]
-		lag = append(lag, r.Lag)
-		if !r.Completed {
-			g.Failed++
-			g.FailedBy[r.ErrorKind]++
-			continue
-		}
-		g.Completed++
-		if r.TokenSource == SourceChunks || r.TokenSource == SourceNone {
-			g.EstimatedTokens++
-		}
-		if r.OutputTokens == 0 {
-			g.EmptyOutput++
-		}
-		if r.End <= g.WindowEnd {
-			g.OutputTokens += int64(r.OutputTokens)
-			if r.PromptTokens > 0 {
-				g.InputTokens += int64(r.PromptTokens)
-			}
-			g.RequestThroughput++
-			if cfg.SLO.Meets(r) {
-				g.GoodCount++
-			}
-		}
-		ttft = append(ttft, r.TTFT)
-		ttftS = append(ttftS, r.TTFTSched)
-		tpot = append(tpot, r.TPOT)
-		e2e = append(e2e, r.E2E)
-		norm = append(norm, r.NormLatency)
+	s := metric.Summarize(rs)
+	g.Completed, g.Cut, g.Failed, g.FailedBy = s.Completed, s.Cut, s.Failed, s.FailedBy
+	g.EstimatedTokens, g.EmptyOutput = s.EstimatedTokens, s.EmptyOutput
+	var good func(*metric.Request) bool
+	if !cfg.SLO.Empty() {
+		good = cfg.SLO.Meets
 	}
-	if len(g.FailedBy) == 0 {
-		g.FailedBy = nil
-	}
-	g.Goodput = math.NaN()
-	if g.Duration > 0 {
-		g.OutputThroughput = float64(g.OutputTokens) / g.Duration
-		g.RequestThroughput /= g.Duration
-		if !cfg.SLO.Empty() {
-			g.Goodput = float64(g.GoodCount) / g.Duration
-		}
-	} else {
-		g.RequestThroughput = math.NaN()
-		g.OutputThroughput = math.NaN()
-	}
-	g.TTFT = Summarize(ttft)
-	g.TTFTSched = Summarize(ttftS)
-	g.TPOT = Summarize(tpot)
-	g.E2E = Summarize(e2e)
-	g.NormLatency = Summarize(norm)
-	g.Lag = Summarize(lag)
-	g.ITL = Summarize(a.itl)
+	tp := metric.ThroughputIn(rs, g.WindowStart, g.WindowEnd, good)
+	g.OutputTokens, g.InputTokens, g.GoodCount = tp.OutputTokens, tp.InputTokens, tp.Good
+	g.RequestThroughput, g.OutputThroughput, g.Goodput = tp.Requests, tp.Output, tp.Goodput
+	g.TTFT, g.TTFTSched, g.TPOT, g.E2E, g.Lag = s.TTFT, s.TTFTScheduled, s.TPOT, s.E2E, s.Lag
+	g.NormLatency, g.NormLatencyWithCut, g.CutElapsed = s.NormLatency, s.NormLatencyWithCut, s.CutElapsed
+	g.ITL = metric.DistOf(a.itl)
 	for _, n := range a.perSecond {
 		g.MaxOutputTokensPerS = max(g.MaxOutputTokensPerS, float64(n))
 	}
 	a.perSecond = nil
 	g.ITLToken = g.ITL
 	if a.split {
-		g.ITLToken = Summarize(a.itlToken)
+		g.ITLToken = metric.DistOf(a.itlToken)
 	}
 	a.itl, a.itlToken = nil, nil
 
@@ -310,12 +266,13 @@ func groupWarnings(g *Group, cfg *Config) []string {
 	if g.Count == 0 {
 		w = append(w, "no measured request (only warm-up traffic?)")
 	} else if g.Completed == 0 {
-		w = append(w, fmt.Sprintf("no request completed: %d failed (%s)", g.Failed, kindsText(g.FailedBy)))
+		w = append(w, fmt.Sprintf("no request completed: %d failed (%s), %d cut", g.Failed, kindsText(g.FailedBy), g.Cut))
 	} else if g.Failed > 0 {
 		w = append(w, fmt.Sprintf("%d of %d requests failed (%s)", g.Failed, g.Count, kindsText(g.FailedBy)))
-		if n := g.FailedBy[KindCut]; n > 0 {
-			w = append(w, fmt.Sprintf("%d requests were cut at the deadline: latencies cover completed requests only and understate the load", n))
-		}
+	}
+	if g.Cut > 0 {
+		w = append(w, fmt.Sprintf("%d of %d requests were still running at the drain deadline and were cut (censored, partial latency p50 %s): normalized latency %s s/token with them at their lower bound, %s over completed requests only",
+			g.Cut, g.Count, fmtDur(g.CutElapsed.P50), fmtNum(g.NormLatencyWithCut.Mean, 4), fmtNum(g.NormLatency.Mean, 4)))
 	}
 	if g.Lag.N > 0 && g.Lag.P99 > cfg.LagWarn.Seconds() {
 		w = append(w, fmt.Sprintf("schedule lag p99 %s exceeds %s: the replayer was the bottleneck, latencies from send understate the load", fmtDur(g.Lag.P99), cfg.LagWarn))

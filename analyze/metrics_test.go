@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/metric"
 )
 
 func near(a, b float64) bool {
@@ -32,19 +33,19 @@ func TestMeasure(t *testing.T) {
 		completed                                  bool
 		kind                                       string
 		out                                        int
-		source                                     string
+		source                                     metric.TokenSource
 		ttft, ttftSched, e2e, tpot, norm, itl, lag float64
 		gaps                                       []float64
 		gapTokens                                  []int
 	}{
-		{1, true, "", 4, SourceUsageChunks, 0.1, 0.102, 0.251, 0.151 / 3, 0.251 / 4, 0.075, 0.001, []float64{0.05, 0.1}, []int{1, 2}},
-		{2, true, "", 3, SourceUsage, 0.2, 0.2, 0.401, 0.201 / 2, 0.401 / 3, 0.1, 0, []float64{0.1, 0.1}, []int{1, 1}},
-		{3, true, "", 2, SourceChunks, 0.1, nan, 0.3, 0.2, 0.15, 0.2, nan, []float64{0.2}, []int{1}},
-		{4, false, "http_500", 0, SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
-		{5, false, KindCut, 1, SourceUsageChunks, 0.1, nan, nan, nan, nan, nan, nan, nil, nil},
-		{6, false, string(capture.OutcomeClientAborted), 0, SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
-		{7, true, "", 0, SourceUsage, nan, nan, 0.01, nan, nan, nan, nan, nil, nil},
-		{9, false, KindIncomplete, 0, SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
+		{1, true, "", 4, metric.SourceUsageChunks, 0.1, 0.102, 0.251, 0.151 / 3, 0.251 / 4, 0.075, 0.001, []float64{0.05, 0.1}, []int{1, 2}},
+		{2, true, "", 3, metric.SourceUsage, 0.2, 0.2, 0.401, 0.201 / 2, 0.401 / 3, 0.1, 0, []float64{0.1, 0.1}, []int{1, 1}},
+		{3, true, "", 2, metric.SourceChunks, 0.1, nan, 0.3, 0.2, 0.15, 0.2, nan, []float64{0.2}, []int{1}},
+		{4, false, "http_500", 0, metric.SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
+		{5, false, metric.KindCut, 1, metric.SourceUsageChunks, 0.1, nan, nan, nan, nan, nan, nan, nil, nil},
+		{6, false, string(capture.OutcomeClientAborted), 0, metric.SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
+		{7, true, "", 0, metric.SourceUsage, nan, nan, 0.01, nan, nan, nan, nan, nil, nil},
+		{9, false, metric.KindIncomplete, 0, metric.SourceNone, nan, nan, nan, nan, nan, nan, nan, nil, nil},
 	}
 	byID := map[int]*capture.Record{}
 	for _, r := range recs {
@@ -53,17 +54,28 @@ func TestMeasure(t *testing.T) {
 	for _, tt := range tests {
 		var gaps []float64
 		var toks []int
-		r := Measure(byID[tt.id], "fx", func(g float64, n int) { gaps = append(gaps, g); toks = append(toks, n) })
-		if r.Completed != tt.completed || r.ErrorKind != tt.kind {
-			t.Errorf("request %d: completed %v kind %q; want %v %q", tt.id, r.Completed, r.ErrorKind, tt.completed, tt.kind)
+		first := true
+		m := Measurer{OnContent: func(_, g time.Duration, n int) {
+			if !first {
+				gaps = append(gaps, g.Seconds())
+				toks = append(toks, n)
+			}
+			first = false
+		}}
+		r := m.Measure(byID[tt.id], "fx")
+		if !r.Completed() {
+			gaps, toks = nil, nil // the analysis pools the gaps of completed requests only
 		}
-		if r.OutputTokens != tt.out || r.TokenSource != tt.source {
+		if r.Completed() != tt.completed || r.ErrorKind != tt.kind {
+			t.Errorf("request %d: completed %v kind %q; want %v %q", tt.id, r.Completed(), r.ErrorKind, tt.completed, tt.kind)
+		}
+		if int(r.OutputTokens) != tt.out || r.TokenSource != tt.source {
 			t.Errorf("request %d: output %d from %s; want %d from %s", tt.id, r.OutputTokens, r.TokenSource, tt.out, tt.source)
 		}
 		for _, c := range []struct {
 			name      string
 			got, want float64
-		}{{"ttft", r.TTFT, tt.ttft}, {"ttft_sched", r.TTFTSched, tt.ttftSched}, {"e2e", r.E2E, tt.e2e}, {"tpot", r.TPOT, tt.tpot}, {"norm", r.NormLatency, tt.norm}, {"itl_mean", r.ITLMean, tt.itl}, {"lag", r.Lag, tt.lag}} {
+		}{{"ttft", r.TTFT(), tt.ttft}, {"ttft_sched", r.TTFTScheduled(), tt.ttftSched}, {"e2e", r.E2E(), tt.e2e}, {"tpot", r.TPOT(), tt.tpot}, {"norm", r.NormLatency(), tt.norm}, {"itl_mean", itlIfCompleted(&r), tt.itl}, {"lag", r.Lag(), tt.lag}} {
 			if !near(c.got, c.want) {
 				t.Errorf("request %d: %s = %v; want %v", tt.id, c.name, c.got, c.want)
 			}
@@ -80,6 +92,15 @@ func TestMeasure(t *testing.T) {
 	}
 }
 
+// itlIfCompleted is the request's mean chunk gap when it completed (the
+// table above gives NaN for the others).
+func itlIfCompleted(r *metric.Request) float64 {
+	if !r.Completed() {
+		return math.NaN()
+	}
+	return r.ITLMean()
+}
+
 func TestAnalyzeSmallFixture(t *testing.T) {
 	recs, samples, metas := smallFixture()
 	path := filepath.Join(t.TempDir(), "fx.jsonl")
@@ -92,10 +113,15 @@ func TestAnalyzeSmallFixture(t *testing.T) {
 		t.Fatalf("%d groups; want 1", len(res.Groups))
 	}
 	g := res.Groups[0]
-	if g.Key != "a/1/1" || g.Count != 8 || g.Warmup != 1 || g.Completed != 4 || g.Failed != 4 {
-		t.Errorf("group %s: count %d warmup %d completed %d failed %d; want a/1/1 8 1 4 4", g.Key, g.Count, g.Warmup, g.Completed, g.Failed)
+	if g.Key != "a/1/1" || g.Count != 8 || g.Warmup != 1 || g.Completed != 4 || g.Failed != 3 || g.Cut != 1 {
+		t.Errorf("group %s: count %d warmup %d completed %d failed %d cut %d; want a/1/1 8 1 4 3 1", g.Key, g.Count, g.Warmup, g.Completed, g.Failed, g.Cut)
 	}
-	wantKinds := map[string]int{"http_500": 1, KindCut: 1, "client_aborted": 1, KindIncomplete: 1}
+	// The cut request (5) is censored, not failed: its partial latency is
+	// 0.6 s and it asked for no known length, so its bound is 0.6 s over
+	// the one token it produced.
+	checkF(t, "cut elapsed", g.CutElapsed.Mean, 0.6)
+	checkF(t, "norm with cut", g.NormLatencyWithCut.Mean, (0.251/4+0.401/3+0.15+0.6)/4)
+	wantKinds := map[string]int{"http_500": 1, "client_aborted": 1, metric.KindIncomplete: 1}
 	for k, n := range wantKinds {
 		if g.FailedBy[k] != n {
 			t.Errorf("failed_by[%s] = %d; want %d (all: %v)", k, g.FailedBy[k], n, g.FailedBy)
@@ -104,12 +130,14 @@ func TestAnalyzeSmallFixture(t *testing.T) {
 	if g.EstimatedTokens != 1 || g.EmptyOutput != 1 {
 		t.Errorf("estimated %d, empty %d; want 1, 1", g.EstimatedTokens, g.EmptyOutput)
 	}
-	if g.WindowStart != t0 || g.WindowEnd != t0+800*ms {
-		t.Errorf("window [%d, %d]; want [t0, t0+800ms]", g.WindowStart-t0, g.WindowEnd-t0)
+	// The window ends at the deadline: the cut request ran until then
+	// (received at 0.5 s, cut at 1.1 s).
+	if g.WindowStart != t0 || g.WindowEnd != t0+1000*ms {
+		t.Errorf("window [%d, %d]; want [t0, t0+1000ms]", g.WindowStart-t0, g.WindowEnd-t0)
 	}
-	checkF(t, "duration", g.Duration, 0.8)
-	checkF(t, "request_throughput", g.RequestThroughput, 4/0.8)
-	checkF(t, "output_throughput", g.OutputThroughput, 9/0.8)
+	checkF(t, "duration", g.Duration, 1)
+	checkF(t, "request_throughput", g.RequestThroughput, 4/1.0)
+	checkF(t, "output_throughput", g.OutputThroughput, 9/1.0)
 	if g.OutputTokens != 9 || g.InputTokens != 40 {
 		t.Errorf("tokens out %d in %d; want 9, 40", g.OutputTokens, g.InputTokens)
 	}
@@ -124,21 +152,24 @@ func TestAnalyzeSmallFixture(t *testing.T) {
 	checkF(t, "e2e mean", g.E2E.Mean, (0.251+0.401+0.3+0.01)/4)
 	checkF(t, "norm mean", g.NormLatency.Mean, (0.251/4+0.401/3+0.15)/3)
 	checkF(t, "tpot mean", g.TPOT.Mean, (0.151/3+0.201/2+0.2)/3)
-	checkF(t, "inflight mean", g.InFlightMean, 1.117/0.8)
+	// spans: 1 [0, 0.251], 2 [0.1, 0.501], 3 [0.2, 0.5], 4 [0.3, 0.305],
+	// 5 [0.5, 1.1] (cut at its end), 6 [0.6, 0.65], 7 [0.7, 0.71], 9 no
+	// time: 1.517 s of requests over the 1-s window.
+	checkF(t, "inflight mean", g.InFlightMean, 1.517/1.0)
 	if g.InFlightMax != 3 {
 		t.Errorf("inflight max %d; want 3", g.InFlightMax)
 	}
-	// Split at the first token (window 0–0.8 s): decoding 1 [0.1, 0.251],
-	// 2 [0.3, 0.501], 3 [0.3, 0.5] (5 ends with its only token, the rest
-	// have none); queued 1 [0, 0.1], 2 [0.1, 0.3], 3 [0.2, 0.3],
-	// 4 [0.3, 0.305], 5 [0.5, 0.6], 6 [0.6, 0.65], 7 [0.7, 0.71]. The two
-	// add up to the in-flight area 1.117.
-	checkF(t, "decoding mean", g.DecodingMean, (0.151+0.201+0.2)/0.8)
-	checkF(t, "queued mean", g.QueuedMean, (0.1+0.2+0.1+0.005+0.1+0.05+0.01)/0.8)
+	// Split at the first token (window 0–1 s): decoding 1 [0.1, 0.251],
+	// 2 [0.3, 0.501], 3 [0.3, 0.5], 5 [0.6, 1.0] (the rest have none);
+	// queued 1 [0, 0.1], 2 [0.1, 0.3], 3 [0.2, 0.3], 4 [0.3, 0.305],
+	// 5 [0.5, 0.6], 6 [0.6, 0.65], 7 [0.7, 0.71]. The two add up to the
+	// in-flight area 1.517.
+	checkF(t, "decoding mean", g.DecodingMean, (0.151+0.201+0.2+0.4)/1.0)
+	checkF(t, "queued mean", g.QueuedMean, (0.1+0.2+0.1+0.005+0.1+0.05+0.01)/1.0)
 	if g.DecodingMax != 2 || g.QueuedMax != 2 {
 		t.Errorf("decoding max %d, queued max %d; want 2, 2", g.DecodingMax, g.QueuedMax)
 	}
-	checkF(t, "running mean", g.Running, (0.25*1+0.5*3+0.05*2)/0.8)
+	checkF(t, "running mean", g.Running, (0.25*1+0.5*3+0.25*2)/1.0)
 	checkF(t, "running max", g.RunningMax, 3)
 	checkF(t, "waiting mean", g.Waiting, 1)
 	checkF(t, "kv mean", g.KVUsage, 0.5)
@@ -175,7 +206,7 @@ func TestGoodputSLO(t *testing.T) {
 		if g.GoodCount != tt.good {
 			t.Errorf("--slo %s: %d good; want %d", tt.slo, g.GoodCount, tt.good)
 		}
-		checkF(t, "goodput "+tt.slo, g.Goodput, float64(tt.good)/0.8)
+		checkF(t, "goodput "+tt.slo, g.Goodput, float64(tt.good)/1.0)
 	}
 }
 
@@ -206,7 +237,7 @@ func TestWindowSteady(t *testing.T) {
 	var lastStart, lastEnd int64
 	for i := range full.Requests {
 		lastStart = max(lastStart, full.Requests[i].Start)
-		lastEnd = max(lastEnd, full.Requests[i].End)
+		lastEnd = max(lastEnd, full.Requests[i].EndUnix())
 	}
 	f, s := full.Groups[0], steady.Groups[0]
 	if f.WindowEnd != lastEnd || s.WindowEnd != lastStart {
@@ -214,7 +245,7 @@ func TestWindowSteady(t *testing.T) {
 	}
 	done := 0
 	for i := range full.Requests {
-		if full.Requests[i].End <= lastStart {
+		if full.Requests[i].EndUnix() <= lastStart {
 			done++
 		}
 	}
@@ -232,8 +263,8 @@ func TestStreamProblems(t *testing.T) {
 		kind       string
 	}{
 		{"complete", good, 0, ""},
-		{"error event", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n", 0, KindStreamError},
-		{"no DONE", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\n", 0, KindTruncated},
+		{"error event", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\ndata: {\"error\":{\"message\":\"boom\"}}\n\ndata: [DONE]\n\n", 0, metric.KindStreamError},
+		{"no DONE", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\n", 0, metric.KindTruncated},
 		{"cut at the record limit", "data: {\"choices\":[{\"text\":\"hi\"}]}\n\n", 9999, ""},
 		{"not SSE", `{"choices":[{"text":"hi"}]}`, 0, ""},
 	}
@@ -245,9 +276,9 @@ func TestStreamProblems(t *testing.T) {
 		if tt.size > 0 {
 			r.ResponseSize = tt.size
 		}
-		m := Measure(r, "x", nil)
-		if m.ErrorKind != tt.kind || m.Completed != (tt.kind == "") {
-			t.Errorf("%s: kind %q completed %v; want %q", tt.name, m.ErrorKind, m.Completed, tt.kind)
+		m := Measure(r, "x")
+		if m.ErrorKind != tt.kind || m.Completed() != (tt.kind == "") {
+			t.Errorf("%s: kind %q completed %v; want %q", tt.name, m.ErrorKind, m.Completed(), tt.kind)
 		}
 	}
 }

@@ -37,8 +37,8 @@ func TestProxyOutcomesAreFailures(t *testing.T) {
 			t.Errorf("failed_by %v; want 1 %s", g.FailedBy, o)
 		}
 	}
-	m := Measure(recs[len(outcomes)-1], "c", nil)
-	if m.Completed || m.ErrorKind != string(capture.OutcomeUpstreamHeaderTimeout) {
-		t.Errorf("Measure(header timeout record) = completed %v kind %q; want a failure of kind upstream_header_timeout", m.Completed, m.ErrorKind)
+	m := Measure(recs[len(outcomes)-1], "c")
+	if m.Completed() || m.ErrorKind != string(capture.OutcomeUpstreamHeaderTimeout) {
+		t.Errorf("Measure(header timeout record) = completed %v kind %q; want a failure of kind upstream_header_timeout", m.Completed(), m.ErrorKind)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // column is one stable output column: its name, what it holds, and how to
@@ -186,9 +188,9 @@ func rowObj[T any](cols []column[T], r T) obj {
 	return o
 }
 
-// distCols returns the columns of a Dist: name_mean_unit, _std, _p50,
+// distCols returns the columns of a metric.Dist: name_mean_unit, _std, _p50,
 // _p90, _p95, _p99.
-func distCols(name, unit string, get func(*Group) Dist) []column[*Group] {
+func distCols(name, unit string, get func(*Group) metric.Dist) []column[*Group] {
 	return []column[*Group]{
 		{name + "_mean_" + unit, func(g *Group) any { return get(g).Mean }},
 		{name + "_std_" + unit, func(g *Group) any { return get(g).Std }},
@@ -215,6 +217,7 @@ func summaryColumns() []column[*Group] {
 		{"warmup", func(g *Group) any { return g.Warmup }},
 		{"completed", func(g *Group) any { return g.Completed }},
 		{"failed", func(g *Group) any { return g.Failed }},
+		{"cut", func(g *Group) any { return g.Cut }},
 		{"failed_by", func(g *Group) any { return g.FailedBy }},
 		{"estimated_tokens", func(g *Group) any { return g.EstimatedTokens }},
 		{"empty_output", func(g *Group) any { return g.EmptyOutput }},
@@ -229,14 +232,16 @@ func summaryColumns() []column[*Group] {
 		{"good_count", func(g *Group) any { return g.GoodCount }},
 		{"max_output_tokens_per_s", func(g *Group) any { return g.MaxOutputTokensPerS }},
 	}
-	cols = append(cols, distCols("norm_latency", "s_per_tok", func(g *Group) Dist { return g.NormLatency })...)
-	cols = append(cols, distCols("ttft", "s", func(g *Group) Dist { return g.TTFT })...)
-	cols = append(cols, distCols("ttft_sched", "s", func(g *Group) Dist { return g.TTFTSched })...)
-	cols = append(cols, distCols("tpot", "s", func(g *Group) Dist { return g.TPOT })...)
-	cols = append(cols, distCols("itl", "s", func(g *Group) Dist { return g.ITL })...)
-	cols = append(cols, distCols("itl_token", "s", func(g *Group) Dist { return g.ITLToken })...)
-	cols = append(cols, distCols("e2e", "s", func(g *Group) Dist { return g.E2E })...)
-	cols = append(cols, distCols("lag", "s", func(g *Group) Dist { return g.Lag })...)
+	cols = append(cols, distCols("norm_latency", "s_per_tok", func(g *Group) metric.Dist { return g.NormLatency })...)
+	cols = append(cols, distCols("norm_latency_with_cut", "s_per_tok", func(g *Group) metric.Dist { return g.NormLatencyWithCut })...)
+	cols = append(cols, distCols("ttft", "s", func(g *Group) metric.Dist { return g.TTFT })...)
+	cols = append(cols, distCols("ttft_sched", "s", func(g *Group) metric.Dist { return g.TTFTSched })...)
+	cols = append(cols, distCols("tpot", "s", func(g *Group) metric.Dist { return g.TPOT })...)
+	cols = append(cols, distCols("itl", "s", func(g *Group) metric.Dist { return g.ITL })...)
+	cols = append(cols, distCols("itl_token", "s", func(g *Group) metric.Dist { return g.ITLToken })...)
+	cols = append(cols, distCols("e2e", "s", func(g *Group) metric.Dist { return g.E2E })...)
+	cols = append(cols, distCols("lag", "s", func(g *Group) metric.Dist { return g.Lag })...)
+	cols = append(cols, distCols("cut_elapsed", "s", func(g *Group) metric.Dist { return g.CutElapsed })...)
 	cols = append(cols, []column[*Group]{
 		{"inflight_mean", func(g *Group) any { return g.InFlightMean }},
 		{"inflight_max", func(g *Group) any { return g.InFlightMax }},
@@ -273,61 +278,70 @@ func aggregateColumns() []column[*Aggregate] {
 		{"trials", func(a *Aggregate) any { return a.Trials }},
 		{"completed", func(a *Aggregate) any { return a.Completed }},
 		{"failed", func(a *Aggregate) any { return a.Failed }},
+		{"cut", func(a *Aggregate) any { return a.Cut }},
 	}
-	add := func(name string, get func(*Aggregate) CI) {
+	add := func(name string, get func(*Aggregate) metric.CI) {
 		cols = append(cols,
 			column[*Aggregate]{name, func(a *Aggregate) any { return get(a).Mean }},
 			column[*Aggregate]{name + "_ci95", func(a *Aggregate) any { return get(a).Half }})
 	}
-	add("request_throughput", func(a *Aggregate) CI { return a.RequestThroughput })
-	add("output_throughput", func(a *Aggregate) CI { return a.OutputThroughput })
-	add("goodput", func(a *Aggregate) CI { return a.Goodput })
-	add("norm_latency_mean_s_per_tok", func(a *Aggregate) CI { return a.NormLatency })
-	add("ttft_mean_s", func(a *Aggregate) CI { return a.TTFTMean })
-	add("ttft_p50_s", func(a *Aggregate) CI { return a.TTFTP50 })
-	add("ttft_p99_s", func(a *Aggregate) CI { return a.TTFTP99 })
-	add("tpot_mean_s", func(a *Aggregate) CI { return a.TPOTMean })
-	add("itl_mean_s", func(a *Aggregate) CI { return a.ITLMean })
-	add("e2e_mean_s", func(a *Aggregate) CI { return a.E2EMean })
-	add("e2e_p99_s", func(a *Aggregate) CI { return a.E2EP99 })
-	add("inflight_mean", func(a *Aggregate) CI { return a.InFlightMean })
-	add("decoding_mean", func(a *Aggregate) CI { return a.DecodingMean })
-	add("running_mean", func(a *Aggregate) CI { return a.Running })
-	add("preemptions", func(a *Aggregate) CI { return a.Preemptions })
+	add("request_throughput", func(a *Aggregate) metric.CI { return a.RequestThroughput })
+	add("output_throughput", func(a *Aggregate) metric.CI { return a.OutputThroughput })
+	add("goodput", func(a *Aggregate) metric.CI { return a.Goodput })
+	add("norm_latency_mean_s_per_tok", func(a *Aggregate) metric.CI { return a.NormLatency })
+	add("norm_latency_with_cut_mean_s_per_tok", func(a *Aggregate) metric.CI { return a.NormLatencyWithCut })
+	add("ttft_mean_s", func(a *Aggregate) metric.CI { return a.TTFTMean })
+	add("ttft_p50_s", func(a *Aggregate) metric.CI { return a.TTFTP50 })
+	add("ttft_p99_s", func(a *Aggregate) metric.CI { return a.TTFTP99 })
+	add("tpot_mean_s", func(a *Aggregate) metric.CI { return a.TPOTMean })
+	add("itl_mean_s", func(a *Aggregate) metric.CI { return a.ITLMean })
+	add("e2e_mean_s", func(a *Aggregate) metric.CI { return a.E2EMean })
+	add("e2e_p99_s", func(a *Aggregate) metric.CI { return a.E2EP99 })
+	add("inflight_mean", func(a *Aggregate) metric.CI { return a.InFlightMean })
+	add("decoding_mean", func(a *Aggregate) metric.CI { return a.DecodingMean })
+	add("running_mean", func(a *Aggregate) metric.CI { return a.Running })
+	add("preemptions", func(a *Aggregate) metric.CI { return a.Preemptions })
 	return cols
 }
 
-// requestColumns are the columns of requests.csv.
-func requestColumns() []column[*Request] {
-	return []column[*Request]{
-		{"capture", func(r *Request) any { return r.Capture }},
-		{"id", func(r *Request) any { return r.ID }},
-		{"index", func(r *Request) any { return r.Index }},
-		{"key", func(r *Request) any { return r.Key }},
-		{"variant", func(r *Request) any { return r.Variant }},
-		{"level", func(r *Request) any { return r.Level }},
-		{"rate", func(r *Request) any { return r.Rate }},
-		{"trial", func(r *Request) any { return r.Trial }},
-		{"warmup", func(r *Request) any { return r.Warmup }},
-		{"completed", func(r *Request) any { return r.Completed }},
-		{"status", func(r *Request) any { return r.Status }},
-		{"outcome", func(r *Request) any { return r.Outcome }},
-		{"error_kind", func(r *Request) any { return r.ErrorKind }},
-		{"output_tokens", func(r *Request) any { return r.OutputTokens }},
-		{"token_source", func(r *Request) any { return r.TokenSource }},
-		{"prompt_tokens", func(r *Request) any { return r.PromptTokens }},
-		{"content_chunks", func(r *Request) any { return r.ContentChunks }},
-		{"start_ns", func(r *Request) any { return r.Start }},
-		{"end_ns", func(r *Request) any { return r.End }},
-		{"scheduled_ns", func(r *Request) any { return r.Scheduled }},
-		{"sent_ns", func(r *Request) any { return r.Sent }},
-		{"ttft_s", func(r *Request) any { return r.TTFT }},
-		{"ttft_sched_s", func(r *Request) any { return r.TTFTSched }},
-		{"tpot_s", func(r *Request) any { return r.TPOT }},
-		{"itl_mean_s", func(r *Request) any { return r.ITLMean }},
-		{"e2e_s", func(r *Request) any { return r.E2E }},
-		{"norm_latency_s_per_tok", func(r *Request) any { return r.NormLatency }},
-		{"lag_s", func(r *Request) any { return r.Lag }},
+// requestColumns are the columns of requests.csv. outcome is the one the
+// summary counts by (ok, cut, failed); proxy_outcome the capture record's
+// transport outcome ("ok" there means forwarded to the end, whatever the
+// HTTP status).
+func requestColumns() []column[*metric.Request] {
+	return []column[*metric.Request]{
+		{"capture", func(r *metric.Request) any { return r.Capture }},
+		{"id", func(r *metric.Request) any { return r.ID }},
+		{"index", func(r *metric.Request) any { return r.Index }},
+		{"key", func(r *metric.Request) any { return r.Key }},
+		{"variant", func(r *metric.Request) any { return r.Variant }},
+		{"level", func(r *metric.Request) any { return r.Level }},
+		{"rate", func(r *metric.Request) any { return r.Rate }},
+		{"trial", func(r *metric.Request) any { return r.Trial }},
+		{"warmup", func(r *metric.Request) any { return r.Warmup }},
+		{"completed", func(r *metric.Request) any { return r.Completed() }},
+		{"status", func(r *metric.Request) any { return r.Status }},
+		{"outcome", func(r *metric.Request) any { return string(r.Outcome) }},
+		{"error_kind", func(r *metric.Request) any { return r.ErrorKind }},
+		{"proxy_outcome", func(r *metric.Request) any { return r.ProxyOutcome }},
+		{"output_tokens", func(r *metric.Request) any { return int(r.OutputTokens) }},
+		{"token_source", func(r *metric.Request) any { return string(r.TokenSource) }},
+		{"prompt_tokens", func(r *metric.Request) any { return int(r.PromptTokens) }},
+		{"expected_output", func(r *metric.Request) any { return int(r.ExpectedOutput) }},
+		{"content_chunks", func(r *metric.Request) any { return int(r.ContentChunks) }},
+		{"start_ns", func(r *metric.Request) any { return r.Start }},
+		{"end_ns", func(r *metric.Request) any { return r.EndUnix() }},
+		{"scheduled_ns", func(r *metric.Request) any { return r.Scheduled }},
+		{"sent_ns", func(r *metric.Request) any { return r.Sent }},
+		{"ttft_s", func(r *metric.Request) any { return r.TTFT() }},
+		{"ttft_sched_s", func(r *metric.Request) any { return r.TTFTScheduled() }},
+		{"tpot_s", func(r *metric.Request) any { return r.TPOT() }},
+		{"itl_mean_s", func(r *metric.Request) any { return r.ITLMean() }},
+		{"e2e_s", func(r *metric.Request) any { return r.E2E() }},
+		{"elapsed_s", func(r *metric.Request) any { return r.Elapsed() }},
+		{"norm_latency_s_per_tok", func(r *metric.Request) any { return r.NormLatency() }},
+		{"norm_latency_bound_s_per_tok", func(r *metric.Request) any { return r.NormLatencyBound() }},
+		{"lag_s", func(r *metric.Request) any { return r.Lag() }},
 	}
 }
 
@@ -343,7 +357,7 @@ func (res *Result) WriteAggregatesCSV(w io.Writer) error {
 
 // WriteRequestsCSV writes requests.csv: one row per request.
 func (res *Result) WriteRequestsCSV(w io.Writer) error {
-	rows := make([]*Request, len(res.Requests))
+	rows := make([]*metric.Request, len(res.Requests))
 	for i := range res.Requests {
 		rows[i] = &res.Requests[i]
 	}
@@ -407,12 +421,12 @@ func fmtNum(v float64, prec int) string {
 // tableHeader and tableRow give the terminal table (and the report's
 // summary table): the figures people look at first.
 func tableHeader() []string {
-	return []string{"variant", "rate", "trial", "n", "ok", "fail", "req/s", "tok/s", "norm s/tok", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99", "E2E p99", "in-flight", "decoding", "batched", "lag p99"}
+	return []string{"variant", "rate", "trial", "n", "ok", "fail", "cut", "req/s", "tok/s", "norm s/tok", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99", "E2E p99", "in-flight", "decoding", "batched", "lag p99"}
 }
 
 func tableRow(g *Group) []string {
 	return []string{
-		g.Variant, orDash(g.Level), orDash(g.Trial), strconv.Itoa(g.Count), strconv.Itoa(g.Completed), strconv.Itoa(g.Failed),
+		g.Variant, orDash(g.Level), orDash(g.Trial), strconv.Itoa(g.Count), strconv.Itoa(g.Completed), strconv.Itoa(g.Failed), strconv.Itoa(g.Cut),
 		fmtNum(g.RequestThroughput, 2), fmtNum(g.OutputThroughput, 1), fmtNum(g.NormLatency.Mean, 4),
 		fmtDur(g.TTFT.P50), fmtDur(g.TTFT.P99), fmtDur(g.TPOT.Mean), fmtDur(g.ITL.P99), fmtDur(g.E2E.P99),
 		fmtNum(g.InFlightMean, 1), fmtNum(g.DecodingMean, 1), fmtNum(g.Running, 1), fmtDur(g.Lag.P99),

@@ -6,6 +6,8 @@ import (
 	"math"
 	"path/filepath"
 	"strings"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // reference returns the variant the others are compared with: a variant
@@ -160,7 +162,7 @@ func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, rep
 	return err
 }
 
-func ciText(c CI, prec int) string {
+func ciText(c metric.CI, prec int) string {
 	if math.IsNaN(c.Half) {
 		return fmtNum(c.Mean, prec)
 	}

@@ -2,119 +2,35 @@ package analyze
 
 import (
 	"bytes"
-	"math"
+	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/openai"
-	"github.com/vbench/vbench/internal/sse"
+	"github.com/vbench/vbench/metric"
 )
 
-// Token count sources, best first (see Request.TokenSource).
-const (
-	// SourceUsageChunks: the server's per-chunk usage
-	// (stream_options.continuous_usage_stats).
-	SourceUsageChunks = "usage_per_chunk"
-	// SourceUsage: the final usage object of the response.
-	SourceUsage = "usage"
-	// SourceTokenIDs: token ids carried in the stream.
-	SourceTokenIDs = "token_ids"
-	// SourceChunks: the number of content chunks (events) — an estimate:
-	// a chunk may carry several tokens.
-	SourceChunks = "chunks_estimate"
-	// SourceNone: the response said nothing about its output.
-	SourceNone = "none"
-)
-
-// Error kinds of failed requests (Request.ErrorKind) besides the capture
-// outcomes (capture.Outcome values other than "ok") and "http_NNN" for a
-// non-2xx status.
-const (
-	// KindCut: the client aborted after the replayer's deadline for the
-	// level (Tags.Deadline): the replayer cut a request still running when
-	// its level ended.
-	KindCut = "cut"
-	// KindStreamError: a 2xx stream carried an error event (recorded
-	// response body needed).
-	KindStreamError = "stream_error"
-	// KindTruncated: a complete recorded SSE body ended without
-	// "data: [DONE]".
-	KindTruncated = "truncated"
-	// KindIncomplete: the record has no outcome (a proxy that crashed
-	// mid-write, or a hand-made capture).
-	KindIncomplete = "incomplete"
-)
-
-// Request holds the metrics of one recorded exchange. Durations are in
-// seconds; undefined values are NaN (a failed request has no TPOT, a
-// response without content has no TTFT).
-type Request struct {
-	// Capture is the input (capture directory or dump file) it came from.
-	Capture string `json:"capture"`
-	// ID is the record's ID in its capture; Index is the trace index (-1
-	// for untagged traffic).
-	ID    uint64 `json:"id"`
-	Index int64  `json:"index"`
-
-	// Variant, Level, Rate and Trial are the grouping labels (see
-	// Config.By); Key is the group key built from Config.By.
-	Variant string  `json:"variant"`
-	Level   string  `json:"level"`
-	Rate    float64 `json:"rate"`
-	Trial   string  `json:"trial"`
-	Key     string  `json:"key"`
-	// Model is the "model" label, when the proxy or replayer set one.
-	Model string `json:"model,omitempty"`
-	// TraceHash is the content hash of the replayed trace.
-	TraceHash string `json:"trace_hash,omitempty"`
-	// Warmup marks a warm-up request (excluded from the measurement).
-	Warmup bool `json:"warmup"`
-
-	// Start is the Unix ns at which the proxy had the request (the send
-	// time); End is the Unix ns at which the last byte was read from the
-	// upstream (the exchange's end when no byte came).
-	Start int64 `json:"start"`
-	End   int64 `json:"end"`
-	// Scheduled and Sent are the replayer's due and actual send times
-	// (Unix ns; 0 when untagged).
-	Scheduled int64 `json:"scheduled"`
-	Sent      int64 `json:"sent"`
-
-	Status  int    `json:"status"`
-	Outcome string `json:"outcome"`
-	// Completed: outcome ok with a 2xx status. ErrorKind is empty then.
-	Completed bool   `json:"completed"`
-	ErrorKind string `json:"error_kind,omitempty"`
-
-	// OutputTokens is the output length and TokenSource says where it came
-	// from (SourceUsageChunks … SourceNone).
-	OutputTokens int    `json:"output_tokens"`
-	TokenSource  string `json:"token_source"`
-	// PromptTokens is the server's usage.prompt_tokens (-1 when unknown).
-	PromptTokens int `json:"prompt_tokens"`
-	// ContentChunks is the number of reads that carried content.
-	ContentChunks int `json:"content_chunks"`
-
-	// TTFT is first content chunk − Start; TTFTSched is the same from
-	// the scheduled time (includes the replayer's lateness).
-	TTFT      float64 `json:"ttft"`
-	TTFTSched float64 `json:"ttft_sched"`
-	// E2E is End − Start for a completed request.
-	E2E float64 `json:"e2e"`
-	// TPOT is (E2E − TTFT) / (OutputTokens − 1), for OutputTokens > 1.
-	TPOT float64 `json:"tpot"`
-	// NormLatency is E2E / OutputTokens (s/token), for OutputTokens > 0.
-	NormLatency float64 `json:"norm_latency"`
-	// ITLMean is the mean gap between consecutive content chunks.
-	ITLMean float64 `json:"itl_mean"`
-	// Lag is Sent − Scheduled: how late the replayer sent it.
-	Lag float64 `json:"lag"`
+// Measurer turns capture records into metric.Requests through the one
+// OpenAI decoder (internal/openai), the same one the proxy filled the
+// record's chunk timeline with and the replayer reads its own responses
+// with. The zero value is ready; a Measurer reuses its buffers between
+// records and is not safe for concurrent use.
+type Measurer struct {
+	dec openai.Decoder
+	req metric.Request // built here: a local would escape to the decoder
+	// OnContent, when set, receives every content chunk of each record
+	// measured: its offset from the request's start, the gap since the
+	// previous content chunk (0 for the first) and the tokens it carried.
+	OnContent func(at, gap time.Duration, tokens int)
 }
 
-const nsPerSec = 1e9
-
-func secs(ns int64) float64 { return float64(ns) / nsPerSec }
+// Measure decodes one record read from the capture named capName.
+func Measure(rec *capture.Record, capName string) metric.Request {
+	var m Measurer
+	return m.Measure(rec, capName)
+}
 
 // labelOf returns the value of a grouping label: the proxy's labels first,
 // then the replayer's X-VB-Label-* and other X-VB-* tags.
@@ -128,34 +44,45 @@ func labelOf(rec *capture.Record, name string) string {
 	return rec.Tags.Extra[name]
 }
 
-// Measure computes the metrics of one record read from the capture named
-// capName. If itl is not nil it receives every inter-chunk gap of a
-// completed request.
-func Measure(rec *capture.Record, capName string, itl func(gap float64, tokens int)) Request {
-	nan := math.NaN()
-	r := Request{
+// streamed reports whether the record's response was SSE: its content
+// type, else its recorded body (a JSON object is not), else events in its
+// timeline.
+func streamed(rec *capture.Record) bool {
+	if rec.ContentType != "" {
+		return strings.HasPrefix(rec.ContentType, "text/event-stream")
+	}
+	if b := bytes.TrimSpace(rec.ResponseBody); len(b) > 0 {
+		return b[0] != '{'
+	}
+	for i := range rec.Chunks {
+		if rec.Chunks[i].Events > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Measure decodes one record read from the capture named capName.
+func (m *Measurer) Measure(rec *capture.Record, capName string) metric.Request {
+	m.req = metric.Request{
 		Capture:      capName,
 		ID:           rec.ID,
 		Index:        rec.Tags.Index,
-		Variant:      labelOf(rec, "variant"),
+		Run:          rec.Tags.Run,
 		Trial:        rec.Tags.Trial,
+		Variant:      labelOf(rec, "variant"),
 		Model:        labelOf(rec, "model"),
 		TraceHash:    rec.Tags.TraceHash,
 		Warmup:       rec.Tags.Warmup,
-		Start:        rec.Received,
 		Scheduled:    rec.Tags.Scheduled,
 		Sent:         rec.Tags.Sent,
+		Start:        rec.Received,
+		Deadline:     rec.Tags.Deadline,
 		Status:       rec.Status,
-		Outcome:      string(rec.Outcome),
-		PromptTokens: int(rec.PromptTokens),
-		TTFT:         nan,
-		TTFTSched:    nan,
-		E2E:          nan,
-		TPOT:         nan,
-		NormLatency:  nan,
-		ITLMean:      nan,
-		Lag:          nan,
+		ProxyOutcome: string(rec.Outcome),
+		Error:        rec.Error,
 	}
+	r := &m.req
 	if r.Variant == "" {
 		r.Variant = "default"
 	}
@@ -163,157 +90,66 @@ func Measure(rec *capture.Record, capName string, itl func(gap float64, tokens i
 		r.Trial = labelOf(rec, "trial")
 	}
 	r.Level, r.Rate = rateOf(rec)
-	if rec.Tags.Scheduled > 0 && rec.Tags.Sent > 0 {
-		r.Lag = secs(rec.Tags.Sent - rec.Tags.Scheduled)
-	}
 
-	// The end: the last byte read from the upstream (the last chunk), or
-	// the exchange's end when no byte came.
-	end := rec.End
-	if n := len(rec.Chunks); n > 0 {
-		end = rec.Chunks[n-1].At
+	d := &m.dec
+	d.OnContent = m.OnContent
+	d.Reset(r, streamed(rec))
+	for i := range rec.Chunks {
+		c := &rec.Chunks[i]
+		d.Add(time.Duration(c.At), int(c.Size), openai.Chunk{Events: c.Events, Content: c.Content, Tokens: c.Tokens, Usage: c.Usage})
 	}
-	r.End = rec.Received + end
+	d.Usage(rec.PromptTokens, rec.CompletionTokens)
+	// A body the proxy kept whole says what the timeline does not: whether
+	// the stream ended properly, and a JSON body's usage.
+	whole := len(rec.ResponseBody) > 0 && int64(len(rec.ResponseBody)) >= rec.ResponseSize && rec.Status/100 == 2
+	if whole {
+		d.Body(rec.ResponseBody)
+	}
+	d.Finish()
 
 	switch {
 	case rec.Outcome == "":
-		r.ErrorKind = KindIncomplete
+		r.ErrorKind = metric.KindIncomplete
 	case rec.Outcome == capture.OutcomeClientAborted && rec.Tags.Deadline > 0 && rec.Received+rec.End >= rec.Tags.Deadline:
-		r.ErrorKind = KindCut
+		r.ErrorKind = metric.KindCut
 	case rec.Outcome != capture.OutcomeOK:
 		r.ErrorKind = string(rec.Outcome)
 	case rec.Status < 200 || rec.Status > 299:
-		r.ErrorKind = "http_" + strconv.Itoa(rec.Status)
-	default:
-		if kind := streamProblem(rec); kind != "" {
-			r.ErrorKind = kind
-		} else {
-			r.Completed = true
-		}
+		r.ErrorKind = metric.HTTPKind(rec.Status)
+	case whole:
+		r.ErrorKind = d.Problem()
 	}
-
-	r.OutputTokens, r.TokenSource = outputTokens(rec)
-
-	// TTFT and the chunk gaps: a content chunk is a read that completed at
-	// least one event with generated content (or carried tokens).
-	var first, prev int64 = -1, -1
-	var prevUsage int32 = -1
-	var gapSum float64
-	var gaps int
-	for i := range rec.Chunks {
-		c := &rec.Chunks[i]
-		tokens := int(c.Tokens)
-		if tokens < 0 && c.Usage >= 0 && r.TokenSource == SourceUsageChunks {
-			tokens = int(c.Usage - max(prevUsage, 0))
-		}
-		if c.Usage >= 0 {
-			prevUsage = c.Usage
-		}
-		if c.Content <= 0 && c.Tokens <= 0 {
-			continue
-		}
-		r.ContentChunks++
-		if tokens < 0 {
-			tokens = int(c.Content)
-		}
-		if first < 0 {
-			first = c.At
-		} else {
-			gap := secs(c.At - prev)
-			gapSum += gap
-			gaps++
-			if itl != nil && r.Completed {
-				itl(gap, tokens)
-			}
-		}
-		prev = c.At
+	r.Outcome = metric.OutcomeOf(r.ErrorKind)
+	// A complete response ends at its last byte read from the upstream;
+	// any other at the exchange's end (the failure, or the replayer's cut).
+	r.End = time.Duration(rec.End)
+	if r.Completed() && len(rec.Chunks) > 0 {
+		r.End = time.Duration(rec.Chunks[len(rec.Chunks)-1].At)
 	}
-	if first >= 0 {
-		r.TTFT = secs(first)
-		if rec.Tags.Scheduled > 0 {
-			r.TTFTSched = secs(rec.Received + first - rec.Tags.Scheduled)
-		}
+	if r.Outcome == metric.Cut {
+		r.ExpectedOutput = expectedOutput(rec)
 	}
-	if gaps > 0 {
-		r.ITLMean = gapSum / float64(gaps)
-	}
-	if r.Completed {
-		r.E2E = secs(r.End - r.Start)
-		if r.OutputTokens > 0 {
-			r.NormLatency = r.E2E / float64(r.OutputTokens)
-		}
-		if r.OutputTokens > 1 && !math.IsNaN(r.TTFT) {
-			r.TPOT = (r.E2E - r.TTFT) / float64(r.OutputTokens-1)
-		}
-	}
-	return r
+	return *r
 }
 
-// streamProblem re-reads a recorded SSE response body (when the proxy kept
-// it whole) and returns KindStreamError for an error event, KindTruncated
-// for a stream without "data: [DONE]", or "".
-func streamProblem(rec *capture.Record) string {
-	body := rec.ResponseBody
-	if len(body) == 0 || int64(len(body)) < rec.ResponseSize {
-		return "" // not recorded, or cut at the proxy's record limit
+// expectedOutput is the output length the request asked for: the
+// replayer's X-VB-Output tag (the trace's length), else the max_tokens (or
+// max_completion_tokens) of the recorded request body; 0 when unknown.
+func expectedOutput(rec *capture.Record) int32 {
+	if v, err := strconv.ParseInt(rec.Tags.Extra["output"], 10, 32); err == nil && v > 0 {
+		return int32(v)
 	}
-	if !strings.HasPrefix(rec.ContentType, "text/event-stream") && !bytes.HasPrefix(body, []byte("data:")) {
-		return ""
+	if len(rec.RequestBody) == 0 || int64(len(rec.RequestBody)) < rec.RequestSize {
+		return 0
 	}
-	var sp sse.Splitter
-	var events int
-	var done, failed bool
-	sp.Feed(body, func(ev sse.Event) {
-		events++
-		info := openai.Scan(ev.Data)
-		// A finish_reason ends a stream too: transformers serve sends no [DONE].
-		done = done || info.Done || openai.Finished(ev.Data)
-		failed = failed || info.Error
-	})
-	switch {
-	case failed:
-		return KindStreamError
-	case events > 0 && !done:
-		return KindTruncated
+	var b struct {
+		MaxTokens           int32 `json:"max_tokens"`
+		MaxCompletionTokens int32 `json:"max_completion_tokens"`
 	}
-	return ""
-}
-
-// outputTokens returns the output length of rec and its source, in the
-// order of docs/architecture.md: per-chunk usage, final usage, token ids,
-// content-chunk count (an estimate).
-func outputTokens(rec *capture.Record) (int, string) {
-	var perChunk bool
-	var maxUsage int32 = -1
-	var ids, content int
-	var haveIDs bool
-	for i := range rec.Chunks {
-		c := &rec.Chunks[i]
-		if c.Usage >= 0 {
-			maxUsage = max(maxUsage, c.Usage)
-			if c.Content > 0 {
-				perChunk = true
-			}
-		}
-		if c.Tokens >= 0 {
-			haveIDs = true
-			ids += int(c.Tokens)
-		}
-		content += int(c.Content)
+	if json.Unmarshal(rec.RequestBody, &b) != nil {
+		return 0
 	}
-	switch {
-	case perChunk:
-		return int(max(maxUsage, rec.CompletionTokens)), SourceUsageChunks
-	case rec.CompletionTokens >= 0:
-		return int(rec.CompletionTokens), SourceUsage
-	case maxUsage >= 0:
-		return int(maxUsage), SourceUsage
-	case haveIDs:
-		return ids, SourceTokenIDs
-	case content > 0:
-		return content, SourceChunks
-	}
-	return 0, SourceNone
+	return max(b.MaxTokens, b.MaxCompletionTokens, 0)
 }
 
 // rateOf returns the rate level label and the asked rate in req/s: the

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/metric"
 )
 
 // ErrMixedTraces is wrapped by the error of Analyze when the requests
@@ -46,7 +47,7 @@ type Result struct {
 	Damaged []string `json:"damaged,omitempty"`
 	// Requests are the per-request metrics, in input order then arrival
 	// order.
-	Requests []Request `json:"-"`
+	Requests []metric.Request `json:"-"`
 
 	series   map[string]*sampleSeries // by capture name
 	spans    map[string][]span        // by capture name
@@ -182,12 +183,21 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}, recorder: map[string]recorderState{}}
 	groups := map[string]*groupAcc{}
 	var order []*groupAcc
+	// The content chunks of the record being measured: the gaps between
+	// them (ITL) and the tokens each carried, by its arrival time.
 	var gaps []float64
 	var gapTokens []int
-	sink := func(g float64, t int) {
-		gaps = append(gaps, g)
-		gapTokens = append(gapTokens, t)
-	}
+	var chunkAt []int64
+	var chunkTokens []int
+	var received int64
+	m := Measurer{OnContent: func(at, gap time.Duration, tokens int) {
+		if len(chunkAt) > 0 {
+			gaps = append(gaps, gap.Seconds())
+			gapTokens = append(gapTokens, tokens)
+		}
+		chunkAt = append(chunkAt, received+int64(at))
+		chunkTokens = append(chunkTokens, tokens)
+	}}
 	facts := map[string]bool{}
 	tools, hosts, models, hashes, variants := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	keyParts := make([]string, len(cfg.By))
@@ -202,17 +212,19 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 				res.Setup.Skipped++
 				return nil
 			}
-			gaps, gapTokens = gaps[:0], gapTokens[:0]
-			r := Measure(rec, name, sink)
+			gaps, gapTokens, chunkAt, chunkTokens = gaps[:0], gapTokens[:0], chunkAt[:0], chunkTokens[:0]
+			received = rec.Received
+			r := m.Measure(rec, name)
 			for i, f := range cfg.By {
 				keyParts[i] = keyOf(&r, rec, f)
 			}
 			r.Key = strings.Join(keyParts, "/")
-			first := r.End
-			if !math.IsNaN(r.TTFT) {
-				first = min(r.Start+int64(math.Round(r.TTFT*1e9)), r.End)
+			end := r.EndUnix()
+			first := end
+			if r.ContentChunks > 0 {
+				first = min(r.Start+int64(r.FirstContent), end)
 			}
-			spans = append(spans, span{start: r.Start, first: first, end: r.End})
+			spans = append(spans, span{start: r.Start, first: first, end: end})
 			idx := len(res.Requests)
 			res.Requests = append(res.Requests, r)
 			a := groups[r.Key]
@@ -242,12 +254,11 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 			hashes[r.TraceHash] = true
 			variants[r.Variant] = true
 			models[a.g.Model] = true
-			a.deadline = max(a.deadline, rec.Tags.Deadline)
-			if r.Completed {
-				a.addTokenTimes(rec, r.TokenSource)
-			}
-			if len(gaps) > 0 {
-				a.addGaps(gaps, gapTokens)
+			if r.Completed() {
+				a.addTokenTimes(chunkAt, chunkTokens)
+				if len(gaps) > 0 {
+					a.addGaps(gaps, gapTokens)
+				}
 			}
 			return nil
 		})
@@ -372,44 +383,31 @@ func modelOf(body []byte) string {
 }
 
 // addTokenTimes counts a completed request's output tokens into 1-second
-// buckets of wall-clock time by the arrival of the chunk that carried
-// them (tokens per chunk as for the per-token ITL).
-func (a *groupAcc) addTokenTimes(rec *capture.Record, source string) {
+// buckets of wall-clock time by the arrival (Unix ns) of the chunk that
+// carried them.
+func (a *groupAcc) addTokenTimes(at []int64, tokens []int) {
 	if a.perSecond == nil {
 		a.perSecond = map[int64]int64{}
 	}
-	var prevUsage int32
 	// consecutive chunks mostly share a second: add to the map once per run
 	bucket, run := int64(math.MinInt64), int64(0)
-	defer func() {
-		if run > 0 {
-			a.perSecond[bucket] += run
-		}
-	}()
-	for i := range rec.Chunks {
-		c := &rec.Chunks[i]
-		tokens := int64(c.Tokens)
-		if tokens < 0 && c.Usage >= 0 && source == SourceUsageChunks {
-			tokens = int64(c.Usage - prevUsage)
-		}
-		if c.Usage >= 0 {
-			prevUsage = c.Usage
-		}
-		if c.Content <= 0 && c.Tokens <= 0 {
-			continue
-		}
-		if tokens < 0 {
-			tokens = int64(c.Content)
-		}
-		if b := (rec.Received + c.At) / int64(nsPerSec); b != bucket {
+	for i, t := range at {
+		if b := t / int64(nsPerSec); b != bucket {
 			if run > 0 {
 				a.perSecond[bucket] += run
 			}
 			bucket, run = b, 0
 		}
-		run += min(tokens, maxChunkTokens)
+		run += int64(min(tokens[i], maxChunkTokens))
+	}
+	if run > 0 {
+		a.perSecond[bucket] += run
 	}
 }
+
+const nsPerSec = 1e9
+
+func secs(ns int64) float64 { return float64(ns) / nsPerSec }
 
 // maxChunkTokens caps the tokens one chunk may add to the per-token ITL.
 const maxChunkTokens = 4096
@@ -441,25 +439,30 @@ type Aggregate struct {
 	Level   string  `json:"level"`
 	Rate    float64 `json:"rate"`
 	Trials  int     `json:"trials"`
-	// Completed and Failed are totals over the trials.
+	// Completed, Cut and Failed are totals over the trials.
 	Completed int `json:"completed"`
+	Cut       int `json:"cut"`
 	Failed    int `json:"failed"`
 
-	RequestThroughput CI `json:"request_throughput"`
-	OutputThroughput  CI `json:"output_throughput"`
-	Goodput           CI `json:"goodput"`
-	NormLatency       CI `json:"norm_latency_mean"`
-	TTFTMean          CI `json:"ttft_mean"`
-	TTFTP50           CI `json:"ttft_p50"`
-	TTFTP99           CI `json:"ttft_p99"`
-	TPOTMean          CI `json:"tpot_mean"`
-	ITLMean           CI `json:"itl_mean"`
-	E2EMean           CI `json:"e2e_mean"`
-	E2EP99            CI `json:"e2e_p99"`
-	InFlightMean      CI `json:"inflight_mean"`
-	DecodingMean      CI `json:"decoding_mean"`
-	Running           CI `json:"running_mean"`
-	Preemptions       CI `json:"preemptions"`
+	RequestThroughput metric.CI `json:"request_throughput"`
+	OutputThroughput  metric.CI `json:"output_throughput"`
+	Goodput           metric.CI `json:"goodput"`
+	NormLatency       metric.CI `json:"norm_latency_mean"`
+	// NormLatencyWithCut is the mean over trials of each trial's
+	// normalized latency with its cut requests at their lower bound: what
+	// saturation is decided on.
+	NormLatencyWithCut metric.CI `json:"norm_latency_with_cut_mean"`
+	TTFTMean           metric.CI `json:"ttft_mean"`
+	TTFTP50            metric.CI `json:"ttft_p50"`
+	TTFTP99            metric.CI `json:"ttft_p99"`
+	TPOTMean           metric.CI `json:"tpot_mean"`
+	ITLMean            metric.CI `json:"itl_mean"`
+	E2EMean            metric.CI `json:"e2e_mean"`
+	E2EP99             metric.CI `json:"e2e_p99"`
+	InFlightMean       metric.CI `json:"inflight_mean"`
+	DecodingMean       metric.CI `json:"decoding_mean"`
+	Running            metric.CI `json:"running_mean"`
+	Preemptions        metric.CI `json:"preemptions"`
 }
 
 func aggregate(groups []*Group, by []string) []*Aggregate {
@@ -488,22 +491,24 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 	out := make([]*Aggregate, 0, len(keys))
 	for _, key := range keys {
 		gs := byKey[key]
-		ci := func(f func(*Group) float64) CI {
+		ci := func(f func(*Group) float64) metric.CI {
 			xs := make([]float64, len(gs))
 			for i, g := range gs {
 				xs[i] = f(g)
 			}
-			return MeanCI(xs)
+			return metric.MeanCI(xs)
 		}
 		a := &Aggregate{Key: key, Variant: gs[0].Variant, Level: gs[0].Level, Rate: gs[0].Rate, Trials: len(gs)}
 		for _, g := range gs {
 			a.Completed += g.Completed
+			a.Cut += g.Cut
 			a.Failed += g.Failed
 		}
 		a.RequestThroughput = ci(func(g *Group) float64 { return g.RequestThroughput })
 		a.OutputThroughput = ci(func(g *Group) float64 { return g.OutputThroughput })
 		a.Goodput = ci(func(g *Group) float64 { return g.Goodput })
 		a.NormLatency = ci(func(g *Group) float64 { return g.NormLatency.Mean })
+		a.NormLatencyWithCut = ci(func(g *Group) float64 { return g.NormLatencyWithCut.Mean })
 		a.TTFTMean = ci(func(g *Group) float64 { return g.TTFT.Mean })
 		a.TTFTP50 = ci(func(g *Group) float64 { return g.TTFT.P50 })
 		a.TTFTP99 = ci(func(g *Group) float64 { return g.TTFT.P99 })
@@ -524,16 +529,19 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 }
 
 // Saturation is the highest rate a variant sustains: the highest rate
-// level such that the mean normalized latency stays under the threshold,
-// and at most maxFailedShare of the measured requests failed, at that
-// level and at every lower level (NaN when even the lowest level is over).
-// The failure bound matters: normalized latency covers completed requests
-// only, so a level whose slow requests were cut looks faster than it is.
+// level such that the mean normalized latency — with the requests cut at
+// the drain deadline counted at their lower bound (NormLatencyWithCut) —
+// stays under the threshold, and at most maxFailedShare of the measured
+// requests failed, at that level and at every lower level (NaN when even
+// the lowest level is over). Cut requests are censored, not failed: a few
+// long requests outlasting the drain do not make a level saturated, while
+// a queue that grows without bound does, through their latency.
 type Saturation struct {
 	Variant string  `json:"variant"`
 	Rate    float64 `json:"rate"`
 	Level   string  `json:"level,omitempty"`
-	// NormLatency is the normalized latency at that rate.
+	// NormLatency is the normalized latency (with cut requests) at that
+	// rate.
 	NormLatency float64 `json:"norm_latency"`
 	// Over reports that even the lowest rate exceeded the threshold;
 	// Never that the highest measured rate stayed under it (the real
@@ -548,11 +556,29 @@ type Saturation struct {
 // rate level may have.
 const maxFailedShare = 0.01
 
+// failedShare is the share of the measured requests that failed (cut ones
+// are censored, not failed).
 func failedShare(a *Aggregate) float64 {
-	if n := a.Completed + a.Failed; n > 0 {
+	if n := a.Completed + a.Cut + a.Failed; n > 0 {
 		return float64(a.Failed) / float64(n)
 	}
 	return 0
+}
+
+// sustains reports whether an aggregate's level is under the threshold
+// and why not.
+func sustains(a *Aggregate, threshold float64) (bool, string) {
+	if !(a.NormLatencyWithCut.Mean <= threshold) {
+		why := fmt.Sprintf("at %s req/s the normalized latency is %.4f s/token", fmtNum(a.Rate, -1), a.NormLatencyWithCut.Mean)
+		if a.Cut > 0 {
+			why += fmt.Sprintf(" counting its %d cut requests at their lower bound (%.4f over completed ones)", a.Cut, a.NormLatency.Mean)
+		}
+		return false, why
+	}
+	if f := failedShare(a); f > maxFailedShare {
+		return false, fmt.Sprintf("at %s req/s %.1f%% of the requests failed", fmtNum(a.Rate, -1), 100*f)
+	}
+	return true, ""
 }
 
 func saturation(aggs []*Aggregate, threshold float64) []Saturation {
@@ -560,7 +586,7 @@ func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 	byVariant := map[string][]*Aggregate{}
 	var names []string
 	for _, a := range aggs {
-		if a.Rate <= 0 || math.IsNaN(a.NormLatency.Mean) {
+		if a.Rate <= 0 || math.IsNaN(a.NormLatencyWithCut.Mean) {
 			continue
 		}
 		if _, ok := byVariant[a.Variant]; !ok {
@@ -573,15 +599,11 @@ func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 		as := byVariant[v] // sorted by rate already
 		s := Saturation{Variant: v, Rate: math.NaN(), NormLatency: math.NaN()}
 		for _, a := range as {
-			if a.NormLatency.Mean > threshold {
-				s.Limit = fmt.Sprintf("at %s req/s the normalized latency is %.4f s/token", fmtNum(a.Rate, -1), a.NormLatency.Mean)
+			if ok, why := sustains(a, threshold); !ok {
+				s.Limit = why
 				break
 			}
-			if f := failedShare(a); f > maxFailedShare {
-				s.Limit = fmt.Sprintf("at %s req/s %.1f%% of the requests failed", fmtNum(a.Rate, -1), 100*f)
-				break
-			}
-			s.Rate, s.Level, s.NormLatency = a.Rate, a.Level, a.NormLatency.Mean
+			s.Rate, s.Level, s.NormLatency = a.Rate, a.Level, a.NormLatencyWithCut.Mean
 		}
 		s.Over = math.IsNaN(s.Rate)
 		s.Never = !s.Over && s.Rate == as[len(as)-1].Rate

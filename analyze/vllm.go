@@ -5,6 +5,8 @@ import (
 	"math"
 	"regexp"
 	"time"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // vllmFileName returns the file name of a group's vLLM-format result.
@@ -20,7 +22,7 @@ func vllmFileName(key string) string {
 // msStats returns mean, median, std, p90, p95, p99 in ms under vLLM's key
 // names for metric m (ttft, tpot, itl, e2el). vLLM writes 0 for an empty
 // list (np.mean of [] or 0); so do we.
-func msStats(o obj, m string, d Dist) obj {
+func msStats(o obj, m string, d metric.Dist) obj {
 	z := func(v float64) float64 {
 		if math.IsNaN(v) {
 			return 0
@@ -52,12 +54,12 @@ func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 		if r.Key != g.Key || (r.Warmup && res.Setup.Window != WindowAll) {
 			continue
 		}
-		if r.Completed {
-			lat = append(lat, r.E2E)
+		if r.Completed() {
+			lat = append(lat, r.E2E())
 		} else {
 			lat = append(lat, 0)
 		}
-		q := r.Lag
+		q := r.Lag()
 		if math.IsNaN(q) {
 			q = 0
 		}
@@ -94,7 +96,7 @@ func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 		{"max_concurrency", nil},
 		{"duration", g.Duration},
 		{"completed", g.Completed},
-		{"failed", g.Failed},
+		{"failed", g.Failed + g.Cut},
 		{"total_input_tokens", g.InputTokens},
 		{"total_output_tokens", g.OutputTokens},
 		{"request_throughput", zero(g.RequestThroughput)},

@@ -183,12 +183,14 @@ func (g GPUList) check(where string) error {
 
 // EarlyStop holds the saturation rules.
 type EarlyStop struct {
-	// NormalizedLatency stops when a level's mean E2E per output token
-	// exceeds it (e.g. "1s"); 0 disables.
+	// NormalizedLatency stops when a level's normalized latency (mean E2E
+	// per output token, its requests cut at the drain deadline counted at
+	// their lower bound: metric.Summary.NormLatencyWithCut) exceeds it
+	// (e.g. "1s"); 0 disables.
 	NormalizedLatency Duration `toml:"normalized_latency" json:"normalized_latency,omitempty"`
-	// CutFraction stops when more than this fraction of a level's sent
-	// requests were still queued or running at the drain cut (the queue grew
-	// without bound); 0 disables.
+	// CutFraction is no longer used (the plan says so): the share of cut
+	// requests alone called levels saturated whose longest requests merely
+	// outlasted the drain. It is still read so older study files load.
 	CutFraction float64 `toml:"cut_fraction" json:"cut_fraction,omitempty"`
 }
 

@@ -179,6 +179,9 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("if every level drains for the full %s the matrix takes ≈%s, over the budget of %s",
 			s.Run.Drain.D(), roundDur(p.Worst), roundDur(s.Budget.D())))
 	}
+	if s.Run.EarlyStop.CutFraction > 0 {
+		p.Warnings = append(p.Warnings, "run.early_stop.cut_fraction is no longer used: requests cut at the drain deadline are counted at their partial latency, and saturation is decided from run.early_stop.normalized_latency alone")
+	}
 	dedupe(&p.Warnings)
 	return p, nil
 }

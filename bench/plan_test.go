@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/trace"
+
+	"github.com/vbench/vbench/metric"
 )
 
 func TestArchWeights(t *testing.T) {
@@ -188,16 +190,27 @@ variants = ["vllm-page"]`)
 }
 
 func TestSaturated(t *testing.T) {
-	r := &runner{study: &Study{Run: RunConfig{EarlyStop: EarlyStop{NormalizedLatency: Duration(time.Second), CutFraction: 0.5}}}}
+	r := &runner{study: &Study{Run: RunConfig{EarlyStop: EarlyStop{NormalizedLatency: Duration(time.Second)}}}}
+	norm := func(completed, withCut float64) (metric.Dist, metric.Dist) {
+		return metric.Dist{N: 1, Mean: completed}, metric.Dist{N: 1, Mean: withCut}
+	}
+	lv := func(ok, cut int, completed, withCut float64) LevelStatus {
+		l := LevelStatus{Sent: ok + cut, OK: ok, Cut: cut}
+		l.NormLatency, l.NormLatencyWithCut = norm(completed, withCut)
+		return l
+	}
 	tests := []struct {
 		lv   LevelStatus
 		want string
 	}{
-		{LevelStatus{Sent: 100, OK: 100, NormLatency: 0.05}, ""},
-		{LevelStatus{Sent: 100, OK: 90, NormLatency: 1.5}, "normalized latency 1.500 s/token > 1s"},
-		{LevelStatus{Sent: 100, OK: 40, Cut: 60, NormLatency: 0.2}, "60 of 100 requests still queued or running"},
-		{LevelStatus{Sent: 100, OK: 50, Cut: 50, NormLatency: 0.2}, ""}, // exactly half is not more than half
-		{LevelStatus{}, ""},
+		{lv(100, 0, 0.05, 0.05), ""},
+		{lv(90, 0, 1.5, 1.5), "normalized latency 1.5000 s/token > 1s"},
+		// The cut share alone never decides (issue 18: 4 of 137 cut at
+		// 0.057 s/token is not saturated).
+		{lv(40, 60, 0.2, 0.4), ""},
+		// Their latency does: cut requests counted at their lower bound.
+		{lv(40, 60, 0.2, 1.8), "normalized latency 1.8000 s/token with its 60 cut requests at their lower bound (0.2000 over completed ones) > 1s"},
+		{LevelStatus{NormLatency: metric.DistOf(nil), NormLatencyWithCut: metric.DistOf(nil)}, ""},
 	}
 	for _, tt := range tests {
 		got := r.saturated(tt.lv)
@@ -206,7 +219,7 @@ func TestSaturated(t *testing.T) {
 		}
 	}
 	off := &runner{study: &Study{}}
-	if got := off.saturated(LevelStatus{Sent: 10, Cut: 10, NormLatency: 100}); got != "" {
+	if got := off.saturated(lv(0, 10, 100, 100)); got != "" {
 		t.Errorf("early stop off: %q", got)
 	}
 }

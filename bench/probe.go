@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 )
@@ -89,11 +91,13 @@ type ProbeStep struct {
 	ReqPerS       float64 `json:"req_per_s"`
 	OutputTokPerS float64 `json:"output_tok_per_s"`
 	// TPOT is the mean time per output token after the first (s), TTFTP50
-	// the median time to first token (s), E2EMean the mean latency (s).
+	// the median time to first token (s), E2EMean the mean latency (s):
+	// the step capture's analysis figures.
 	TPOT    float64 `json:"tpot_s"`
 	TTFTP50 float64 `json:"ttft_p50_s"`
 	E2EMean float64 `json:"e2e_mean_s"`
-	// NormLatency is mean E2E per output token (s/token), the quantity
+	// NormLatency is the normalized latency (s/token; requests cut at the
+	// step's end counted at their lower bound), the quantity
 	// run.early_stop.normalized_latency limits.
 	NormLatency float64 `json:"norm_latency_s"`
 	// Exhausted: the trace ran out before the window ended.
@@ -448,7 +452,6 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	cfg.Concurrency = []int{n}
 	cfg.MaxConcurrency = 0
 	cfg.Duration = pr.opt.Level
-	cfg.KeepRequests = true
 	cfg.Labels["phase"] = "probe"
 	if n == 1 && s.Run.Warmup > 0 {
 		cfg.WarmupDuration = s.Run.Warmup.D()
@@ -464,86 +467,58 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	}
 	if res != nil && len(res.Levels) > 0 {
 		lr := &res.Levels[0]
-		st.measure(lr, pr.opt.Level)
-		lr.Requests = nil // the capture has them
+		st.Exhausted = lr.Exhausted
 		writeJSON(filepath.Join(dir, "replay-"+label+".json"), res)
+	}
+	if ares, g, ferr := levelGroup(context.WithoutCancel(ctx), filepath.Join(dir, st.Capture)); ferr == nil {
+		st.measure(ares.Requests, g, pr.opt.Level)
+	} else if err == nil {
+		err = fmt.Errorf("bench: probe: the capture of concurrency %d: %w", n, ferr)
 	}
 	return st, err
 }
 
-// measure fills the step's figures from the replayer's per-request
-// results. The window runs from the first send for the level's duration
-// (or to the last send, when the trace ran out first). A request counts
-// by the fraction of its lifetime inside the window, its tokens by the
-// fraction of its decode time (first content to end) inside: in a closed
-// loop that is N/E2E per slot, so requests still running at the cut (at
-// any concurrency) are neither lost nor counted whole.
-func (st *ProbeStep) measure(lr *replay.LevelResult, level time.Duration) {
-	st.Sent, st.OK, st.Exhausted, st.tokens = lr.Sent, lr.OK, lr.Exhausted, lr.OutputTokens
-	st.Failed = lr.Sent - lr.OK
-	st.TTFTP50 = lr.TTFT.P50.Seconds()
-	if lr.OK > 0 {
-		st.E2EMean = lr.E2E.Mean.Seconds()
-		if lr.OutputTokens > 0 {
-			st.NormLatency = st.E2EMean / (float64(lr.OutputTokens) / float64(lr.OK))
-		}
-	}
+// measure fills the step's figures from its capture's analysis: the counts
+// and latencies of its group (the metric package's, as in a trial's
+// status and the report), and the work done inside the step's window
+// (metric.WorkIn). The window runs from the first measured request's
+// start for the level's duration (or to the last one's start, when the
+// trace ran out first).
+func (st *ProbeStep) measure(reqs []metric.Request, g *analyze.Group, level time.Duration) {
+	st.Sent, st.OK = g.Count, g.Completed
+	st.Failed = g.Count - g.Completed
+	st.TTFTP50, st.TPOT, st.E2EMean = orZero(g.TTFT.P50), orZero(g.TPOT.Mean), orZero(g.E2E.Mean)
+	st.NormLatency = orZero(g.NormLatencyWithCut.Mean)
+	var measured []metric.Request
 	var from, to int64 = math.MaxInt64, 0
-	for _, q := range lr.Requests {
-		if q.Kind == replay.KindDropped {
+	for i := range reqs {
+		q := &reqs[i]
+		if !q.Measured() {
 			continue
 		}
-		from = min(from, q.Sent)
-		to = max(to, q.Sent)
+		measured = append(measured, *q)
+		from, to = min(from, q.Start), max(to, q.Start)
+		if q.Completed() {
+			st.tokens += int64(max(q.OutputTokens, 0))
+		}
 	}
 	if from == math.MaxInt64 {
 		return
 	}
 	end := from + int64(level)
-	if lr.Exhausted {
+	if st.Exhausted {
 		end = to
 	}
-	if end <= from {
-		return
-	}
-	var reqs, toks, tpot float64
-	ntpot := 0
-	for _, q := range lr.Requests {
-		if !q.OK() || q.End <= 0 {
-			continue
-		}
-		qEnd := q.Sent + int64(q.End)
-		reqs += overlap(q.Sent, qEnd, from, end)
-		if q.Tokens > 0 {
-			first := q.Sent + int64(q.FirstContent)
-			if qEnd > first {
-				toks += float64(q.Tokens) * overlap(first, qEnd, from, end)
-			} else if qEnd <= end {
-				toks += float64(q.Tokens)
-			}
-		}
-		if q.Tokens > 1 && q.FirstContent > 0 {
-			tpot += (q.End - q.FirstContent).Seconds() / float64(q.Tokens-1)
-			ntpot++
-		}
-	}
-	w := time.Duration(end - from).Seconds()
-	st.ReqPerS, st.OutputTokPerS = reqs/w, toks/w
-	if ntpot > 0 {
-		st.TPOT = tpot / float64(ntpot)
-	}
+	st.ReqPerS, st.OutputTokPerS = metric.WorkIn(measured, from, end)
 }
 
-// overlap returns the fraction of [a, b) that lies inside [from, to).
-func overlap(a, b, from, to int64) float64 {
-	if b <= a {
+// orZero is v, or 0 for NaN (a step's figure when nothing completed:
+// probe.json and probe.md show it as "-").
+func orZero(v float64) float64 {
+	if math.IsNaN(v) {
 		return 0
 	}
-	lo, hi := max(a, from), min(b, to)
-	if hi <= lo {
-		return 0
-	}
-	return float64(hi-lo) / float64(b-a)
+	return v
 }
 
 // suggest computes the ladders: each variant's linear from ProbeLow to

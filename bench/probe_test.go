@@ -14,7 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/vbench/vbench/analyze"
-	"github.com/vbench/vbench/replay"
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -41,17 +41,24 @@ func TestLadder(t *testing.T) {
 }
 
 // TestProbeMeasure: a request counts by the fraction of its lifetime inside
-// the window, its tokens by the fraction of its decode time.
+// the window, its tokens by the fraction of its decode time; a cut one not
+// at all; the latencies are the group's.
 func TestProbeMeasure(t *testing.T) {
 	const s = int64(time.Second)
-	lr := &replay.LevelResult{Sent: 3, OK: 3, OutputTokens: 31, Requests: []replay.RequestResult{
-		{Sent: 0, FirstContent: 100 * time.Millisecond, End: time.Second, Tokens: 11}, // inside: 1 request, 11 tokens
-		{Sent: 1 * s, FirstContent: time.Second, End: 2 * time.Second, Tokens: 10},    // ends at the cut: all inside
-		{Sent: 2 * s, FirstContent: time.Second, End: 2 * time.Second, Tokens: 10},    // half its life inside; its decode starts at the cut: 0 tokens
-		{Sent: 2 * s, End: time.Second, Kind: replay.KindCut, Tokens: 5},              // failed: not counted
-	}}
+	ok := func(start int64, first, end time.Duration, tokens int32) metric.Request {
+		return metric.Request{Start: start, FirstContent: first, End: end, OutputTokens: tokens, Outcome: metric.OK, Streamed: true, ContentChunks: 1}
+	}
+	reqs := []metric.Request{
+		ok(0, 100*time.Millisecond, time.Second, 11),                                                      // inside: 1 request, 11 tokens
+		ok(1*s, time.Second, 2*time.Second, 10),                                                           // ends at the cut: all inside
+		ok(2*s, time.Second, 2*time.Second, 10),                                                           // half its life inside; its decode starts at the cut: 0 tokens
+		{Start: 2 * s, End: time.Second, OutputTokens: 5, Outcome: metric.Cut, ErrorKind: metric.KindCut}, // not counted
+		{Start: 0, End: time.Second, Warmup: true, Outcome: metric.OK, OutputTokens: 99},                  // warm-up: not counted
+	}
+	sum := metric.Summarize(reqs[:4])
+	g := &analyze.Group{Count: sum.Count, Completed: sum.Completed, Cut: sum.Cut, TTFT: sum.TTFT, TPOT: sum.TPOT, E2E: sum.E2E, NormLatencyWithCut: sum.NormLatencyWithCut}
 	var st ProbeStep
-	st.measure(lr, 3*time.Second)
+	st.measure(reqs, g, 3*time.Second)
 	if want := (1 + 1 + 0.5) / 3.0; st.ReqPerS != want {
 		t.Errorf("req/s %v; want %v", st.ReqPerS, want)
 	}
@@ -60,6 +67,9 @@ func TestProbeMeasure(t *testing.T) {
 	}
 	if want := (0.9/10 + 1.0/9 + 1.0/9) / 3; st.TPOT < want-1e-12 || st.TPOT > want+1e-12 {
 		t.Errorf("TPOT %v; want %v", st.TPOT, want)
+	}
+	if st.Sent != 4 || st.OK != 3 || st.Failed != 1 || st.tokens != 31 {
+		t.Errorf("sent %d ok %d failed %d tokens %d; want 4 3 1 31", st.Sent, st.OK, st.Failed, st.tokens)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 )
@@ -63,38 +65,74 @@ type RunOptions struct {
 	Now func() time.Time
 }
 
-// LevelStatus is what one rate level of a trial did.
+// LevelStatus is what one rate level of a trial did. Its figures are
+// those of the level's capture, decoded and computed exactly as the
+// analysis does (analyze.Analyze over the capture, the metric package's
+// definitions): status.json, the early stop and the progress line show the
+// numbers summary.csv and the report show for the same level.
 type LevelStatus struct {
 	Label   string  `json:"label"`
 	Rate    float64 `json:"rate"`
 	Capture string  `json:"capture"`
-	Sent    int     `json:"sent"`
-	OK      int     `json:"ok"`
-	Cut     int     `json:"cut"`
-	// NormLatency is the replayer's quick mean E2E per output token (s);
-	// the analysis has the exact figure.
-	NormLatency float64 `json:"norm_latency_s"`
-	Error       string  `json:"error,omitempty"`
+	// Sent counts the measured requests (warm-up excluded); OK those that
+	// completed, Cut those still running at the drain deadline (censored),
+	// Failed the rest.
+	Sent   int `json:"sent"`
+	OK     int `json:"ok"`
+	Cut    int `json:"cut"`
+	Failed int `json:"failed"`
+	// NormLatency is E2E / output tokens over completed requests (its Mean
+	// is the normalized latency); NormLatencyWithCut counts the cut ones
+	// at their lower bound and is what the early stop compares.
+	NormLatency        metric.Dist `json:"norm_latency"`
+	NormLatencyWithCut metric.Dist `json:"norm_latency_with_cut"`
+	TTFT               metric.Dist `json:"ttft"`
+	TPOT               metric.Dist `json:"tpot"`
+	// Drain is how long requests could run after the level's window.
+	Drain time.Duration `json:"drain_ns,omitempty"`
+	Error string        `json:"error,omitempty"`
+}
+
+// figures fills the level's figures from the analysis group of its
+// capture.
+func (lv *LevelStatus) figures(g *analyze.Group) {
+	lv.Sent, lv.OK, lv.Cut, lv.Failed = g.Count, g.Completed, g.Cut, g.Failed
+	lv.NormLatency, lv.NormLatencyWithCut, lv.TTFT, lv.TPOT = g.NormLatency, g.NormLatencyWithCut, g.TTFT, g.TPOT
+}
+
+// levelGroup analyses one level's capture as the report will: the one
+// group of its measured requests.
+func levelGroup(ctx context.Context, capDir string) (*analyze.Result, *analyze.Group, error) {
+	res, err := analyze.Analyze(ctx, analyze.Config{Captures: []string{capDir}, By: []string{"capture"}})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(res.Groups) != 1 {
+		return res, nil, fmt.Errorf("bench: capture %s: %d groups of measured requests, want 1", capDir, len(res.Groups))
+	}
+	return res, res.Groups[0], nil
 }
 
 // TrialStatus is status.json of a trial directory.
 type TrialStatus struct {
-	Study     string        `json:"study"`
-	Key       string        `json:"key"`
-	Model     string        `json:"model"`
-	Variant   string        `json:"variant"`
-	Rep       int           `json:"rep"`
-	GPUs      []string      `json:"gpus,omitempty"`
-	Status    string        `json:"status"`
-	Error     string        `json:"error,omitempty"`
-	Warnings  []string      `json:"warnings,omitempty"`
-	Levels    []LevelStatus `json:"levels"`
-	Skipped   []float64     `json:"skipped_rates,omitempty"`
-	StopCause string        `json:"early_stop,omitempty"`
-	Archived  bool          `json:"archived,omitempty"`
-	Started   time.Time     `json:"started"`
-	Ended     time.Time     `json:"ended"`
-	Dir       string        `json:"-"`
+	Study    string        `json:"study"`
+	Key      string        `json:"key"`
+	Model    string        `json:"model"`
+	Variant  string        `json:"variant"`
+	Rep      int           `json:"rep"`
+	GPUs     []string      `json:"gpus,omitempty"`
+	Status   string        `json:"status"`
+	Error    string        `json:"error,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
+	Levels   []LevelStatus `json:"levels"`
+	// Cut is the total of the levels' cut requests (see LevelStatus).
+	Cut       int       `json:"cut"`
+	Skipped   []float64 `json:"skipped_rates,omitempty"`
+	StopCause string    `json:"early_stop,omitempty"`
+	Archived  bool      `json:"archived,omitempty"`
+	Started   time.Time `json:"started"`
+	Ended     time.Time `json:"ended"`
+	Dir       string    `json:"-"`
 }
 
 // RunResult summarises a study run.
@@ -268,7 +306,7 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 			st.Warnings = append(st.Warnings, err.Error())
 		}
 		r.appendIndex(st)
-		r.progress(t, gpus, "finished: "+st.Status)
+		r.progress(t, gpus, "finished: "+st.Status+cutNote(st))
 	}
 	defer finish()
 	writeJSON(statusPath, st)
@@ -352,6 +390,7 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 		}
 		lv, err := r.level(ctx, t, gpus, b, dir, i, rate)
 		st.Levels = append(st.Levels, lv)
+		st.Cut += lv.Cut
 		if err != nil {
 			st.Error = err.Error()
 			switch {
@@ -512,13 +551,14 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	if res != nil {
 		writeJSON(filepath.Join(dir, "replay-rate-"+label+".json"), res)
 		for _, l := range res.Levels {
-			lv.Sent += l.Sent
-			lv.OK += l.OK
-			lv.Cut += l.Errors[replay.KindCut]
-			if l.OK > 0 && l.OutputTokens > 0 {
-				lv.NormLatency = l.E2E.Mean.Seconds() / (float64(l.OutputTokens) / float64(l.OK))
-			}
+			lv.Drain = l.Drain
 		}
+	}
+	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
+		lv.figures(g)
+		r.progress(t, gpus, fmt.Sprintf("rate %s req/s: %s", label, lv.line()))
+	} else if err == nil {
+		err = fmt.Errorf("bench: the capture of rate %s: %w", label, ferr)
 	}
 	select {
 	case <-b.Exited():
@@ -531,16 +571,50 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	return lv, err
 }
 
-// saturated applies the early-stop rules to a finished level.
+// line is the level's figures in one line (the progress and the early
+// stop say the same).
+func (lv *LevelStatus) line() string {
+	t := fmt.Sprintf("%d requests: %d ok, %d failed, %d cut | normalized latency %s s/token", lv.Sent, lv.OK, lv.Failed, lv.Cut, fmtFig(lv.NormLatency.Mean))
+	if lv.Cut > 0 {
+		t += fmt.Sprintf(" (%s with the cut ones at their lower bound)", fmtFig(lv.NormLatencyWithCut.Mean))
+	}
+	return t
+}
+
+func fmtFig(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', 4, 64)
+}
+
+// cutNote says how many requests a finished trial's levels cut.
+func cutNote(st TrialStatus) string {
+	if st.Cut == 0 {
+		return ""
+	}
+	sent := 0
+	for _, l := range st.Levels {
+		sent += l.Sent
+	}
+	return fmt.Sprintf(" (%d of %d requests cut at the drain deadline, counted as censored)", st.Cut, sent)
+}
+
+// saturated applies the early-stop rule to a finished level: the
+// normalized latency with the cut requests counted at their lower bound
+// over the limit. The cut share alone never decides: a few long requests
+// outlasting the drain are censored, not a saturated server, while a queue
+// that grows without bound shows in the latency of what it cut.
 func (r *runner) saturated(lv LevelStatus) string {
 	es := r.study.Run.EarlyStop
-	if es.NormalizedLatency > 0 && lv.NormLatency > es.NormalizedLatency.D().Seconds() {
-		return fmt.Sprintf("normalized latency %.3f s/token > %s", lv.NormLatency, es.NormalizedLatency.D())
+	if es.NormalizedLatency <= 0 || !(lv.NormLatencyWithCut.Mean > es.NormalizedLatency.D().Seconds()) {
+		return ""
 	}
-	if es.CutFraction > 0 && lv.Sent > 0 && float64(lv.Cut)/float64(lv.Sent) > es.CutFraction {
-		return fmt.Sprintf("%d of %d requests still queued or running at the drain cut (queue growing without bound)", lv.Cut, lv.Sent)
+	if lv.Cut > 0 {
+		return fmt.Sprintf("normalized latency %s s/token with its %d cut requests at their lower bound (%s over completed ones) > %s",
+			fmtFig(lv.NormLatencyWithCut.Mean), lv.Cut, fmtFig(lv.NormLatency.Mean), es.NormalizedLatency.D())
 	}
-	return ""
+	return fmt.Sprintf("normalized latency %s s/token > %s", fmtFig(lv.NormLatencyWithCut.Mean), es.NormalizedLatency.D())
 }
 
 func levelCaptures(dir string, levels []LevelStatus) []string {

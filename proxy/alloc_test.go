@@ -25,7 +25,7 @@ func hotStream(tb testing.TB, chunks int) *stream {
 	}
 	rec := &capture.Record{}
 	s := &stream{p: p, rec: rec, body: &loopReader{hotChunk}, start: time.Now(), isSSE: true}
-	s.onEvent = s.event
+	s.dec.Reset(nil, true)
 	rec.Chunks = make([]capture.Chunk, 0, chunks)
 	rec.ResponseBody = make([]byte, 0, p.cfg.RecordResponseBody)
 	return s

@@ -33,13 +33,9 @@ type stream struct {
 	readErr  error
 	tooLarge bool
 
-	// SSE accounting for the chunk being read.
-	split     sse.Splitter
-	onEvent   func(sse.Event)
-	cur       *capture.Chunk
-	lastUsage int32
-	badEvents int
-	errEvent  bool
+	// dec decodes the response (the one OpenAI decoder the replayer and
+	// the analysis use too): each read's SSE events, content and tokens.
+	dec openai.Decoder
 
 	// Shared with the idle watchdog and Shutdown.
 	last   atomic.Int64 // monotonic ns since start of the last read
@@ -55,7 +51,7 @@ var errIdle = errors.New("idle timeout: no bytes from the upstream")
 func (p *Proxy) newStream(rec *capture.Record, resp *fasthttp.Response, start time.Time) *stream {
 	s := &stream{p: p, rec: rec, resp: resp, body: resp.BodyStream(), start: start}
 	s.isSSE = bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
-	s.onEvent = s.event
+	s.dec.Reset(nil, s.isSSE)
 	// The timeline and body buffers come from the capture's pool and go
 	// back once the writer has encoded the record: growing them per stream
 	// was most of the proxy's garbage (docs/benchmarks/proxy.md). The
@@ -100,48 +96,14 @@ func (s *stream) Read(b []byte) (int, error) {
 func (s *stream) note(b []byte, at int64) {
 	s.p.c.chunks.Add(1)
 	s.p.c.bytes.Add(int64(len(b)))
-	s.rec.Chunks = append(s.rec.Chunks, capture.Chunk{At: at, Size: int32(len(b)), Tokens: -1, Usage: -1})
+	c := capture.Chunk{At: at, Size: int32(len(b)), Tokens: -1, Usage: -1}
+	if s.isSSE {
+		d := s.dec.Read(time.Duration(at), b)
+		c.Events, c.Content, c.Tokens, c.Usage = d.Events, d.Content, d.Tokens, d.Usage
+	}
+	s.rec.Chunks = append(s.rec.Chunks, c)
 	if room := s.p.cfg.RecordResponseBody - len(s.rec.ResponseBody); room > 0 {
 		s.rec.ResponseBody = append(s.rec.ResponseBody, b[:min(room, len(b))]...)
-	}
-	if s.isSSE {
-		s.cur = &s.rec.Chunks[len(s.rec.Chunks)-1]
-		s.split.Feed(b, s.onEvent)
-		s.cur = nil
-	}
-}
-
-// event accounts one SSE event completed by the current chunk.
-func (s *stream) event(ev sse.Event) {
-	c := s.cur
-	c.Events++
-	info := openai.Scan(ev.Data)
-	if !info.Valid {
-		s.badEvents++
-	}
-	if info.Error || string(ev.Type) == "error" {
-		s.errEvent = true
-	}
-	if info.PromptTokens >= 0 {
-		s.rec.PromptTokens = info.PromptTokens
-	}
-	tokens := int32(-1)
-	if info.CompletionTokens >= 0 {
-		c.Usage = info.CompletionTokens
-		s.rec.CompletionTokens = info.CompletionTokens
-		tokens = info.CompletionTokens - s.lastUsage
-		s.lastUsage = info.CompletionTokens
-	} else if info.TokenIDs > 0 {
-		tokens = info.TokenIDs
-	}
-	if info.Content {
-		c.Content++
-		if tokens >= 0 {
-			if c.Tokens < 0 {
-				c.Tokens = 0
-			}
-			c.Tokens += tokens
-		}
 	}
 }
 
@@ -218,14 +180,21 @@ func (s *stream) CloseWithError(werr error) error {
 	default:
 		rec.Outcome = capture.OutcomeOK
 	}
-	if s.errEvent && rec.Error == "" {
+	// A non-streamed JSON body says its usage at the end: read it from the
+	// recorded body when the proxy kept it whole.
+	if !s.isSSE && len(rec.ResponseBody) > 0 && int64(len(rec.ResponseBody)) == s.total && rec.Status/100 == 2 {
+		s.dec.Body(rec.ResponseBody)
+	}
+	s.dec.Finish()
+	rec.PromptTokens, rec.CompletionTokens = s.dec.PromptTokens(), s.dec.CompletionTokens()
+	if s.dec.StreamError() && rec.Error == "" {
 		rec.Error = "the stream carried an error event"
 	}
-	if s.badEvents > 0 && rec.Error == "" {
-		rec.Error = fmt.Sprintf("%d SSE events were not valid JSON", s.badEvents)
+	if n := s.dec.BadEvents(); n > 0 && rec.Error == "" {
+		rec.Error = fmt.Sprintf("%d SSE events were not valid JSON", n)
 	}
-	if s.split.Oversize > 0 && rec.Error == "" {
-		rec.Error = fmt.Sprintf("%d SSE events exceeded %d bytes and were not parsed", s.split.Oversize, sse.DefaultMaxEventSize)
+	if n := s.dec.Oversize(); n > 0 && rec.Error == "" {
+		rec.Error = fmt.Sprintf("%d SSE events exceeded %d bytes and were not parsed", n, sse.DefaultMaxEventSize)
 	}
 
 	// Closing with an error discards the connection; after a full read it

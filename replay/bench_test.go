@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/internal/testserver"
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -21,7 +22,7 @@ func BenchmarkScheduleLag(b *testing.B) {
 	for _, rate := range []float64{100, 1000, 5000} {
 		b.Run(fmt.Sprintf("rate=%g", rate), func(b *testing.B) {
 			hdr, reqs := testTrace(int(rate*3), 1)
-			var lag Dist
+			var lag metric.Dist
 			var achieved float64
 			for b.Loop() {
 				res, err := Run(context.Background(), Config{Target: srv.URL, Model: "m", Rates: []float64{rate}, Duration: 2 * time.Second}, hdr, reqs)
@@ -30,8 +31,8 @@ func BenchmarkScheduleLag(b *testing.B) {
 				}
 				lag, achieved = res.Levels[0].Lag, res.Levels[0].AchievedRate
 			}
-			b.ReportMetric(float64(lag.P50)/1e3, "lag-p50-µs")
-			b.ReportMetric(float64(lag.P99)/1e3, "lag-p99-µs")
+			b.ReportMetric(lag.P50*1e6, "lag-p50-µs")
+			b.ReportMetric(lag.P99*1e6, "lag-p99-µs")
 			b.ReportMetric(achieved, "req/s")
 		})
 	}
@@ -51,12 +52,12 @@ func BenchmarkSend(b *testing.B) {
 	r.bodies, r.urls, r.base = [][]byte{body}, []string{srv.URL + trace.EndpointCompletions}, r.baseHeader()
 	ph := &phase{label: "1", rate: 1}
 	deadline := []string{"0"}
-	var res RequestResult
+	res := new(metric.Request)
 	b.ReportAllocs()
 	for b.Loop() {
-		r.send(context.Background(), &res, time.Now(), 0, false, ph, deadline)
-		if !res.OK() {
-			b.Fatalf("%s: %s", res.Kind, res.Error)
+		r.send(context.Background(), res, time.Now(), 0, ph, deadline)
+		if !res.Completed() {
+			b.Fatalf("%s: %s", res.ErrorKind, res.Error)
 		}
 	}
 	r.client.Transport.(*http.Transport).CloseIdleConnections()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // cannedServer answers every request on a connection with the same
@@ -82,12 +84,12 @@ func BenchmarkClientNetHTTP(b *testing.B) {
 	r.bodies, r.urls, r.base = [][]byte{body}, []string{url}, r.baseHeader()
 	ph := &phase{label: "1", rate: 1}
 	deadline := []string{"0"}
-	var res RequestResult
+	res := new(metric.Request)
 	b.ReportAllocs()
 	for b.Loop() {
-		r.send(context.Background(), &res, time.Now(), 0, false, ph, deadline)
-		if !res.OK() || res.Content != 16 {
-			b.Fatalf("%s: %s (%d events)", res.Kind, res.Error, res.Content)
+		r.send(context.Background(), res, time.Now(), 0, ph, deadline)
+		if !res.Completed() || res.ContentEvents != 16 {
+			b.Fatalf("%s: %s (%d events)", res.ErrorKind, res.Error, res.ContentEvents)
 		}
 	}
 }
@@ -98,6 +100,7 @@ func BenchmarkClientFastHTTP(b *testing.B) {
 	body, _ := Render(&reqs[0], RenderOptions{Model: "m"})
 	c := &fasthttp.Client{StreamResponseBody: true, MaxConnsPerHost: 1 << 16}
 	var s streamer
+	res := new(metric.Request)
 	b.ReportAllocs()
 	for b.Loop() {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -111,13 +114,12 @@ func BenchmarkClientFastHTTP(b *testing.B) {
 		if err := c.Do(req, resp); err != nil {
 			b.Fatal(err)
 		}
-		res := RequestResult{Tokens: -1}
 		var rd io.Reader = resp.BodyStream()
 		if rd == nil {
 			rd = bytes.NewReader(resp.Body())
 		}
-		if err := s.read(rd, time.Now(), &res); err != nil || res.Content != 16 {
-			b.Fatalf("%v (%d events)", err, res.Content)
+		if err := s.read(rd, true, time.Now(), res); err != nil || res.ContentEvents != 16 {
+			b.Fatalf("%v (%d events)", err, res.ContentEvents)
 		}
 		resp.CloseBodyStream()
 		fasthttp.ReleaseRequest(req)

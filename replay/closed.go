@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -61,7 +62,7 @@ func closedWarmup(cfg *Config, lv phase) phase {
 // sending is over (the window ended, the trace ran out or ctx was
 // cancelled), leaving the last requests draining until Drain after that.
 func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
-	rn := &running{r: r, ph: ph, results: make([]RequestResult, len(ph.items)), done: make(chan struct{}),
+	rn := &running{r: r, ph: ph, results: make([]metric.Request, len(ph.items)), done: make(chan struct{}),
 		stopProg: make(chan struct{}), progDone: make(chan struct{})}
 	rn.start = time.Now()
 	var deadline []string
@@ -104,16 +105,10 @@ func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
 				if !ok {
 					return
 				}
-				res := &results[i]
 				rn.sent.Add(1)
-				r.send(cutCtx, res, time.Now(), ph.items[i].req, ph.warmup, ph, deadline)
-				if !res.OK() {
-					rn.failed.Add(1)
-				}
-				rn.finished.Add(1)
-				rn.lagMu.Lock()
-				rn.lagWindow = append(rn.lagWindow, res.Lag())
-				rn.lagMu.Unlock()
+				res := &results[i]
+				r.send(cutCtx, res, time.Now(), ph.items[i].req, ph, deadline)
+				rn.ended(res)
 			}
 		}()
 	}

@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/internal/testserver"
+	"github.com/vbench/vbench/metric"
 )
 
 // maxInFlight returns the most requests whose [Sent, Sent+End) intervals
 // overlap.
-func maxInFlight(rs []RequestResult) int {
+func maxInFlight(rs []metric.Request) int {
 	type ev struct {
 		at    int64
 		delta int

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/trace"
+
+	"github.com/vbench/vbench/metric"
 )
 
 /*
@@ -99,14 +101,14 @@ func (ts *turnState) finish(i int, t time.Time) {
 // the think time has passed (see the comment at the top of this file). It
 // runs on its own goroutine so the pacer keeps the open-loop schedule of
 // every other request.
-func (rn *running) sendTurn(ctx, cutCtx context.Context, i int, res *RequestResult, due time.Time, deadline []string, wg *sync.WaitGroup) {
+func (rn *running) sendTurn(ctx, cutCtx context.Context, i int, res *metric.Request, due time.Time, deadline []string, wg *sync.WaitGroup) {
 	defer wg.Done()
 	r, ph, ts := rn.r, rn.ph, rn.turns
 	it := &ph.items[i]
 	q := &r.reqs[it.req]
 	defer func() { ts.finish(i, time.Now()) }()
 	notSent := func(at time.Time, why string) {
-		*res = RequestResult{Index: q.Index, Scheduled: r.unix(at), Tokens: -1, Kind: KindDropped, Error: why}
+		*res = r.dropped(it.req, at, ph, why)
 	}
 	p := ph.parents[i]
 	select {
@@ -138,7 +140,7 @@ func (rn *running) sendTurn(ctx, cutCtx context.Context, i int, res *RequestResu
 		case r.sem <- struct{}{}:
 		default:
 			if r.cfg.OnFull == OnFullDrop {
-				*res = RequestResult{Index: q.Index, Scheduled: r.unix(at), Tokens: -1, Kind: KindDropped}
+				*res = r.dropped(it.req, at, ph, "")
 				return
 			}
 			select {
@@ -150,15 +152,9 @@ func (rn *running) sendTurn(ctx, cutCtx context.Context, i int, res *RequestResu
 		}
 	}
 	rn.sent.Add(1)
-	r.send(cutCtx, res, at, it.req, ph.warmup, ph, deadline)
+	r.send(cutCtx, res, at, it.req, ph, deadline)
 	if r.sem != nil {
 		<-r.sem
 	}
-	if !res.OK() {
-		rn.failed.Add(1)
-	}
-	rn.finished.Add(1)
-	rn.lagMu.Lock()
-	rn.lagWindow = append(rn.lagWindow, res.Lag())
-	rn.lagMu.Unlock()
+	rn.ended(res)
 }

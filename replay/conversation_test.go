@@ -10,6 +10,8 @@ import (
 
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/trace"
+
+	"github.com/vbench/vbench/metric"
 )
 
 func TestLinkTurns(t *testing.T) {
@@ -73,7 +75,7 @@ func TestConversationTurnsWaitForPreviousAnswer(t *testing.T) {
 	if lr.OK != 5 {
 		t.Fatalf("ok %d of 5: %+v", lr.OK, lr.Errors)
 	}
-	by := map[int64]RequestResult{}
+	by := map[int64]metric.Request{}
 	for _, q := range lr.Requests {
 		by[q.Index] = q
 	}
@@ -122,10 +124,10 @@ func TestConversationTurnNotSentAfterCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	lr := res.Levels[0]
-	if lr.Dropped != 1 || lr.Sent != 1 || lr.Errors[KindCut] != 1 {
+	if lr.Dropped != 1 || lr.Sent != 1 || lr.Cut != 1 {
 		t.Fatalf("sent %d dropped %d errors %v; want turn 0 cut and turn 1 dropped", lr.Sent, lr.Dropped, lr.Errors)
 	}
-	if q := lr.Requests[1]; q.Kind != KindDropped || !strings.Contains(q.Error, "previous turn") {
+	if q := lr.Requests[1]; q.ErrorKind != metric.KindDropped || !strings.Contains(q.Error, "previous turn") {
 		t.Fatalf("turn 1 = %+v", q)
 	}
 	if n := srv.Requests(); n != 1 {
@@ -144,7 +146,7 @@ func TestConversationThinkTimeScales(t *testing.T) {
 		t.Fatal(err)
 	}
 	q0, q1 := res.Levels[0].Requests[0], res.Levels[0].Requests[1]
-	if !q0.OK() || !q1.OK() {
+	if !q0.Completed() || !q1.Completed() {
 		t.Fatalf("requests failed: %+v %+v", q0, q1)
 	}
 	gap := time.Duration(q1.Sent - (q0.Sent + int64(q0.End)))

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // transformers serve closes a finished stream without "data: [DONE]".
@@ -20,13 +22,13 @@ func TestStreamerFinishWithoutDone(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var s streamer
-		var res RequestResult
-		err := s.read(strings.NewReader(tt.body), time.Now(), &res)
+		var res metric.Request
+		err := s.read(strings.NewReader(tt.body), true, time.Now(), &res)
 		if !errors.Is(err, tt.want) && !(err == nil && tt.want == nil) {
 			t.Errorf("%s: read = %v, want %v", tt.name, err, tt.want)
 		}
-		if res.Content != 1 {
-			t.Errorf("%s: %d content events, want 1", tt.name, res.Content)
+		if res.ContentEvents != 1 {
+			t.Errorf("%s: %d content events, want 1", tt.name, res.ContentEvents)
 		}
 	}
 }

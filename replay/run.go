@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -76,26 +77,37 @@ type LevelResult struct {
 	Sent    int `json:"sent"`
 	Dropped int `json:"dropped"`
 	OK      int `json:"ok"`
+	// Cut counts the requests still running at the drain deadline, which
+	// the replayer cut (censored: see metric.Cut).
+	Cut int `json:"cut"`
 	// Late counts requests sent more than the lag threshold after their
 	// scheduled time.
 	Late int `json:"late"`
-	// Errors counts failed requests by kind (KindCut, "http_500", ...).
+	// Errors counts failed requests by kind ("http_500", "reset", ...; cut
+	// ones are in Cut).
 	Errors map[string]int `json:"errors,omitempty"`
 	// ScheduledRate is the rate the trace asked for over the requests sent
 	// ((n−1)/(last due − first due)); AchievedRate the rate actually sent
 	// ((n−1)/(last sent − first sent)).
 	ScheduledRate float64 `json:"scheduled_rate"`
 	AchievedRate  float64 `json:"achieved_rate"`
-	// Lag is the schedule lag (actual − scheduled send) distribution.
-	Lag Dist `json:"lag"`
-	// TTFT is first content − send; TTFTScheduled first content −
-	// scheduled send (counts the replayer's own delay); E2E last byte −
-	// send. Over OK requests.
-	TTFT          Dist `json:"ttft"`
-	TTFTScheduled Dist `json:"ttft_scheduled"`
-	E2E           Dist `json:"e2e"`
-	// OutputTokens sums the server-reported completion tokens of OK
-	// requests.
+	// The figures of the level's requests as the replayer saw them (the
+	// client side; an analysis of the capture measures at the proxy), in
+	// seconds, computed by the metric package as every other consumer
+	// does: Lag is the schedule lag (actual − scheduled send) of every
+	// request sent; TTFT (first content − send), TTFTScheduled (first
+	// content − scheduled send: counts the replayer's own delay), TPOT,
+	// E2E (last byte − send) and NormLatency (E2E / output tokens: its Mean
+	// is the normalized latency) are over OK requests; NormLatencyWithCut
+	// adds the cut ones at their lower bound.
+	Lag                metric.Dist `json:"lag"`
+	TTFT               metric.Dist `json:"ttft"`
+	TTFTScheduled      metric.Dist `json:"ttft_scheduled"`
+	TPOT               metric.Dist `json:"tpot"`
+	E2E                metric.Dist `json:"e2e"`
+	NormLatency        metric.Dist `json:"norm_latency"`
+	NormLatencyWithCut metric.Dist `json:"norm_latency_with_cut"`
+	// OutputTokens sums the output tokens of OK requests.
 	OutputTokens int64 `json:"output_tokens"`
 	// Elapsed runs from the level's start to its last response.
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -104,11 +116,14 @@ type LevelResult struct {
 	// out before the closed-loop level's duration ended.
 	Concurrency int  `json:"concurrency,omitempty"`
 	Exhausted   bool `json:"exhausted,omitempty"`
+	// Drain is how long the level's requests could still run after its
+	// window before they were cut.
+	Drain time.Duration `json:"drain_ns"`
 	// LagExceeded: lag p99 above the threshold.
 	LagExceeded bool `json:"lag_exceeded,omitempty"`
 	Interrupted bool `json:"interrupted,omitempty"`
 	// Requests holds every request's measurements when KeepRequests is set.
-	Requests []RequestResult `json:"requests,omitempty"`
+	Requests []metric.Request `json:"requests,omitempty"`
 }
 
 // Run plays reqs (in trace order) against cfg's target once per rate level
@@ -402,7 +417,7 @@ func (r *runner) baseHeader() http.Header {
 type running struct {
 	r           *runner
 	ph          *phase
-	results     []RequestResult
+	results     []metric.Request
 	start       time.Time
 	cutAt       time.Time
 	cut         context.CancelCauseFunc
@@ -414,10 +429,12 @@ type running struct {
 	finished    atomic.Int64
 	failed      atomic.Int64
 	lagMu       sync.Mutex
-	lagWindow   []time.Duration
+	lagWindow   []float64         // lags (s) since the last progress line
+	finishedReq []*metric.Request // results that are final, for the progress line
 	stopProg    chan struct{}
 	progDone    chan struct{}
 	turns       *turnState // nil: no conversation turns in the phase
+	drain       time.Duration
 }
 
 // start paces the phase's requests (returning when the last one is sent,
@@ -426,7 +443,7 @@ func (r *runner) start(ctx context.Context, ph *phase) *running {
 	if ph.conc > 0 {
 		return r.startClosed(ctx, ph)
 	}
-	rn := &running{r: r, ph: ph, results: make([]RequestResult, len(ph.items)), done: make(chan struct{}),
+	rn := &running{r: r, ph: ph, results: make([]metric.Request, len(ph.items)), done: make(chan struct{}),
 		stopProg: make(chan struct{}), progDone: make(chan struct{}), turns: newTurnState(ph.parents)}
 	rn.start = time.Now()
 	rn.cutAt = rn.start.Add(ph.window + r.cfg.Drain)
@@ -462,7 +479,7 @@ loop:
 			case r.sem <- struct{}{}:
 			default:
 				if r.cfg.OnFull == OnFullDrop {
-					*res = RequestResult{Index: r.reqs[it.req].Index, Scheduled: r.unix(due), Tokens: -1, Kind: KindDropped}
+					*res = r.dropped(it.req, due, ph, "")
 					rn.turns.finish(i, time.Now())
 					n++
 					continue
@@ -480,18 +497,12 @@ loop:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.send(cutCtx, res, due, it.req, ph.warmup, ph, deadline)
+			r.send(cutCtx, res, due, it.req, ph, deadline)
 			rn.turns.finish(i, time.Now())
 			if r.sem != nil {
 				<-r.sem
 			}
-			if !res.OK() {
-				rn.failed.Add(1)
-			}
-			rn.finished.Add(1)
-			rn.lagMu.Lock()
-			rn.lagWindow = append(rn.lagWindow, res.Lag())
-			rn.lagMu.Unlock()
+			rn.ended(res)
 		}()
 	}
 	rn.results = rn.results[:n]
@@ -527,47 +538,44 @@ func (rn *running) wait(ctx context.Context) LevelResult {
 	return lr
 }
 
+// ended accounts a request of the phase whose result res is final.
+func (rn *running) ended(res *metric.Request) {
+	if !res.Completed() {
+		rn.failed.Add(1)
+	}
+	rn.finished.Add(1)
+	rn.lagMu.Lock()
+	rn.lagWindow = append(rn.lagWindow, res.Lag())
+	rn.finishedReq = append(rn.finishedReq, res)
+	rn.lagMu.Unlock()
+}
+
 func (rn *running) summarize() LevelResult {
 	ph, cfg := rn.ph, rn.r.cfg
 	lr := LevelResult{Label: ph.label, Rate: ph.rate, Scale: ph.scale, Warmup: ph.warmup, Window: ph.window,
-		Planned: len(ph.items), Interrupted: rn.interrupted, Concurrency: ph.conc, Exhausted: rn.exhausted}
-	var lags, ttft, ttfts, e2e []time.Duration
+		Planned: len(ph.items), Interrupted: rn.interrupted, Concurrency: ph.conc, Exhausted: rn.exhausted, Drain: rn.drain}
+	s := metric.Summarize(rn.results)
+	lr.Sent, lr.Dropped, lr.OK, lr.Cut, lr.Errors = s.Count, s.Dropped, s.Completed, s.Cut, s.FailedBy
+	lr.OutputTokens = s.OutputTokens
+	lr.Lag, lr.TTFT, lr.TTFTScheduled, lr.TPOT, lr.E2E = s.Lag, s.TTFT, s.TTFTScheduled, s.TPOT, s.E2E
+	lr.NormLatency, lr.NormLatencyWithCut = s.NormLatency, s.NormLatencyWithCut
 	var firstDue, lastDue, firstSent, lastSent int64
 	var end time.Duration
+	n := 0
 	for i := range rn.results {
 		q := &rn.results[i]
-		if q.Kind == KindDropped {
-			lr.Dropped++
+		if q.Outcome == metric.Dropped {
 			continue
 		}
-		lr.Sent++
-		if lr.Sent == 1 {
+		if n++; n == 1 {
 			firstDue, firstSent = q.Scheduled, q.Sent
 		}
 		lastDue, lastSent = q.Scheduled, max(lastSent, q.Sent)
-		lag := q.Lag()
-		lags = append(lags, lag)
-		if lag > cfg.LagThreshold {
+		if q.Lag() > cfg.LagThreshold.Seconds() {
 			lr.Late++
 		}
 		if e := time.Duration(q.Sent-rn.r.unix(rn.start)) + q.End; e > end {
 			end = e
-		}
-		if !q.OK() {
-			if lr.Errors == nil {
-				lr.Errors = map[string]int{}
-			}
-			lr.Errors[q.Kind]++
-			continue
-		}
-		lr.OK++
-		if q.Content > 0 {
-			ttft = append(ttft, q.FirstContent)
-			ttfts = append(ttfts, q.FirstContent+lag)
-		}
-		e2e = append(e2e, q.End)
-		if q.Tokens > 0 {
-			lr.OutputTokens += int64(q.Tokens)
 		}
 	}
 	lr.Elapsed = end
@@ -579,12 +587,23 @@ func (rn *running) summarize() LevelResult {
 			lr.AchievedRate = float64(lr.Sent-1) / (float64(d) / 1e9)
 		}
 	}
-	lr.Lag, lr.TTFT, lr.TTFTScheduled, lr.E2E = Summarize(lags), Summarize(ttft), Summarize(ttfts), Summarize(e2e)
-	lr.LagExceeded = lr.Lag.P99 > cfg.LagThreshold
+	lr.LagExceeded = lr.Lag.P99 > cfg.LagThreshold.Seconds()
 	if cfg.KeepRequests {
 		lr.Requests = rn.results
 	}
 	return lr
+}
+
+// finishedSoFar returns a copy of the results that are final (for the
+// progress line, while the phase runs).
+func (rn *running) finishedSoFar() []metric.Request {
+	rn.lagMu.Lock()
+	defer rn.lagMu.Unlock()
+	out := make([]metric.Request, len(rn.finishedReq))
+	for j, res := range rn.finishedReq {
+		out[j] = *res
+	}
+	return out
 }
 
 // progress prints a live line every ProgressInterval until the phase ends.
@@ -608,8 +627,9 @@ func (rn *running) progress() {
 		rn.lagWindow = nil
 		cutAt := rn.cutAt
 		rn.lagMu.Unlock()
-		d := Summarize(win)
+		d := metric.DistOf(win)
 		sent, fin := rn.sent.Load(), rn.finished.Load()
+		norm := NormLatencyText(metric.Summarize(rn.finishedSoFar()))
 		kind := "level"
 		if rn.ph.warmup {
 			kind = "warm-up"
@@ -627,28 +647,69 @@ func (rn *running) progress() {
 			}
 		}
 		if rn.ph.conc > 0 {
-			fmt.Fprintf(cfg.Progress, "%s %s (closed loop): sent %d finished %d in flight %d | errors %d | ETA %s\n",
-				kind, rn.ph.label, sent, fin, sent-fin, rn.failed.Load(), etaS)
+			fmt.Fprintf(cfg.Progress, "%s %s (closed loop): sent %d finished %d in flight %d | %s | errors %d | ETA %s\n",
+				kind, rn.ph.label, sent, fin, sent-fin, norm, rn.failed.Load(), etaS)
 			continue
 		}
 		warn := ""
-		if d.P99 > cfg.LagThreshold {
+		if d.P99 > cfg.LagThreshold.Seconds() {
 			warn = "  LAGGING"
 		}
-		fmt.Fprintf(cfg.Progress, "%s %s req/s: sent %d/%d finished %d in flight %d | lag p99 %s%s | errors %d | ETA %s\n",
-			kind, rn.ph.label, sent, len(rn.ph.items), fin, sent-fin, fmtDur(d.P99), warn, rn.failed.Load(), etaS)
+		fmt.Fprintf(cfg.Progress, "%s %s req/s: sent %d/%d finished %d in flight %d | lag p99 %s%s | %s | errors %d | ETA %s\n",
+			kind, rn.ph.label, sent, len(rn.ph.items), fin, sent-fin, fmtDur(d.P99), warn, norm, rn.failed.Load(), etaS)
 	}
 }
 
+// NormLatencyText is the normalized latency figure of the replayer's
+// progress lines: the metric package's, over the requests seen to end.
+func NormLatencyText(s metric.Summary) string {
+	if s.NormLatency.N == 0 {
+		return "norm latency -"
+	}
+	t := fmt.Sprintf("norm latency %.4f s/token", s.NormLatency.Mean)
+	if s.Cut > 0 {
+		t += fmt.Sprintf(" (%.4f with %d cut)", s.NormLatencyWithCut.Mean, s.Cut)
+	}
+	return t
+}
+
+// request returns the measurement of trace request req as sent in phase
+// ph, due at due: its tags, before anything happened.
+func (r *runner) request(req int, due time.Time, ph *phase) metric.Request {
+	q := &r.reqs[req]
+	return metric.Request{Index: q.Index, Run: r.cfg.Run, Trial: r.cfg.Trial, Level: ph.label, Rate: ph.rate,
+		Variant: r.cfg.Labels["variant"], Model: r.cfg.Labels["model"], TraceHash: r.hdr.HashHex(), Warmup: ph.warmup,
+		Scheduled: r.unix(due), PromptTokens: -1, ExpectedOutput: expectedOutput(q), TokenSource: metric.SourceNone}
+}
+
+// dropped is the measurement of a request that was not sent.
+func (r *runner) dropped(req int, due time.Time, ph *phase, why string) metric.Request {
+	m := r.request(req, due, ph)
+	fail(&m, metric.KindDropped, why)
+	return m
+}
+
+// expectedOutput is the output length a trace request asks for (0:
+// unknown): its recorded output length, else its max_tokens.
+func expectedOutput(q *trace.Request) int32 {
+	if q.OutputTokens > 0 {
+		return q.OutputTokens
+	}
+	return max(q.Sampling.MaxTokens, 0)
+}
+
 // send sends one request and reads its response to the end.
-func (r *runner) send(ctx context.Context, res *RequestResult, due time.Time, req int, warmup bool, ph *phase, deadline []string) {
-	*res = RequestResult{Index: r.reqs[req].Index, Scheduled: r.unix(due), Tokens: -1}
+func (r *runner) send(ctx context.Context, res *metric.Request, due time.Time, req int, ph *phase, deadline []string) {
+	*res = r.request(req, due, ph)
+	if len(deadline) > 0 {
+		res.Deadline, _ = strconv.ParseInt(deadline[0], 10, 64)
+	}
 	if r.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, r.cfg.Timeout, errTimeout)
 		defer cancel()
 	}
-	h := make(http.Header, len(r.base)+8)
+	h := make(http.Header, len(r.base)+10)
 	for k, v := range r.base {
 		h[k] = v
 	}
@@ -657,23 +718,27 @@ func (r *runner) send(ctx context.Context, res *RequestResult, due time.Time, re
 	h["X-Vb-Index"] = []string{strconv.FormatInt(res.Index, 10)}
 	h["X-Vb-Scheduled"] = []string{strconv.FormatInt(res.Scheduled, 10)}
 	h["X-Vb-Deadline"] = deadline
-	if warmup {
+	if res.ExpectedOutput > 0 {
+		h["X-Vb-Output"] = []string{strconv.Itoa(int(res.ExpectedOutput))}
+	}
+	if ph.warmup {
 		h["X-Vb-Warmup"] = []string{"1"}
 	}
 	body := r.bodies[req]
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.urls[req], bytes.NewReader(body))
 	if err != nil {
-		res.Kind, res.Error = KindOther, err.Error()
+		fail(res, metric.KindOther, err.Error())
 		return
 	}
 	now := time.Now()
 	res.Sent = r.unix(now)
+	res.Start = res.Sent
 	h["X-Vb-Sent"] = []string{strconv.FormatInt(res.Sent, 10)}
 	hreq.Header = h
 	resp, err := r.client.Do(hreq)
 	if err != nil {
 		res.End = time.Since(now)
-		res.Kind, res.Error = classify(ctx, err), err.Error()
+		fail(res, classify(ctx, err), err.Error())
 		return
 	}
 	res.Status = resp.StatusCode
@@ -681,17 +746,26 @@ func (r *runner) send(ctx context.Context, res *RequestResult, due time.Time, re
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
 		res.End = time.Since(now)
-		res.Kind, res.Error = httpKind(resp.StatusCode), strings.TrimSpace(string(msg))
+		fail(res, metric.HTTPKind(resp.StatusCode), strings.TrimSpace(string(msg)))
 		return
 	}
 	s := r.pool.Get().(*streamer)
-	err = s.read(resp.Body, now, res)
+	err = s.read(resp.Body, isSSE(resp), now, res)
 	r.pool.Put(s)
 	resp.Body.Close()
-	res.End = time.Since(now)
 	if err != nil {
-		res.Kind, res.Error = classify(ctx, err), err.Error()
+		res.End = time.Since(now)
+		fail(res, classify(ctx, err), err.Error())
+		return
 	}
+	res.Outcome = metric.OK
+}
+
+// isSSE reports whether a response is a stream of server-sent events: its
+// Content-Type says so (a JSON body is one object).
+func isSSE(resp *http.Response) bool {
+	ct := resp.Header.Get("Content-Type")
+	return ct == "" || strings.HasPrefix(ct, "text/event-stream")
 }
 
 // firstModel asks the target for its models and returns the first.
@@ -758,7 +832,7 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 		req.Header.Set("X-VB-Level", "preflight")
 		req.Header.Set("X-VB-Index", "-1")
 		req.Header.Set("X-VB-Warmup", "1")
-		res := RequestResult{Tokens: -1}
+		res := metric.Request{PromptTokens: -1}
 		resp, err := r.client.Do(req)
 		if err != nil {
 			cancel()
@@ -774,7 +848,7 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 			}
 			return fmt.Errorf("replay: %w: POST %s%s with model %q: HTTP %d: %s%s", ErrPreflight, base, ep, r.cfg.Model, resp.StatusCode, bytes.TrimSpace(msg), hint)
 		}
-		err = new(streamer).read(resp.Body, time.Now(), &res)
+		err = new(streamer).read(resp.Body, isSSE(resp), time.Now(), &res)
 		resp.Body.Close()
 		cancel()
 		if err != nil {

@@ -3,15 +3,23 @@ package replay
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/metric"
 )
 
-// fmtDur prints a duration in milliseconds with two decimals.
-func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+// fmtDur prints seconds in milliseconds with two decimals ("-" for NaN:
+// nothing measured).
+func fmtDur(s float64) string {
+	if math.IsNaN(s) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fms", s*1e3)
+}
 
 // levelLine is the one-line account of a finished phase.
 func levelLine(lr *LevelResult, threshold time.Duration) string {
@@ -22,6 +30,10 @@ func levelLine(lr *LevelResult, threshold time.Duration) string {
 	var b strings.Builder
 	if lr.Concurrency > 0 {
 		fmt.Fprintf(&b, "%s %s (closed loop, %d in flight) done: sent %d ok %d", kind, lr.Label, lr.Concurrency, lr.Sent, lr.OK)
+		if lr.Cut > 0 {
+			fmt.Fprintf(&b, " cut %d", lr.Cut)
+		}
+		fmt.Fprintf(&b, " | %s", levelNorm(lr))
 		if len(lr.Errors) > 0 {
 			fmt.Fprintf(&b, " | errors %s", errorList(lr.Errors))
 		}
@@ -37,19 +49,28 @@ func levelLine(lr *LevelResult, threshold time.Duration) string {
 	if lr.Dropped > 0 {
 		fmt.Fprintf(&b, " dropped %d", lr.Dropped)
 	}
-	fmt.Fprintf(&b, " | achieved %.2f req/s (scheduled %.2f) | lag p50 %s p99 %s max %s",
-		lr.AchievedRate, lr.ScheduledRate, fmtDur(lr.Lag.P50), fmtDur(lr.Lag.P99), fmtDur(lr.Lag.Max))
+	if lr.Cut > 0 {
+		fmt.Fprintf(&b, " cut %d (after a %v drain)", lr.Cut, lr.Drain)
+	}
+	fmt.Fprintf(&b, " | achieved %.2f req/s (scheduled %.2f) | lag p50 %s p99 %s max %s | %s",
+		lr.AchievedRate, lr.ScheduledRate, fmtDur(lr.Lag.P50), fmtDur(lr.Lag.P99), fmtDur(lr.Lag.Max), levelNorm(lr))
 	if len(lr.Errors) > 0 {
 		fmt.Fprintf(&b, " | errors %s", errorList(lr.Errors))
 	}
 	if lr.LagExceeded {
 		fmt.Fprintf(&b, "\nWARNING: %s %s req/s: schedule lag p99 %s exceeds %s: the replayer could not keep the schedule (%d of %d requests late); this level's latencies are suspect",
-			kind, lr.Label, fmtDur(lr.Lag.P99), fmtDur(threshold), lr.Late, lr.Sent)
+			kind, lr.Label, fmtDur(lr.Lag.P99), fmtDur(threshold.Seconds()), lr.Late, lr.Sent)
 	}
 	if lr.Interrupted {
 		b.WriteString(" | INTERRUPTED")
 	}
 	return b.String()
+}
+
+// levelNorm is a finished level's normalized latency as the replayer saw
+// it (client side).
+func levelNorm(lr *LevelResult) string {
+	return NormLatencyText(metric.Summary{Cut: lr.Cut, NormLatency: lr.NormLatency, NormLatencyWithCut: lr.NormLatencyWithCut})
 }
 
 func errorList(m map[string]int) string {
@@ -64,17 +85,21 @@ func errorList(m map[string]int) string {
 // followed by warnings.
 func WriteSummary(w io.Writer, res *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "level\trate\tsent\tok\tdropped\terrors\tscheduled/s\tachieved/s\tlag p50\tlag p99\tlate\tttft p50\tttft p99\te2e p50\te2e p99\ttokens\t\n")
+	fmt.Fprintf(tw, "level\trate\tsent\tok\tcut\tdropped\terrors\tscheduled/s\tachieved/s\tlag p50\tlag p99\tlate\tttft p50\tttft p99\ttpot mean\te2e p50\te2e p99\tnorm s/tok\ttokens\t\n")
 	for i := range res.Levels {
 		lr := &res.Levels[i]
 		errs := "0"
 		if len(lr.Errors) > 0 {
 			errs = errorList(lr.Errors)
 		}
-		fmt.Fprintf(tw, "%s\t%g\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t\n",
-			lr.Label, lr.Rate, lr.Sent, lr.OK, lr.Dropped, errs, lr.ScheduledRate, lr.AchievedRate,
-			fmtDur(lr.Lag.P50), fmtDur(lr.Lag.P99), lr.Late, fmtDur(lr.TTFT.P50), fmtDur(lr.TTFT.P99),
-			fmtDur(lr.E2E.P50), fmtDur(lr.E2E.P99), lr.OutputTokens)
+		norm := "-"
+		if lr.NormLatency.N > 0 {
+			norm = fmt.Sprintf("%.4f", lr.NormLatency.Mean)
+		}
+		fmt.Fprintf(tw, "%s\t%g\t%d\t%d\t%d\t%d\t%s\t%.2f\t%.2f\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
+			lr.Label, lr.Rate, lr.Sent, lr.OK, lr.Cut, lr.Dropped, errs, lr.ScheduledRate, lr.AchievedRate,
+			fmtDur(lr.Lag.P50), fmtDur(lr.Lag.P99), lr.Late, fmtDur(lr.TTFT.P50), fmtDur(lr.TTFT.P99), fmtDur(lr.TPOT.Mean),
+			fmtDur(lr.E2E.P50), fmtDur(lr.E2E.P99), norm, lr.OutputTokens)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -84,7 +109,7 @@ func WriteSummary(w io.Writer, res *Result) error {
 		fmt.Fprintf(w, "capture %s: %d records written, %d dropped\n", res.Capture.Dir, res.Capture.Written, res.Capture.Dropped)
 	}
 	if res.LagExceeded {
-		fmt.Fprintf(w, "WARNING: schedule lag p99 exceeded %s in some level: the load was not delivered as scheduled; treat those levels' latencies as suspect\n", fmtDur(res.Config.LagThreshold))
+		fmt.Fprintf(w, "WARNING: schedule lag p99 exceeded %s in some level: the load was not delivered as scheduled; treat those levels' latencies as suspect\n", fmtDur(res.Config.LagThreshold.Seconds()))
 	}
 	if res.Interrupted {
 		fmt.Fprintln(w, "INTERRUPTED: the summary covers what ran before the stop")

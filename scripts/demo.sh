@@ -65,7 +65,7 @@ warmup = "2s"
 drain = "10s"
 startup_timeout = "30s"
 stop_grace = "5s"
-early_stop = { normalized_latency = "${norm_us}us", cut_fraction = 0.5 }
+early_stop = { normalized_latency = "${norm_us}us" }
 
 [[models]]
 name = "opt-13b-sim"

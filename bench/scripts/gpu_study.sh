@@ -102,7 +102,7 @@ warmup = "$WARM"
 drain = "$DRAIN"
 startup_timeout = "$STARTUP"
 stop_grace = "10s"
-early_stop = { normalized_latency = "0.5s", cut_fraction = 0.5 }
+early_stop = { normalized_latency = "0.5s" }
 
 [[models]]
 name = "llama3-8b"

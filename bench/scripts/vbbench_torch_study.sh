@@ -44,7 +44,7 @@ warmup = "5s"
 drain = "30s"
 startup_timeout = "5m"
 stop_grace = "15s"
-early_stop = { normalized_latency = "1s", cut_fraction = 0.5 }
+early_stop = { normalized_latency = "1s" }
 [[models]]
 name = "$(basename "$MODEL")"
 model = "$MODEL"

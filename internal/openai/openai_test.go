@@ -16,6 +16,11 @@ func TestScan(t *testing.T) {
 		{"done", "[DONE]", Info{Valid: true, Done: true, CompletionTokens: -1, PromptTokens: -1}},
 		{"chat content", `{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}`,
 			Info{Valid: true, Content: true, CompletionTokens: -1, PromptTokens: -1}},
+		{"spaced content", `{"choices": [{"delta": {"content": "hi"}}]}`, Info{Valid: true, Content: true, CompletionTokens: -1, PromptTokens: -1}},
+		{"spaced error", `{"error": {"message": "engine died"}}`, Info{Valid: true, Error: true, CompletionTokens: -1, PromptTokens: -1}},
+		{"finished", `{"choices":[{"delta":{},"finish_reason" : "length"}],"usage":{"completion_tokens":5}}`,
+			Info{Valid: true, Finished: true, CompletionTokens: 5, PromptTokens: -1}},
+		{"finish_reason as content", `{"choices":[{"delta":{"content":"finish_reason"}}]}`, Info{Valid: true, Content: true, CompletionTokens: -1, PromptTokens: -1}},
 		{"role only", `{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`,
 			Info{Valid: true, CompletionTokens: -1, PromptTokens: -1}},
 		{"completion text", `{"choices":[{"text":"a b","index":0}]}`,
@@ -122,6 +127,11 @@ func walk(v any, info *Info) {
 					if s != "" {
 						info.Content = true
 					}
+					continue
+				}
+			case "finish_reason":
+				if _, ok := e.(string); ok {
+					info.Finished = true
 					continue
 				}
 			case "tool_calls":
