@@ -2,11 +2,8 @@ package analyze
 
 import (
 	"math"
-	"math/rand/v2"
 	"testing"
 )
-
-func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(3, 4)) }
 
 func TestGauge(t *testing.T) {
 	s := newSampleSeries(nil)

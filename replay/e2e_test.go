@@ -13,7 +13,6 @@ import (
 
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/trace"
-
 )
 
 type seen struct {

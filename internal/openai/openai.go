@@ -53,8 +53,6 @@ const (
 	elsewhere
 )
 
-var done = []byte("[DONE]")
-
 // Scan reads one event's data.
 func Scan(data []byte) Info {
 	info := Info{CompletionTokens: -1, PromptTokens: -1}
