@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -266,5 +267,64 @@ func TestSubmitSlurmNeedsSbatch(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "results")); !os.IsNotExist(err) {
 		t.Error("results written without sbatch")
+	}
+}
+
+// TestSlurmDocs: the [slurm] table docs/vbbench.md shows is valid and
+// reaches the batch script; examples/scale-100.toml submits (dry run) as
+// the three arrays docs/scaling.md lays out.
+func TestSlurmDocs(t *testing.T) {
+	doc, err := os.ReadFile("../docs/vbbench.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```toml\n[slurm]\n")
+	table, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/vbbench.md has no ```toml [slurm] block")
+	}
+	scale, err := os.ReadFile("../examples/scale-100.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeTrace(t, "trace.bin", 1500)
+	text := strings.Replace(string(scale), `path = "traces/sharegpt-25m.bin"`, `path = "trace.bin"`, 1) + "\n[slurm]\n" + table
+	os.WriteFile("scale.toml", []byte(text), 0o644)
+	s, err := LoadStudy("scale.toml")
+	if err != nil {
+		t.Fatalf("the documented [slurm] table: %v", err)
+	}
+	p, err := MakePlan(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := SubmitSlurm(context.Background(), p, SlurmOptions{DryRun: true, Config: s.Slurm})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arrays []string
+	for _, j := range sub.Jobs {
+		arrays = append(arrays, fmt.Sprintf("%s:%d", j.Array, j.GPUs))
+	}
+	if !slices.Equal(arrays, []string{"1-80:1", "81-95:4", "96-100:8"}) {
+		t.Errorf("arrays %v", arrays)
+	}
+	script, _ := os.ReadFile(sub.Jobs[2].Script)
+	for _, want := range []string{"#SBATCH --array=96-100%16\n", "#SBATCH --gres=gpu:8\n", "#SBATCH --time=120\n", "#SBATCH --qos=normal\n",
+		"#SBATCH --cpus-per-task=8\n", "#SBATCH --exclusive\n", "module load cuda/12.4\n", "exec '/shared/vbench/bin/vbbench' run"} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("script lacks %q:\n%s", want, script)
+		}
+	}
+	// Without a time in the table: 1.5 × the worst trial + 10 min = 28 min.
+	cfg := s.Slurm
+	cfg.Time = 0
+	sub, _ = SubmitSlurm(context.Background(), p, SlurmOptions{DryRun: true, Config: cfg})
+	for _, j := range sub.Jobs {
+		if b, _ := os.ReadFile(j.Script); !bytes.Contains(b, []byte("#SBATCH --time=28\n")) {
+			t.Errorf("%s: default time:\n%s", j.Script, b)
+		}
 	}
 }

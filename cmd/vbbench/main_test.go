@@ -113,6 +113,12 @@ func TestPlanGPUs(t *testing.T) {
 			t.Errorf("plan scale-100 on 32 lanes: exit %d, output lacks %q:\n%s\n%s", code, want, out, errOut)
 		}
 	}
+	for n, want := range map[int]string{8: "estimate: ≈2h57m0s on 8 GPU lanes", 16: "estimate: ≈1h31m0s on 16 GPU lanes"} {
+		code, out, _ = runCLI("plan", "--gpus", strings.Join(ids[:n], ","), filepath.Join("..", "..", "examples", "scale-100.toml"))
+		if code != cli.ExitOK || !strings.Contains(out, want) {
+			t.Errorf("plan scale-100 on %d lanes: exit %d, lacks %q", n, code, want)
+		}
+	}
 	code, _, errOut = runCLI("plan", "--gpus", "0,0", filepath.Join("..", "..", "examples", "demo.toml"))
 	if code != cli.ExitUsage || !strings.Contains(errOut, "GPU 0 is listed twice") {
 		t.Errorf("plan --gpus 0,0: exit %d: %s", code, errOut)
