@@ -182,17 +182,7 @@ func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 		opt.Progress = io.Discard
 	}
 	s := p.Study
-	hdr, reqs, tracePath, err := prepareTrace(ctx, s, opt.SearchDirs)
-	if err != nil {
-		return nil, err
-	}
-	if errs := checkTrace(hdr, s.Run, planRates(p)); len(errs) > 0 && !opt.Force {
-		return nil, fmt.Errorf("bench: %s", strings.Join(errs, "; "))
-	}
-	if err := os.MkdirAll(s.ResultsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench: results: %w", err)
-	}
-	stored, err := storeTrace(s.ResultsDir, tracePath, hdr)
+	hdr, reqs, stored, err := readyTrace(ctx, p, opt.SearchDirs, opt.Force)
 	if err != nil {
 		return nil, err
 	}
@@ -683,6 +673,25 @@ func writeReport(ctx context.Context, s *Study, trials []TrialStatus, now time.T
 	return path, nil
 }
 
+// readyTrace makes the study's trace when missing, reads it, checks it
+// against the plan's rates (unless force) and stores it once under the
+// results; it returns the header, the requests and the stored path.
+func readyTrace(ctx context.Context, p *Plan, searchDirs []string, force bool) (trace.Header, []trace.Request, string, error) {
+	s := p.Study
+	hdr, reqs, tracePath, err := prepareTrace(ctx, s, searchDirs)
+	if err != nil {
+		return hdr, nil, "", err
+	}
+	if errs := checkTrace(hdr, s.Run, planRates(p)); len(errs) > 0 && !force {
+		return hdr, nil, "", fmt.Errorf("bench: %s", strings.Join(errs, "; "))
+	}
+	if err := os.MkdirAll(s.ResultsDir, 0o755); err != nil {
+		return hdr, nil, "", fmt.Errorf("bench: results: %w", err)
+	}
+	stored, err := storeTrace(s.ResultsDir, tracePath, hdr)
+	return hdr, reqs, stored, err
+}
+
 // prepareTrace reads the study's trace, generating it first if asked.
 func prepareTrace(ctx context.Context, s *Study, searchDirs []string) (trace.Header, []trace.Request, string, error) {
 	path := s.Trace.Path
@@ -775,23 +784,16 @@ func storeTrace(results, src string, hdr trace.Header) (string, error) {
 
 // scanFinished finds the finished trials of a study under results.
 func scanFinished(results, study string) (map[string]TrialStatus, error) {
-	out := map[string]TrialStatus{}
-	matches, err := filepath.Glob(filepath.Join(results, "*", "*", "*", "status.json"))
+	all, err := scanAttempts(results, study)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range matches {
-		b, err := os.ReadFile(m)
-		if err != nil {
-			continue
-		}
-		var st TrialStatus
-		if json.Unmarshal(b, &st) != nil || st.Study != study || !done(st.Status) {
-			continue
-		}
-		st.Dir = filepath.Dir(m)
-		if prev, ok := out[st.Key]; !ok || st.Ended.After(prev.Ended) {
-			out[st.Key] = st
+	out := map[string]TrialStatus{}
+	for key, attempts := range all {
+		for _, st := range attempts {
+			if prev, ok := out[key]; done(st.Status) && (!ok || st.Ended.After(prev.Ended)) {
+				out[key] = st
+			}
 		}
 	}
 	return out, nil

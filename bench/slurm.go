@@ -182,17 +182,7 @@ func SubmitSlurm(ctx context.Context, p *Plan, opt SlurmOptions) (*Submission, e
 	}
 
 	// The trace, once, before any task starts.
-	hdr, _, tracePath, err := prepareTrace(ctx, s, opt.SearchDirs)
-	if err != nil {
-		return nil, err
-	}
-	if errs := checkTrace(hdr, s.Run, planRates(p)); len(errs) > 0 && !opt.Force {
-		return nil, fmt.Errorf("bench: %s", strings.Join(errs, "; "))
-	}
-	if err := os.MkdirAll(s.ResultsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench: results: %w", err)
-	}
-	if _, err := storeTrace(s.ResultsDir, tracePath, hdr); err != nil {
+	if _, _, _, err := readyTrace(ctx, p, opt.SearchDirs, opt.Force); err != nil {
 		return nil, err
 	}
 

@@ -118,9 +118,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(p); err != nil {
+		if err := printJSON(stdout, p); err != nil {
 			return err
 		}
 	} else {
@@ -272,4 +270,11 @@ func presetsCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "%-18s %s\n%-18s %s\n", name, p.Description, "", b)
 	}
 	return nil
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -77,7 +76,7 @@ func slurmCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := bench.WaitSlurm(ctx, s, *poll, progress); err != nil {
 		return err
 	}
-	p, err := bench.MakePlan(ctx, s)
+	p, err := studyPlan(ctx, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -151,11 +150,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	s, err := loadStudy(fs.Args())
-	if err != nil {
-		return err
-	}
-	p, err := bench.MakePlan(ctx, s)
+	p, err := studyPlan(ctx, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -164,11 +159,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(stdout, st)
 	}
-	st.Print(stdout, s.ResultsDir)
+	st.Print(stdout, p.Study.ResultsDir)
 	return nil
 }
 
@@ -177,11 +170,7 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	s, err := loadStudy(fs.Args())
-	if err != nil {
-		return err
-	}
-	p, err := bench.MakePlan(ctx, s)
+	p, err := studyPlan(ctx, fs.Args())
 	if err != nil {
 		return err
 	}
@@ -191,4 +180,14 @@ func reportCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "report: %s\n", path)
 	return nil
+}
+
+// studyPlan loads the study file and makes its plan (status and report
+// read the results through it).
+func studyPlan(ctx context.Context, fsArgs []string) (*bench.Plan, error) {
+	s, err := loadStudy(fsArgs)
+	if err != nil {
+		return nil, err
+	}
+	return bench.MakePlan(ctx, s)
 }
