@@ -13,7 +13,8 @@
 # every call and session replays the same hash).
 #
 # Environment: OUT (folder whose files come back; default /tmp/out), LIMIT (seconds this
-# call may take in all; default 570), STUDY (default examples/h200-vllm-smoke.toml).
+# call may take in all; default 570), STUDY (default examples/h200-vllm-smoke.toml),
+# HOST_SH (the bundle's host script; default offline/host.sh).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -25,8 +26,12 @@ log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$S" >&2; }
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 
 # 1. The bundle: store this call's parts; install once all are there.
+HOST_SH=${HOST_SH:-offline/host.sh}
+shopt -s nullglob
+calls=(.bundle/*/call*)
+shopt -u nullglob
 t=$(date +%s)
-bash offline/host.sh install > "$OUT/host-env.sh" 2> "$OUT/host.log"
+bash "$HOST_SH" install "${calls[@]}" > "$OUT/host-env.sh" 2> "$OUT/host.log"
 rc=$?
 log "offline/host.sh install: exit $rc in $(( $(date +%s) - t ))s ($(tail -1 "$OUT/host.log"))"
 case $rc in
@@ -34,7 +39,7 @@ case $rc in
   3) log "bundle incomplete: carry the next call folder"; exit 0 ;;
   *) tail -30 "$OUT/host.log" >&2; exit 1 ;;
 esac
-eval "$(bash offline/host.sh env)"
+eval "$(bash "$HOST_SH" env)"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 
 # 2. Our binaries and the trace.
