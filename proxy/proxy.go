@@ -49,6 +49,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	streams map[*stream]struct{}
 	closing bool
+	lns     []*onceCloseListener // listeners Serve was given, closed by Shutdown
 
 	scrapeStop chan struct{}
 	scrapeDone chan struct{}
@@ -175,16 +176,25 @@ func (p *Proxy) Upstream() string { return p.up.url }
 // Serve accepts connections on ln until Shutdown; it returns nil after a
 // clean shutdown.
 func (p *Proxy) Serve(ln net.Listener) error {
-	if p.cfg.ScrapeInterval > 0 {
-		p.mu.Lock()
-		if p.scrapeStop == nil {
-			p.scrapeStop = make(chan struct{})
-			p.scrapeDone = make(chan struct{})
-			go p.scrapeLoop(p.scrapeStop, p.scrapeDone)
-		}
+	// Shutdown may come before this goroutine runs (a signal right after
+	// start): then serve nothing. Otherwise Shutdown closes the listener
+	// itself, because fasthttp's Shutdown closes only the listeners its
+	// Serve has registered, and would leave this one serving forever.
+	oln := &onceCloseListener{Listener: ln}
+	p.mu.Lock()
+	if p.closing {
 		p.mu.Unlock()
+		oln.Close()
+		return nil
 	}
-	err := p.srv.Serve(ln)
+	p.lns = append(p.lns, oln)
+	if p.cfg.ScrapeInterval > 0 && p.scrapeStop == nil {
+		p.scrapeStop = make(chan struct{})
+		p.scrapeDone = make(chan struct{})
+		go p.scrapeLoop(p.scrapeStop, p.scrapeDone)
+	}
+	p.mu.Unlock()
+	err := p.srv.Serve(oln)
 	p.mu.Lock()
 	closing := p.closing
 	p.mu.Unlock()
@@ -195,6 +205,19 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		return fmt.Errorf("proxy: serve %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// onceCloseListener closes its listener once; later calls (fasthttp's own
+// Shutdown after ours) return nil.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }
 
 // errShutdown is what a stream cut at the drain deadline reads.
@@ -209,7 +232,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.closing = true
 	stop := p.scrapeStop
 	p.scrapeStop = nil
+	lns := p.lns
 	p.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
 	if stop != nil {
 		close(stop)
 		<-p.scrapeDone

@@ -38,7 +38,10 @@ func (p *Proxy) scrapeLoop(stop <-chan struct{}, done chan<- struct{}) {
 		req.Reset()
 		req.SetRequestURI(p.up.url + "/metrics")
 		req.Header.SetHost(p.up.host)
-		err := hc.Do(req, resp)
+		// DoTimeout bounds the whole exchange, body included (its read
+		// deadline stays set), so a /metrics that never ends cannot hold
+		// the loop, and with it Shutdown.
+		err := hc.DoTimeout(req, resp, max(2*p.cfg.ScrapeInterval, time.Second))
 		at := p.unix(time.Now())
 		p.c.scrapes.Add(1)
 		switch {

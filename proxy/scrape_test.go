@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -295,5 +297,83 @@ other_info{version="1.2",n="7",quoted="a\"b",x="NaN"} 1
 	}
 	if fmt.Sprint(names) != "[other_info:n=7 other_info:version=1.2]" {
 		t.Errorf("other_info samples = %v", names)
+	}
+}
+
+// TestScrapeOfEndlessMetricsDoesNotBlockShutdown: an upstream whose
+// /metrics streams forever holds one scrape at most its timeout (twice
+// the interval, at least a second), so Shutdown is not held by it.
+func TestScrapeOfEndlessMetricsDoesNotBlockShutdown(t *testing.T) {
+	started := make(chan struct{}, 1)
+	up, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		for {
+			if _, err := fmt.Fprint(w, "# HELP x never ends\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(5 * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+		}
+	})
+	p, err := New(Config{Upstream: up, ScrapeInterval: 20 * time.Millisecond, idleConns: 100 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy never scraped /metrics")
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Shutdown(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown still waits for a scrape of a /metrics that never ends")
+	}
+}
+
+// TestShutdownBeforeServe: a Shutdown that comes before Serve has started
+// (a signal right after the listener opened) still stops it; and one that
+// comes after Serve started but before fasthttp registered the listener
+// closes the listener itself.
+func TestShutdownBeforeServe(t *testing.T) {
+	for i := 0; i < 50; i++ {
+		p, err := New(Config{Upstream: "127.0.0.1:1", ScrapeInterval: 20 * time.Millisecond, idleConns: 100 * time.Millisecond}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		if i == 0 {
+			p.Shutdown(context.Background()) // strictly before
+		}
+		go func() { served <- p.Serve(ln) }()
+		if i > 0 {
+			p.Shutdown(context.Background()) // racing Serve's start
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Fatalf("round %d: Serve: %v", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Serve still serves after Shutdown", i)
+		}
 	}
 }
