@@ -12,7 +12,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 # Cross-build for the GPU machine (carried to the device as .dist/); replaytool
 # is the mock server of bench/scripts/replay_quiet.sh.

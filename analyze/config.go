@@ -127,7 +127,7 @@ func (c *Config) Validate() error {
 		c.Title = "vbench report"
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("analyze: config: %w", err)
+		return err
 	}
 	return nil
 }

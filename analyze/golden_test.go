@@ -216,7 +216,7 @@ func TestRobustness(t *testing.T) {
 		{"empty store", emptyDir, "no request records", nil},
 		{"missing", filepath.Join(dir, "nope"), "no such file", nil},
 		{"not a dump", badLine, "line 2", nil},
-		{"not a capture dir", notCap, "capture " + notCap, nil},
+		{"not a capture dir", notCap, "capture: open " + notCap + ": not a vbench capture", nil},
 		{"only failures", write("fail.jsonl", onlyFail), "", func(r *Result) string {
 			g := r.Groups[0]
 			if g.Completed != 0 || g.Failed != 5 || g.FailedBy["http_503"] != 5 || len(r.Warnings) == 0 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/vbench/vbench/capture"
@@ -33,6 +34,10 @@ func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]ca
 	}
 	fi, err := os.Stat(s.name)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // "stat NAME:" repeats the message
+		}
 		return nil, nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
 	}
 	if !fi.IsDir() {
@@ -46,7 +51,7 @@ func (s source) read(ctx context.Context, rec func(*capture.Record) error) ([]ca
 	}
 	st, err := capture.Open(s.name, capture.Options{ReadOnly: true})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("capture %s: %w", s.name, err)
+		return nil, nil, nil, err // "capture: open NAME: ..."
 	}
 	defer st.Close()
 	metas, err := st.Metas()

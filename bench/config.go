@@ -240,11 +240,11 @@ const (
 func LoadStudy(path string) (*Study, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("bench: study: %w", err)
+		return nil, fmt.Errorf("study: %w", err) // "study: open PATH: ..."
 	}
-	s, err := ParseStudy(string(b))
+	s, err := parseStudy(string(b))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("study %s: %w", path, err)
 	}
 	s.path = path
 	return s, nil
@@ -252,10 +252,18 @@ func LoadStudy(path string) (*Study, error) {
 
 // ParseStudy decodes and validates a study from TOML text.
 func ParseStudy(text string) (*Study, error) {
+	s, err := parseStudy(text)
+	if err != nil {
+		return nil, fmt.Errorf("bench: study: %w", err)
+	}
+	return s, nil
+}
+
+func parseStudy(text string) (*Study, error) {
 	var s Study
 	md, err := toml.Decode(text, &s)
 	if err != nil {
-		return nil, fmt.Errorf("bench: study: %w", err)
+		return nil, err
 	}
 	s.md = md
 	s.defaults()
@@ -293,7 +301,7 @@ func ParseStudy(text string) (*Study, error) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("bench: study: %w", err)
+		return nil, err
 	}
 	return &s, nil
 }

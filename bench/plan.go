@@ -339,7 +339,7 @@ func roundDur(d time.Duration) time.Duration {
 // Print writes the plan for people: checks, run order, time against budget.
 func (p *Plan) Print(w io.Writer) {
 	s := p.Study
-	rates := fmt.Sprintf("rates %v req/s", s.Run.Rates)
+	rates := fmt.Sprintf("rates %s req/s", fmtRates(s.Run.Rates))
 	if len(s.Run.Rates) == 0 {
 		rates = "rates per variant"
 	}
@@ -377,7 +377,7 @@ func (p *Plan) Print(w io.Writer) {
 	for _, t := range p.Trials {
 		own := ""
 		if !slices.Equal(t.Rates, s.Run.Rates) {
-			own = fmt.Sprintf("  rates %v", t.Rates)
+			own = fmt.Sprintf("  rates %s", fmtRates(t.Rates))
 		}
 		lane := ""
 		if len(p.GPUs) > 0 {

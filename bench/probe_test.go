@@ -238,7 +238,7 @@ rates = [4]
 	}
 	var plan strings.Builder
 	p.Print(&plan)
-	if !strings.Contains(plan.String(), "rates [4]") || !strings.Contains(plan.String(), "rates [5 10]") {
+	if !strings.Contains(plan.String(), "rates [4]") || !strings.Contains(plan.String(), "rates [5, 10]") {
 		t.Errorf("plan does not show per-trial rates:\n%s", plan.String())
 	}
 

@@ -395,7 +395,7 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 			st.StopCause = fmt.Sprintf("rate %g: %s", rate, cause)
 			st.Skipped = append(st.Skipped, t.Rates[i+1:]...)
 			st.Status = StatusEarlyStopped
-			r.progress(t, gpus, "saturated ("+st.StopCause+"); skipping rates "+fmt.Sprint(st.Skipped))
+			r.progress(t, gpus, "saturated ("+st.StopCause+"); skipping rates "+fmtRates(st.Skipped))
 			break
 		}
 	}

@@ -235,6 +235,17 @@ func badgerOptions(dir string, opt *Options, readOnly bool) badger.Options {
 		WithCompactL0OnClose(true)
 }
 
+// pathReason drops the *fs.PathError wrapper, whose operation and path the
+// message around it already says, keeping its reason (errors.Is still
+// matches fs.ErrNotExist and the like).
+func pathReason(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // Open opens the capture in dir, creating it (mode 0700) unless
 // opt.ReadOnly. A read-write open after a crash of the writing process
 // recovers the store in place (Badger replays its log and truncates a torn
@@ -249,7 +260,7 @@ func Open(dir string, opt Options) (*Store, error) {
 	if opt.ReadOnly {
 		st, err := os.Stat(dir)
 		if err != nil {
-			return nil, fmt.Errorf("capture: open %s: %w", dir, err)
+			return nil, fmt.Errorf("capture: open %s: %w", dir, pathReason(err))
 		}
 		if !st.IsDir() {
 			return nil, fmt.Errorf("capture: open %s: %w: it is a file, not a capture directory", dir, ErrNotCapture)
@@ -259,7 +270,7 @@ func Open(dir string, opt Options) (*Store, error) {
 		}
 	} else {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("capture: create %s: %w", dir, err)
+			return nil, fmt.Errorf("capture: create %s: %w", dir, pathReason(err))
 		}
 		// A new capture in a directory made by someone else: owner-only,
 		// like one we create (Badger's files are reached through it). It

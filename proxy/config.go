@@ -13,10 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/vbench/vbench/internal/addr"
 )
 
 // Defaults for zero Config fields.
@@ -98,40 +98,12 @@ type upstream struct {
 }
 
 func parseUpstream(s string) (upstream, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return upstream{}, errors.New("upstream is empty: want HOST:PORT or http://HOST:PORT")
-	}
-	scheme := "http"
-	hostport := s
-	if strings.Contains(s, "://") {
-		u, err := url.Parse(s)
-		if err != nil {
-			return upstream{}, fmt.Errorf("upstream %q: %w", s, err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return upstream{}, fmt.Errorf("upstream %q: scheme %q not supported (http or https)", s, u.Scheme)
-		}
-		if u.Path != "" && u.Path != "/" {
-			return upstream{}, fmt.Errorf("upstream %q: a path prefix is not supported; give the server's base URL", s)
-		}
-		scheme, hostport = u.Scheme, u.Host
-	}
-	host, port, err := net.SplitHostPort(hostport)
+	srv, err := addr.ParseServer(s)
 	if err != nil {
-		if scheme == "https" && !strings.Contains(hostport, ":") {
-			host, port = hostport, "443"
-		} else if scheme == "http" && strings.Contains(s, "://") && !strings.Contains(hostport, ":") {
-			host, port = hostport, "80"
-		} else {
-			return upstream{}, fmt.Errorf("upstream %q: want HOST:PORT or a URL: %w", s, err)
-		}
+		return upstream{}, fmt.Errorf("upstream %w", err)
 	}
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	addr := net.JoinHostPort(host, port)
-	return upstream{addr: addr, host: addr, isTLS: scheme == "https", url: scheme + "://" + addr}, nil
+	hp := srv.HostPort()
+	return upstream{addr: hp, host: hp, isTLS: srv.Scheme == "https", url: srv.URL()}, nil
 }
 
 // Validate reports every problem with the config at once.

@@ -6,10 +6,10 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
+	"github.com/vbench/vbench/internal/addr"
 	"github.com/vbench/vbench/proxy"
 )
 
@@ -159,6 +159,11 @@ func (c Config) WithDefaults() Config {
 	if c.Run == "" {
 		c.Run = time.Now().UTC().Format("20060102T150405.000Z")
 	}
+	// HOST:PORT and URLs alike become a base URL (Validate reports one
+	// that does not parse).
+	if srv, err := addr.ParseServer(c.Target); err == nil {
+		c.Target = srv.URL()
+	}
 	return c
 }
 
@@ -168,11 +173,11 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch {
 	case c.Target == "" && c.Capture == "":
-		bad("no target: give --target URL (or --capture DIR with --upstream URL)")
+		bad("no target: give --target ADDR (the server, or a running vbproxy), or --capture DIR with --upstream ADDR (record through an in-process proxy)")
 	case c.Target != "" && c.Capture != "":
 		bad("--target and --capture exclude each other: with --capture the replayer targets its own proxy, which forwards to --upstream")
 	case c.Capture != "" && c.Upstream == "":
-		bad("--capture needs --upstream URL (the server the embedded proxy forwards to)")
+		bad("--capture needs --upstream ADDR (the server the embedded proxy forwards to)")
 	}
 	if len(c.ScrapeMetrics) > 0 {
 		if c.Capture == "" {
@@ -189,9 +194,8 @@ func (c *Config) Validate() error {
 		if u.v == "" {
 			continue
 		}
-		p, err := url.Parse(u.v)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad("--%s %q: want an http:// or https:// base URL", u.name, u.v)
+		if _, err := addr.ParseServer(u.v); err != nil {
+			bad("--%s %w", u.name, err)
 		}
 	}
 	for _, r := range c.Rates {
@@ -249,7 +253,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("replay: config: %w", errors.Join(errs...))
+		return errors.Join(errs...)
 	}
 	return nil
 }

@@ -175,7 +175,7 @@ func TestPreflight(t *testing.T) {
 		}
 	})
 	t.Run("bad config", func(t *testing.T) {
-		_, err := Run(context.Background(), Config{Target: "localhost:80", Rates: []float64{-1}, OnFull: "panic"}, hdr, reqs)
+		_, err := Run(context.Background(), Config{Target: "localhost", Rates: []float64{-1}, OnFull: "panic"}, hdr, reqs)
 		for _, want := range []string{"--target", "rate -1", "--on-full"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("err %v; want it to mention %s", err, want)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -781,12 +783,19 @@ func (r *runner) firstModel(ctx context.Context, base string) (string, error) {
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("replay: preflight: target %s unreachable (GET /v1/models): %w", base, err)
+		return "", fmt.Errorf("replay: %w: target %s unreachable (GET /v1/models): %w", ErrPreflight, base, netReason(err))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("replay: preflight: GET %s/v1/models: HTTP %d: %s (pass --model NAME)", base, resp.StatusCode, bytes.TrimSpace(body))
+		hint := ""
+		switch resp.StatusCode {
+		case http.StatusNotFound, http.StatusMethodNotAllowed:
+			hint = " (a server without /v1/models: pass --model NAME)"
+		case http.StatusUnauthorized, http.StatusForbidden:
+			hint = " (pass its key with --header 'Authorization: Bearer KEY')"
+		}
+		return "", fmt.Errorf("replay: %w: GET %s/v1/models: HTTP %d: %s%s", ErrPreflight, base, resp.StatusCode, bytes.TrimSpace(body), hint)
 	}
 	var list struct {
 		Data []struct {
@@ -794,7 +803,7 @@ func (r *runner) firstModel(ctx context.Context, base string) (string, error) {
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil || len(list.Data) == 0 || list.Data[0].ID == "" {
-		return "", fmt.Errorf("replay: preflight: GET %s/v1/models lists no model (pass --model NAME)", base)
+		return "", fmt.Errorf("replay: %w: GET %s/v1/models lists no model (pass --model NAME)", ErrPreflight, base)
 	}
 	return list.Data[0].ID, nil
 }
@@ -836,7 +845,7 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 		resp, err := r.client.Do(req)
 		if err != nil {
 			cancel()
-			return fmt.Errorf("replay: %w: POST %s%s: target unreachable: %w", ErrPreflight, base, ep, err)
+			return fmt.Errorf("replay: %w: POST %s%s: target unreachable: %w", ErrPreflight, base, ep, netReason(err))
 		}
 		if resp.StatusCode != http.StatusOK {
 			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
@@ -856,6 +865,21 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 		}
 	}
 	return nil
+}
+
+// netReason strips the layers of a failed HTTP call that repeat the method,
+// URL and address around it (*url.Error, *net.OpError), leaving the reason:
+// "connect: connection refused".
+func netReason(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	return err
 }
 
 // lockedWriter serializes writes from concurrent phases.

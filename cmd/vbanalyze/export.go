@@ -74,7 +74,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	st, err := capture.Open(fs.Arg(0), capture.Options{ReadOnly: true})
 	if err != nil {
-		return cli.Exit(stderr, name, fmt.Errorf("capture %s: %w", fs.Arg(0), err))
+		return cli.Exit(stderr, name, err) // "capture: open DIR: ..."
 	}
 	hdr, reqs, err := capture.ExportTrace(st, opt)
 	health := st.Health()

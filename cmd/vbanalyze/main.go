@@ -21,7 +21,7 @@ import (
 	"github.com/vbench/vbench/internal/cli"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("vbanalyze", run)) }
 
 const usage = `vbanalyze CAPTURE... [flags]
 

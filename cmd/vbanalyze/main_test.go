@@ -117,7 +117,7 @@ func TestRun(t *testing.T) {
 		{[]string{capA, "--bogus"}, 2, "unknown flag"},
 		{[]string{filepath.Join(dir, "missing")}, 1, "no such file or directory"},
 		{[]string{capA, capC}, 2, "--allow-mixed"},
-		{[]string{dir}, 1, "capture " + dir},
+		{[]string{dir}, 1, "capture: open " + dir + ": not a vbench capture"},
 	}
 	for _, e := range errs {
 		code, _, stderr := runCmd(e.args...)

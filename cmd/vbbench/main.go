@@ -24,7 +24,7 @@ import (
 	"github.com/vbench/vbench/internal/cli"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("vbbench", run)) }
 
 const usage = `vbbench <command> [flags]
 
@@ -45,9 +45,15 @@ Commands:
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(stderr, usage)
 		if len(args) == 0 {
+			fmt.Fprintf(stderr, "%s\n\nRun 'vbbench --help' for every command's flags.\n", usage)
 			return cli.ExitUsage
+		}
+		fmt.Fprintln(stderr, usage)
+		// Each command's own --help, so that one page lists every flag.
+		for _, c := range []string{"probe", "plan", "run", "presets"} {
+			fmt.Fprintln(stderr)
+			run(ctx, []string{c, "--help"}, stdin, io.Discard, stderr)
 		}
 		return cli.ExitOK
 	}
@@ -135,7 +141,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	resume := fs.Bool("resume", false, "skip trials of this study that finished before; re-run missing and failed ones")
 	archive := fs.Bool("archive", false, "compress each trial's raw captures to capture.tar.gz after analysis")
 	force := fs.Bool("force", false, "run despite plan errors (a model that seems not to fit, a short trace)")
-	quiet := fs.Bool("quiet", false, "no live progress on stderr")
+	quiet := fs.BoolP("quiet", "q", false, "no live progress on stderr")
 	lanes := gpusFlag(fs)
 	trials := fs.StringSlice("trial", nil, "run only these trials (number in the run order, or key model/variant/repN; comma-separated) into the results, without the study report (a Slurm task does this)")
 	executor := fs.String("executor", "local", "local: run here; slurm: submit the trials as a Slurm job array with the study's [slurm] settings (vbbench slurm has flags for them)")
@@ -208,7 +214,7 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxConc := fs.Int("max-concurrency", bench.DefaultProbeMaxConcurrency, "highest concurrency step (steps double from 1)")
 	points := fs.Int("points", bench.DefaultProbePoints, "rates in each variant's suggested ladder")
 	out := fs.String("out", "", "directory for probe.json, probe.md and the captures (default <reports_dir>/probe-<time>)")
-	quiet := fs.Bool("quiet", false, "no live progress on stderr")
+	quiet := fs.BoolP("quiet", "q", false, "no live progress on stderr")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func TestPlanErrors(t *testing.T) {
 	}{
 		{[]string{"plan", filepath.Join(dir, "moe24.toml")}, cli.ExitFailure, "does not fit", "the plan has 1 errors", "Suggestion"},
 		{[]string{"plan", filepath.Join(dir, "typo.toml")}, cli.ExitFailure, "", "unknown keys: gpu.memory_gb", ""},
-		{[]string{"plan", filepath.Join(dir, "missing.toml")}, cli.ExitFailure, "", "no such file", ""},
+		{[]string{"plan", filepath.Join(dir, "missing.toml")}, cli.ExitFailure, "", "vbbench plan: study: open " + filepath.Join(dir, "missing.toml") + ": no such file", "bench: "},
 		{[]string{"plan"}, cli.ExitUsage, "", "want exactly one study file", ""},
 		{[]string{"run", "--no-such-flag", "x.toml"}, cli.ExitUsage, "", "unknown flag", ""},
 		{[]string{"probe", "--variants", "nope", filepath.Join("..", "..", "examples", "demo.toml")}, cli.ExitFailure, "", `"nope" is not a variant`, ""},
@@ -53,6 +53,10 @@ func TestPlanErrors(t *testing.T) {
 		{[]string{"probe"}, cli.ExitUsage, "", "want exactly one study file", ""},
 		{[]string{"frobnicate"}, cli.ExitUsage, "", `unknown command "frobnicate"`, ""},
 		{nil, cli.ExitUsage, "", "Commands:", ""},
+		// --help lists every command's flags.
+		{[]string{"--help"}, cli.ExitOK, "", "Usage: vbbench run [flags] STUDY.toml", "[=true|false]"},
+		{[]string{"--help"}, cli.ExitOK, "", "--max-concurrency int", ""},
+		{[]string{"--help"}, cli.ExitOK, "", "--resume", ""},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(tt.args...)

@@ -14,18 +14,18 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/addr"
 	"github.com/vbench/vbench/internal/cli"
 	"github.com/vbench/vbench/proxy"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("vbproxy", run)) }
 
 const usage = `vbproxy --upstream HOST:PORT|URL [--listen 127.0.0.1:8001] [--capture DIR] [flags]
        vbproxy dump CAPTURE_DIR [--no-bodies] [--no-samples]`
@@ -62,8 +62,8 @@ type config struct {
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("vbproxy", usage, stderr)
 	var c config
-	fs.StringVar(&c.Upstream, "upstream", "", "server to forward to: HOST:PORT, :PORT or http(s)://HOST:PORT (required)")
-	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8001", "address to listen on (loopback by default; other addresses expose the capture's traffic)")
+	fs.StringVar(&c.Upstream, "upstream", "", "server to forward to: HOST:PORT, :PORT (127.0.0.1) or http(s)://HOST[:PORT] (required)")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8001", "address to listen on: HOST:PORT or http://HOST:PORT (loopback by default; other addresses expose the capture's traffic)")
 	fs.StringVar(&c.Capture, "capture", "./capture", "capture directory (a Badger store; created if missing; '' = forward without recording)")
 	labels := fs.StringArray("label", nil, "label k=v added to every record (repeatable, or k=v,k2=v2)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "cut a response when the upstream sends nothing for this long (no whole-response timeout; 0 = never)")
@@ -73,8 +73,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	recReq := fs.String("record-request-body", "1MiB", "request body bytes stored per record (0 = none)")
 	recResp := fs.String("record-response-body", "4MiB", "raw response bytes stored per record (0 = none)")
 	fs.BoolVar(&c.RecordSecrets, "record-secrets", false, "store Authorization, Api-Key, X-Api-Key and Cookie values instead of [REDACTED]")
-	fs.DurationVar(&c.Scrape, "scrape-metrics", 0, "poll the upstream's /metrics this often and store running/waiting/KV-cache/preemption samples (e.g. 250ms; 0 = off)")
-	fs.StringSliceVar(&c.ScrapeMetrics, "scrape-metric", nil, "with --scrape-metrics: also store this server metric under its own name: NAME keeps NAME, NAME_total, NAME_sum and NAME_count; PREFIX* every series but _bucket/_created; e.g. 'vbtorch:*' (repeatable or comma-separated)")
+	fs.DurationVar(&c.Scrape, "scrape-interval", time.Second, "poll the upstream's /metrics this often and store running/waiting/KV-cache/preemption samples (at least 10ms; 0 = never, e.g. in front of a remote API)")
+	fs.DurationVar(&c.Scrape, "scrape-metrics", time.Second, "old name of --scrape-interval")
+	_ = fs.MarkDeprecated("scrape-metrics", "use --scrape-interval")
+	fs.StringSliceVar(&c.ScrapeMetrics, "scrape-metric", nil, "also store this server metric under its own name: NAME keeps NAME, NAME_total, NAME_sum and NAME_count; PREFIX* every series but _bucket/_created; e.g. 'vbtorch:*' (repeatable or comma-separated)")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most connections to the upstream (each open stream holds one)")
 	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight streams may finish before they are cut (a second signal cuts them now)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 20*time.Millisecond, "longest a finished record waits before it is committed to the capture")
@@ -92,6 +94,30 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var errs []error
 	var err error
+	if c.Listen, err = addr.ParseListen(c.Listen); err != nil {
+		errs = append(errs, cli.Usagef("--listen %w", err))
+	}
+	if c.Scrape < 0 {
+		errs = append(errs, cli.Usagef("--scrape-interval %v: want 0 (never) or a positive duration", c.Scrape))
+	}
+	if len(c.ScrapeMetrics) > 0 && c.Scrape == 0 {
+		errs = append(errs, cli.Usagef("--scrape-metric needs --scrape-interval above 0"))
+	}
+	if c.IdleTimeout < 0 {
+		errs = append(errs, cli.Usagef("--idle-timeout %v: must be >= 0 (0 = never)", c.IdleTimeout))
+	}
+	if c.Drain < 0 {
+		errs = append(errs, cli.Usagef("--drain %v: must be >= 0", c.Drain))
+	}
+	if c.FlushInterval <= 0 {
+		errs = append(errs, cli.Usagef("--flush-interval %v: want a positive duration", c.FlushInterval))
+	}
+	if c.QueueSize < 1 {
+		errs = append(errs, cli.Usagef("--queue-size %d: want at least 1", c.QueueSize))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, cli.Usagef("--max-conns %d: want at least 1", c.MaxConns))
+	}
 	if c.Labels, err = cli.ParseKV("label", *labels); err != nil {
 		errs = append(errs, err)
 	}
@@ -137,8 +163,10 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c.HeaderTimeout == 0 {
 		pcfg.HeaderTimeout = -1
 	}
-	if err := pcfg.Validate(); err != nil {
-		errs = append(errs, cli.Usagef("%v", err))
+	if _, err := addr.ParseServer(c.Upstream); err != nil {
+		errs = append(errs, cli.Usagef("--upstream %w", err))
+	} else if err := pcfg.Validate(); err != nil {
+		errs = append(errs, cli.Usagef("%w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -148,7 +176,11 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", c.Listen, err)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err // "listen tcp ADDR:" repeats the message
+		}
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
 	defer ln.Close()
 	if !isLoopback(ln.Addr()) {
@@ -173,7 +205,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if st != nil {
 		conf, _ := json.Marshal(c)
 		host, _ := os.Hostname()
-		meta := capture.Meta{Version: capture.MetaVersion, Tool: "vbproxy", ToolVersion: version(), Started: time.Now().UnixNano(),
+		meta := capture.Meta{Version: capture.MetaVersion, Tool: "vbproxy", ToolVersion: cli.ShortVersion(), Started: time.Now().UnixNano(),
 			Upstream: p.Upstream(), Labels: c.Labels, Host: host, PID: os.Getpid(), Config: conf,
 			Extra: map[string]string{"listen": ln.Addr().String()}}
 		if err := st.PutMeta(meta); err != nil {
@@ -261,19 +293,6 @@ func orNegative(n int64) int64 {
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
-}
-
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			return s.Value
-		}
-	}
-	return bi.Main.Version
 }
 
 // parseSize reads a byte count: 1048576, 64KiB, 1MiB, 2GiB, 10MB, 1GB.

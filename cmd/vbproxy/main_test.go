@@ -84,7 +84,7 @@ func TestRunRecordsAndDumps(t *testing.T) {
 	defer srv.Close()
 	dir := filepath.Join(t.TempDir(), "cap")
 	url, stderr, stop := startRun(t, "--upstream", srv.URL, "--listen", "127.0.0.1:0", "--capture", dir,
-		"--label", "variant=sim", "--scrape-metrics", "20ms")
+		"--label", "variant=sim", "--scrape-interval", "20ms")
 	client := &http.Client{Transport: &http.Transport{}}
 	for i := 0; i < 5; i++ {
 		req, _ := http.NewRequest("POST", url+"/v1/completions", strings.NewReader(`{"model":"m","prompt":"x","max_tokens":4,"stream":true}`))
@@ -179,6 +179,16 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"--upstream", ":1", "--max-body", "lots"}, "--max-body"},
 		{[]string{"--upstream", ":1", "--label", "novalue"}, "key=value"},
 		{[]string{"--upstream", ":1", "--scrape-metrics", "1ms"}, "at least 10ms"},
+		{[]string{"--upstream", ":1", "--scrape-interval", "1ms"}, "at least 10ms"},
+		{[]string{"--upstream", ":1", "--scrape-interval", "0", "--scrape-metric", "vbsim:*"}, "--scrape-metric needs --scrape-interval"},
+		{[]string{"--upstream", "http://"}, `--upstream "http://": no host`},
+		{[]string{"--upstream", "127.0.0.1:99999"}, `--upstream "127.0.0.1:99999": port 99999 out of range`},
+		{[]string{"--upstream", "http://127.0.0.1:8000/v1"}, "without a path"},
+		{[]string{"--upstream", ":1", "--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999": port 99999 out of range`},
+		{[]string{"--upstream", ":1", "--queue-size", "0"}, "--queue-size 0"},
+		{[]string{"--upstream", ":1", "--max-conns", "0"}, "--max-conns 0"},
+		{[]string{"--upstream", ":1", "--flush-interval", "0s"}, "--flush-interval 0s"},
+		{[]string{"--upstream", ":1", "--idle-timeout", "-1s"}, "--idle-timeout -1s"},
 		{[]string{"--upstream", ":1", "--header-timeout", "-1s"}, "--header-timeout"},
 		{[]string{"--upstream", ":1", "--header-timeout", "1us"}, "header timeout 1µs: must be at least 1ms"},
 		{[]string{"--upstream", ":1", "extra"}, "unexpected arguments"},
@@ -187,8 +197,8 @@ func TestRunUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		var out bytes.Buffer
 		code := run(context.Background(), tt.args, nil, &out, &out)
-		if code != 2 || !strings.Contains(out.String(), tt.want) {
-			t.Errorf("vbproxy %q: exit %d, output %q; want exit 2 mentioning %q", tt.args, code, out.String(), tt.want)
+		if code != 2 || !strings.Contains(out.String(), tt.want) || strings.Contains(out.String(), "vbproxy: vbproxy") || strings.Contains(out.String(), "usage: ") {
+			t.Errorf("vbproxy %q: exit %d, output %q; want exit 2 mentioning %q once", tt.args, code, out.String(), tt.want)
 		}
 	}
 }

@@ -10,20 +10,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"time"
 
+	"github.com/vbench/vbench/internal/addr"
 	"github.com/vbench/vbench/internal/cli"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("vbreplay", run)) }
 
-const usage = "vbreplay TRACE --target URL [--rate R | --rates 1,5,10 | --concurrency 1,8,64] [--duration 60s] [flags]"
+const usage = `vbreplay TRACE --target ADDR [--rate R | --rates 1,5,10 | --concurrency 1,8,64] [--duration 60s] [flags]
+       vbreplay TRACE --capture DIR --upstream ADDR [--rate R | --rates ... | --concurrency ...] [flags]
+
+Plays TRACE (trace.bin or .jsonl, '-' = stdin) against a server, open loop
+at each rate (or closed loop at each concurrency). --target sends straight to
+the server (or to a running vbproxy); --capture records every exchange through
+an in-process proxy in front of --upstream. ADDR is HOST:PORT, :PORT or a URL.`
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Exit(stderr, "vbreplay", runErr(ctx, args, stdout, stderr))
@@ -32,7 +41,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("vbreplay", usage, stderr)
 	var cfg replay.Config
-	fs.StringVar(&cfg.Target, "target", "", "base URL of the server or vbproxy, e.g. http://127.0.0.1:8000")
+	fs.StringVar(&cfg.Target, "target", "", "the server or a running vbproxy: HOST:PORT, :PORT or a base URL such as http://127.0.0.1:8000")
 	rate := fs.Float64("rate", 0, "mean request rate in requests/s (0 = the trace's own pace)")
 	fs.Float64SliceVar(&cfg.Rates, "rates", nil, "rate ladder: one level per rate, same requests in the same order (e.g. 1,5,10,20)")
 	fs.IntSliceVar(&cfg.Concurrency, "concurrency", nil, "closed loop instead of a rate: one level per N, each keeping N requests in flight (the next trace request goes out as one ends, arrival times ignored; e.g. 1,8,64)")
@@ -64,7 +73,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&cfg.KeepRequests, "details", false, "include every request's measurements in --json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	fs.StringVar(&cfg.Capture, "capture", "", "record through an in-process proxy into this capture directory (needs --upstream)")
-	fs.StringVar(&cfg.Upstream, "upstream", "", "server the embedded proxy forwards to (with --capture)")
+	fs.StringVar(&cfg.Upstream, "upstream", "", "with --capture: the server the embedded proxy forwards to (HOST:PORT, :PORT or a URL)")
 	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", time.Second, "with --capture: how often the proxy scrapes the upstream's /metrics (0 = never)")
 	fs.StringSliceVar(&cfg.ScrapeMetrics, "scrape-metric", nil, "with --capture: also store this server metric (NAME or PREFIX*, e.g. 'vbtorch:*'; as vbproxy --scrape-metric; repeatable or comma-separated)")
 	if err := cli.Parse(fs, args); err != nil {
@@ -112,7 +121,16 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	hdr, reqs, err := trace.ReadFile(fs.Arg(0))
 	if err != nil {
-		return fmt.Errorf("read trace %s: %w", fs.Arg(0), err)
+		return err // "trace: open PATH: ..." or "trace: PATH: record N: ..."
+	}
+	newCapture := false
+	if cfg.Capture != "" {
+		// A dead upstream fails here, before a capture directory exists.
+		if err := checkUpstream(ctx, cfg.Upstream); err != nil {
+			return err
+		}
+		_, statErr := os.Stat(cfg.Capture)
+		newCapture = errors.Is(statErr, os.ErrNotExist)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -126,8 +144,13 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer pprof.StopCPUProfile()
 	}
 	res, err := replay.Run(ctx, cfg, hdr, reqs)
-	if res == nil {
-		return err
+	if errors.Is(err, replay.ErrPreflight) && newCapture {
+		// Nothing was measured: the capture holds only the failed
+		// preflight request, which the error describes.
+		os.RemoveAll(cfg.Capture)
+	}
+	if res == nil || len(res.Levels) == 0 {
+		return err // nothing ran: no table, only what went wrong
 	}
 	if werr := replay.WriteSummary(stdout, res); werr != nil {
 		return errors.Join(err, werr)
@@ -151,6 +174,26 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("level %s: none of the %d requests succeeded (%s)", levelName(&lr), lr.Sent, errorKinds(lr.Errors))
 		}
 	}
+	return nil
+}
+
+// checkUpstream dials the embedded proxy's upstream once, so that a server
+// that is not running is reported as such (not as a proxy's 502).
+func checkUpstream(ctx context.Context, upstream string) error {
+	srv, err := addr.ParseServer(upstream)
+	if err != nil {
+		return cli.Usagef("--upstream %w", err)
+	}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", srv.HostPort())
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Err != nil {
+			err = op.Err
+		}
+		return fmt.Errorf("upstream %s unreachable: %w (is the server running?)", srv.URL(), err)
+	}
+	c.Close()
 	return nil
 }
 
@@ -190,8 +233,11 @@ func writeJSON(path string, stdout io.Writer, res *replay.Result) error {
 		_, err = stdout.Write(b)
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("--json %s: %w", path, err)
+	}
 	if err := os.WriteFile(path, b, 0o644); err != nil {
-		return fmt.Errorf("write --json: %w", err)
+		return fmt.Errorf("--json %s: %w", path, err)
 	}
 	return nil
 }

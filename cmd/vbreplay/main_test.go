@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,7 +52,7 @@ func call(ctx context.Context, args ...string) (int, string, string) {
 func TestRunLadderJSON(t *testing.T) {
 	srv := startServer(t, testserver.Config{Model: "served"})
 	tr := writeTrace(t, 100)
-	js := filepath.Join(t.TempDir(), "res.json")
+	js := filepath.Join(t.TempDir(), "results", "res.json") // --json makes its directory
 	code, out, errOut := call(context.Background(), tr, "--target", srv.URL, "--rates", "100,200", "--duration", "200ms",
 		"--warmup", "5", "--label", "variant=a", "--header", "Authorization: Bearer k", "--json", js, "--details", "--progress-interval", "50ms")
 	if code != cli.ExitOK {
@@ -162,12 +163,87 @@ func TestRunErrors(t *testing.T) {
 		{"concurrency and cap", []string{tr, "--target", srv.URL, "--concurrency", "4", "--max-concurrency", "2"}, cli.ExitUsage, "--max-concurrency"},
 		{"concurrency zero", []string{tr, "--target", srv.URL, "--concurrency", "0"}, cli.ExitUsage, "concurrency 0: want 1 or more"},
 		{"concurrency not a number", []string{tr, "--target", srv.URL, "--concurrency", "x"}, cli.ExitUsage, "--concurrency"},
+		{"target with a path", []string{tr, "--target", srv.URL + "/v1"}, cli.ExitUsage, "without a path"},
+		{"target port out of range", []string{tr, "--target", "127.0.0.1:99999"}, cli.ExitUsage, `--target "127.0.0.1:99999": port 99999 out of range`},
+		{"upstream without host", []string{tr, "--capture", t.TempDir() + "/c", "--upstream", "http://"}, cli.ExitUsage, `--upstream "http://": no host`},
 	}
 	for _, tt := range tests {
 		code, _, errOut := call(context.Background(), tt.args...)
 		if code != tt.code || !strings.Contains(errOut, tt.want) || strings.Contains(errOut, "goroutine") {
 			t.Errorf("%s: exit %d stderr %q; want exit %d mentioning %q", tt.name, code, errOut, tt.code, tt.want)
 		}
+	}
+}
+
+// TestRunHostPort: --target and --upstream take HOST:PORT as well as a URL.
+func TestRunHostPort(t *testing.T) {
+	srv := startServer(t, testserver.Config{Model: "served"})
+	hostport := strings.TrimPrefix(srv.URL, "http://")
+	code, out, errOut := call(context.Background(), writeTrace(t, 10), "--target", hostport, "--rate", "100", "-q")
+	if code != cli.ExitOK || !strings.Contains(out, "target "+srv.URL) {
+		t.Errorf("--target %s: exit %d\nstdout:\n%s\nstderr:\n%s", hostport, code, out, errOut)
+	}
+	dir := filepath.Join(t.TempDir(), "cap")
+	code, out, errOut = call(context.Background(), writeTrace(t, 10), "--capture", dir, "--upstream", hostport, "--rate", "100", "-q")
+	if code != cli.ExitOK || !strings.Contains(out, "capture "+dir) {
+		t.Errorf("--upstream %s: exit %d\nstdout:\n%s\nstderr:\n%s", hostport, code, out, errOut)
+	}
+}
+
+// TestRunDeadTarget: a server that is not running is reported in one line:
+// no empty table, no model "", no capture directory left behind.
+func TestRunDeadTarget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	tr := writeTrace(t, 10)
+	dir := filepath.Join(t.TempDir(), "cap")
+	for _, args := range [][]string{
+		{tr, "--target", dead, "--rate", "1"},
+		{tr, "--capture", dir, "--upstream", dead, "--rate", "1"},
+	} {
+		code, out, errOut := call(context.Background(), args...)
+		if code != cli.ExitFailure || out != "" || !strings.Contains(errOut, "unreachable") || strings.Contains(errOut, "--model") ||
+			strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("vbreplay %q: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, nothing on stdout, one line saying unreachable", args, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a dead upstream left %s behind (%v)", dir, err)
+	}
+}
+
+// TestRunPreflightRejectedRemovesNewCapture: when the server answers but
+// rejects the model, the capture this run created holds nothing measured,
+// so it is removed; an existing capture is kept.
+func TestRunPreflightRejectedRemovesNewCapture(t *testing.T) {
+	srv := startServer(t, testserver.Config{Model: "served"})
+	tr := writeTrace(t, 10)
+	dir := filepath.Join(t.TempDir(), "cap")
+	code, out, errOut := call(context.Background(), tr, "--capture", dir, "--upstream", srv.URL, "--model", "nope", "--rate", "1", "-q")
+	if code != cli.ExitFailure || out != "" || !strings.Contains(errOut, "HTTP 404") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the failed preflight left %s behind (%v)", dir, err)
+	}
+	// An existing capture (an earlier run's) stays.
+	if code, _, errOut := call(context.Background(), tr, "--capture", dir, "--upstream", srv.URL, "--rate", "100", "-q"); code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	call(context.Background(), tr, "--capture", dir, "--upstream", srv.URL, "--model", "nope", "--rate", "1", "-q")
+	if _, err := os.Stat(dir); err != nil {
+		t.Errorf("an existing capture was removed: %v", err)
+	}
+}
+
+func TestUsageShowsBothModes(t *testing.T) {
+	code, _, errOut := call(context.Background(), "--help")
+	if code != cli.ExitOK || !strings.Contains(errOut, "vbreplay TRACE --capture DIR --upstream ADDR") || !strings.Contains(errOut, "vbreplay TRACE --target ADDR") {
+		t.Errorf("--help: exit %d\n%s", code, errOut)
 	}
 }
 

@@ -13,13 +13,15 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vbench/vbench/backends/sim"
+	"github.com/vbench/vbench/internal/addr"
 	"github.com/vbench/vbench/internal/cli"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("vbsim", run)) }
 
 const usage = "vbsim [flags]"
 
@@ -30,10 +32,10 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("vbsim", usage, stderr)
 	var cfg sim.Config
-	listen := fs.String("listen", "127.0.0.1:8000", "address to listen on (host:port; port 0 picks a free one)")
-	port := fs.Int("port", 0, "port on 127.0.0.1 (shorthand; overrides the port of --listen)")
+	listen := fs.String("listen", "127.0.0.1:8000", "address to listen on: HOST:PORT or http://HOST:PORT (port 0 picks a free one)")
+	port := fs.Int("port", 0, "listen on this port of the --listen host (127.0.0.1 unless --listen says otherwise)")
 	fs.StringVar(&cfg.Model, "model", "", "served model name (default sim-<preset>)")
-	fs.StringVar(&cfg.Preset, "preset", sim.DefaultPreset, "engine preset: "+fmt.Sprint(sim.PresetNames()))
+	fs.StringVar(&cfg.Preset, "preset", sim.DefaultPreset, "engine preset: "+strings.Join(sim.PresetNames(), ", "))
 	fs.StringVar(&cfg.Policy, "policy", sim.PolicyPaged, "KV policy: paged or contiguous")
 	fs.StringVar(&cfg.Reservation, "reservation", sim.ReserveMax, "contiguous reservation: max (max model len), pow2 (prompt + next pow2 of max_tokens) or oracle (prompt + true output)")
 	fs.IntVar(&cfg.KVTokens, "kv-tokens", 0, "KV-cache capacity in tokens (default: the preset's)")
@@ -50,33 +52,41 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
+	var errs []error
 	if !(cfg.Speed > 0) {
-		return cli.Usagef("--speed %v: want > 0", cfg.Speed)
+		errs = append(errs, cli.Usagef("--speed %v: want > 0", cfg.Speed))
 	}
-	addr := *listen
+	listenAddr, err := addr.ParseListen(*listen)
+	if err != nil {
+		errs = append(errs, cli.Usagef("--listen %w", err))
+	}
 	if fs.Changed("port") {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			host = "127.0.0.1"
+		if err := addr.ValidPort(*port, true); err != nil {
+			errs = append(errs, cli.Usagef("--port: %w", err))
+		} else if listenAddr != "" {
+			host, _, _ := net.SplitHostPort(listenAddr)
+			listenAddr = net.JoinHostPort(host, strconv.Itoa(*port))
 		}
-		addr = net.JoinHostPort(host, strconv.Itoa(*port))
 	}
 	resolved, err := cfg.Resolve()
 	if err != nil {
-		return cli.Usagef("%v", err)
+		errs = append(errs, cli.Usagef("%w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if *printCfg {
-		fmt.Fprintf(stdout, "%+v\n", resolved)
+		printConfig(stdout, resolved)
 		return nil
 	}
 	srv, err := sim.New(cfg)
 	if err != nil {
-		return cli.Usagef("%v", err)
+		return cli.Usagef("%w", err)
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", listenAddr)
 	if err != nil {
-		return fmt.Errorf("vbsim: listen on %s: %w", addr, err)
+		return fmt.Errorf("listen on %s: %w", listenAddr, unwrapOp(err))
 	}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
 		fmt.Fprintf(stderr, "vbsim: WARNING: listening on %s, which is reachable from other hosts (anyone who reaches it can use the server); use --listen 127.0.0.1:PORT to keep it local\n", ln.Addr())
@@ -93,7 +103,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("vbsim: serve: %w", err)
+		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	// Graceful: stop accepting, abort the engine so streams end, then wait.
@@ -101,8 +111,32 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("vbsim: shutdown: %w", err)
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	fmt.Fprintln(stderr, "vbsim: stopped")
 	return nil
+}
+
+// unwrapOp drops the "listen tcp ADDR:" of a *net.OpError, which repeats
+// what the message around it says.
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// printConfig writes the resolved configuration as TOML, keys named after
+// the flags that set them.
+func printConfig(w io.Writer, c sim.Config) {
+	fmt.Fprintf(w, "# vbsim: the resolved configuration (preset %s with the flags given)\n", c.Preset)
+	fmt.Fprintf(w, "model = %q\npreset = %q\npolicy = %q\n", c.Model, c.Preset, c.Policy)
+	fmt.Fprintf(w, "reservation = %q%s\n", c.Reservation, map[bool]string{true: "", false: "  # contiguous policy only"}[c.Policy == sim.PolicyContiguous])
+	fmt.Fprintf(w, "kv-tokens = %d\nblock-size = %d\nmax-num-seqs = %d\nmax-batch-tokens = %d\nmax-model-len = %d\n",
+		c.KVTokens, c.BlockSize, c.MaxNumSeqs, c.MaxBatchTokens, c.MaxModelLen)
+	fmt.Fprintf(w, "speed = %g\nseed = %d\n", c.Speed, c.Seed)
+	fmt.Fprintf(w, "\n# One engine step lasts fixed + per-prefill-token × prefill tokens\n# + per-decode-seq × decoding sequences + per-context-token × context tokens\n# (simulated time; real time is that divided by speed).\n[step]\n")
+	fmt.Fprintf(w, "fixed = %q\nper-prefill-token = %q\nper-decode-seq = %q\nper-context-token = %q\n",
+		c.Step.Fixed, c.Step.PerPrefillToken, c.Step.PerDecodeSeq, c.Step.PerContextToken)
 }

@@ -102,7 +102,33 @@ func TestPortInUse(t *testing.T) {
 
 func TestPrintConfig(t *testing.T) {
 	var stdout bytes.Buffer
-	if c := run(context.Background(), []string{"--print-config", "--preset", "llama-7b-a100"}, nil, &stdout, io.Discard); c != 0 || !strings.Contains(stdout.String(), "KVTokens:44992") {
+	if c := run(context.Background(), []string{"--print-config", "--preset", "llama-7b-a100"}, nil, &stdout, io.Discard); c != 0 || !strings.Contains(stdout.String(), "kv-tokens = 44992\n") || !strings.Contains(stdout.String(), `fixed = "14ms"`) {
 		t.Fatalf("exit %d: %s", c, stdout.String())
+	}
+}
+
+func TestAddressErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--port", "99999"}, "--port: port 99999 out of range"},
+		{[]string{"--listen", "127.0.0.1:99999"}, `--listen "127.0.0.1:99999": port 99999 out of range`},
+		{[]string{"--listen", "nohost"}, `--listen "nohost": want HOST:PORT`},
+		{[]string{"--preset", "x", "--speed", "0"}, "--speed 0: want > 0\nvbsim: unknown preset"},
+	} {
+		var stderr bytes.Buffer
+		c := run(context.Background(), tt.args, nil, io.Discard, &stderr)
+		if c != 2 || !strings.Contains(stderr.String(), tt.want) || strings.Contains(stderr.String(), "vbsim: vbsim") || strings.Contains(stderr.String(), "usage:") {
+			t.Errorf("vbsim %q: exit %d, stderr %q; want exit 2 with %q", tt.args, c, stderr.String(), tt.want)
+		}
+	}
+}
+
+func TestHelpListsPresetsReadably(t *testing.T) {
+	var stderr bytes.Buffer
+	run(context.Background(), []string{"--help"}, nil, io.Discard, &stderr)
+	if !strings.Contains(stderr.String(), "engine preset: llama-7b-a100, opt-13b-a100, tiny") {
+		t.Errorf("--help:\n%s", stderr.String())
 	}
 }

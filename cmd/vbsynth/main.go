@@ -10,4 +10,4 @@ import (
 	"github.com/vbench/vbench/internal/cli"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("vbsynth", run)) }

@@ -35,7 +35,7 @@ import (
 	"github.com/vbench/vbench/trace"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("replay_fidelity", run)) }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := cli.NewFlagSet("replay_fidelity", "replay_fidelity --trace TRACE --capture DIR [--speed X] [--json FILE]", stderr)

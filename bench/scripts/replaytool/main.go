@@ -23,7 +23,7 @@ import (
 	"github.com/vbench/vbench/trace"
 )
 
-func main() { os.Exit(cli.Main(run)) }
+func main() { os.Exit(cli.Main("replaytool", run)) }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
