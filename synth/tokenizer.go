@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/sugarme/tokenizer"
+	"github.com/sugarme/tokenizer/model/bpe"
 	"github.com/sugarme/tokenizer/pretrained"
 )
 
@@ -27,6 +29,9 @@ import (
 type Tokenizer struct {
 	tk   *tokenizer.Tokenizer
 	data []byte // the file, to make per-goroutine copies
+	// sentinel is the id given to text a BPE vocabulary without an unknown
+	// token cannot encode (-1: none; see guardBPE).
+	sentinel int
 	// Name is the file's base name and the first 12 hex digits of its
 	// SHA-256, e.g. "tokenizer.json@3f1a…", recorded in trace headers.
 	Name string
@@ -43,7 +48,7 @@ func LoadTokenizer(path string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("synth: tokenizer %s: %w (want a Hugging Face tokenizer.json)", path, err)
 	}
 	sum := sha256.Sum256(data)
-	return &Tokenizer{tk: tk, data: data, Name: filepath.Base(path) + "@" + hex.EncodeToString(sum[:6])}, nil
+	return &Tokenizer{tk: tk, data: data, sentinel: guardBPE(tk), Name: filepath.Base(path) + "@" + hex.EncodeToString(sum[:6])}, nil
 }
 
 // clone returns an independent copy for another goroutine.
@@ -52,7 +57,31 @@ func (t *Tokenizer) clone() (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Tokenizer{tk: tk, data: t.data, Name: t.Name}, nil
+	return &Tokenizer{tk: tk, data: t.data, sentinel: guardBPE(tk), Name: t.Name}, nil
+}
+
+// guardBPE gives a BPE model without an unknown token one that no text
+// holds, and returns its id (-1 when the model needs none). The library
+// otherwise prints "cannot find 'h' in the vocab." on stdout and panics on
+// the first character outside the vocabulary; with the sentinel, Encode
+// finds the id and returns an error instead. Byte-level vocabularies
+// (GPT-2, Llama 3) cover every byte and never produce it.
+func guardBPE(tk *tokenizer.Tokenizer) int {
+	m, ok := tk.GetModel().(*bpe.BPE)
+	if !ok || m.UnkToken != nil || m.Vocab == nil {
+		return -1
+	}
+	id := 0
+	for _, v := range *m.Vocab {
+		id = max(id, v+1)
+	}
+	name := "\x00vbench:not-in-vocabulary"
+	(*m.Vocab)[name] = id
+	if m.VocabR != nil {
+		(*m.VocabR)[id] = name
+	}
+	m.UnkToken = &name
+	return id
 }
 
 // loadTokenizer guards against panics inside the library on unexpected
@@ -82,6 +111,17 @@ func (t *Tokenizer) Encode(text string) (ids []int, err error) {
 	enc, err := t.tk.EncodeSingle(text, true)
 	if err != nil {
 		return nil, fmt.Errorf("synth: tokenizer %s: %w", t.Name, err)
+	}
+	if t.sentinel >= 0 {
+		for i, id := range enc.Ids {
+			if id == t.sentinel {
+				what := "a character of the text"
+				if i < len(enc.Offsets) && len(enc.Offsets[i]) == 2 && 0 <= enc.Offsets[i][0] && enc.Offsets[i][0] < enc.Offsets[i][1] && enc.Offsets[i][1] <= len(text) {
+					what = strconv.Quote(text[enc.Offsets[i][0]:enc.Offsets[i][1]])
+				}
+				return nil, fmt.Errorf("synth: tokenizer %s: %s is not in its vocabulary, which has no unknown token", t.Name, what)
+			}
+		}
 	}
 	return enc.Ids, nil
 }

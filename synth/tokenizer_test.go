@@ -2,6 +2,7 @@ package synth
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,5 +172,39 @@ func TestMeasureParallelMatchesSerial(t *testing.T) {
 		if int(r.InputTokens) != in || int(r.OutputTokens) != out {
 			t.Fatalf("record %d: %d/%d, serial %d/%d", i, r.InputTokens, r.OutputTokens, in, out)
 		}
+	}
+}
+
+// TestTokenizerOutsideVocabulary: a BPE vocabulary without an unknown token
+// fails on text it cannot encode with an error, and prints nothing (the
+// library printed "cannot find 'h' in the vocab." on stdout, then panicked).
+func TestTokenizerOutsideVocabulary(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tokenizer.json")
+	if err := os.WriteFile(p, []byte(`{"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := LoadTokenizer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	_, errH := tok.Count("hello")
+	n, errA := tok.Count("a")
+	os.Stdout = stdout
+	w.Close()
+	printed, _ := io.ReadAll(r)
+	if errH == nil || !strings.Contains(errH.Error(), `"h" is not in its vocabulary`) {
+		t.Errorf("Count(hello) error %v; want one naming \"h\"", errH)
+	}
+	if errA != nil || n != 1 {
+		t.Errorf("Count(a) = %d, %v; want 1", n, errA)
+	}
+	if len(printed) > 0 {
+		t.Errorf("the tokenizer printed %q on stdout", printed)
 	}
 }
