@@ -10,7 +10,8 @@
 # Environment: BIN (default bin, where `make build` put the commands),
 # OUT (default demo-results), SPEED (default 8: the simulated OPT-13B/A100
 # runs 8x faster than real time, so rates are 8x and latencies 1/8 of the
-# simulated GPU's), DURATION (seconds per rate level, default 10).
+# simulated GPU's), DURATION (seconds per rate level, default 10), RATES
+# (the simulated GPU's request rates, default "0.5 0.75 1 1.5 2 2.5 3").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ BIN=${BIN:-bin}
 OUT=${OUT:-demo-results}
 SPEED=${SPEED:-8}
 DURATION=${DURATION:-10}
+RATES=${RATES:-0.5 0.75 1 1.5 2 2.5 3}
 
 for c in vbsynth vbsim vbbench vbanalyze; do
 	if [[ ! -x "$BIN/$c" ]]; then
@@ -30,7 +32,7 @@ BIN=$(cd "$BIN" && pwd)
 # Rates are the simulated engine's requests/s times SPEED: 0.5 … 3 req/s
 # of the simulated OPT-13B, around the vLLM paper's knees (Orca (Max)
 # ≈0.5, vLLM ≈1.9 req/s on ShareGPT).
-rates=$(awk -v s="$SPEED" 'BEGIN { n = split("0.5 0.75 1 1.5 2 2.5 3", r, " "); for (i = 1; i <= n; i++) printf "%s%g", (i > 1 ? ", " : ""), r[i] * s }')
+rates=$(awk -v s="$SPEED" -v list="$RATES" 'BEGIN { n = split(list, r, " "); for (i = 1; i <= n; i++) printf "%s%g", (i > 1 ? ", " : ""), r[i] * s }')
 # Saturation (early stop and the report): 0.1 s/token of the simulated GPU,
 # about 4x its unloaded normalized latency.
 norm_us=$(awk -v s="$SPEED" 'BEGIN { printf "%d", 100000 / s }')
@@ -85,7 +87,7 @@ TOML
 study sim-paged ""
 study sim-contiguous 'sim_reservation = "max"'
 
-echo "demo: running sim-paged and sim-contiguous side by side (up to 7 rates x ${DURATION}s each; logs in $OUT/*.log)"
+echo "demo: running sim-paged and sim-contiguous side by side (up to $(wc -w <<<"$RATES" | tr -d ' ') rates x ${DURATION}s each; logs in $OUT/*.log)"
 pids=()
 for v in sim-paged sim-contiguous; do
 	PATH="$BIN:$PATH" "$BIN/vbbench" run "$OUT/$v.toml" >"$OUT/$v.log" 2>&1 &

@@ -102,6 +102,7 @@ func TestDocsRun(t *testing.T) {
 	if _, err := exec.LookPath("jq"); err != nil {
 		t.Fatal("the docs pipe captures into jq; install it (apt-get install jq)")
 	}
+	var results []pageRun
 	for _, page := range pages(t, root) {
 		text, err := os.ReadFile(filepath.Join(root, page))
 		if err != nil {
@@ -120,22 +121,50 @@ func TestDocsRun(t *testing.T) {
 		if len(run) == 0 {
 			continue
 		}
-		t.Run(page, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			setup(t, root, bin, dir)
-			demo := fmt.Sprintf("BIN=%s OUT=%s DURATION=1 SPEED=40 %s", shellQuote(bin), shellQuote(filepath.Join(dir, "demo-results")),
-				shellQuote(filepath.Join(root, "scripts", "demo.sh")))
-			script, err := Script(page, run, NewPorts(freePort), Limits{Demo: demo})
-			if err != nil {
-				t.Fatal(err)
+		// Every page runs at once (they mostly wait on simulated engines;
+		// t.Parallel would hold them to -parallel, GOMAXPROCS), each in its
+		// own directory; the subtests report them.
+		dir := filepath.Join(t.TempDir(), strings.NewReplacer("/", "_", ".", "_").Replace(page))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		setup(t, root, bin, dir)
+		demo := fmt.Sprintf("BIN=%s OUT=%s DURATION=1 SPEED=40 RATES='0.5 2 3' %s", shellQuote(bin), shellQuote(filepath.Join(dir, "demo-results")),
+			shellQuote(filepath.Join(root, "scripts", "demo.sh")))
+		script, err := Script(page, run, NewPorts(freePort), Limits{Demo: demo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "docs-test.sh"), []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan result, 1)
+		go func() { done <- runScript(dir, bin, 3*time.Minute) }()
+		results = append(results, pageRun{page, done})
+	}
+	for _, r := range results {
+		t.Run(r.page, func(t *testing.T) {
+			res := <-r.done
+			t.Logf("ran in %v", res.took.Round(time.Millisecond))
+			if testing.Verbose() {
+				t.Logf("commands and their start times:\n%s", grepLines(res.out, "] $ "))
 			}
-			if err := os.WriteFile(filepath.Join(dir, "docs-test.sh"), []byte(script), 0o644); err != nil {
-				t.Fatal(err)
+			if res.err != nil || strings.Contains(res.out, "panic:") || strings.Contains(res.out, "goroutine ") {
+				t.Fatalf("%v\n%s", res.err, tail(res.out, 200))
 			}
-			runScript(t, dir, bin, 3*time.Minute)
 		})
 	}
+}
+
+type pageRun struct {
+	page string
+	done <-chan result
+}
+
+type result struct {
+	out  string
+	took time.Duration
+	err  error
 }
 
 // TestVersion: every command prints its build with --version, exit 0,
@@ -269,8 +298,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 
 // runScript runs dir/docs-test.sh with bash in its own process group,
 // which it kills afterwards (servers left in the background included).
-func runScript(t *testing.T, dir, bin string, limit time.Duration) {
-	t.Helper()
+func runScript(dir, bin string, limit time.Duration) result {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "docs-test.sh")
@@ -294,17 +322,10 @@ func runScript(t *testing.T, dir, bin string, limit time.Duration) {
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
-	t.Logf("ran in %v", time.Since(start).Round(time.Millisecond))
-	text := out.String()
-	if testing.Verbose() {
-		t.Logf("commands and their start times:\n%s", grepLines(text, "] $ "))
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (over %v)", ctx.Err(), limit)
 	}
-	if err != nil || strings.Contains(text, "panic:") || strings.Contains(text, "goroutine ") {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (over %v)", ctx.Err(), limit)
-		}
-		t.Fatalf("%v\n%s", err, tail(text, 200))
-	}
+	return result{out: out.String(), took: time.Since(start), err: err}
 }
 
 func grepLines(s, sub string) string {
