@@ -6,7 +6,7 @@ CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
 export GO PY
 
-.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64 slurm-test
+.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64 slurm-test offline-bundle dummy-model
 
 all: build
 
@@ -71,8 +71,23 @@ reliability:
 reliability-long:
 	$(GO) test -count=1 -timeout 2h -run Reliability ./internal/reliability/ -args -reliability=long
 
+# uv sync of the Python servers; VLLM=1 (or the pinned version) adds vLLM, FLASH=1 flash-attn.
 setup-gpu:
-	uv sync --extra torch $(if $(VLLM),--extra vllm) $(if $(FLASH),--extra flash)
+	VLLM="$(VLLM)" FLASH="$(FLASH)" ./scripts/setup-gpu.sh
+
+# The offline vLLM bundle for GPU hosts without network (docs/offline.md):
+#   make offline-bundle VLLM=0.26.0 [MOE=1] [MODELS="llama3-8b ..."]
+# writes .bundle/vllm-VERSION[-moe]/callN/, one folder per device call.
+MODELS ?= llama3-8b$(if $(filter 1,$(MOE)), qwen3-30b-a3b-instruct-2507-fp8)
+offline-bundle:
+	@for m in $(MODELS); do [ -f .bundle/models/$$m/config.json ] || $(MAKE) --no-print-directory dummy-model MODEL=$$m || exit 1; done
+	MOE="$(MOE)" MODELS="$(MODELS)" ./offline/bundle.sh "$(or $(VLLM),1)"
+
+# A model folder without weights for --load-format dummy (config + local tokenizer):
+#   make dummy-model MODEL=llama3-8b | qwen3-30b-a3b-instruct-2507-fp8   (needs tokenizers, transformers)
+MODEL ?= llama3-8b
+dummy-model:
+	cd backends/torch && $(PY) -m vbtorch.tokbuild --out ../../.bundle/models/$(MODEL) --shape $(MODEL) --corpus stdlib
 
 clean:
 	rm -rf $(BIN) .dist demo-results
