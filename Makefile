@@ -80,14 +80,17 @@ setup-gpu:
 # writes .bundle/vllm-VERSION[-moe]/callN/, one folder per device call.
 MODELS ?= llama3-8b$(if $(filter 1,$(MOE)), qwen3-30b-a3b-instruct-2507-fp8)
 offline-bundle:
-	@for m in $(MODELS); do [ -f .bundle/models/$$m/config.json ] || $(MAKE) --no-print-directory dummy-model MODEL=$$m || exit 1; done
-	MOE="$(MOE)" MODELS="$(MODELS)" ./offline/bundle.sh "$(or $(VLLM),1)"
+	@for m in $(MODELS); do [ -f $(MODELS_DIR)/$$m/config.json ] || $(MAKE) --no-print-directory dummy-model MODEL=$$m || exit 1; done
+	MOE="$(MOE)" MODELS="$(MODELS)" MODELS_DIR="$(MODELS_DIR)" ./offline/bundle.sh "$(or $(VLLM),1)"
 
 # A model folder without weights for --load-format dummy (config + local tokenizer):
 #   make dummy-model MODEL=llama3-8b | qwen3-30b-a3b-instruct-2507-fp8   (needs tokenizers, transformers)
+# into $(MODELS_DIR)/$(MODEL); CORPUS: the text the tokenizer is trained on (tokbuild --corpus).
 MODEL ?= llama3-8b
+MODELS_DIR ?= $(CURDIR)/.bundle/models
+CORPUS ?= stdlib
 dummy-model:
-	cd backends/torch && $(PY) -m vbtorch.tokbuild --out ../../.bundle/models/$(MODEL) --shape $(MODEL) --corpus stdlib
+	cd backends/torch && $(PY) -m vbtorch.tokbuild --out $(MODELS_DIR)/$(MODEL) --shape $(MODEL) --corpus $(CORPUS)
 
 clean:
 	rm -rf $(BIN) .dist demo-results

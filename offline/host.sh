@@ -3,7 +3,7 @@
 # each device call that carried one of the bundle's callK folders.
 #
 #   bash offline/host.sh [install] [--scratch DIR] [--no-check] [CALL_DIR...]
-#   eval "$(bash offline/host.sh env [--scratch DIR] [NAME])"
+#   eval "$(bash offline/host.sh env [--scratch DIR] [NAME])"     (NAME: default the newest installed)
 #
 # install (the default) copies every part found in the CALL_DIRs (default: all
 # .bundle/*/call* folders of this checkout) into the scratch folder DIR/NAME/incoming
@@ -62,10 +62,11 @@ if [ "$cmd" = env ]; then
     safe_name "${args[0]}" || usage "bad bundle name '${args[0]}'"
     d=$scratch/${args[0]}
   else
-    mapfile -t ds < <(ls -d "$scratch"/*/.installed 2>/dev/null | xargs -r -n1 dirname)
+    # the most recently installed bundle
+    mapfile -t ds < <(ls -dt "$scratch"/*/.installed 2>/dev/null | xargs -r -n1 dirname)
     [ ${#ds[@]} -gt 0 ] || fail "no bundle installed under $scratch (run: bash offline/host.sh install)"
-    [ ${#ds[@]} -eq 1 ] || usage "several bundles installed under $scratch: name one of: $(printf '%s ' "${ds[@]##*/}")"
     d=${ds[0]}
+    [ ${#ds[@]} -eq 1 ] || say "several bundles installed under $scratch ($(printf '%s ' "${ds[@]##*/}")): the environment of the newest, $(basename "$d"); name another with: host.sh env NAME"
   fi
   [ -f "$d/.installed" ] || fail "bundle $(basename "$d") is not installed under $scratch (run: bash offline/host.sh install)"
   env_lines "$d"
@@ -158,7 +159,7 @@ for name in "${names[@]}"; do
     say "$name: already installed in $d/site"
   else
     say "$name: all ${#need[@]} files present: joining $parts parts"
-    rm -f "$d/.installed"
+    rm -f "$d/.installed" "$d/.checked"
     (cd "$in" && for ((i = 0; i < parts; i++)); do cat "$(printf '%s.part%02d' "$archive" "$i")"; done) > "$d/$archive"
     got=$(sha256sum < "$d/$archive" | cut -d' ' -f1)
     [ "$got" = "$arch_sum" ] || { rm -f "$d/$archive"; fail "$name: the joined $archive has sha256 $got, SHA256SUMS says $arch_sum"; }
@@ -189,14 +190,15 @@ for name in "${names[@]}"; do
     env_lines "$d" > "$d/env.sh"
     echo "$arch_sum" > "$d/.installed"
   fi
-  if [ $check = 1 ]; then
+  if [ $check = 1 ] && ! { [ -f "$d/.checked" ] && [ "$(cat "$d/.checked")" = "$arch_sum" ]; }; then
     want=$(getvar "$env" VLLM)
     got=$( (eval "$(env_lines "$d")"; "${PYTHON:-python3}" -c '
 import vllm, xgrammar, llguidance, outlines_core
 import vllm.entrypoints.openai.api_server
 print(vllm.__version__)' 2>"$d/check.log" | tail -1) || true)
     [ "$got" = "$want" ] || fail "$name: 'import vllm' with this environment gave '${got:-an error}', want $want; see $d/check.log"
-    say "$name: vllm $got and its entrypoint import (check: ok)"
+    echo "$arch_sum" > "$d/.checked"
+    say "$name: vllm $got and its OpenAI entrypoint import (check: ok)"
   fi
   say "$name: ready; environment (also in $d/env.sh):"
   env_lines "$d"

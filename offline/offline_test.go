@@ -58,20 +58,24 @@ func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
 	}
 }
 
-// fakeTree writes a small site tree: incompressible payloads (so the archive splits
-// into several parts), a console script with a build-machine #! line, a .pyc that
+// fakeTree writes a small site tree: a fake vllm package of the given version with
+// the modules host.sh's check imports, an incompressible payload (so the archive splits
+// into several parts), a console script with a build-machine #! line, and a .pyc that
 // the bundle must drop.
-func fakeTree(t *testing.T, dir string, seed byte) {
+func fakeTree(t *testing.T, dir, version string) {
 	t.Helper()
 	big := make([]byte, 96<<10)
 	if _, err := rand.Read(big); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "fakevllm", "_C.abi3.so"), big, 0o755)
-	writeFile(t, filepath.Join(dir, "fakevllm", "__init__.py"), []byte("__version__ = '9.9.9'\n"), 0o644)
-	writeFile(t, filepath.Join(dir, "fakevllm", "data", "seed.txt"), []byte{seed, '\n'}, 0o644)
-	writeFile(t, filepath.Join(dir, "fakevllm", "__pycache__", "x.cpython-312.pyc"), []byte("junk"), 0o644)
-	writeFile(t, filepath.Join(dir, "bin", "vllm"), []byte("#!/root/.pyenv/versions/3.12.1/bin/python3.12\nimport fakevllm\n"), 0o755)
+	writeFile(t, filepath.Join(dir, "vllm", "_C.abi3.so"), big, 0o755)
+	writeFile(t, filepath.Join(dir, "vllm", "__init__.py"), []byte("__version__ = '"+version+"'\n"), 0o644)
+	for _, m := range []string{"vllm/entrypoints/__init__.py", "vllm/entrypoints/openai/__init__.py",
+		"vllm/entrypoints/openai/api_server.py", "xgrammar/__init__.py", "llguidance/__init__.py", "outlines_core/__init__.py"} {
+		writeFile(t, filepath.Join(dir, m), nil, 0o644)
+	}
+	writeFile(t, filepath.Join(dir, "vllm", "__pycache__", "x.cpython-312.pyc"), []byte("junk"), 0o644)
+	writeFile(t, filepath.Join(dir, "bin", "vllm"), []byte("#!/root/.pyenv/versions/3.12.1/bin/python3.12\nimport vllm\n"), 0o755)
 }
 
 // fakeWheel writes a minimal pure-Python wheel that pip installs with --no-deps.
@@ -123,10 +127,16 @@ type bundle struct {
 // buildBundle runs offline/bundle.sh on tree with small parts and returns its call folders.
 func buildBundle(t *testing.T, tree, out string, extra ...string) bundle {
 	t.Helper()
+	return buildWith(t, []string{"bash", "offline/bundle.sh", "9.9.9"}, tree, out, extra...)
+}
+
+// buildWith runs a bundle build command (bundle.sh or make offline-bundle) on tree.
+func buildWith(t *testing.T, cmd []string, tree, out string, extra ...string) bundle {
+	t.Helper()
 	env := append([]string{"TREE=" + tree, "OUT=" + out, "PART_SIZE=32K", "CALL_MIB=1", "XZ_LEVEL=0", "THREADS=1"}, extra...)
-	_, stderr, code := run(t, repoRoot(t), env, "bash", "offline/bundle.sh", "9.9.9")
+	_, stderr, code := run(t, repoRoot(t), env, cmd[0], cmd[1:]...)
 	if code != 0 {
-		t.Fatalf("bundle.sh exit %d: %s", code, stderr)
+		t.Fatalf("%v exit %d: %s", cmd, code, stderr)
 	}
 	calls, err := filepath.Glob(filepath.Join(out, "call*"))
 	if err != nil || len(calls) == 0 {
@@ -144,10 +154,17 @@ func cmpNatural(a, b string) int {
 	return strings.Compare(a, b)
 }
 
+// host runs offline/host.sh install on call folders, without the import check.
 func host(t *testing.T, scratch string, args ...string) (string, string, int) {
 	t.Helper()
-	all := append([]string{"offline/host.sh", "install", "--no-check", "--scratch", scratch}, args...)
-	return run(t, repoRoot(t), nil, "bash", all...)
+	return hostCheck(t, scratch, append([]string{"--no-check"}, args...)...)
+}
+
+// hostCheck runs offline/host.sh install, checking the installed tree with python3.
+func hostCheck(t *testing.T, scratch string, args ...string) (string, string, int) {
+	t.Helper()
+	all := append([]string{"offline/host.sh", "install", "--scratch", scratch}, args...)
+	return run(t, repoRoot(t), []string{"PYTHON=python3"}, "bash", all...)
 }
 
 // treeFiles maps each regular file under dir to its content.
@@ -175,7 +192,7 @@ func treeFiles(t *testing.T, dir string) map[string]string {
 func TestBundleAssemblesAcrossCalls(t *testing.T) {
 	tmp := t.TempDir()
 	tree := filepath.Join(tmp, "tree")
-	fakeTree(t, tree, 'a')
+	fakeTree(t, tree, "9.9.9")
 	models := filepath.Join(tmp, "models")
 	writeFile(t, filepath.Join(models, "tiny", "config.json"), []byte(`{"vocab_size": 512}`), 0o644)
 	wheel := filepath.Join(tmp, "vbfake-1.0-py3-none-any.whl")
@@ -230,16 +247,17 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 		t.Fatal("the corrupt part was kept in the scratch folder")
 	}
 
-	// The other calls, one at a time; only the last one installs.
+	// The other calls, one at a time; only the last one installs, and checks that the
+	// installed vllm imports and has the bundle's version.
 	for i, c := range b.calls[1:] {
-		out, stderr, code = host(t, scratch, c)
+		out, stderr, code = hostCheck(t, scratch, c)
 		if i < len(b.calls)-2 {
 			if code != 3 {
 				t.Fatalf("after call %d: exit %d, want 3; stderr %s", i+2, code, stderr)
 			}
 			continue
 		}
-		if code != 0 {
+		if code != 0 || !strings.Contains(stderr, "vllm 9.9.9 and its OpenAI entrypoint import (check: ok)") {
 			t.Fatalf("after the last call: exit %d; stderr %s", code, stderr)
 		}
 	}
@@ -250,8 +268,8 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 	}
 	got := treeFiles(t, site)
 	want := treeFiles(t, tree)
-	delete(want, filepath.Join("fakevllm", "__pycache__", "x.cpython-312.pyc"))
-	want[filepath.Join("bin", "vllm")] = "#!/usr/bin/env python3\nimport fakevllm\n"
+	delete(want, filepath.Join("vllm", "__pycache__", "x.cpython-312.pyc"))
+	want[filepath.Join("bin", "vllm")] = "#!/usr/bin/env python3\nimport vllm\n"
 	for name, content := range want {
 		if got[name] != content {
 			t.Errorf("site file %s differs from the tree's (len %d, want %d)", name, len(got[name]), len(content))
@@ -260,7 +278,7 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 	if got[filepath.Join("vbfake", "__init__.py")] != "VALUE = 42\n" {
 		t.Errorf("the extra wheel was not installed into the site tree")
 	}
-	if _, ok := got[filepath.Join("fakevllm", "__pycache__", "x.cpython-312.pyc")]; ok {
+	if _, ok := got[filepath.Join("vllm", "__pycache__", "x.cpython-312.pyc")]; ok {
 		t.Errorf("a .pyc reached the site tree")
 	}
 	if _, err := os.Stat(filepath.Join(scratch, "models", "tiny", "config.json")); err != nil {
@@ -268,8 +286,8 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 	}
 
 	// Idempotent: running again with every call folder changes nothing.
-	out2, stderr, code := host(t, scratch, b.calls...)
-	if code != 0 || out2 != out || !strings.Contains(stderr, "already installed") {
+	out2, stderr, code := hostCheck(t, scratch, b.calls...)
+	if code != 0 || out2 != out || !strings.Contains(stderr, "already installed") || strings.Contains(stderr, "check: ok") {
 		t.Fatalf("second install: exit %d, stdout %q (want %q), stderr %s", code, out2, out, stderr)
 	}
 	envOut, stderr, code := run(t, repoRoot(t), nil, "bash", "offline/host.sh", "env", "--scratch", scratch)
@@ -278,12 +296,17 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 	}
 
 	// A part of another build of the same bundle name: the scratch folder starts over.
+	// Its vllm reports another version: once complete, the check fails and says so.
 	tree2 := filepath.Join(tmp, "tree2")
-	fakeTree(t, tree2, 'b')
+	fakeTree(t, tree2, "1.0")
 	b2 := buildBundle(t, tree2, filepath.Join(tmp, "out2"))
 	_, stderr, code = host(t, scratch, b2.calls[0])
 	if code != 3 || !strings.Contains(stderr, "another build") {
 		t.Fatalf("part of another build: exit %d, stderr %s", code, stderr)
+	}
+	_, stderr, code = hostCheck(t, scratch, b2.calls...)
+	if code != 1 || !strings.Contains(stderr, "'import vllm' with this environment gave '1.0', want 9.9.9") {
+		t.Fatalf("wrong vllm version: exit %d, stderr %s", code, stderr)
 	}
 	_, stderr, code = host(t, scratch, b.calls[0], b2.calls[1])
 	if code != 1 || !strings.Contains(stderr, "two different builds") {
@@ -294,13 +317,14 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 func TestBundleIsDeterministic(t *testing.T) {
 	tmp := t.TempDir()
 	tree := filepath.Join(tmp, "tree")
-	fakeTree(t, tree, 'a')
+	fakeTree(t, tree, "9.9.9")
 	a := buildBundle(t, tree, filepath.Join(tmp, "a"))
 	// Touch a file: mtimes must not reach the archive.
-	if err := os.Chtimes(filepath.Join(tree, "fakevllm", "__init__.py"), fixedTime, fixedTime); err != nil {
+	if err := os.Chtimes(filepath.Join(tree, "vllm", "__init__.py"), fixedTime, fixedTime); err != nil {
 		t.Fatal(err)
 	}
-	b := buildBundle(t, tree, filepath.Join(tmp, "b"))
+	// The second build goes through the make target users run (MODELS= : no model folders).
+	b := buildWith(t, []string{"make", "-s", "offline-bundle", "VLLM=9.9.9", "MODELS="}, tree, filepath.Join(tmp, "b"))
 	for _, f := range []string{"listing.txt", "SHA256SUMS"} {
 		x, err1 := os.ReadFile(filepath.Join(a.out, f))
 		y, err2 := os.ReadFile(filepath.Join(b.out, f))
@@ -312,7 +336,7 @@ func TestBundleIsDeterministic(t *testing.T) {
 		}
 	}
 	listing, _ := os.ReadFile(filepath.Join(a.out, "listing.txt"))
-	if !strings.Contains(string(listing), "./fakevllm/_C.abi3.so") || strings.Contains(string(listing), ".pyc") {
+	if !strings.Contains(string(listing), "./vllm/_C.abi3.so") || strings.Contains(string(listing), ".pyc") {
 		t.Errorf("listing:\n%s", listing)
 	}
 }
