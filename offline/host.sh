@@ -124,7 +124,14 @@ for src in "${args[@]}"; do
     say "$name: got $b ($(stat -c %s "$in/$b") bytes, sha256 ok)"
   done
 done
-[ ${#names[@]} -gt 0 ] || fail "no call folder found (looked in: ${args[*]:-$repo/.bundle/*/call*}); carry one with the device call"
+if [ ${#names[@]} -eq 0 ]; then
+  # Nothing carried this time: fine on a machine where a bundle is installed already.
+  newest=$(ls -dt "$scratch"/*/.installed 2>/dev/null | head -1 || true)
+  [ -n "$newest" ] || fail "no call folder found (looked in: $repo/.bundle/*/call*) and no bundle installed under $scratch; carry one with the device call"
+  say "no call folder carried; $(basename "$(dirname "$newest")") is installed already"
+  env_lines "$(dirname "$newest")"
+  exit 0
+fi
 
 # 2. For each bundle: install once complete, else say what is missing.
 status=0

@@ -39,6 +39,15 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) (s
 	return out.String(), errb.String(), code
 }
 
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func repoRoot(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("..")
@@ -294,6 +303,13 @@ func TestBundleAssemblesAcrossCalls(t *testing.T) {
 	if code != 0 || envOut != out {
 		t.Fatalf("host.sh env: exit %d, %q, want %q; %s", code, envOut, out, stderr)
 	}
+	// A later call that carries no call folder: the installed bundle's environment.
+	empty := filepath.Join(tmp, "emptycheckout")
+	writeFile(t, filepath.Join(empty, "offline", "host.sh"), mustRead(t, filepath.Join(repoRoot(t), "offline", "host.sh")), 0o755)
+	envOut, stderr, code = run(t, empty, nil, "bash", "offline/host.sh", "install", "--scratch", scratch)
+	if code != 0 || envOut != out || !strings.Contains(stderr, "no call folder carried; vllm-9.9.9 is installed already") {
+		t.Fatalf("install with nothing carried: exit %d, %q, want %q; %s", code, envOut, out, stderr)
+	}
 
 	// A part of another build of the same bundle name: the scratch folder starts over.
 	// Its vllm reports another version: once complete, the check fails and says so.
@@ -344,6 +360,10 @@ func TestBundleIsDeterministic(t *testing.T) {
 func TestHostRefusesBadInput(t *testing.T) {
 	tmp := t.TempDir()
 	scratch := filepath.Join(tmp, "scratch")
+	// A checkout with host.sh alone: the default call folders (.bundle/*/call*) of the
+	// real checkout must not leak in.
+	checkout := filepath.Join(tmp, "checkout")
+	writeFile(t, filepath.Join(checkout, "offline", "host.sh"), mustRead(t, filepath.Join(repoRoot(t), "offline", "host.sh")), 0o755)
 	notCall := filepath.Join(tmp, "notacall")
 	writeFile(t, filepath.Join(notCall, "x"), []byte("x"), 0o644)
 	for _, tc := range []struct {
@@ -355,9 +375,11 @@ func TestHostRefusesBadInput(t *testing.T) {
 		{"missing folder", []string{filepath.Join(tmp, "nope")}, 1, "is not a folder"},
 		{"not a call folder", []string{notCall}, 1, "not a call folder of offline/bundle.sh"},
 		{"unknown option", []string{"--frobnicate"}, 2, "unknown option --frobnicate"},
+		{"nothing carried, nothing installed", nil, 1, "no call folder found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stderr, code := host(t, scratch, tc.args...)
+			all := append([]string{"offline/host.sh", "install", "--no-check", "--scratch", scratch}, tc.args...)
+			_, stderr, code := run(t, checkout, nil, "bash", all...)
 			if code != tc.code || !strings.Contains(stderr, tc.want) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.want)
 			}
