@@ -28,8 +28,9 @@ const (
 	// truncated chunked encoding, process killed); Chunks holds the partial
 	// timeline.
 	OutcomeUpstreamError Outcome = "upstream_error"
-	// OutcomeUpstreamUnreachable: no response at all (connection refused,
-	// reset before headers, DNS); the client got a 502.
+	// OutcomeUpstreamUnreachable: no response on an established
+	// connection (reset or closed before headers, not HTTP); the client
+	// got a 502. A failed connect is OutcomeUpstreamConnect.
 	OutcomeUpstreamUnreachable Outcome = "upstream_unreachable"
 	// OutcomeIdleTimeout: no byte from the upstream for longer than the
 	// idle timeout between chunks.
@@ -43,11 +44,19 @@ const (
 	// no response headers within the proxy's header timeout; the client
 	// got a 504 and the upstream connection was closed.
 	OutcomeUpstreamHeaderTimeout Outcome = "upstream_header_timeout"
+	// OutcomeUpstreamConnect: no connection to the upstream could be made
+	// (refused, unreachable, no answer within the dial timeout); the
+	// client got a 502 and the request never reached the server.
+	OutcomeUpstreamConnect Outcome = "upstream_connect_error"
+	// OutcomeOverloaded: the proxy refused the request with a 503 before
+	// forwarding it: no room in its memory budget for the body, or no
+	// file descriptor for an upstream connection.
+	OutcomeOverloaded Outcome = "proxy_overloaded"
 )
 
 // Outcomes lists every outcome, in the order above.
 func Outcomes() []Outcome {
-	return []Outcome{OutcomeOK, OutcomeClientAborted, OutcomeUpstreamError, OutcomeUpstreamUnreachable, OutcomeIdleTimeout, OutcomeTooLarge, OutcomeShutdown, OutcomeUpstreamHeaderTimeout}
+	return []Outcome{OutcomeOK, OutcomeClientAborted, OutcomeUpstreamError, OutcomeUpstreamUnreachable, OutcomeIdleTimeout, OutcomeTooLarge, OutcomeShutdown, OutcomeUpstreamHeaderTimeout, OutcomeUpstreamConnect, OutcomeOverloaded}
 }
 
 // ParseOutcome returns the outcome named s, or an error that lists the

@@ -311,8 +311,29 @@ func Open(dir string, opt Options) (*Store, error) {
 			return nil, err
 		}
 		s.writer = newWriter(s, maxID, maxSeq)
+		s.warnSmallDisk()
 	}
 	return s, nil
+}
+
+// warnSmallDisk logs, when a writer opens the capture, that its file
+// system cannot keep the disk reserve: every record would be counted as
+// lost from the first commit on.
+func (s *Store) warnSmallDisk() {
+	r := s.opt.DiskReserve
+	if r < 0 {
+		return
+	}
+	total, ok1 := fsBytes(s.dir)
+	free, ok2 := freeBytes(s.dir)
+	switch {
+	case ok1 && total < r:
+		s.log.Warn("capture: the file system holding the capture is smaller than the disk reserve: nothing will be recorded (every record is counted as lost); use a larger file system or a smaller reserve",
+			"dir", s.dir, "fs_bytes", total, "reserve_bytes", r)
+	case ok2 && free < r:
+		s.log.Warn("capture: the file system holding the capture has less free space than the disk reserve: records are counted as lost until space is freed",
+			"dir", s.dir, "free_bytes", free, "reserve_bytes", r)
+	}
 }
 
 // ownerOnly takes the group and other permission bits off the files of a

@@ -50,6 +50,39 @@ type Stats struct {
 	UpstreamRetries int64 `json:"upstream_retries"`
 	// Outcomes counts finished exchanges by outcome.
 	Outcomes map[capture.Outcome]int64 `json:"outcomes"`
+	// Memory is the memory budget (Config.MaxMemory).
+	Memory MemoryStats `json:"memory"`
+	// Connections are the client connections (admission, listener.go).
+	Connections ConnStats `json:"connections"`
+}
+
+// MemoryStats describe the memory budget.
+type MemoryStats struct {
+	// Budget is Config.MaxMemory (≤ 0: none); Used and Peak the bytes
+	// reserved now and at most.
+	Budget int64 `json:"budget"`
+	Used   int64 `json:"used"`
+	Peak   int64 `json:"peak"`
+	// Refused counts reservations refused (a 503 or 413 for a body, a
+	// refused connection); RecordBytesSkipped the body bytes records did
+	// not copy for want of room.
+	Refused            int64 `json:"refused"`
+	RecordBytesSkipped int64 `json:"record_bytes_skipped"`
+}
+
+// ConnStats describe the client connections.
+type ConnStats struct {
+	// Open is the client connections open; Limit how many connections,
+	// client and upstream together, the descriptor limit allows;
+	// PerClient the most one client address may hold.
+	Open      int64 `json:"open"`
+	Limit     int   `json:"limit"`
+	PerClient int   `json:"per_client"`
+	// Refused counts connections refused with a 503 (per-client limit,
+	// descriptors, memory).
+	Refused int64 `json:"refused"`
+	// Upstream is the upstream connections open.
+	Upstream int `json:"upstream"`
 }
 
 // writerStater is implemented by *capture.Writer.
@@ -85,6 +118,11 @@ func (p *Proxy) Stats() Stats {
 	for i, o := range outcomeNames {
 		st.Outcomes[o] = p.c.outcomes[i].Load()
 	}
+	st.Memory.Budget = p.mem.max
+	st.Memory.Used, st.Memory.Peak = p.mem.state()
+	st.Memory.Refused, st.Memory.RecordBytesSkipped = p.mem.refused.Load(), p.mem.skipped.Load()
+	st.Connections = ConnStats{Open: p.adm.open.Load(), Limit: p.fdCap, PerClient: p.cfg.MaxConnsPerClient,
+		Refused: p.adm.refused.Load(), Upstream: p.conns.len()}
 	return st
 }
 
@@ -125,9 +163,28 @@ func (p *Proxy) writeMetrics(ctx *fasthttp.RequestCtx) {
 	counter("vbproxy_completed_total", "Exchanges finished.", st.Completed)
 	counter("vbproxy_chunks_total", "Response chunks forwarded.", st.Chunks)
 	counter("vbproxy_bytes_total", "Response bytes forwarded.", st.Bytes)
-	counter("vbproxy_records_total", "Records accepted by the capture queue.", st.Recorded)
+	// One name per fact: records_total is what the capture holds (what
+	// the queue accepted when the sink is not a capture); an accepted
+	// record can still be lost (a failed commit, the disk reserve).
+	stored := st.Recorded
+	if st.Capture != nil {
+		stored = int64(st.Capture.Written)
+	}
+	counter("vbproxy_records_total", "Records stored in the capture (committed).", stored)
+	counter("vbproxy_records_queued_total", "Records accepted by the capture queue.", st.Recorded)
 	counter("vbproxy_records_dropped_total", "Records dropped because the capture queue was full.", st.Dropped)
 	gauge("vbproxy_queue_depth", "Records waiting in the capture queue (-1 unknown).", st.QueueDepth)
+	if c := st.Capture; c != nil {
+		counter("vbproxy_records_lost_total", "Records and samples accepted but not stored (failed commits, disk reserve reached).", int64(c.Lost))
+		counter("vbproxy_capture_write_errors_total", "Failed capture commits and syncs.", int64(c.Errors))
+		gauge("vbproxy_capture_queue_bytes", "Estimated memory held by the capture queue.", c.QueuedBytes)
+	}
+	gauge("vbproxy_memory_budget_bytes", "The proxy's memory budget (--max-memory share; <= 0: none).", st.Memory.Budget)
+	gauge("vbproxy_memory_used_bytes", "Memory reserved from the budget: bodies, record copies, connections.", st.Memory.Used)
+	counter("vbproxy_memory_refused_total", "Reservations refused for want of budget (503/413 bodies, connections).", st.Memory.Refused)
+	counter("vbproxy_record_bytes_skipped_total", "Body bytes not copied into records for want of budget.", st.Memory.RecordBytesSkipped)
+	gauge("vbproxy_connections_open", "Client connections open.", st.Connections.Open)
+	counter("vbproxy_connections_refused_total", "Client connections refused with a 503 (per-client limit, descriptors, memory).", st.Connections.Refused)
 	counter("vbproxy_samples_total", "Server-metric samples recorded.", st.Samples)
 	counter("vbproxy_samples_dropped_total", "Server-metric samples dropped.", st.SamplesDropped)
 	counter("vbproxy_scrapes_total", "Polls of the upstream /metrics.", st.Scrapes)

@@ -21,13 +21,20 @@ import (
 
 // Defaults for zero Config fields.
 const (
-	DefaultIdleTimeout        = 10 * time.Minute
-	DefaultHeaderTimeout      = 10 * time.Minute
-	DefaultMaxRequestBody     = 64 << 20
-	DefaultMaxResponseBody    = 1 << 30
-	DefaultRecordRequestBody  = 1 << 20
-	DefaultRecordResponseBody = 4 << 20
-	DefaultMaxConns           = 16384
+	DefaultIdleTimeout         = 10 * time.Minute
+	DefaultHeaderTimeout       = 10 * time.Minute
+	DefaultMaxRequestBody      = 64 << 20
+	DefaultMaxResponseBody     = 1 << 30
+	DefaultRecordRequestBody   = 1 << 20
+	DefaultRecordResponseBody  = 4 << 20
+	DefaultMaxConns            = 16384
+	DefaultClientHeaderTimeout = 10 * time.Second
+	DefaultClientBodyTimeout   = 5 * time.Minute
+	DefaultMaxMemory           = 768 << 20
+	// DefaultDialTimeout covers three SYN retransmissions (at 1, 3 and
+	// 7 s): a burst of connections that overflows the upstream's accept
+	// queue still connects; fasthttp's 3 s failed 28 of 5,000 here.
+	DefaultDialTimeout = 10 * time.Second
 )
 
 // minHeaderTimeout is the shortest header timeout accepted: below it no
@@ -55,6 +62,31 @@ type Config struct {
 	// body (IdleTimeout does). 0 means DefaultHeaderTimeout; negative
 	// means no limit.
 	HeaderTimeout time.Duration
+	// ClientHeaderTimeout is how long a client connection may take to
+	// send a request's headers, from its opening (or, kept alive, from
+	// its next request's first byte): a slow-header (slowloris) connection
+	// is closed then. 0 means DefaultClientHeaderTimeout.
+	ClientHeaderTimeout time.Duration
+	// ClientBodyTimeout is how long a client may take to send a request
+	// body once its headers are in (408 past it). 0 means
+	// DefaultClientBodyTimeout.
+	ClientBodyTimeout time.Duration
+	// MaxConnsPerClient caps the connections one client address may hold
+	// open (refused with a 503 past it), so one address cannot take every
+	// connection slot. 0 means half of the descriptor limit's slots.
+	MaxConnsPerClient int
+	// MaxMemory is the proxy's memory budget in bytes: request bodies
+	// being read and forwarded, the body copies of the records of open
+	// exchanges, and 32 KiB per open client connection. Past it a request
+	// body waits for room up to 30 s, then gets a 503 (outcome
+	// proxy_overloaded); a new connection gets a 503; a record stops
+	// copying body bytes (its Error says so). 0 means DefaultMaxMemory;
+	// negative means no budget. (The capture writer's queue has its own
+	// bound.)
+	MaxMemory int64
+	// DialTimeout bounds connecting to the upstream (a failure is a 502,
+	// outcome upstream_connect_error). 0 means DefaultDialTimeout.
+	DialTimeout time.Duration
 	// MaxRequestBody is the largest request body accepted (413 above it).
 	// 0 means DefaultMaxRequestBody.
 	MaxRequestBody int
@@ -67,9 +99,14 @@ type Config struct {
 	// negative means store none.
 	RecordRequestBody  int
 	RecordResponseBody int
-	// RecordSecrets keeps Authorization, Proxy-Authorization, Api-Key,
-	// X-Api-Key and Cookie values in records instead of capture.Redacted.
+	// RecordSecrets keeps credentials in records: the values of headers,
+	// query parameters and JSON body keys whose names contain key, token,
+	// secret, auth, password, cookie, signature or credential (any case)
+	// are otherwise recorded as capture.Redacted (redact.go).
 	RecordSecrets bool
+	// KeepHeaders names request headers recorded as they are although
+	// their names look like credentials' (--record-header).
+	KeepHeaders []string
 	// ScrapeInterval, when positive, polls the upstream's /metrics and
 	// stores the server metrics the analysis needs as samples.
 	ScrapeInterval time.Duration
@@ -87,6 +124,15 @@ type Config struct {
 	// idleConns is how long an idle upstream connection is kept (default
 	// 10s); tests shorten it so fasthttp's cleaner goroutine ends quickly.
 	idleConns time.Duration
+	// bodyWait is how long a request body waits for room in the memory
+	// budget (default 30 s); tests shorten it.
+	bodyWait time.Duration
+	// maxChunks caps a record's timeline (default capture.MaxChunks);
+	// tests lower it.
+	maxChunks int
+	// fdCap is how many connections (client and upstream together) may be
+	// open: the descriptor limit less fdReserve. Tests lower it.
+	fdCap int
 }
 
 // upstream is the parsed Config.Upstream.
@@ -114,6 +160,18 @@ func (c Config) Validate() error {
 	}
 	if c.HeaderTimeout > 0 && c.HeaderTimeout < minHeaderTimeout {
 		errs = append(errs, fmt.Errorf("header timeout %v: must be at least %v (negative = none)", c.HeaderTimeout, minHeaderTimeout))
+	}
+	if c.ClientHeaderTimeout < 0 || c.ClientBodyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("client header/body timeouts %v/%v: must be >= 0", c.ClientHeaderTimeout, c.ClientBodyTimeout))
+	}
+	if c.MaxConnsPerClient < 0 {
+		errs = append(errs, fmt.Errorf("max conns per client %d: must be >= 0", c.MaxConnsPerClient))
+	}
+	if c.MaxMemory > 0 && c.MaxMemory < 16<<20 {
+		errs = append(errs, fmt.Errorf("max memory %d bytes: must be at least 16 MiB (negative = no budget)", c.MaxMemory))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, fmt.Errorf("dial timeout %v: must be >= 0", c.DialTimeout))
 	}
 	if c.MaxRequestBody < 0 {
 		errs = append(errs, fmt.Errorf("max request body %d: must be >= 0", c.MaxRequestBody))
@@ -147,6 +205,27 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeaderTimeout == 0 {
 		c.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.ClientHeaderTimeout == 0 {
+		c.ClientHeaderTimeout = DefaultClientHeaderTimeout
+	}
+	if c.ClientBodyTimeout == 0 {
+		c.ClientBodyTimeout = DefaultClientBodyTimeout
+	}
+	if c.MaxMemory == 0 {
+		c.MaxMemory = DefaultMaxMemory
+	}
+	if c.bodyWait == 0 {
+		c.bodyWait = 30 * time.Second
+	}
+	if c.fdCap == 0 {
+		c.fdCap = fdCapacity()
+	}
+	if c.MaxConnsPerClient == 0 {
+		c.MaxConnsPerClient = max(c.fdCap/2, 1)
 	}
 	if c.MaxRequestBody == 0 {
 		c.MaxRequestBody = DefaultMaxRequestBody

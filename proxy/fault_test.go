@@ -106,12 +106,12 @@ func TestUpstreamRefused(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "unreachable") {
-		t.Errorf("status %d body %q; want 502 saying unreachable", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "cannot connect") {
+		t.Errorf("status %d body %q; want 502 saying it cannot connect", resp.StatusCode, body)
 	}
 	rec := sink.wait(t, 1)[0]
-	if rec.Outcome != capture.OutcomeUpstreamUnreachable || rec.Status != 0 || rec.Error == "" || string(rec.RequestBody) != `{"prompt":"x"}` {
-		t.Errorf("record %+v; want upstream_unreachable, status 0, an error and the request body", rec)
+	if rec.Outcome != capture.OutcomeUpstreamConnect || rec.Status != 0 || rec.Error == "" || string(rec.RequestBody) != `{"prompt":"x"}` {
+		t.Errorf("record %+v; want upstream_connect_error, status 0, an error and the request body", rec)
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -33,7 +34,7 @@ func (p *Proxy) readRequest(req *fasthttp.Request, rec *capture.Record) {
 			continue
 		}
 		val := string(v)
-		if !p.cfg.RecordSecrets && isSecret(k) {
+		if !p.cfg.RecordSecrets && p.isSecretHeader(k) {
 			val = capture.Redacted
 		}
 		rec.RequestHeaders = append(rec.RequestHeaders, capture.Header{Name: string(k), Value: val})
@@ -41,49 +42,30 @@ func (p *Proxy) readRequest(req *fasthttp.Request, rec *capture.Record) {
 	for _, k := range vb {
 		req.Header.Del(k)
 	}
-	body := req.Body()
-	rec.RequestSize = int64(len(body))
-	if n := min(len(body), p.cfg.RecordRequestBody); n > 0 {
-		rec.RequestBody = append(rec.RequestBody[:0], body[:n]...)
-	}
 }
 
-// secretParams are query parameters whose values are credentials (API
-// keys passed in the URL, e.g. ?key= or ?api-key=, OAuth tokens, SAS
-// signatures); lower case.
-var secretParams = []string{"key", "api-key", "api_key", "apikey", "access_token", "token", "auth", "sig", "signature", "password"}
-
-// redactQuery replaces the values of secret query parameters in a request
-// URI with capture.Redacted; anything else stays byte-identical. (The
-// request is forwarded unchanged; only the record is redacted.)
-func redactQuery(uri string) string {
-	q := strings.IndexByte(uri, '?')
-	if q < 0 {
-		return uri
+// recordBody copies the request body (read by readBody) into the record,
+// up to Config.RecordRequestBody and as far as the memory budget has room;
+// it returns the bytes reserved for the copy.
+func (p *Proxy) recordBody(req *fasthttp.Request, rec *capture.Record) (held int64) {
+	body := req.Body()
+	rec.RequestSize = int64(len(body))
+	n := min(len(body), p.cfg.RecordRequestBody)
+	if n <= 0 {
+		return 0
 	}
-	var b strings.Builder
-	b.WriteString(uri[:q+1])
-	for i, part := range strings.Split(uri[q+1:], "&") {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		name, _, hasValue := strings.Cut(part, "=")
-		secret := false
-		for _, s := range secretParams {
-			if strings.EqualFold(name, s) {
-				secret = true
-				break
-			}
-		}
-		if secret && hasValue {
-			b.WriteString(name)
-			b.WriteByte('=')
-			b.WriteString(capture.Redacted)
-			continue
-		}
-		b.WriteString(part)
+	if !p.mem.try(int64(n)) {
+		p.mem.skipped.Add(int64(n))
+		rec.Error = fmt.Sprintf("request body not recorded: no room in the proxy's memory budget (--max-memory %d bytes)", p.mem.max)
+		return 0
 	}
-	return b.String()
+	rec.RequestBody = append(rec.RequestBody[:0], body[:n]...)
+	if !p.cfg.RecordSecrets {
+		if r := redactJSON(rec.RequestBody); len(r) != len(rec.RequestBody) || &r[0] != &rec.RequestBody[0] {
+			rec.RequestBody = append(rec.RequestBody[:0], r...)
+		}
+	}
+	return int64(n)
 }
 
 // setTag parses one X-VB-* header (name without the prefix, lower case).
@@ -131,20 +113,6 @@ func setTag(t *capture.Tags, name, v string) {
 	}
 }
 
-var secretHeaders = [][]byte{
-	[]byte("Authorization"), []byte("Proxy-Authorization"), []byte("Api-Key"),
-	[]byte("X-Api-Key"), []byte("Cookie"), []byte("Set-Cookie"),
-}
-
-func isSecret(name []byte) bool {
-	for _, s := range secretHeaders {
-		if bytes.EqualFold(name, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // hop-by-hop headers (RFC 9110 7.6.1) are meant for one connection only.
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
@@ -169,18 +137,30 @@ func (p *Proxy) prepareUpstreamRequest(req *fasthttp.Request) {
 	req.UseHostHeader = true
 }
 
-// stripResponseHopHeaders removes hop-by-hop headers from the response to
-// the client; fasthttp writes its own framing.
-func stripResponseHopHeaders(h *fasthttp.ResponseHeader) {
-	if conn := h.Peek("Connection"); len(conn) > 0 {
-		for _, f := range strings.Split(string(conn), ",") {
-			if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, "close") && !strings.EqualFold(f, "keep-alive") {
-				h.Del(f)
-			}
+// connectionTokens returns the header names a Connection header lists
+// (other than close and keep-alive): hop-by-hop too (RFC 9110 7.6.1).
+func connectionTokens(conn []byte) []string {
+	var out []string
+	for _, f := range strings.Split(string(conn), ",") {
+		if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, "close") && !strings.EqualFold(f, "keep-alive") {
+			out = append(out, f)
 		}
 	}
-	for _, name := range hopHeaders {
-		h.Del(name)
+	return out
+}
+
+// isHop reports whether name is a hop-by-hop header.
+func isHop(name []byte) bool {
+	for _, h := range hopHeaders {
+		if strings.EqualFold(h, string(name)) {
+			return true
+		}
 	}
-	h.ResetConnectionClose()
+	return false
+}
+
+// isFraming reports whether name frames a message body (the proxy's own
+// connection decides it).
+func isFraming(name []byte) bool {
+	return bytes.EqualFold(name, []byte("Content-Length")) || bytes.EqualFold(name, []byte("Transfer-Encoding")) || bytes.EqualFold(name, []byte("Trailer"))
 }

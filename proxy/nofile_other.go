@@ -2,5 +2,5 @@
 
 package proxy
 
-// maxStreams: no descriptor limit to respect on this system.
-func maxStreams() int { return 1 << 20 }
+// fdCapacity: no descriptor limit to respect on this system.
+func fdCapacity() int { return 1 << 21 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,10 @@ type Proxy struct {
 	hc   *fasthttp.HostClient
 
 	conns           connTable   // open upstream connections (see upconn.go)
+	adm             admission   // open client connections (listener.go)
+	mem             *budget     // memory budget (memory.go)
+	fdCap           int         // client + upstream connections allowed
+	maxChunks       int         // timeline entries per record
 	deadlineMissing atomic.Bool // a header deadline could not be cleared
 
 	t0     time.Time // process clock anchor: Unix ns = t0Unix + monotonic since t0
@@ -77,7 +83,8 @@ type counters struct {
 var outcomeNames = [...]capture.Outcome{
 	capture.OutcomeOK, capture.OutcomeClientAborted, capture.OutcomeUpstreamError,
 	capture.OutcomeUpstreamUnreachable, capture.OutcomeIdleTimeout, capture.OutcomeTooLarge,
-	capture.OutcomeShutdown, capture.OutcomeUpstreamHeaderTimeout,
+	capture.OutcomeShutdown, capture.OutcomeUpstreamHeaderTimeout, capture.OutcomeUpstreamConnect,
+	capture.OutcomeOverloaded,
 }
 
 const numOutcomes = len(outcomeNames)
@@ -100,13 +107,19 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 	up, _ := parseUpstream(cfg.Upstream)
 	now := time.Now()
 	p := &Proxy{
-		cfg:     cfg,
-		up:      up,
-		sink:    sink,
-		log:     cfg.Logger,
-		t0:      now,
-		t0Unix:  now.UnixNano(),
-		streams: make(map[*stream]struct{}),
+		cfg:       cfg,
+		up:        up,
+		sink:      sink,
+		log:       cfg.Logger,
+		t0:        now,
+		t0Unix:    now.UnixNano(),
+		streams:   make(map[*stream]struct{}),
+		mem:       newBudget(cfg.MaxMemory),
+		fdCap:     cfg.fdCap,
+		maxChunks: capture.MaxChunks,
+	}
+	if cfg.maxChunks > 0 {
+		p.maxChunks = cfg.maxChunks
 	}
 	// 4 s: below the 5-s keep-alive timeout of uvicorn (vLLM's and
 	// transformers serve's HTTP server), so a pooled connection is rarely
@@ -141,20 +154,32 @@ func New(cfg Config, sink Sink) (*Proxy, error) {
 		MaxIdemponentCallAttempts: maxStaleRetries + 1,
 	}
 	p.srv = &fasthttp.Server{
-		Handler:                      p.handle,
-		ErrorHandler:                 p.handleError,
-		Name:                         "vbproxy",
+		Handler:      p.handle,
+		ErrorHandler: p.handleError,
+		// No Name: with one, fasthttp adds "Server: NAME" to every
+		// response without a Server header, NoDefaultServerHeader or not.
 		NoDefaultServerHeader:        true,
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		MaxRequestBodySize:           cfg.MaxRequestBody,
-		ReadBufferSize:               8 << 10, // request headers
-		WriteBufferSize:              4 << 10, // flushed per chunk; bigger writes bypass it
-		ReadTimeout:                  5 * time.Minute,
-		IdleTimeout:                  2 * time.Minute,
+		// The handler reads request bodies itself, into memory reserved
+		// from the budget (readBody); fasthttp would buffer each whole
+		// body first, whatever the memory in use.
+		StreamRequestBody: true,
+		HeaderReceived:    p.headerReceived,
+		ReadBufferSize:    8 << 10, // request headers
+		WriteBufferSize:   4 << 10, // flushed per chunk; bigger writes bypass it
+		// ReadTimeout is the header deadline: a connection gets this long
+		// from its opening (or, kept alive, from its next request's first
+		// byte) to send its request headers, however slowly it trickles
+		// them (slowloris). headerReceived then allows the body its own.
+		ReadTimeout: cfg.ClientHeaderTimeout,
+		IdleTimeout: 2 * time.Minute,
 		// WriteTimeout stays 0: it would cover the whole streamed body.
-		Concurrency:           maxStreams(), // 503 past it, instead of running out of descriptors
+		// The listener admits connections (listener.go); Concurrency only
+		// sizes fasthttp's worker pool.
+		Concurrency:           p.fdCap,
 		MaxIdleWorkerDuration: time.Second,
 		CloseOnShutdown:       true,
 		ReduceMemoryUsage:     false,
@@ -194,7 +219,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		go p.scrapeLoop(p.scrapeStop, p.scrapeDone)
 	}
 	p.mu.Unlock()
-	err := p.srv.Serve(oln)
+	err := p.srv.Serve(&limitListener{Listener: oln, p: p})
 	p.mu.Lock()
 	closing := p.closing
 	p.mu.Unlock()
@@ -301,12 +326,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		p.admin(ctx)
 		return
 	}
-	start := time.Now()
 	p.c.inFlight.Add(1)
 	p.c.requests.Add(1)
 	rec := &capture.Record{
 		Labels:           p.cfg.Labels,
-		Received:         p.unix(start),
 		PromptTokens:     -1,
 		CompletionTokens: -1,
 	}
@@ -315,6 +338,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	}
 	req := &ctx.Request
 	p.readRequest(req, rec)
+	held, ok := p.readBody(ctx, rec)
+	start := time.Now()
+	rec.Received = p.unix(start)
+	if !ok {
+		p.finish(rec, 0)
+		return
+	}
+	recHeld := p.recordBody(req, rec)
 	p.prepareUpstreamRequest(req)
 
 	resp := fasthttp.AcquireResponse()
@@ -325,11 +356,33 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	} else {
 		err = p.hc.Do(req, resp)
 	}
+	// The request is sent (or failed): its body's memory goes back.
+	req.ResetBody()
+	p.mem.release(held)
+	if errors.Is(err, errNoDescriptor) {
+		fasthttp.ReleaseResponse(resp)
+		p.overloaded(ctx, rec, "no file descriptor left for an upstream connection")
+		rec.End = int64(time.Since(start))
+		p.finish(rec, recHeld)
+		return
+	}
+	var ce *connectError
+	if err != nil && errors.As(err, &ce) {
+		fasthttp.ReleaseResponse(resp)
+		rec.Outcome = capture.OutcomeUpstreamConnect
+		rec.Error = fmt.Sprintf("connect to the upstream %s: %v", p.up.url, ce.err)
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.Response.SetStatusCode(fasthttp.StatusBadGateway)
+		ctx.Response.SetBodyString("vbproxy: cannot connect to the upstream " + p.up.url + ": " + ce.err.Error() + " (--dial-timeout " + p.cfg.DialTimeout.String() + ")\n")
+		rec.End = int64(time.Since(start))
+		p.finish(rec, recHeld)
+		return
+	}
 	if err != nil && p.cfg.HeaderTimeout > 0 && isTimeout(err) {
 		fasthttp.ReleaseResponse(resp)
 		p.headerTimeout(ctx, rec, err)
 		rec.End = int64(time.Since(start))
-		p.finish(rec)
+		p.finish(rec, recHeld)
 		return
 	}
 	if err != nil {
@@ -340,18 +393,22 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetStatusCode(fasthttp.StatusBadGateway)
 		ctx.Response.SetBodyString("vbproxy: upstream " + p.up.url + " unreachable: " + err.Error() + "\n")
 		rec.End = int64(time.Since(start))
-		p.finish(rec)
+		p.finish(rec, recHeld)
 		return
 	}
 	rec.Headers = int64(time.Since(start))
 	rec.Status = resp.StatusCode()
 	rec.ContentType = string(resp.Header.ContentType())
 
-	resp.Header.CopyTo(&ctx.Response.Header)
-	stripResponseHopHeaders(&ctx.Response.Header)
+	if err := copyResponseHeader(&ctx.Response.Header, &resp.Header); err != nil {
+		// Cannot happen with headers fasthttp parsed; say so if it does.
+		p.log.Warn("proxy: cannot copy the upstream's response headers", "err", err)
+		ctx.Response.SetStatusCode(resp.StatusCode())
+	}
 	ctx.Response.ImmediateHeaderFlush = true
 
 	s := p.newStream(rec, resp, start)
+	s.held = recHeld
 	body := resp.BodyStream()
 	if body != nil && p.cfg.HeaderTimeout > 0 && !p.conns.clearReadDeadline(resp.LocalAddr(), resp.RemoteAddr()) {
 		// Cannot happen with the proxy's own dialer; if it does, the header
@@ -371,8 +428,49 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	cl := resp.Header.ContentLength()
 	if cl < 0 {
 		cl = -1
+		if !ctx.Request.Header.IsHTTP11() {
+			p.streamHTTP10(ctx, s)
+			return
+		}
 	}
 	ctx.SetBodyStream(s, cl)
+}
+
+// streamHTTP10 answers an HTTP/1.0 client a body of unknown length the
+// HTTP/1.0 way (RFC 9112 6.1 and 6.3: no Transfer-Encoding for a request
+// that does not say HTTP/1.1; the body ends when the connection closes).
+// fasthttp's server would chunk it, so the connection is taken over: the
+// head, then each upstream read written as it comes, then close.
+func (p *Proxy) streamHTTP10(ctx *fasthttp.RequestCtx, s *stream) {
+	h := &ctx.Response.Header
+	h.SetContentLength(-2) // no length framing
+	h.Del("Transfer-Encoding")
+	h.SetConnectionClose()
+	head := append([]byte(nil), h.Header()...)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		var werr error
+		if _, err := c.Write(head); err != nil {
+			werr = err
+		}
+		buf := make([]byte, 32<<10)
+		for werr == nil {
+			n, err := s.Read(buf)
+			if n > 0 {
+				if _, err := c.Write(buf[:n]); err != nil {
+					werr = err
+					break
+				}
+			}
+			if err != nil {
+				if err != io.EOF {
+					werr = err
+				}
+				break
+			}
+		}
+		s.CloseWithError(werr)
+	})
 }
 
 var errNoBody = errors.New("no body")
@@ -412,29 +510,141 @@ type apiErrorBody struct {
 	Code    int    `json:"code"`
 }
 
-// handleError answers requests fasthttp could not read; an oversize body
-// is recorded as too_large.
-func (p *Proxy) handleError(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		now := time.Now()
-		p.c.inFlight.Add(1)
-		p.c.requests.Add(1)
-		rec := &capture.Record{
-			Labels:           p.cfg.Labels,
-			Received:         p.unix(now),
-			Status:           fasthttp.StatusRequestEntityTooLarge,
-			Outcome:          capture.OutcomeTooLarge,
-			Error:            fmt.Sprintf("request body over the proxy's limit of %d bytes (--max-body)", p.cfg.MaxRequestBody),
-			PromptTokens:     -1,
-			CompletionTokens: -1,
-		}
-		p.readRequest(&ctx.Request, rec)
-		rec.RequestSize = int64(ctx.Request.Header.ContentLength())
-		p.finish(rec)
-		ctx.Response.SetStatusCode(fasthttp.StatusRequestEntityTooLarge)
-		ctx.Response.SetBodyString("vbproxy: " + rec.Error + "\n")
-		return
+// errNoDescriptor: a new upstream connection would pass the descriptor
+// limit (dial refuses it; a pooled connection needs none).
+var errNoDescriptor = errors.New("no file descriptor left")
+
+// bodyStep is how much budget a body of unknown length (chunked) reserves
+// at a time.
+const bodyStep = 64 << 10
+
+// readBody reads the request body (fasthttp streams it to the handler,
+// Server.StreamRequestBody) into memory reserved from the budget, and sets
+// it as the request's body. held is the reservation, to release once the
+// request is sent. When ok is false the client has its answer (413 for a
+// body over --max-body, 503 when the memory budget has no room, 400/408
+// for a body that does not arrive) and rec says why.
+func (p *Proxy) readBody(ctx *fasthttp.RequestCtx, rec *capture.Record) (held int64, ok bool) {
+	req := &ctx.Request
+	stream := req.BodyStream()
+	cl := req.Header.ContentLength()
+	limit := int64(p.cfg.MaxRequestBody)
+	if stream == nil || cl == 0 || cl == -2 {
+		req.SetBodyRaw(nil)
+		return 0, true
 	}
+	fail := func(status int, outcome capture.Outcome, msg string) (int64, bool) {
+		p.mem.release(held)
+		held = 0
+		rec.Status, rec.Outcome, rec.Error = status, outcome, msg
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.Response.SetStatusCode(status)
+		ctx.Response.SetBodyString("vbproxy: " + msg + "\n")
+		// Read what is left of a body within --max-body (without keeping
+		// it), so the client, still sending, gets this answer rather than
+		// a reset; a longer body, or one that stalls, closes the
+		// connection.
+		if outcome == capture.OutcomeTooLarge && rec.RequestSize > limit || !drain(ctx, stream, limit) {
+			ctx.SetConnectionClose()
+		}
+		req.ResetBody()
+		return 0, false
+	}
+	tooLarge := func(size int64) (int64, bool) {
+		rec.RequestSize = size
+		return fail(fasthttp.StatusRequestEntityTooLarge, capture.OutcomeTooLarge, fmt.Sprintf("request body over the proxy's limit of %d bytes (--max-body)", limit))
+	}
+	if cl > 0 && int64(cl) > limit {
+		return tooLarge(int64(cl))
+	}
+	want := int64(bodyStep)
+	if cl > 0 {
+		want = int64(cl)
+	}
+	if p.mem.max > 0 && want > p.mem.max {
+		rec.RequestSize = want
+		return fail(fasthttp.StatusRequestEntityTooLarge, capture.OutcomeTooLarge, fmt.Sprintf("a %d-byte request body is larger than the proxy's whole memory budget (--max-memory %d bytes)", want, p.mem.max))
+	}
+	if !p.mem.wait(want, p.cfg.bodyWait) {
+		p.mem.refused.Add(1)
+		rec.RequestSize = max(int64(cl), 0)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return fail(fasthttp.StatusServiceUnavailable, capture.OutcomeOverloaded, fmt.Sprintf("no room for a %d-byte request body in the proxy's memory budget (--max-memory %d bytes) within %v", want, p.mem.max, p.cfg.bodyWait))
+	}
+	held = want
+	buf := make([]byte, 0, want)
+	for {
+		if int64(len(buf)) == held && cl < 0 { // chunked: reserve the next step
+			if !p.mem.wait(bodyStep, p.cfg.bodyWait) {
+				p.mem.refused.Add(1)
+				rec.RequestSize = int64(len(buf))
+				ctx.Response.Header.Set("Retry-After", "1")
+				return fail(fasthttp.StatusServiceUnavailable, capture.OutcomeOverloaded, fmt.Sprintf("no room for more of a chunked request body (%d bytes so far) in the proxy's memory budget (--max-memory %d bytes) within %v", len(buf), p.mem.max, p.cfg.bodyWait))
+			}
+			held += bodyStep
+			buf = slices.Grow(buf, bodyStep)
+		}
+		n, err := stream.Read(buf[len(buf):min(int64(cap(buf)), held)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return tooLarge(int64(len(buf)))
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				rec.RequestSize = int64(len(buf))
+				return fail(fasthttp.StatusRequestTimeout, capture.OutcomeClientAborted, fmt.Sprintf("request body not received within %v (--client-body-timeout): %d bytes read", p.cfg.ClientBodyTimeout, len(buf)))
+			}
+			rec.RequestSize = int64(len(buf))
+			return fail(fasthttp.StatusBadRequest, capture.OutcomeClientAborted, fmt.Sprintf("reading the request body: %v (%d bytes read)", err, len(buf)))
+		}
+		if cl > 0 && len(buf) == cl {
+			// Read to the end, so the connection is ready for the next
+			// request.
+			if _, err := stream.Read(make([]byte, 1)); err != nil && err != io.EOF {
+				break
+			}
+			break
+		}
+	}
+	req.SetBodyRaw(buf)
+	return held, true
+}
+
+// drainWait bounds how long a refused request's body is read and dropped.
+const drainWait = 2 * time.Second
+
+// drain reads and drops the rest of a request body, up to limit bytes and
+// drainWait; it reports whether the body ended.
+func drain(ctx *fasthttp.RequestCtx, stream io.Reader, limit int64) bool {
+	if ctx.SetReadDeadline(time.Now().Add(drainWait)) != nil {
+		return false
+	}
+	_, err := io.CopyN(io.Discard, stream, limit+1)
+	return err == io.EOF
+}
+
+// overloaded answers a request the proxy has no room for with a 503.
+func (p *Proxy) overloaded(ctx *fasthttp.RequestCtx, rec *capture.Record, why string) {
+	rec.Status, rec.Outcome, rec.Error = fasthttp.StatusServiceUnavailable, capture.OutcomeOverloaded, why
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.Header.Set("Retry-After", "1")
+	ctx.Response.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	ctx.Response.SetBodyString("vbproxy: " + why + "\n")
+}
+
+// headerReceived is fasthttp's hook once a request's headers are read:
+// from then on the client has Config.ClientBodyTimeout to send the body
+// (Server.ReadTimeout, the header deadline, covered the headers).
+func (p *Proxy) headerReceived(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+	return fasthttp.RequestConfig{ReadTimeout: p.cfg.ClientBodyTimeout, MaxRequestBodySize: p.cfg.MaxRequestBody}
+}
+
+// handleError answers requests fasthttp could not read.
+func (p *Proxy) handleError(ctx *fasthttp.RequestCtx, err error) {
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {
 		ctx.Response.SetStatusCode(fasthttp.StatusRequestTimeout)
@@ -445,8 +655,10 @@ func (p *Proxy) handleError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.SetBodyString("vbproxy: cannot parse the request: " + err.Error() + "\n")
 }
 
-// finish hands a finished record to the sink.
-func (p *Proxy) finish(rec *capture.Record) {
+// finish hands a finished record to the sink and gives back the memory
+// its buffers held in the budget.
+func (p *Proxy) finish(rec *capture.Record, held int64) {
+	p.mem.release(held)
 	p.c.outcomes[outcomeIndex(rec.Outcome)].Add(1)
 	p.c.completed.Add(1)
 	p.c.inFlight.Add(-1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,15 @@ type stream struct {
 	// dec decodes the response (the one OpenAI decoder the replayer and
 	// the analysis use too): each read's SSE events, content and tokens.
 	dec openai.Decoder
+
+	// held is what the record's buffers hold in the memory budget, credit
+	// the part of it not used yet (reserved in steps, so a chunk rarely
+	// touches the budget's lock); bodyCut is set once the budget had no
+	// room for more body bytes, merged counts reads folded into the last
+	// timeline entry past capture.MaxChunks.
+	held, credit int64
+	bodyCut      bool
+	merged       int
 
 	// Shared with the idle watchdog and Shutdown.
 	last   atomic.Int64 // monotonic ns since start of the last read
@@ -91,6 +101,24 @@ func (s *stream) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// creditStep is how much budget a stream reserves at a time.
+const creditStep = 64 << 10
+
+// reserve takes n bytes from the stream's credit, topping it up from the
+// memory budget; false when the budget has no room.
+func (s *stream) reserve(n int64) bool {
+	if s.credit < n {
+		step := max(n-s.credit, creditStep)
+		if !s.p.mem.try(step) {
+			return false
+		}
+		s.credit += step
+		s.held += step
+	}
+	s.credit -= n
+	return true
+}
+
 // note records one chunk. It allocates only when the record's timeline or
 // body buffer grows.
 func (s *stream) note(b []byte, at int64) {
@@ -101,9 +129,31 @@ func (s *stream) note(b []byte, at int64) {
 		d := s.dec.Read(time.Duration(at), b)
 		c.Events, c.Content, c.Tokens, c.Usage = d.Events, d.Content, d.Tokens, d.Usage
 	}
-	s.rec.Chunks = append(s.rec.Chunks, c)
-	if room := s.p.cfg.RecordResponseBody - len(s.rec.ResponseBody); room > 0 {
-		s.rec.ResponseBody = append(s.rec.ResponseBody, b[:min(room, len(b))]...)
+	if len(s.rec.Chunks) < s.p.maxChunks {
+		s.rec.Chunks = append(s.rec.Chunks, c)
+	} else {
+		// A record must read back (capture.MaxChunks): later reads join
+		// the last entry, which keeps the sizes, events and tokens.
+		l := &s.rec.Chunks[len(s.rec.Chunks)-1]
+		l.At, l.Size = at, int32(min(int64(l.Size)+int64(len(b)), math.MaxInt32))
+		l.Events = int16(min(int(l.Events)+int(c.Events), math.MaxInt16))
+		l.Content = int16(min(int(l.Content)+int(c.Content), math.MaxInt16))
+		if c.Tokens >= 0 {
+			l.Tokens = max(l.Tokens, 0) + c.Tokens
+		}
+		if c.Usage >= 0 {
+			l.Usage = c.Usage
+		}
+		s.merged++
+	}
+	if room := s.p.cfg.RecordResponseBody - len(s.rec.ResponseBody); room > 0 && !s.bodyCut {
+		k := min(room, len(b))
+		if s.reserve(int64(k)) {
+			s.rec.ResponseBody = append(s.rec.ResponseBody, b[:k]...)
+		} else {
+			s.bodyCut = true
+			s.p.mem.skipped.Add(int64(k))
+		}
 	}
 }
 
@@ -193,6 +243,12 @@ func (s *stream) CloseWithError(werr error) error {
 	if n := s.dec.BadEvents(); n > 0 && rec.Error == "" {
 		rec.Error = fmt.Sprintf("%d SSE events were not valid JSON", n)
 	}
+	if s.bodyCut && rec.Error == "" {
+		rec.Error = fmt.Sprintf("response body recorded up to %d bytes only: the proxy's memory budget (--max-memory %d bytes) was full", len(rec.ResponseBody), s.p.mem.max)
+	}
+	if s.merged > 0 && rec.Error == "" {
+		rec.Error = fmt.Sprintf("%d reads past the timeline's %d entries were merged into the last entry", s.merged, s.p.maxChunks)
+	}
 	if n := s.dec.Oversize(); n > 0 && rec.Error == "" {
 		rec.Error = fmt.Sprintf("%d SSE events exceeded %d bytes and were not parsed", n, sse.DefaultMaxEventSize)
 	}
@@ -208,6 +264,6 @@ func (s *stream) CloseWithError(werr error) error {
 	}
 	fasthttp.ReleaseResponse(s.resp)
 	s.resp, s.body = nil, nil
-	s.p.finish(rec)
+	s.p.finish(rec, s.held)
 	return nil
 }

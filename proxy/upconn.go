@@ -1,8 +1,15 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,18 +116,75 @@ func (t *connTable) clearReadDeadline(local, remote net.Addr) bool {
 	return c.Conn.SetReadDeadline(time.Time{}) == nil
 }
 
+// connectError wraps a failure to connect to the upstream (refused,
+// unreachable, timed out), so the handler can tell it from a failure of
+// an established connection: its own outcome, a 502.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
 // dial connects to the upstream for fasthttp. timeout is what is left of
 // the request's header timeout (0 without one); the connect itself is
-// bounded by fasthttp's DefaultDialTimeout as it was before the header
-// timeout existed, so a long header timeout does not make a dead host's
-// connect wait longer.
+// bounded by Config.DialTimeout, so a long header timeout does not make a
+// dead host's connect wait longer.
 func (p *Proxy) dial(addr string, timeout time.Duration) (net.Conn, error) {
-	if timeout <= 0 || timeout > fasthttp.DefaultDialTimeout {
-		timeout = fasthttp.DefaultDialTimeout
+	if !p.upstreamRoom() {
+		return nil, errNoDescriptor
+	}
+	if timeout <= 0 || timeout > p.cfg.DialTimeout {
+		timeout = p.cfg.DialTimeout
 	}
 	nc, err := fasthttp.DialTimeout(addr, timeout)
 	if err != nil {
-		return nil, err
+		var ne net.Error
+		if errors.Is(err, fasthttp.ErrDialTimeout) || errors.As(err, &ne) && ne.Timeout() {
+			err = fmt.Errorf("no connection within %v: %w", timeout, err)
+		}
+		return nil, &connectError{err}
 	}
 	return p.conns.add(nc), nil
+}
+
+// copyResponseHeader copies the upstream's response head to the client's:
+// status, and every header as it came (Date and Server included: the
+// proxy adds neither), except the hop-by-hop ones and the framing
+// (Content-Length, Transfer-Encoding, Trailer), which fasthttp writes for
+// the client's connection. It goes through fasthttp's header parser: the
+// setters drop Date ("managed automatically"), and ResponseHeader.CopyTo
+// also copies the client side's default-Date flag, so the proxy used to
+// replace the upstream's Date with its own. Parsing keeps the flag the
+// server set (NoDefaultDate) and stores Date like any header.
+func copyResponseHeader(dst, src *fasthttp.ResponseHeader) error {
+	b := make([]byte, 0, 512)
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(src.StatusCode()), 10)
+	b = append(b, ' ')
+	if m := src.StatusMessage(); len(m) > 0 {
+		b = append(b, m...)
+	} else {
+		b = append(b, fasthttp.StatusMessage(src.StatusCode())...)
+	}
+	b = append(b, "\r\n"...)
+	drop := connectionTokens(src.Peek("Connection"))
+	for k, v := range src.All() {
+		if isFraming(k) || isHop(k) || slices.ContainsFunc(drop, func(d string) bool { return strings.EqualFold(d, string(k)) }) {
+			continue
+		}
+		b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
+	}
+	// Framing as the upstream's, so the parser neither invents an
+	// identity body nor marks the client's connection to close; fasthttp
+	// then frames the body for the client (SetBodyStream, SetBodyRaw).
+	if cl := src.ContentLength(); cl >= 0 {
+		b = append(strconv.AppendInt(append(b, "Content-Length: "...), int64(cl), 10), "\r\n"...)
+	} else {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	if err := dst.Read(bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)); err != nil {
+		return err
+	}
+	dst.ResetConnectionClose() // hop-by-hop: the upstream's connection, not the client's
+	return nil
 }

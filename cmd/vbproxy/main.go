@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,6 +58,13 @@ type config struct {
 	FlushInterval time.Duration     `json:"flush_interval_ns"`
 	SyncInterval  time.Duration     `json:"sync_interval_ns"`
 	QueueSize     int               `json:"queue_size"`
+	DialTimeout   time.Duration     `json:"dial_timeout_ns"`
+	ClientHeader  time.Duration     `json:"client_header_timeout_ns"`
+	ClientBody    time.Duration     `json:"client_body_timeout_ns"`
+	PerClient     int               `json:"max_conns_per_client"`
+	MaxMemory     int64             `json:"max_memory"`
+	DiskReserve   int64             `json:"disk_reserve"`
+	KeepHeaders   []string          `json:"record_header,omitempty"`
 }
 
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,7 +80,14 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxResp := fs.String("max-response-body", "1GiB", "largest response body forwarded; longer ones are cut (0 = no limit)")
 	recReq := fs.String("record-request-body", "1MiB", "request body bytes stored per record (0 = none)")
 	recResp := fs.String("record-response-body", "4MiB", "raw response bytes stored per record (0 = none)")
-	fs.BoolVar(&c.RecordSecrets, "record-secrets", false, "store Authorization, Api-Key, X-Api-Key and Cookie values instead of [REDACTED]")
+	fs.BoolVar(&c.RecordSecrets, "record-secrets", false, "store credentials instead of [REDACTED]: values of headers, query parameters and JSON body keys whose names contain key, token, secret, auth, password, cookie, signature or credential (any case)")
+	fs.StringSliceVar(&c.KeepHeaders, "record-header", nil, "record this request header as it is although its name looks like a credential's (repeatable or comma-separated)")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "longest wait to connect to the upstream; past it (or refused) the client gets a 502 and the record says upstream_connect_error")
+	fs.DurationVar(&c.ClientHeader, "client-header-timeout", proxy.DefaultClientHeaderTimeout, "a client connection must send its request headers within this (slow-header clients are closed)")
+	fs.DurationVar(&c.ClientBody, "client-body-timeout", proxy.DefaultClientBodyTimeout, "a client must send its request body within this once its headers are in (408 past it)")
+	fs.IntVar(&c.PerClient, "max-conns-per-client", 0, "most connections one client address may hold open; 503 past it (0 = half of what the descriptor limit allows)")
+	maxMem := fs.String("max-memory", "1GiB", "memory budget: request bodies, record copies and connection buffers of open exchanges (3/4) and the capture queue (1/4); past it bodies wait then get a 503, connections get a 503, records stop copying body bytes (0 = no budget)")
+	diskReserve := fs.String("disk-reserve", "64MiB", "free space the capture keeps on its file system; below it records are counted as lost, not written (Badger writes through memory maps: a full disk would crash the proxy)")
 	fs.DurationVar(&c.Scrape, "scrape-interval", time.Second, "poll the upstream's /metrics this often and store running/waiting/KV-cache/preemption samples (at least 10ms; 0 = never, e.g. in front of a remote API)")
 	fs.DurationVar(&c.Scrape, "scrape-metrics", time.Second, "old name of --scrape-interval")
 	_ = fs.MarkDeprecated("scrape-metrics", "use --scrape-interval")
@@ -126,7 +141,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		v    string
 		dst  *int64
 	}{{"max-body", *maxBody, &c.MaxBody}, {"max-response-body", *maxResp, &c.MaxResponse},
-		{"record-request-body", *recReq, &c.RecordReq}, {"record-response-body", *recResp, &c.RecordResp}} {
+		{"record-request-body", *recReq, &c.RecordReq}, {"record-response-body", *recResp, &c.RecordResp},
+		{"max-memory", *maxMem, &c.MaxMemory}, {"disk-reserve", *diskReserve, &c.DiskReserve}} {
 		n, err := parseSize(s.v)
 		if err != nil {
 			errs = append(errs, cli.Usagef("--%s %q: %v", s.flag, s.v, err))
@@ -141,18 +157,40 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		errs = append(errs, cli.Usagef("--log-level %q: want debug, info, warn or error", *logLevel))
 	}
 	pcfg := proxy.Config{
-		Upstream:           c.Upstream,
-		Labels:             c.Labels,
-		IdleTimeout:        c.IdleTimeout,
-		HeaderTimeout:      c.HeaderTimeout,
-		MaxRequestBody:     int(c.MaxBody),
-		MaxResponseBody:    orNegative(c.MaxResponse),
-		RecordRequestBody:  int(orNegative(c.RecordReq)),
-		RecordResponseBody: int(orNegative(c.RecordResp)),
-		RecordSecrets:      c.RecordSecrets,
-		ScrapeInterval:     c.Scrape,
-		ScrapeMetrics:      c.ScrapeMetrics,
-		MaxConns:           c.MaxConns,
+		Upstream:            c.Upstream,
+		Labels:              c.Labels,
+		IdleTimeout:         c.IdleTimeout,
+		HeaderTimeout:       c.HeaderTimeout,
+		MaxRequestBody:      int(c.MaxBody),
+		MaxResponseBody:     orNegative(c.MaxResponse),
+		RecordRequestBody:   int(orNegative(c.RecordReq)),
+		RecordResponseBody:  int(orNegative(c.RecordResp)),
+		RecordSecrets:       c.RecordSecrets,
+		ScrapeInterval:      c.Scrape,
+		ScrapeMetrics:       c.ScrapeMetrics,
+		MaxConns:            c.MaxConns,
+		KeepHeaders:         c.KeepHeaders,
+		DialTimeout:         c.DialTimeout,
+		ClientHeaderTimeout: c.ClientHeader,
+		ClientBodyTimeout:   c.ClientBody,
+		MaxConnsPerClient:   c.PerClient,
+		MaxMemory:           -1,
+	}
+	queueBytes := int64(0) // the capture's default
+	if c.MaxMemory > 0 {
+		if c.MaxMemory < 64<<20 {
+			errs = append(errs, cli.Usagef("--max-memory %s: must be at least 64MiB (0 = no budget)", *maxMem))
+		}
+		pcfg.MaxMemory = c.MaxMemory / 4 * 3
+		queueBytes = c.MaxMemory / 4
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"dial-timeout", c.DialTimeout}, {"client-header-timeout", c.ClientHeader}, {"client-body-timeout", c.ClientBody}} {
+		if d.v <= 0 {
+			errs = append(errs, cli.Usagef("--%s %v: must be positive", d.flag, d.v))
+		}
 	}
 	if c.IdleTimeout == 0 {
 		pcfg.IdleTimeout = -1
@@ -173,6 +211,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	pcfg.Logger = log
+	if c.MaxMemory > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// The budget bounds what the proxy holds; the limit makes the
+		// collector keep the heap near it instead of at twice the live
+		// data (GOGC), and gives freed memory back to the system.
+		debug.SetMemoryLimit(c.MaxMemory + 128<<20)
+	}
 
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -191,7 +235,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var st *capture.Store
 	var sink proxy.Sink
 	if c.Capture != "" {
-		st, err = capture.Open(c.Capture, capture.Options{Logger: log, FlushInterval: c.FlushInterval, SyncInterval: c.SyncInterval, QueueSize: c.QueueSize})
+		st, err = capture.Open(c.Capture, capture.Options{Logger: log, FlushInterval: c.FlushInterval, SyncInterval: c.SyncInterval,
+			QueueSize: c.QueueSize, QueueBytes: queueBytes, DiskReserve: orNegative(c.DiskReserve)})
 		if err != nil {
 			return fmt.Errorf("--capture %s: %w", c.Capture, err)
 		}
@@ -248,27 +293,40 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if serveErr == nil {
 		serveErr = <-served
 	}
-	closeErr := closeStore(st, stderr)
+	ws, closeErr := closeStore(st, stderr)
 	s := p.Stats()
-	fmt.Fprintf(stderr, "vbproxy: %d requests, %d recorded, %d dropped; outcomes %v\n", s.Requests, s.Recorded, s.Dropped, outcomes(s))
+	if st == nil {
+		fmt.Fprintf(stderr, "vbproxy: %d requests, not recorded; outcomes %v\n", s.Requests, outcomes(s))
+	} else {
+		// What the capture holds, not what its queue accepted: a record
+		// accepted and then lost (a failed commit, a full disk) is lost.
+		lost := ""
+		if ws.Lost > 0 {
+			lost = fmt.Sprintf(" (WARNING: last write error: %s)", ws.LastError)
+		}
+		fmt.Fprintf(stderr, "vbproxy: %d requests, %d recorded in the capture, %d dropped (queue full), %d lost (failed writes)%s; outcomes %v\n",
+			s.Requests, ws.Written, s.Dropped, ws.Lost, lost, outcomes(s))
+	}
 	if shutErr != nil {
 		fmt.Fprintf(stderr, "vbproxy: %v\n", shutErr)
 	}
 	return errors.Join(serveErr, closeErr)
 }
 
-func closeStore(st *capture.Store, stderr io.Writer) error {
+// closeStore closes the capture and returns the writer's final numbers.
+func closeStore(st *capture.Store, stderr io.Writer) (capture.WriterStats, error) {
 	if st == nil {
-		return nil
+		return capture.WriterStats{}, nil
 	}
 	ws := st.Writer().Stats()
 	err := st.Close()
-	if err != nil {
-		return fmt.Errorf("closing the capture: %w", err)
-	}
 	ws2 := st.Writer().Stats()
-	fmt.Fprintf(stderr, "vbproxy: capture %s closed: %d records, %d samples written, %d dropped, %d lost\n", st.Dir(), ws2.Written, ws2.Samples, max(ws.Dropped, ws2.Dropped), ws2.Lost)
-	return nil
+	ws2.Dropped = max(ws.Dropped, ws2.Dropped)
+	fmt.Fprintf(stderr, "vbproxy: capture %s closed: %d records, %d samples written, %d dropped, %d lost\n", st.Dir(), ws2.Written, ws2.Samples, ws2.Dropped, ws2.Lost)
+	if err != nil {
+		return ws2, fmt.Errorf("closing the capture: %w", err)
+	}
+	return ws2, nil
 }
 
 func outcomes(s proxy.Stats) string {

@@ -129,7 +129,7 @@ func TestRunRecordsAndDumps(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 	}
-	if !strings.Contains(stderr.String(), "5 recorded, 0 dropped") {
+	if !strings.Contains(stderr.String(), "5 recorded in the capture, 0 dropped (queue full), 0 lost") {
 		t.Errorf("stderr lacks the summary:\n%s", stderr)
 	}
 

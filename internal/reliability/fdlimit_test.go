@@ -14,10 +14,11 @@ import (
 )
 
 // TestReliabilityDescriptorLimit: more clients than the proxy has file
-// descriptors for. vbproxy runs with RLIMIT_NOFILE 400 (room for (400 −
-// 256)/2 = 72 streams) and gets 150 concurrent streams: the ones past its
-// limit are refused at once (a 503, or a reset when the client is still
-// sending), the others stream to the end and are recorded,
+// descriptors for. vbproxy runs with RLIMIT_NOFILE 400 (room for 400 − 256
+// = 144 connections, client and upstream together; one client address may
+// hold half of them, 72) and gets 150 concurrent streams from one address:
+// the ones past its limit are refused at once (a 503, or a reset when the
+// client is still sending), the others stream to the end and are recorded,
 // and the proxy stays up and keeps recording afterwards. (Running out of
 // descriptors instead made Badger's next file open fail, which ends the
 // process.)
