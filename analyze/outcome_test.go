@@ -3,6 +3,7 @@ package analyze
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestProxyOutcomesAreFailures(t *testing.T) {
 			t.Errorf("failed_by %v; want 1 %s", g.FailedBy, o)
 		}
 	}
-	m := Measure(recs[len(outcomes)-1], "c")
+	m := Measure(recs[slices.Index(outcomes, capture.OutcomeUpstreamHeaderTimeout)], "c")
 	if m.Completed() || m.ErrorKind != string(capture.OutcomeUpstreamHeaderTimeout) {
 		t.Errorf("Measure(header timeout record) = completed %v kind %q; want a failure of kind upstream_header_timeout", m.Completed(), m.ErrorKind)
 	}
