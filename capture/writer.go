@@ -46,6 +46,7 @@ type Writer struct {
 	queuedBytes atomic.Int64
 
 	written, samples, dropped, lost atomic.Uint64
+	lostSamples                     atomic.Uint64
 	flushes, syncs, bytes           atomic.Uint64
 	flushedID                       atomic.Uint64
 	lastDropLog                     atomic.Int64
@@ -74,8 +75,11 @@ type WriterStats struct {
 	// Dropped counts items refused by Put/PutSample because the queue was
 	// full (QueueSize items or QueueBytes of memory) or the store closed.
 	Dropped uint64 `json:"dropped"`
-	// Lost counts items accepted but not stored because a commit failed.
-	Lost uint64 `json:"lost"`
+	// Lost counts items accepted but not stored because a commit failed
+	// (or the disk reserve was reached); LostSamples how many of them were
+	// samples, the rest were records.
+	Lost        uint64 `json:"lost"`
+	LostSamples uint64 `json:"lost_samples"`
 	// FirstLoss and LastLoss are the Unix ns of the first and the latest
 	// item dropped or lost; 0 while none was.
 	FirstLoss int64 `json:"first_loss_ns,omitempty"`
@@ -210,13 +214,26 @@ func (w *Writer) noteLoss(now int64) {
 	}
 }
 
-// lose counts n accepted items that were not stored.
-func (w *Writer) lose(n uint64) {
+// lose counts n accepted items that were not stored, samples of them
+// samples.
+func (w *Writer) lose(n, samples uint64) {
 	if n == 0 {
 		return
 	}
 	w.lost.Add(n)
+	w.lostSamples.Add(samples)
 	w.noteLoss(time.Now().UnixNano())
+}
+
+// loseBatch counts a whole batch as lost.
+func (w *Writer) loseBatch(batch []item) {
+	var samples uint64
+	for i := range batch {
+		if batch[i].rec == nil {
+			samples++
+		}
+	}
+	w.lose(uint64(len(batch)), samples)
 }
 
 func (w *Writer) run() {
@@ -331,7 +348,7 @@ func (w *Writer) flush(batch []item) {
 	start := time.Now()
 	db := w.s.db
 	if db.IsClosed() {
-		w.lose(uint64(len(batch)))
+		w.loseBatch(batch)
 		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", len(batch), w.s.dir, badger.ErrDBClosed))
 		for i := range batch {
 			w.queuedBytes.Add(-batch[i].memSize())
@@ -340,7 +357,7 @@ func (w *Writer) flush(batch []item) {
 		return
 	}
 	if err := w.diskRoom(batch); err != nil {
-		w.lose(uint64(len(batch)))
+		w.loseBatch(batch)
 		w.fail(err)
 		for i := range batch {
 			w.queuedBytes.Add(-batch[i].memSize())
@@ -354,7 +371,7 @@ func (w *Writer) flush(batch []item) {
 	var maxID uint64
 	commit := func() {
 		if err := txn.Commit(); err != nil {
-			w.lose(inTxn)
+			w.lose(inTxn, samples)
 			w.fail(fmt.Errorf("capture: commit %d items to %s: %w", inTxn, w.s.dir, err))
 		} else {
 			w.written.Add(records)
@@ -377,7 +394,7 @@ func (w *Writer) flush(batch []item) {
 			if len(w.scratch) > storeLimit || len(it.rec.Chunks) > maxChunks {
 				// Stored, it would not read back: count it lost instead.
 				arena = arena[:k0]
-				w.lose(1)
+				w.lose(1, 0)
 				w.fail(fmt.Errorf("capture: write to %s: %w: record %d encodes to %d bytes with %d chunks (at most %d bytes and %d chunks read back)",
 					w.s.dir, errRecordTooBig, it.rec.ID, len(w.scratch), len(it.rec.Chunks), storeLimit, maxChunks))
 				continue
@@ -396,7 +413,11 @@ func (w *Writer) flush(batch []item) {
 			err = txn.Set(key, val)
 		}
 		if err != nil {
-			w.lose(1)
+			if it.rec != nil {
+				w.lose(1, 0)
+			} else {
+				w.lose(1, 1)
+			}
 			w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
 			continue
 		}
@@ -443,6 +464,7 @@ func (w *Writer) Stats() WriterStats {
 		Samples:     w.samples.Load(),
 		Dropped:     w.dropped.Load(),
 		Lost:        w.lost.Load(),
+		LostSamples: w.lostSamples.Load(),
 		Flushes:     w.flushes.Load(),
 		Syncs:       w.syncs.Load(),
 		Bytes:       w.bytes.Load(),

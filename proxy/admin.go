@@ -175,7 +175,8 @@ func (p *Proxy) writeMetrics(ctx *fasthttp.RequestCtx) {
 	counter("vbproxy_records_dropped_total", "Records dropped because the capture queue was full.", st.Dropped)
 	gauge("vbproxy_queue_depth", "Records waiting in the capture queue (-1 unknown).", st.QueueDepth)
 	if c := st.Capture; c != nil {
-		counter("vbproxy_records_lost_total", "Records and samples accepted but not stored (failed commits, disk reserve reached).", int64(c.Lost))
+		counter("vbproxy_records_lost_total", "Records accepted but not stored (failed commits, disk reserve reached).", int64(c.Lost-c.LostSamples))
+		counter("vbproxy_samples_lost_total", "Server-metric samples accepted but not stored.", int64(c.LostSamples))
 		counter("vbproxy_capture_write_errors_total", "Failed capture commits and syncs.", int64(c.Errors))
 		gauge("vbproxy_capture_queue_bytes", "Estimated memory held by the capture queue.", c.QueuedBytes)
 	}

@@ -305,7 +305,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			lost = fmt.Sprintf(" (WARNING: last write error: %s)", ws.LastError)
 		}
 		fmt.Fprintf(stderr, "vbproxy: %d requests, %d recorded in the capture, %d dropped (queue full), %d lost (failed writes)%s; outcomes %v\n",
-			s.Requests, ws.Written, s.Dropped, ws.Lost, lost, outcomes(s))
+			s.Requests, ws.Written, s.Dropped, ws.Lost-ws.LostSamples, lost, outcomes(s))
 	}
 	if shutErr != nil {
 		fmt.Fprintf(stderr, "vbproxy: %v\n", shutErr)
