@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -112,6 +115,7 @@ func TestMaxConnsPerClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") // answered, not preempted
 	out, _ := readAllFrom(c)
 	c.Close()
 	if !strings.HasPrefix(out, "HTTP/1.1 503") || !strings.Contains(out, "--max-conns-per-client") {
@@ -171,6 +175,7 @@ func TestDescriptorAdmission(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	io.WriteString(c2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	out2, _ := readAllFrom(c2)
 	c2.Close()
 	close(release)
@@ -337,5 +342,52 @@ func TestTimelineCap(t *testing.T) {
 	}
 	if len(rec.Chunks) != 5 || sum != int64(len(got)) || !strings.Contains(rec.Error, "merged") {
 		t.Errorf("%d entries summing to %d of %d bytes, error %q; want 5 entries, every byte, the merge said", len(rec.Chunks), sum, len(got), rec.Error)
+	}
+}
+
+// TestRefusedAnsweredNotPreempted: a refused connection gets its 503 in
+// answer to its request, never before it (Go's client logged those as
+// "Unsolicited response received on idle HTTP channel", and its request
+// failed with a reset), and the client reads it as the response.
+func TestRefusedAnsweredNotPreempted(t *testing.T) {
+	addr, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	_, url := startProxy(t, Config{Upstream: addr, MaxConnsPerClient: 1}, newMemSink())
+	held, err := dialFrom(t, url, "127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	io.WriteString(held, "GET / HTTP/1.1\r\nHo") // and never more: holds 127.0.0.2's one slot
+
+	// A raw client that reads first sees nothing until it asks.
+	c, err := dialFrom(t, url, "127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _ := c.Read(make([]byte, 1)); n != 0 {
+		t.Fatal("the proxy wrote to a refused connection before its request")
+	}
+	c.SetReadDeadline(time.Time{})
+	io.WriteString(c, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("refused request: %v %v; want a 503 with Retry-After", resp, err)
+	}
+
+	// Go's client, from the held address, gets the 503 as its response.
+	var logged bytes.Buffer
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 10 * time.Second}
+	r2, err := client.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"x"}`))
+	if err != nil {
+		t.Fatalf("Go client past the limit: %v; want a 503 response", err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 503 || strings.Contains(logged.String(), "Unsolicited") {
+		t.Errorf("Go client past the limit: %d, logged %q", r2.StatusCode, logged.String())
 	}
 }

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -22,16 +25,21 @@ import (
 //     headers costs one descriptor, not two: thousands of slow connections
 //     leave room for real exchanges);
 //   - the memory budget has room for connCost.
-// A refused connection gets a 503 and is closed at once. A connection that
+// A refused connection is answered 503 once its request has arrived, off
+// the accept loop (refuse), never before: a response written before the
+// request is one the client did not ask for (Go's client logs
+// "Unsolicited response received on idle HTTP channel" and the request
+// fails with a reset). A connection that
 // does not send its request headers within Config.ClientHeaderTimeout is
 // closed by fasthttp (ReadTimeout), whatever it trickles.
 
 // admission counts open client connections.
 type admission struct {
-	mu       sync.Mutex
-	byClient map[netip.Addr]int
-	open     atomic.Int64
-	refused  atomic.Int64
+	mu        sync.Mutex
+	byClient  map[netip.Addr]int
+	open      atomic.Int64
+	refused   atomic.Int64
+	answering atomic.Int64 // refused connections being answered (refuse)
 }
 
 // limitListener wraps the proxy's listener with the admission rules.
@@ -60,7 +68,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if why := l.p.admit(c); why != "" {
 			l.p.adm.refused.Add(1)
-			refuse(c, why)
+			l.p.adm.refuse(c, why)
 			continue
 		}
 		return &admittedConn{Conn: c, p: l.p, addr: clientAddr(c)}, nil
@@ -91,13 +99,49 @@ func (p *Proxy) admit(c net.Conn) string {
 	return ""
 }
 
-// refuse answers a refused connection with a 503 and closes it, never
-// waiting on the client.
-func refuse(c net.Conn, why string) {
+// Refused connections are answered by at most maxAnswering goroutines at
+// once, each waiting at most refuseTimeout for the request; past that a
+// refused connection is closed without a byte (which a client reads as a
+// reset, as with any full server).
+const (
+	maxAnswering  = 64
+	refuseTimeout = time.Second
+)
+
+// refuse answers a refused connection with a 503 on its own goroutine, or
+// closes it at once when maxAnswering are being answered.
+func (a *admission) refuse(c net.Conn, why string) {
+	if a.answering.Add(1) > maxAnswering {
+		a.answering.Add(-1)
+		c.Close()
+		return
+	}
+	go func() {
+		defer a.answering.Add(-1)
+		answer503(c, why)
+	}()
+}
+
+// answer503 reads one request from c (its body too, up to 64 KiB, so that
+// closing does not reset the connection under data the client sent),
+// answers it with a 503 and Retry-After, and closes c; all within
+// refuseTimeout.
+func answer503(c net.Conn, why string) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(refuseTimeout))
+	req, err := http.ReadRequest(bufio.NewReaderSize(c, 4<<10))
+	if err != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(req.Body, 64<<10))
 	body := "vbproxy: connection refused: " + why + "\n"
-	c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	c.Close()
+	if tc, ok := c.(*net.TCPConn); ok {
+		// Half-close and let the client close, so the 503 is read before
+		// the connection goes.
+		tc.CloseWrite()
+		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
 }
 
 // admittedConn gives its slot back when closed.
