@@ -448,18 +448,18 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	s := pr.study
 	label := replay.ClosedLabel(n)
 	st := ProbeStep{Concurrency: n, Capture: filepath.Join("capture", label)}
-	cfg := levelConfig(s, m, v, "probe", b, filepath.Join(dir, st.Capture), pr.runID, filepath.Base(pr.opt.Out), pr.opt.Progress)
-	cfg.Concurrency = []int{n}
-	cfg.MaxConcurrency = 0
-	cfg.Duration = pr.opt.Level
-	cfg.Labels["phase"] = "probe"
+	ls := levelConfig(s, m, v, "probe", b, filepath.Join(dir, st.Capture), pr.runID, filepath.Base(pr.opt.Out), pr.opt.Progress)
+	ls.replay.Concurrency = []int{n}
+	ls.replay.MaxConcurrency = 0
+	ls.replay.Duration = pr.opt.Level
+	ls.replay.Labels["phase"] = "probe"
 	if n == 1 && s.Run.Warmup > 0 {
-		cfg.WarmupDuration = s.Run.Warmup.D()
-		cfg.WarmupMode = replay.WarmupRun
+		ls.replay.WarmupDuration = s.Run.Warmup.D()
+		ls.replay.WarmupMode = replay.WarmupRun
 	}
 	lctx, cancel := whileAlive(ctx, b)
 	defer cancel()
-	res, err := replay.Run(lctx, cfg, pr.hdr, pr.reqs)
+	res, err := ls.run(lctx, pr.hdr, pr.reqs)
 	select {
 	case <-b.Exited():
 		err = fmt.Errorf("backend crashed at concurrency %d (%v); last log lines:\n%s", n, b.ExitErr(), b.LogTail(15))

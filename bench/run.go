@@ -22,6 +22,8 @@ import (
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/recorder"
 	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
@@ -476,32 +478,68 @@ func stopBackend(ctx context.Context, b backends.Backend, grace time.Duration) e
 	return b.Stop(sctx)
 }
 
-// levelConfig is the replay configuration of one load level against b,
-// recorded by the embedded proxy into capDir: the same for a trial's rate
-// levels and a probe's concurrency steps, so both captures analyse alike.
-func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Backend, capDir, runID, trial string, progress io.Writer) replay.Config {
+// levelSetup is one load level against a backend: the replay and the
+// in-process recording proxy in front of the backend that writes the
+// level's capture.
+type levelSetup struct {
+	replay replay.Config
+	record recorder.Config
+}
+
+// levelConfig is the setup of one load level against b, recorded into
+// capDir: the same for a trial's rate levels and a probe's concurrency
+// steps, so both captures analyse alike.
+func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Backend, capDir, runID, trial string, progress io.Writer) levelSetup {
 	exact := true
 	if s.Run.ExactOutput != nil {
 		exact = *s.Run.ExactOutput
 	}
-	return replay.Config{
-		Capture:        capDir,
-		Upstream:       b.BaseURL(),
-		Speed:          s.Run.Speed,
-		Duration:       s.Run.Duration.D(),
-		Drain:          s.Run.Drain.D(),
-		MaxConcurrency: s.Run.MaxConcurrency,
-		Model:          v.Spec.ServedModelName,
-		ExactOutput:    exact,
-		NoEOSFields:    !v.Spec.SendsEOSFields(),
-		Labels:         map[string]string{"variant": v.Name, "model": m.Name, "rep": rep, "study": s.Name},
-		Run:            runID,
-		Trial:          trial,
-		Progress:       prefixWriter(progress, "    "),
-		InterruptDrain: 2 * time.Second,
-		ScrapeInterval: time.Second,
-		ScrapeMetrics:  v.Spec.ScrapeMetrics,
+	labels := map[string]string{"variant": v.Name, "model": m.Name, "rep": rep, "study": s.Name}
+	pw := prefixWriter(progress, "    ")
+	return levelSetup{
+		replay: replay.Config{
+			Speed:          s.Run.Speed,
+			Duration:       s.Run.Duration.D(),
+			Drain:          s.Run.Drain.D(),
+			MaxConcurrency: s.Run.MaxConcurrency,
+			Model:          v.Spec.ServedModelName,
+			ExactOutput:    exact,
+			NoEOSFields:    !v.Spec.SendsEOSFields(),
+			Labels:         labels,
+			Run:            runID,
+			Trial:          trial,
+			Progress:       pw,
+			InterruptDrain: 2 * time.Second,
+		},
+		record: recorder.Config{
+			Capture:        capDir,
+			Upstream:       b.BaseURL(),
+			Labels:         labels,
+			ScrapeInterval: time.Second,
+			ScrapeMetrics:  v.Spec.ScrapeMetrics,
+			Log:            pw,
+			Meta:           capture.Meta{Tool: "vbbench", Extra: map[string]string{"run": runID, "trial": trial}},
+		},
 	}
+}
+
+// run replays the level through its recording proxy and closes the
+// capture; the analysis can read it when run returns.
+func (ls levelSetup) run(ctx context.Context, hdr trace.Header, reqs []trace.Request) (*replay.Result, error) {
+	rc := ls.record
+	rc.Meta.Extra["trace_hash"] = hdr.HashHex()
+	rc.Meta.Config, _ = json.Marshal(ls.replay)
+	rec, err := recorder.Start(rc)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cfg := ls.replay
+	cfg.Target = rec.URL()
+	res, err := replay.Run(ctx, cfg, hdr, reqs)
+	if _, serr := rec.Stop(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return res, err
 }
 
 // whileAlive returns a context cancelled when b's process ends (a crash
@@ -531,13 +569,13 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	// The level stops early if the backend dies under it.
 	lctx, cancel := whileAlive(ctx, b)
 	defer cancel()
-	cfg := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.opt.Progress)
-	cfg.Rates = []float64{rate}
+	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.opt.Progress)
+	ls.replay.Rates = []float64{rate}
 	if i == 0 && s.Run.Warmup > 0 {
-		cfg.WarmupDuration = s.Run.Warmup.D()
-		cfg.WarmupMode = replay.WarmupRun
+		ls.replay.WarmupDuration = s.Run.Warmup.D()
+		ls.replay.WarmupMode = replay.WarmupRun
 	}
-	res, err := replay.Run(lctx, cfg, r.hdr, r.reqs)
+	res, err := ls.run(lctx, r.hdr, r.reqs)
 	if res != nil {
 		writeJSON(filepath.Join(dir, "replay-rate-"+label+".json"), res)
 		for _, l := range res.Levels {

@@ -48,9 +48,9 @@ scrape_metrics = []
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := levelConfig(s, s.Models[0], vs[0][1], "1", b, t.TempDir(), "run", "trial", nil)
-	if !slices.Equal(cfg.ScrapeMetrics, want[1]) || cfg.ScrapeInterval <= 0 {
-		t.Errorf("levelConfig: scrape %v every %v; want %q", cfg.ScrapeMetrics, cfg.ScrapeInterval, want[1])
+	ls := levelConfig(s, s.Models[0], vs[0][1], "1", b, t.TempDir(), "run", "trial", nil)
+	if !slices.Equal(ls.record.ScrapeMetrics, want[1]) || ls.record.ScrapeInterval <= 0 {
+		t.Errorf("levelConfig: scrape %v every %v; want %q", ls.record.ScrapeMetrics, ls.record.ScrapeInterval, want[1])
 	}
 	if p, _ := backends.Preset(backends.PresetTorchBaseline); !slices.Equal(p.ScrapeMetrics, want[0]) {
 		t.Errorf("an override leaked into the preset table: %q", p.ScrapeMetrics)

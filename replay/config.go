@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/internal/addr"
-	"github.com/vbench/vbench/proxy"
 )
 
 // Concurrency-cap policies (Config.OnFull).
@@ -36,19 +35,11 @@ const (
 // Config says what to replay, where and how. Fields are named after the
 // vbreplay flags.
 type Config struct {
-	// Target is the base URL of the server (or vbproxy), e.g.
-	// http://127.0.0.1:8000. Empty with Capture set: the embedded proxy.
+	// Target is the base URL of the server, or of a recording proxy in
+	// front of it (vbproxy, or the one vbbench runs in-process), e.g.
+	// http://127.0.0.1:8000. The replayer knows nothing else of where its
+	// requests go.
 	Target string `json:"target"`
-	// Upstream is where the embedded proxy forwards (Capture mode only).
-	Upstream string `json:"upstream,omitempty"`
-	// Capture is a capture directory: record through an in-process proxy.
-	Capture string `json:"capture,omitempty"`
-	// ScrapeInterval is how often the embedded proxy scrapes the upstream's
-	// /metrics (0 = never).
-	ScrapeInterval time.Duration `json:"scrape_interval_ns,omitempty"`
-	// ScrapeMetrics are further server metrics the embedded proxy keeps
-	// (proxy.Config.ScrapeMetrics: NAME or PREFIX*).
-	ScrapeMetrics []string `json:"scrape_metrics,omitempty"`
 	// Rates are the asked mean request rates in requests/s, one level each,
 	// in order; empty or 0 plays the trace at its own pace.
 	Rates []float64 `json:"rates"`
@@ -171,32 +162,10 @@ func (c Config) WithDefaults() Config {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	switch {
-	case c.Target == "" && c.Capture == "":
-		bad("no target: give --target ADDR (the server, or a running vbproxy), or --capture DIR with --upstream ADDR (record through an in-process proxy)")
-	case c.Target != "" && c.Capture != "":
-		bad("--target and --capture exclude each other: with --capture the replayer targets its own proxy, which forwards to --upstream")
-	case c.Capture != "" && c.Upstream == "":
-		bad("--capture needs --upstream ADDR (the server the embedded proxy forwards to)")
-	}
-	if len(c.ScrapeMetrics) > 0 {
-		if c.Capture == "" {
-			bad("--scrape-metric needs --capture (the embedded proxy scrapes; with --target give it to vbproxy)")
-		}
-		if c.ScrapeInterval <= 0 {
-			bad("--scrape-metric needs a positive --scrape-interval")
-		}
-		if err := proxy.ValidateScrapeMetrics(c.ScrapeMetrics); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for _, u := range []struct{ name, v string }{{"target", c.Target}, {"upstream", c.Upstream}} {
-		if u.v == "" {
-			continue
-		}
-		if _, err := addr.ParseServer(u.v); err != nil {
-			bad("--%s %w", u.name, err)
-		}
+	if c.Target == "" {
+		bad("no target: give --target ADDR (the server, or a running vbproxy), or --capture DIR with --upstream ADDR (vbreplay records through a vbproxy it runs)")
+	} else if _, err := addr.ParseServer(c.Target); err != nil {
+		bad("--target %w", err)
 	}
 	for _, r := range c.Rates {
 		if math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {

@@ -50,16 +50,6 @@ type Result struct {
 	// LagExceeded is set when any level's lag p99 exceeded the threshold:
 	// the replayer could not keep its schedule and the results are suspect.
 	LagExceeded bool `json:"lag_exceeded,omitempty"`
-	// Capture describes the embedded proxy's capture, if any.
-	Capture *CaptureStats `json:"capture,omitempty"`
-}
-
-// CaptureStats describes the capture written in embedded mode.
-type CaptureStats struct {
-	Dir      string `json:"dir"`
-	Upstream string `json:"upstream"`
-	Written  int64  `json:"written"`
-	Dropped  int64  `json:"dropped"`
 }
 
 // LevelResult is what one rate level (or warm-up phase) did.
@@ -148,21 +138,9 @@ func Run(ctx context.Context, cfg Config, hdr trace.Header, reqs []trace.Request
 		return nil, err
 	}
 	res := &Result{Tool: Tool, Config: cfg, TraceHash: hdr.HashHex(), TraceLen: len(reqs), Started: time.Now().UTC()}
-	var emb *embedded
-	if cfg.Capture != "" {
-		if emb, err = startEmbedded(&cfg, &hdr); err != nil {
-			return nil, err
-		}
-		res.Config.Target = cfg.Target
-	}
 	r := newRunner(&cfg, &hdr, reqs)
 	runErr := r.run(ctx, plan, res)
 	res.Ended = time.Now().UTC()
-	if emb != nil {
-		stats, err := emb.stop()
-		res.Capture = stats
-		runErr = errors.Join(runErr, err)
-	}
 	return res, runErr
 }
 

@@ -3,12 +3,13 @@ package replay
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/vbench/vbench/internal/cli"
 	"github.com/vbench/vbench/metric"
 )
 
@@ -75,7 +76,7 @@ func levelNorm(lr *LevelResult) string {
 
 func errorList(m map[string]int) string {
 	parts := make([]string, 0, len(m))
-	for _, k := range cli.SortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return strings.Join(parts, ",")
@@ -105,9 +106,6 @@ func WriteSummary(w io.Writer, res *Result) error {
 		return err
 	}
 	fmt.Fprintf(w, "run %s, trace %s (%d requests), model %q, target %s\n", res.Config.Run, shortHash(res.TraceHash), res.TraceLen, res.Model, res.Config.Target)
-	if res.Capture != nil {
-		fmt.Fprintf(w, "capture %s: %d records written, %d dropped\n", res.Capture.Dir, res.Capture.Written, res.Capture.Dropped)
-	}
 	if res.LagExceeded {
 		fmt.Fprintf(w, "WARNING: schedule lag p99 exceeded %s in some level: the load was not delivered as scheduled; treat those levels' latencies as suspect\n", fmtDur(res.Config.LagThreshold.Seconds()))
 	}

@@ -32,7 +32,8 @@ const usage = `vbreplay TRACE --target ADDR [--rate R | --rates 1,5,10 | --concu
 Plays TRACE (trace.bin or .jsonl, '-' = stdin) against a server, open loop
 at each rate (or closed loop at each concurrency). --target sends straight to
 the server (or to a running vbproxy); --capture records every exchange through
-an in-process proxy in front of --upstream. ADDR is HOST:PORT, :PORT or a URL.`
+a vbproxy that vbreplay runs in front of --upstream (the vbproxy next to
+vbreplay, else on PATH, else $VBPROXY). ADDR is HOST:PORT, :PORT or a URL.`
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return cli.Exit(stderr, "vbreplay", runErr(ctx, args, stdout, stderr))
@@ -72,10 +73,11 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	jsonOut := fs.String("json", "", "write the result as JSON to this file ('-' = stdout)")
 	fs.BoolVar(&cfg.KeepRequests, "details", false, "include every request's measurements in --json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	fs.StringVar(&cfg.Capture, "capture", "", "record through an in-process proxy into this capture directory (needs --upstream)")
-	fs.StringVar(&cfg.Upstream, "upstream", "", "with --capture: the server the embedded proxy forwards to (HOST:PORT, :PORT or a URL)")
-	fs.DurationVar(&cfg.ScrapeInterval, "scrape-interval", time.Second, "with --capture: how often the proxy scrapes the upstream's /metrics (0 = never)")
-	fs.StringSliceVar(&cfg.ScrapeMetrics, "scrape-metric", nil, "with --capture: also store this server metric (NAME or PREFIX*, e.g. 'vbtorch:*'; as vbproxy --scrape-metric; repeatable or comma-separated)")
+	var capCfg captureConfig
+	fs.StringVar(&capCfg.Dir, "capture", "", "record into this capture directory through a vbproxy that vbreplay runs in front of --upstream")
+	fs.StringVar(&capCfg.Upstream, "upstream", "", "with --capture: the server the recording proxy forwards to (HOST:PORT, :PORT or a URL)")
+	fs.DurationVar(&capCfg.ScrapeInterval, "scrape-interval", time.Second, "with --capture: how often the proxy scrapes the upstream's /metrics (0 = never)")
+	fs.StringSliceVar(&capCfg.ScrapeMetrics, "scrape-metric", nil, "with --capture: also store this server metric (NAME or PREFIX*, e.g. 'vbtorch:*'; as vbproxy --scrape-metric; repeatable or comma-separated)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -116,20 +118,21 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !*quiet {
 		cfg.Progress = stderr
 	}
-	if err := validate(cfg); err != nil {
+	if err := validate(cfg, capCfg); err != nil {
 		return err
 	}
+	capCfg.Labels = cfg.Labels
 	hdr, reqs, err := trace.ReadFile(fs.Arg(0))
 	if err != nil {
 		return err // "trace: open PATH: ..." or "trace: PATH: record N: ..."
 	}
 	newCapture := false
-	if cfg.Capture != "" {
+	if capCfg.Dir != "" {
 		// A dead upstream fails here, before a capture directory exists.
-		if err := checkUpstream(ctx, cfg.Upstream); err != nil {
+		if err := checkUpstream(ctx, capCfg.Upstream); err != nil {
 			return err
 		}
-		_, statErr := os.Stat(cfg.Capture)
+		_, statErr := os.Stat(capCfg.Dir)
 		newCapture = errors.Is(statErr, os.ErrNotExist)
 	}
 	if *cpuProfile != "" {
@@ -143,14 +146,31 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var px *childProxy
+	if capCfg.Dir != "" {
+		if px, err = startProxy(ctx, capCfg, stderr); err != nil {
+			return err
+		}
+		cfg.Target = px.url
+	}
 	res, err := replay.Run(ctx, cfg, hdr, reqs)
-	if errors.Is(err, replay.ErrPreflight) && newCapture {
-		// Nothing was measured: the capture holds only the failed
-		// preflight request, which the error describes.
-		os.RemoveAll(cfg.Capture)
+	var written, dropped int64
+	if px != nil {
+		var perr error
+		written, dropped, perr = px.stop()
+		if errors.Is(err, replay.ErrPreflight) && newCapture {
+			// Nothing was measured: the capture holds only the failed
+			// preflight request, which the error describes.
+			os.RemoveAll(capCfg.Dir)
+		} else {
+			err = errors.Join(err, perr)
+		}
 	}
 	if res == nil || len(res.Levels) == 0 {
 		return err // nothing ran: no table, only what went wrong
+	}
+	if px != nil {
+		defer fmt.Fprintf(stdout, "capture %s: %d records written, %d dropped\n", capCfg.Dir, written, dropped)
 	}
 	if werr := replay.WriteSummary(stdout, res); werr != nil {
 		return errors.Join(err, werr)
@@ -207,9 +227,37 @@ func levelName(lr *replay.LevelResult) string {
 
 // validate checks the config before the trace is read, so flag mistakes
 // are usage errors.
-func validate(cfg replay.Config) error {
+func validate(cfg replay.Config, cc captureConfig) error {
+	var errs []error
+	switch {
+	case cfg.Target != "" && cc.Dir != "":
+		errs = append(errs, errors.New("--target and --capture exclude each other: with --capture the replayer targets the vbproxy it runs, which forwards to --upstream"))
+	case cc.Dir != "" && cc.Upstream == "":
+		errs = append(errs, errors.New("--capture needs --upstream ADDR (the server the recording proxy forwards to)"))
+	case cc.Dir == "" && cc.Upstream != "":
+		errs = append(errs, errors.New("--upstream needs --capture DIR (without recording, give the server as --target)"))
+	}
+	if len(cc.ScrapeMetrics) > 0 {
+		if cc.Dir == "" {
+			errs = append(errs, errors.New("--scrape-metric needs --capture (the recording proxy scrapes; with --target give it to vbproxy)"))
+		}
+		if cc.ScrapeInterval <= 0 {
+			errs = append(errs, errors.New("--scrape-metric needs a positive --scrape-interval"))
+		}
+	}
+	if cc.Upstream != "" {
+		if _, err := addr.ParseServer(cc.Upstream); err != nil {
+			errs = append(errs, fmt.Errorf("--upstream %w", err))
+		}
+	}
 	c := cfg.WithDefaults()
+	if cc.Dir != "" {
+		c.Target = "127.0.0.1:1" // the recording proxy's, once it runs
+	}
 	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return cli.Usagef("%v", err)
 	}
 	return nil

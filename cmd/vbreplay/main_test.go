@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
@@ -121,7 +123,10 @@ func TestRunClosedLoop(t *testing.T) {
 	}
 }
 
+// TestRunCapture: --capture records through a vbproxy process vbreplay
+// starts and stops (vbreplay itself links no Badger: TestNoBadger).
 func TestRunCapture(t *testing.T) {
+	t.Setenv("VBPROXY", testbin.Path(t, "cmd/vbproxy"))
 	srv := startServer(t, testserver.Config{})
 	dir := filepath.Join(t.TempDir(), "cap")
 	code, out, errOut := call(context.Background(), writeTrace(t, 50), "--capture", dir, "--upstream", srv.URL, "--rate", "100", "-q")
@@ -257,5 +262,28 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	if !strings.Contains(out, "INTERRUPTED") || !strings.Contains(errOut, "deadline exceeded") {
 		t.Errorf("stdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+
+// TestNoBadger: the replayer knows only a target URL; vbreplay links
+// neither the capture store (Badger) nor the proxy (fasthttp), and replay
+// does not import internal/cli (issue 18).
+func TestNoBadger(t *testing.T) {
+	for pkg, banned := range map[string][]string{
+		".":                               {"github.com/dgraph-io/badger/v4", "github.com/valyala/fasthttp", "github.com/vbench/vbench/capture", "github.com/vbench/vbench/proxy"},
+		"github.com/vbench/vbench/replay": {"github.com/vbench/vbench/internal/cli"},
+	} {
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		deps := strings.Fields(string(out))
+		for _, b := range banned {
+			if slices.Contains(deps, b) {
+				t.Errorf("%s depends on %s", pkg, b)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/backends/sim"
+	"github.com/vbench/vbench/internal/recorder"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/synth"
 	"github.com/vbench/vbench/trace"
@@ -108,18 +110,20 @@ func TestPagedSustainsMoreThanContiguous(t *testing.T) {
 		wg.Add(1)
 		go func() { // both variants side by side, as make demo does
 			defer wg.Done()
-			res, err := replay.Run(ctx, replay.Config{
+			res, err := recordedReplay(ctx, recorder.Config{
 				Capture:        capDir,
 				Upstream:       url,
-				ScrapeInterval: 200 * time.Millisecond,
-				Rates:          []float64{0.4 * speed, hiRate * speed},
-				Duration:       8 * time.Second,
-				Drain:          5 * time.Second,
-				ExactOutput:    true,
 				Labels:         map[string]string{"variant": v.name},
-				Run:            "e2e",
-				Trial:          v.name,
-				LagThreshold:   time.Second,
+				ScrapeInterval: 200 * time.Millisecond,
+			}, replay.Config{
+				Rates:        []float64{0.4 * speed, hiRate * speed},
+				Duration:     8 * time.Second,
+				Drain:        5 * time.Second,
+				ExactOutput:  true,
+				Labels:       map[string]string{"variant": v.name},
+				Run:          "e2e",
+				Trial:        v.name,
+				LagThreshold: time.Second,
 			}, hdr, reqs)
 			if err == nil && len(res.Levels) != 2 {
 				err = fmt.Errorf("%d levels; want 2", len(res.Levels))
@@ -199,4 +203,19 @@ func keys(m map[string]*analyze.Group) string {
 		k = append(k, key)
 	}
 	return strings.Join(k, ", ")
+}
+
+// recordedReplay replays through an in-process recording proxy into
+// rc.Capture (as vbbench does) and closes the capture.
+func recordedReplay(ctx context.Context, rc recorder.Config, cfg replay.Config, hdr trace.Header, reqs []trace.Request) (*replay.Result, error) {
+	rec, err := recorder.Start(rc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Target = rec.URL()
+	res, err := replay.Run(ctx, cfg, hdr, reqs)
+	if _, serr := rec.Stop(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return res, err
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/backends/sim"
+	"github.com/vbench/vbench/internal/recorder"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/synth"
 )
@@ -40,18 +41,20 @@ func TestServerInternals(t *testing.T) {
 	for _, v := range variants {
 		capDir := filepath.Join(dir, v.name)
 		captures = append(captures, capDir)
-		_, err := replay.Run(ctx, replay.Config{
+		_, err := recordedReplay(ctx, recorder.Config{
 			Capture:        capDir,
 			Upstream:       startSim(t, v.cfg),
+			Labels:         map[string]string{"variant": v.name},
 			ScrapeInterval: 100 * time.Millisecond,
 			ScrapeMetrics:  []string{"vbsim:*"},
-			Rates:          []float64{hiRate * speed},
-			Duration:       4 * time.Second,
-			Drain:          3 * time.Second,
-			ExactOutput:    true,
-			Labels:         map[string]string{"variant": v.name},
-			Run:            "e2e-server",
-			LagThreshold:   time.Second,
+		}, replay.Config{
+			Rates:        []float64{hiRate * speed},
+			Duration:     4 * time.Second,
+			Drain:        3 * time.Second,
+			ExactOutput:  true,
+			Labels:       map[string]string{"variant": v.name},
+			Run:          "e2e-server",
+			LagThreshold: time.Second,
 		}, hdr, reqs)
 		if err != nil {
 			t.Fatalf("replay %s: %v", v.name, err)
