@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -126,7 +127,6 @@ func TestRunClosedLoop(t *testing.T) {
 // TestRunCapture: --capture records through a vbproxy process vbreplay
 // starts and stops (vbreplay itself links no Badger: TestNoBadger).
 func TestRunCapture(t *testing.T) {
-	t.Setenv("VBPROXY", testbin.Path(t, "cmd/vbproxy"))
 	srv := startServer(t, testserver.Config{})
 	dir := filepath.Join(t.TempDir(), "cap")
 	code, out, errOut := call(context.Background(), writeTrace(t, 50), "--capture", dir, "--upstream", srv.URL, "--rate", "100", "-q")
@@ -265,7 +265,16 @@ func TestRunInterrupted(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+// TestMain gives --capture its vbproxy (VBPROXY), built once.
+func TestMain(m *testing.M) {
+	dir, err := testbin.Build("cmd/vbproxy")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("VBPROXY", filepath.Join(dir, "vbproxy"))
+	os.Exit(testbin.Main(m))
+}
 
 // TestNoBadger: the replayer knows only a target URL; vbreplay links
 // neither the capture store (Badger) nor the proxy (fasthttp), and replay
