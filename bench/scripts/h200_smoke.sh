@@ -31,7 +31,12 @@ shopt -s nullglob
 calls=(.bundle/*/call*)
 shopt -u nullglob
 t=$(date +%s)
-bash "$HOST_SH" install "${calls[@]}" > "$OUT/host-env.sh" 2> "$OUT/host.log"
+if [ ${#calls[@]} -eq 0 ]; then
+  # Nothing carried this time: the bundle must be installed already.
+  bash "$HOST_SH" env > "$OUT/host-env.sh" 2> "$OUT/host.log"
+else
+  bash "$HOST_SH" install "${calls[@]}" > "$OUT/host-env.sh" 2> "$OUT/host.log"
+fi
 rc=$?
 log "offline/host.sh install: exit $rc in $(( $(date +%s) - t ))s ($(tail -1 "$OUT/host.log"))"
 case $rc in
