@@ -72,16 +72,20 @@ type Plan struct {
 }
 
 // startupEstimate is the expected start-up of each kind (model load, graph
-// capture, compile). vLLM with compile and CUDA graphs takes the longest.
+// capture, compile). Measured launch → healthy on an H200 with a dummy 8B
+// model (docs/results/h200-vllm-smoke-2026-12-03): vLLM 0.26.0 eager 85 s
+// (129 s for the first start on a machine, Triton's cache cold), compile +
+// CUDA graphs 117 s; vbtorch 29 s. vLLM with compile and CUDA graphs takes
+// the longest.
 func startupEstimate(spec backends.Spec) time.Duration {
 	switch spec.Kind {
 	case backends.KindVLLM:
 		if spec.EnforceEager != nil && *spec.EnforceEager {
-			return 90 * time.Second
+			return 100 * time.Second
 		}
-		return 3 * time.Minute
+		return 2 * time.Minute
 	case backends.KindTorch:
-		return 90 * time.Second
+		return 45 * time.Second
 	case backends.KindTransformers:
 		return 2 * time.Minute
 	case backends.KindSim:

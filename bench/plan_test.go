@@ -158,7 +158,7 @@ variants = ["torch-baseline", "vllm-page", "vllm-page+flash", "vllm-all-opt"]`))
 		}
 	}
 	// 4 trials × (start-up + 10 s warm-up + 15 s stop + 4 × (60 s + 15 s drain)).
-	want := 4*(10*time.Second+stopEstimate+4*75*time.Second) + 90*time.Second*3 + 3*time.Minute
+	want := 4*(10*time.Second+stopEstimate+4*75*time.Second) + 45*time.Second + 2*100*time.Second + 2*time.Minute
 	if p.Estimate != want {
 		t.Errorf("estimate %v, want %v", p.Estimate, want)
 	}

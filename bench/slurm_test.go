@@ -318,12 +318,12 @@ func TestSlurmDocs(t *testing.T) {
 			t.Errorf("script lacks %q:\n%s", want, script)
 		}
 	}
-	// Without a time in the table: 1.5 × the worst trial + 10 min = 28 min.
+	// Without a time in the table: 1.5 × the worst trial + 10 min = 26 min.
 	cfg := s.Slurm
 	cfg.Time = 0
 	sub, _ = SubmitSlurm(context.Background(), p, SlurmOptions{DryRun: true, Config: cfg})
 	for _, j := range sub.Jobs {
-		if b, _ := os.ReadFile(j.Script); !bytes.Contains(b, []byte("#SBATCH --time=28\n")) {
+		if b, _ := os.ReadFile(j.Script); !bytes.Contains(b, []byte("#SBATCH --time=26\n")) {
 			t.Errorf("%s: default time:\n%s", j.Script, b)
 		}
 	}
