@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vbench/vbench/backends"
 )
 
 // TestBudgetAdvice: one workload of the seed's dense study — 6 variants, 6 rates, 60-s
@@ -82,5 +84,21 @@ kv_policy = "oracle"
 	p, _ = MakePlan(context.Background(), s)
 	if a := p.BudgetAdvice(); a != nil {
 		t.Errorf("advice %q for a plan within budget", a)
+	}
+}
+
+// TestFitFixedKV: a fixed kv_cache_tokens is checked against the memory
+// left after the weights: 32,768 tokens of Llama-3.1-8B (128 KiB each,
+// 4 GiB) fit a 24 GiB card; 100,000 (≈12.2 GiB) do not.
+func TestFitFixedKV(t *testing.T) {
+	m := ModelConfig{Name: "m", Model: "meta-llama/Llama-3.1-8B-Instruct", MaxModelLen: 2048}
+	for _, c := range []struct {
+		tokens int
+		fits   bool
+	}{{32768, true}, {100000, false}} {
+		f := checkFit(m, Variant{Name: "v", Spec: backends.Spec{Kind: backends.KindVLLM, KVCacheTokens: c.tokens}}, 24, 1)
+		if f.Fits != c.fits || f.FixedKVTokens != c.tokens || (!c.fits && !strings.Contains(f.Reason, "kv_cache_tokens 100000 need ≈12.2 GiB")) {
+			t.Errorf("kv_cache_tokens %d on 24 GiB: %+v", c.tokens, f)
+		}
 	}
 }

@@ -265,6 +265,9 @@ type Fit struct {
 	KVPerTokenKiB float64
 	UsableGiB     float64
 	KVTokens      int
+	// FixedKVTokens is the variant's kv_cache_tokens (0: the server sizes
+	// its KV cache from the memory left).
+	FixedKVTokens int
 	Source        string
 }
 
@@ -278,7 +281,7 @@ const runtimeOverheadGiB = 1.5
 // GPU pays the runtime overhead).
 func checkFit(m ModelConfig, v Variant, gpuGiB float64, gpus int) Fit {
 	gpus = max(gpus, 1)
-	f := Fit{Model: m.Name, Variant: v.Name}
+	f := Fit{Model: m.Name, Variant: v.Name, FixedKVTokens: v.Spec.KVCacheTokens}
 	arch, ok, err := LookupArch(m.Model)
 	if err != nil {
 		f.Reason = err.Error()
@@ -342,6 +345,9 @@ func checkFit(m ModelConfig, v Variant, gpuGiB float64, gpus int) Fit {
 	case needKV > free:
 		f.Reason = fmt.Sprintf("after ≈%.1f GiB of weights, %.1f GiB remain for the KV cache: %d tokens, less than one sequence of max_model_len %d (%.1f GiB); lower max_model_len",
 			f.WeightsGiB, free, f.KVTokens, maxLen, needKV)
+	case v.Spec.KVCacheTokens > 0 && f.KVPerTokenKiB > 0 && v.Spec.KVCacheTokens > f.KVTokens:
+		f.Reason = fmt.Sprintf("kv_cache_tokens %d need ≈%.1f GiB of KV cache, but after ≈%.1f GiB of weights only %.1f GiB (%d tokens) remain; lower kv_cache_tokens or raise gpu_memory_utilization",
+			v.Spec.KVCacheTokens, float64(v.Spec.KVCacheTokens)*f.KVPerTokenKiB/(1<<20), f.WeightsGiB, free, f.KVTokens)
 	default:
 		f.Fits = true
 		return f

@@ -363,6 +363,9 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintln(w, "\nmemory:")
 		for _, f := range p.Fits {
 			switch {
+			case f.Fits && f.FixedKVTokens > 0:
+				fmt.Fprintf(w, "  ok    %-24s %-18s weights ≈%.1f GiB, KV fixed at %d tokens (≈%.1f GiB; room for ≈%d in %.1f GiB usable)\n",
+					f.Model, f.Variant, f.WeightsGiB, f.FixedKVTokens, float64(f.FixedKVTokens)*f.KVPerTokenKiB/(1<<20), f.KVTokens, f.UsableGiB)
 			case f.Fits:
 				fmt.Fprintf(w, "  ok    %-24s %-18s weights ≈%.1f GiB, KV %.0f KiB/token → ≈%d tokens of KV in %.1f GiB usable\n",
 					f.Model, f.Variant, f.WeightsGiB, f.KVPerTokenKiB, f.KVTokens, f.UsableGiB)
