@@ -138,8 +138,15 @@ class Server:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def server(models):
+@pytest.fixture(scope="session")
+def inproc_server(models):
+    """Inproc_server is one in-process-engine server for the whole session (each start costs seconds)."""
     s = Server(models["tiny-llama"], "--kv-budget-tokens", "2048", "--max-model-len", "256", "--max-num-seqs", "8")
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def server(inproc_server):
+    """Server is the server a module's API tests talk to (test_api_process overrides it)."""
+    return inproc_server

@@ -19,15 +19,12 @@ def server(models):
     s.stop()
 
 
-def test_engine_process_matches_in_process_output(server, models):
+def test_engine_process_matches_in_process_output(server, inproc_server):
     body = {"prompt": [500, 1, 2, 3], "max_tokens": 12, "ignore_eos": True, "temperature": 0}
     st, d = server.post("/v1/completions", body)
     assert st == 200
-    other = Server(models["tiny-llama"], "--kv-budget-tokens", "2048", "--max-model-len", "256")
-    try:
-        assert other.post("/v1/completions", body)[1]["choices"][0]["text"] == d["choices"][0]["text"]
-    finally:
-        other.stop()
+    st, want = inproc_server.post("/v1/completions", body)
+    assert st == 200 and d["choices"][0]["text"] == want["choices"][0]["text"]
 
 
 def test_engine_process_startup_failure_exits_2(tmp_path):

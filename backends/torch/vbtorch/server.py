@@ -109,17 +109,22 @@ def eos_ids_of(model_dir: str, tokenizer) -> set[int]:
 
 def build(args: argparse.Namespace, post):
     """Build loads the tokenizer and model and creates the engine (not started)."""
-    import torch
-    from transformers import AutoTokenizer
+    from .config import ModelError, read_config
 
-    from .engine import Engine, EngineConfig
-    from .model import Model, ModelError, read_config
-
+    # What needs no torch first: a bad directory or flag fails in a fraction of a second.
     model_dir = resolve_model_dir(args.model)
     try:
         _, shape = read_config(model_dir)
     except ModelError as e:
         raise StartupError(str(e)) from e
+    if args.attn == "flash" and args.device == "cpu":
+        raise StartupError("--attn flash needs a CUDA device")
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from .engine import Engine, EngineConfig
+    from .model import Model
     dev = args.device
     if dev == "auto":
         dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -186,17 +191,20 @@ def build(args: argparse.Namespace, post):
 
 def build_remote(args: argparse.Namespace, post):
     """Build_remote loads the tokenizer here and starts the engine in its own process."""
-    from transformers import AutoTokenizer
-
-    from .model import ModelError, read_config
-    from .remote import RemoteEngine
+    from .config import ModelError, read_config
 
     model_dir = resolve_model_dir(args.model)
     try:
         read_config(model_dir)
-        tok = AutoTokenizer.from_pretrained(model_dir)
     except ModelError as e:
         raise StartupError(str(e)) from e
+
+    from transformers import AutoTokenizer
+
+    from .remote import RemoteEngine
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir)
     except Exception as e:
         raise StartupError(f"--model {model_dir}: cannot load the tokenizer: {e}") from e
     child_args = argparse.Namespace(**vars(args))
@@ -237,10 +245,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(args) -> int:
-    from aiohttp import web
-
-    from .api import create_app
-
     loop = asyncio.get_running_loop()
 
     def post(fn):
@@ -250,6 +254,10 @@ async def _serve(args) -> int:
         model_dir, tok, engine = await loop.run_in_executor(None, build_remote, args, post)
     else:
         model_dir, tok, engine = await loop.run_in_executor(None, build, args, post)
+    from aiohttp import web  # imported after the build, which checks the model directory first
+
+    from .api import create_app
+
     name = args.served_model_name or os.path.basename(os.path.normpath(args.model))
     app = create_app(engine, tok, name, model_dir)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
