@@ -2,7 +2,8 @@ package reliability
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,11 +17,14 @@ import (
 )
 
 // TestReliabilityProxyKillRestart: vbproxy is SIGKILLed under load, then
-// restarted on the same capture, several times. Asserts: every request
-// that completed more than the flush interval (+ slack) before a kill is
-// in the capture; the restarted proxy recovers the store and serves (the
-// recovery time, exec to healthy, is reported); requests served after the
-// last restart are all there after a clean stop.
+// restarted on the same capture, several times. Asserts: every record the
+// proxy had reported committed (/vb/stats capture.written, read just
+// before the kill) is in the capture after the restart; the restarted
+// proxy recovers the store and serves (the recovery time, exec to healthy,
+// is reported); requests served after the last restart are all there after
+// a clean stop. How many requests that completed within the flush interval
+// (+ slack) of a kill were lost is reported: on a starved machine the
+// writer's flush comes later, so that figure is a measurement, not a bound.
 func TestReliabilityProxyKillRestart(t *testing.T) {
 	srv, err := testserver.Start(testserver.Config{ITL: 2 * time.Millisecond})
 	if err != nil {
@@ -37,13 +41,19 @@ func TestReliabilityProxyKillRestart(t *testing.T) {
 	}
 	var mu sync.Mutex
 	completed := map[int]done{}
+	sentIn := map[int]int{}             // request index → the cycle that sent it
+	perCycle := make([]int, cycles+1)   // requests completed per cycle
+	committed := make([]uint64, cycles) // capture.written just before each kill
 	kills := make([]time.Time, cycles)
 	var recoveries []time.Duration
 	next := 0
 	var p *vbproxyProc
+	// load streams with 8 clients for at least d and until 30 requests of
+	// this cycle completed (a condition, so a busy machine changes when the
+	// kill comes, not whether there was load), then kills the proxy.
 	load := func(cycle int, d time.Duration) {
 		client := newClient(t, 8)
-		ctx, cancel := context.WithTimeout(context.Background(), d)
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		var wg sync.WaitGroup
 		for range 8 {
@@ -54,21 +64,28 @@ func TestReliabilityProxyKillRestart(t *testing.T) {
 					mu.Lock()
 					i := next
 					next++
+					sentIn[i] = cycle
 					mu.Unlock()
 					_, b, err := post(context.Background(), client, p.url, i, `{"model":"m","prompt":"x","max_tokens":5,"stream":true}`)
 					if err == nil && strings.HasSuffix(string(b), "data: [DONE]\n\n") {
 						mu.Lock()
 						completed[i] = done{time.Now(), cycle}
+						perCycle[cycle]++
 						mu.Unlock()
 					}
 				}
 			}()
 		}
-		<-ctx.Done()
+		time.Sleep(d) // the load's length: the behaviour under test, not a wait for an event
+		if !waitFor(60*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return perCycle[cycle] >= 30 }) {
+			t.Errorf("cycle %d: only %d requests completed in 60 s", cycle, perCycle[cycle])
+		}
 		if cycle < cycles {
+			committed[cycle] = writtenRecords(t, p.url)
 			kills[cycle] = time.Now()
 			p.cmd.Process.Signal(syscall.SIGKILL)
 		}
+		cancel()
 		wg.Wait()
 		if cycle < cycles {
 			p.cmd.Wait()
@@ -92,37 +109,58 @@ func TestReliabilityProxyKillRestart(t *testing.T) {
 	}
 	defer st.Close()
 	have := map[int64]bool{}
-	st.Records(func(r *capture.Record) error { have[r.Tags.Index] = true; return nil })
-	slack := flush + 100*time.Millisecond
-	var lost, lateLost, lastCycle int
-	var missing []string
-	for i, d := range completed {
-		if have[int64(i)] {
-			continue
+	present := make([]uint64, cycles+1) // records in the capture per cycle
+	st.Records(func(r *capture.Record) error {
+		have[r.Tags.Index] = true
+		present[sentIn[int(r.Tags.Index)]]++
+		return nil
+	})
+	for c := range cycles {
+		if committed[c] == 0 {
+			t.Errorf("cycle %d: the proxy had committed no record before the kill (flush interval %v)", c, flush)
 		}
-		if d.cycle == cycles {
-			lost++
-			missing = append(missing, fmt.Sprintf("%d (after the last restart)", i))
-		} else if kills[d.cycle].Sub(d.at) > slack {
-			lost++
-			missing = append(missing, fmt.Sprintf("%d (%v before kill %d)", i, kills[d.cycle].Sub(d.at), d.cycle))
-		} else {
-			lateLost++
-		}
-		if d.cycle == cycles {
-			lastCycle++
+		if present[c] < committed[c] {
+			t.Errorf("cycle %d: %d records in the capture; the proxy had reported %d committed before the kill -9", c, present[c], committed[c])
 		}
 	}
-	if lost > 0 {
-		t.Errorf("%d completed requests missing from the capture: %v", lost, missing)
+	slack := flush + 100*time.Millisecond
+	var lostAfterRestart, early, late int
+	for i, d := range completed {
+		switch {
+		case have[int64(i)]:
+		case d.cycle == cycles:
+			lostAfterRestart++
+		case kills[d.cycle].Sub(d.at) > slack:
+			early++
+		default:
+			late++
+		}
+	}
+	if lostAfterRestart > 0 {
+		t.Errorf("%d requests completed after the last restart are missing after a clean stop", lostAfterRestart)
 	}
 	var maxRec time.Duration
 	for _, r := range recoveries {
 		maxRec = max(maxRec, r)
 	}
-	if len(completed) < 100 {
-		t.Errorf("only %d requests completed: not under load", len(completed))
+	t.Logf("%d kills under load (8 clients); %d requests completed, %d records; committed before each kill %v, in the capture %v; not recorded: %d completed more than %v before a kill, %d within %v of one; recovery (exec → healthy on the recovered capture) %v, max %v",
+		cycles, len(completed), len(have), committed, present[:cycles], early, slack, late, slack, recoveries, maxRec)
+}
+
+// writtenRecords returns capture.written of a vbproxy's /vb/stats: the
+// records its writer has committed.
+func writtenRecords(t *testing.T, url string) uint64 {
+	t.Helper()
+	resp, err := http.Get(url + "/vb/stats")
+	if err != nil {
+		t.Fatalf("/vb/stats: %v", err)
 	}
-	t.Logf("%d kills under load (8 clients); %d requests completed, %d records; lost = %d (completed > %v before a kill or after the last restart), %d completed within %v of a kill not recorded (allowed); recovery (exec → healthy on the recovered capture) %v, max %v",
-		cycles, len(completed), len(have), lost, slack, lateLost, slack, recoveries, maxRec)
+	defer resp.Body.Close()
+	var st struct {
+		Capture *capture.WriterStats `json:"capture"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Capture == nil {
+		t.Fatalf("/vb/stats: %v (capture %v)", err, st.Capture)
+	}
+	return st.Capture.Written
 }
