@@ -16,6 +16,7 @@ import (
 // combinations. Each must exit non-zero with a short message on stderr
 // that names the problem, and never a panic or stack trace.
 func TestReliabilityCLIBadInput(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	dir := t.TempDir()
 	w := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -139,6 +140,7 @@ func TestReliabilityCLIBadInput(t *testing.T) {
 		name := tt.cmd + " " + strings.Join(tt.args, " ")
 		name = strings.ReplaceAll(name, dir+string(filepath.Separator), "")
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin(t, tt.cmd), tt.args...)

@@ -34,6 +34,7 @@ func tmpfs(t *testing.T, size int64) string {
 // full, say that it cannot record (log), and count what it lost
 // (/vb/stats capture.lost and errors); it must not crash.
 func TestReliabilityDiskFull(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	mnt := tmpfs(t, 128<<20)
 	srv, err := testserver.Start(testserver.Config{ITL: time.Millisecond})
 	if err != nil {

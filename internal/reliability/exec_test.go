@@ -15,6 +15,7 @@ import (
 // written in the study (placeholders replaced inside single arguments,
 // no shell), so a model name full of shell syntax runs nothing.
 func TestReliabilityExecBackendArgv(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	dir := t.TempDir()
 	script := filepath.Join(dir, "serve.sh")
 	argvFile := filepath.Join(dir, "argv.txt")

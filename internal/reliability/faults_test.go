@@ -28,6 +28,7 @@ const event = `data: {"choices":[{"index":0,"text":"hi","finish_reason":null}]}`
 // TestReliabilityUpstreamFaults: hand-written faulty upstream replies.
 // Each asserts what the client got and what the capture holds.
 func TestReliabilityUpstreamFaults(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	malformed := []string{"data: {not json\n\n", "garbage line without a field\n\n", "data: \x00\xff\xfe\n\n", ": comment only\n\n", "event: error\ndata: {\"error\":{\"message\":\"boom\"}}\n\n", "data: [DONE]\n\n"}
 	tests := []struct {
 		name       string
@@ -155,6 +156,7 @@ func TestReliabilityUpstreamFaults(t *testing.T) {
 // concurrency; each is passed through unchanged (status, Retry-After, body)
 // and recorded with its status.
 func TestReliabilityErrorBursts(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	codes := []int{500, 502, 503, 504, 429}
 	up := rawUpstream(t, func(c net.Conn, head string) {
 		var idx int
@@ -222,6 +224,7 @@ func TestReliabilityErrorBursts(t *testing.T) {
 // exactly the bytes the client got; later requests are recorded as
 // upstream_unreachable with a 502 to the client.
 func TestReliabilityUpstreamKilled(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	rounds := pick(3, 20)
 	for round := range rounds {
 		cmd, up := helperUpstream(t, 10*time.Millisecond)
@@ -257,7 +260,20 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 		time.Sleep(killAfter)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		time.Sleep(200 * time.Millisecond) // requests after the kill: 502s
+		// Requests after the kill: wait for 16 of their 502s.
+		if !waitFor(10*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			n := 0
+			for _, r := range res {
+				if r.status == http.StatusBadGateway {
+					n++
+				}
+			}
+			return n >= 16
+		}) {
+			t.Errorf("round %d: fewer than 16 requests got a 502 within 10 s of the kill", round)
+		}
 		cancel()
 		wg.Wait()
 		recs := r.records(t)
@@ -310,6 +326,7 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 // finished first), and the proxy lets go of the upstream: nothing stays in
 // flight.
 func TestReliabilityClientDisconnects(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	srv, err := testserver.Start(testserver.Config{ITL: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

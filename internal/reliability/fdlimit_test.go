@@ -24,6 +24,7 @@ import (
 // descriptors instead made Badger's next file open fail, which ends the
 // process.)
 func TestReliabilityDescriptorLimit(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	srv, err := testserver.Start(testserver.Config{ITL: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 // seeds: f.Add calls in its body (or seeds read from testdata and added)
 // or a checked-in corpus under testdata/fuzz/<Name>.
 func TestReliabilityFuzzSeeds(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		t.Fatal(err)

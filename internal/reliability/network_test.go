@@ -108,6 +108,7 @@ func (r *relay) serve(c net.Conn, target string) {
 // reset arrive byte-identical to what the server sent and are ok; reset
 // ones are upstream_error with their partial timeline; no request hangs.
 func TestReliabilityNetworkDelayLoss(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	t.Logf("tc netem available: %v (the relay is used either way: it runs without root)", netemAvailable())
 	srv, err := testserver.Start(testserver.Config{ITL: 5 * time.Millisecond})
 	if err != nil {

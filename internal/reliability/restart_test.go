@@ -26,6 +26,7 @@ import (
 // (+ slack) of a kill were lost is reported: on a starved machine the
 // writer's flush comes later, so that figure is a measurement, not a bound.
 func TestReliabilityProxyKillRestart(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	srv, err := testserver.Start(testserver.Config{ITL: 2 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

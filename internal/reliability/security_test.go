@@ -22,6 +22,7 @@ import (
 // unless told otherwise, and warns loudly on a public address. (vbtorch,
 // the Python server: backends/torch/tests/test_listen_warning.py.)
 func TestReliabilityListenLoopback(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	for _, c := range []string{"vbproxy", "vbsim"} {
 		out, _ := exec.Command(bin(t, c), "--help").CombinedOutput()
 		if !strings.Contains(string(out), `"127.0.0.1:`) {
@@ -84,6 +85,7 @@ var secrets = map[string]string{
 // proxy's debug log, export-trace's trace, vbanalyze's outputs (CSV,
 // JSON, report, vLLM JSON), vbreplay's output and embedded capture.
 func TestReliabilitySecretsRedacted(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	srv, err := testserver.Start(testserver.Config{ITL: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +173,7 @@ func TestReliabilitySecretsRedacted(t *testing.T) {
 // TestReliabilityResultsPathsConfined: model and variant names become one
 // path element that stays inside the results directory.
 func TestReliabilityResultsPathsConfined(t *testing.T) {
+	t.Parallel() // its own servers, processes and directories
 	root := t.TempDir()
 	names := []string{"../../etc/passwd", "/etc/passwd", "..", ".", "...", "a/../../b", `..\..\windows`, "C:\\x", "~root", "$HOME", "`rm -rf /`",
 		"name\x00null", "line\nbreak", "tab\there", "Qwen/Qwen3-8B", strings.Repeat("x", 5000), "ünïcødé/ﬁ", " ", "-rf", "a:b*c?d|e<f>g\"h"}
