@@ -119,11 +119,11 @@ func TestHeaderTimeoutSlowHeadersWithin(t *testing.T) {
 
 // TestHeaderTimeoutDoesNotBoundBody: fasthttp's DoTimeout leaves its read
 // deadline on the connection; the proxy clears it once the headers are in,
-// so a 3-s stream passes a 1-s header timeout byte-identical, and the
+// so a 2-s stream passes a 1-s header timeout byte-identical, and the
 // pooled connection serves the next request normally.
 func TestHeaderTimeoutDoesNotBoundBody(t *testing.T) {
 	leakCheck(t)
-	const events = 30
+	const events = 20
 	const gap = 100 * time.Millisecond
 	var sent bytes.Buffer
 	for i := range events {
