@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -249,7 +250,7 @@ func readDamaged(t testing.TB, c damageCap, dir, what string) (Health, int, erro
 	seen := map[uint64]bool{}
 	err = s.Records(func(r *Record) error {
 		want := crashRecordMode(r.ID, "vlog")
-		if !bytes.Equal(r.RequestBody, want.RequestBody) || !reflect.DeepEqual(r.Chunks, want.Chunks) || r.Received != want.Received || r.Path != want.Path {
+		if !bytes.Equal(r.RequestBody, want.RequestBody) || !slices.Equal(r.Chunks, want.Chunks) || r.Received != want.Received || r.Path != want.Path {
 			t.Errorf("%s: record %d read back different from what was written", what, r.ID)
 		}
 		seen[r.ID] = true
@@ -302,6 +303,7 @@ func TestDamagedCaptureAttacks(t *testing.T) {
 		{"crashed: value log truncated", 1, "vlog", opTruncate, 1 << 31, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each case damages its own copy
 			c := caps[tc.cap]
 			dir := filepath.Join(t.TempDir(), "cap")
 			copyCapture(t, c, dir)
@@ -357,6 +359,7 @@ func TestWriteDamageSeeds(t *testing.T) {
 func FuzzStoreDamage(f *testing.F) {
 	f.Add(uint8(0), uint8(1), uint8(0), uint8(opFlip), uint32(1<<31), uint16(1))
 	f.Fuzz(func(t *testing.T, capIdx, kind, which, op uint8, pos uint32, n uint16) {
+		t.Parallel() // each input damages its own copy
 		caps := damageCaptures(t)
 		c := caps[int(capIdx)%2]
 		dir := filepath.Join(t.TempDir(), "cap")
