@@ -35,6 +35,7 @@ GO=${GO:-go}
 PY=${PY:-python3}
 export GORACE=${GORACE:-atexit_sleep_ms=0}
 NORACE=${NORACE:-'^github.com/vbench/vbench/(analyze|analyze/chart|cmd/vbanalyze)$'}
+GOTEST_P=${GOTEST_P:-4}
 STATICCHECK=${STATICCHECK:-staticcheck}
 RUFF=${RUFF:-ruff}
 read -r -a extra <<<"${GOFLAGS_TEST:-}"
@@ -57,10 +58,10 @@ step_gotest() {
   race=$(grep -Ev "$NORACE" <<<"$all")
   norace=$(grep -E "$NORACE" <<<"$all")
   if [ -n "$race" ]; then
-    $GO test -short -count=1 -race -timeout 10m "${extra[@]}" $race || rc=1
+    $GO test -short -count=1 -race -p "$GOTEST_P" -timeout 10m "${extra[@]}" $race || rc=1
   fi
   if [ -n "$norace" ]; then
-    $GO test -short -count=1 -timeout 10m "${extra[@]}" $norace || rc=1
+    $GO test -short -count=1 -p "$GOTEST_P" -timeout 10m "${extra[@]}" $norace || rc=1
   fi
   return $rc
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -239,6 +241,7 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 		var mu sync.Mutex
 		res := map[int]result{}
 		var next int
+		var streaming atomic.Int64 // clients that have read part of a body, not its end
 		var wg sync.WaitGroup
 		for range 16 {
 			wg.Add(1)
@@ -249,7 +252,7 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 					i := next
 					next++
 					mu.Unlock()
-					status, body, err := post(context.Background(), client, r.url, i, `{"model":"m","prompt":"x","max_tokens":50,"stream":true}`)
+					status, body, err := postCounting(client, r.url, i, `{"model":"m","prompt":"x","max_tokens":50,"stream":true}`, &streaming)
 					mu.Lock()
 					res[i] = result{status, body, err}
 					mu.Unlock()
@@ -257,7 +260,12 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 			}()
 		}
 		killAfter := time.Duration(200+rand.IntN(1000)) * time.Millisecond
-		time.Sleep(killAfter)
+		time.Sleep(killAfter) // a random kill point: the behaviour under test
+		// ... at which a stream is under way (each lasts 500 ms after its
+		// first byte), however slow the machine.
+		if !waitFor(30*time.Second, func() bool { return streaming.Load() > 0 }) {
+			t.Fatalf("round %d: no stream under way 30 s after the start", round)
+		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		// Requests after the kill: wait for 16 of their 502s.
@@ -319,6 +327,31 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 		t.Logf("round %d: upstream killed after %v: %d requests, %d ok, %d cut mid-stream (upstream_error), %d unreachable after; records %d, lost %d",
 			round, killAfter, len(res), ok, cut, unreachable, len(recs), len(res)-len(recs))
 	}
+}
+
+// postCounting is post with streaming counting the clients between the
+// first byte of the body and its end.
+func postCounting(c *http.Client, url string, index int, body string, streaming *atomic.Int64) (int, []byte, error) {
+	req, _ := http.NewRequest("POST", url+"/v1/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-VB-Index", fmt.Sprint(index))
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 1)
+	n, err := io.ReadFull(resp.Body, first)
+	if n == 0 {
+		if err == io.EOF {
+			err = nil // an empty body, read to its end
+		}
+		return resp.StatusCode, nil, err
+	}
+	streaming.Add(1)
+	rest, err := io.ReadAll(resp.Body)
+	streaming.Add(-1)
+	return resp.StatusCode, append(first, rest...), err
 }
 
 // TestReliabilityClientDisconnects: clients go away at random points of

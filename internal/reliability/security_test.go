@@ -51,10 +51,18 @@ func TestReliabilityListenLoopback(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			defer cmd.Wait()
-			defer cmd.Process.Signal(os.Interrupt)
+			defer cmd.Process.Kill()
 			if !waitFor(10*time.Second, func() bool { return strings.Contains(errBuf.String()+outBuf.String(), "http://") }) {
 				t.Fatalf("no startup line: %s %s", outBuf.String(), errBuf.String())
+			}
+			// The warning is written (to stderr) before the listen line (to
+			// stdout), but the two pipes are copied separately: read both
+			// once the process has exited.
+			cmd.Process.Signal(os.Interrupt)
+			stuck := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+			cmd.Wait()
+			if !stuck.Stop() {
+				t.Errorf("%s did not exit within 30 s of SIGINT", tt.cmd)
 			}
 			msg := errBuf.String() + outBuf.String()
 			warned := strings.Contains(msg, "WARNING")
