@@ -357,6 +357,9 @@ func TestWriteDamageSeeds(t *testing.T) {
 // the invariants above). The seed corpus covers every file kind and
 // damage of both captures; scripts/fuzz.sh runs it longer.
 func FuzzStoreDamage(f *testing.F) {
+	if testing.Short() {
+		f.Skip("-short: the seed corpus reads a damaged 3,000-record capture per seed (make slow runs it; TestDamagedCaptureAttacks covers the attacks in make test)")
+	}
 	f.Add(uint8(0), uint8(1), uint8(0), uint8(opFlip), uint32(1<<31), uint16(1))
 	f.Fuzz(func(t *testing.T, capIdx, kind, which, op uint8, pos uint32, n uint16) {
 		t.Parallel() // each input damages its own copy

@@ -1,6 +1,6 @@
 // Command slowtests lists the module's slow tests: the top-level Test
-// functions that call testing.Short(), directly or through a helper of
-// their own package (see package testenv). `make slow` runs what it prints:
+// functions and fuzz targets (their seed corpus) that call testing.Short(),
+// directly or through a helper of their own package (see package testenv). `make slow` runs what it prints:
 //
 //	go run ./internal/testenv/slowtests            # one line: -run regexp, then the packages
 //	go run ./internal/testenv/slowtests -list      # package<TAB>test, one a line
@@ -182,13 +182,19 @@ func callsShort(fd *ast.FuncDecl, marked map[string]bool) bool {
 	return found
 }
 
-// isTest reports whether fd is a top-level test: TestXxx(t *testing.T).
+// isTest reports whether fd is a top-level test, TestXxx(t *testing.T),
+// or a fuzz target, FuzzXxx(f *testing.F), whose seed corpus go test runs
+// as a test (and -run selects).
 func isTest(fd *ast.FuncDecl) bool {
 	name := fd.Name.Name
-	if !strings.HasPrefix(name, "Test") || name == "TestMain" {
+	prefix, typ := "Test", "T"
+	if strings.HasPrefix(name, "Fuzz") {
+		prefix, typ = "Fuzz", "F"
+	}
+	if !strings.HasPrefix(name, prefix) || name == "TestMain" {
 		return false
 	}
-	if r, _ := utf8.DecodeRuneInString(name[len("Test"):]); unicode.IsLower(r) {
+	if r, _ := utf8.DecodeRuneInString(name[len(prefix):]); unicode.IsLower(r) {
 		return false // Testify is not a test
 	}
 	params := fd.Type.Params.List
@@ -200,5 +206,5 @@ func isTest(fd *ast.FuncDecl) bool {
 		return false
 	}
 	sel, ok := star.X.(*ast.SelectorExpr)
-	return ok && sel.Sel.Name == "T"
+	return ok && sel.Sel.Name == typ
 }

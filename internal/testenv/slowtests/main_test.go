@@ -35,6 +35,9 @@ func TestViaClosure(t *testing.T) { t.Run("x", func(t *testing.T) { if testing.S
 func Testhelper(t *testing.T) { skipShort(t) }
 func TestWrongSig(x int) { skipShort(nil) }
 func BenchmarkX(b *testing.B) { if testing.Short() { return } }
+func FuzzSlow(f *testing.F) { if testing.Short() { f.Skip() } }
+func FuzzFast(f *testing.F) {}
+func FuzzWrongSig(t *testing.T) { if testing.Short() {} }
 `,
 		"a/b_test.go": `package a_test
 import "testing"
@@ -69,7 +72,7 @@ func TestNotATestFile(t *testing.T) { if testing.Short() {} }
 	for _, s := range got {
 		lines = append(lines, s.pkg+" "+s.test)
 	}
-	want := []string{"./a TestDirect", "./a TestOtherFile", "./a TestViaClosure", "./a TestViaHelper", "./a/b TestDirect"}
+	want := []string{"./a FuzzSlow", "./a TestDirect", "./a TestOtherFile", "./a TestViaClosure", "./a TestViaHelper", "./a/b TestDirect"}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Errorf("find =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
@@ -78,7 +81,7 @@ func TestNotATestFile(t *testing.T) { if testing.Short() {} }
 	if code := run([]string{"-root", root}, &out, &errb); code != 0 {
 		t.Fatalf("run: exit %d: %s", code, errb.String())
 	}
-	if want := "^(TestDirect|TestOtherFile|TestViaClosure|TestViaHelper)$ ./a ./a/b\n"; out.String() != want {
+	if want := "^(FuzzSlow|TestDirect|TestOtherFile|TestViaClosure|TestViaHelper)$ ./a ./a/b\n"; out.String() != want {
 		t.Errorf("run printed %q; want %q", out.String(), want)
 	}
 }
