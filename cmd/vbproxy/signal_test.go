@@ -21,7 +21,7 @@ import (
 func TestSecondSignalCutsAndFlushes(t *testing.T) {
 	up := startSlowUpstream(t)
 	dir := filepath.Join(t.TempDir(), "cap")
-	url, stderr, stop := startRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--capture", dir, "--drain", "1m")
+	url, stderr, stop := startRun(t, "--upstream", up, "--listen", "127.0.0.1:0", "--capture", dir, "--drain", "10m")
 	client := &http.Client{Transport: &http.Transport{}}
 	// One complete exchange, one endless stream.
 	resp, err := client.Get(url + "/short")
@@ -58,12 +58,10 @@ func TestSecondSignalCutsAndFlushes(t *testing.T) {
 		if code != 0 {
 			t.Errorf("exit %d; stderr:\n%s", code, stderr)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(2 * time.Minute): // far less than the 10-minute drain, far more than a busy machine needs
 		t.Fatalf("the second signal did not cut the drain:\n%s", stderr)
 	}
-	if d := time.Since(start); d > 15*time.Second {
-		t.Errorf("exit took %v after the second signal", d)
-	}
+	t.Logf("exit %v after the second signal (the drain was 10 minutes)", time.Since(start))
 	var out bytes.Buffer
 	if code := run(context.Background(), []string{"dump", "--no-bodies", dir}, nil, &out, &out); code != 0 {
 		t.Fatalf("dump: %s", out.String())

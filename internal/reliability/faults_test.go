@@ -252,7 +252,7 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 					i := next
 					next++
 					mu.Unlock()
-					status, body, err := postCounting(client, r.url, i, `{"model":"m","prompt":"x","max_tokens":50,"stream":true}`, &streaming)
+					status, body, err := postCounting(client, r.url, i, `{"model":"m","prompt":"x","max_tokens":200,"stream":true}`, &streaming)
 					mu.Lock()
 					res[i] = result{status, body, err}
 					mu.Unlock()
@@ -261,8 +261,11 @@ func TestReliabilityUpstreamKilled(t *testing.T) {
 		}
 		killAfter := time.Duration(200+rand.IntN(1000)) * time.Millisecond
 		time.Sleep(killAfter) // a random kill point: the behaviour under test
-		// ... at which a stream is under way (each lasts 500 ms after its
-		// first byte), however slow the machine.
+		// ... at which a stream is under way, however slow the machine: a
+		// client has its first bytes, and the upstream needs 2 s for the
+		// rest (200 tokens, 10 ms apart), so the kill cuts it upstream too
+		// (with 500-ms streams a starved client once still read a stream
+		// the upstream had finished).
 		if !waitFor(30*time.Second, func() bool { return streaming.Load() > 0 }) {
 			t.Fatalf("round %d: no stream under way 30 s after the start", round)
 		}
