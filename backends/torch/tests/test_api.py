@@ -67,9 +67,10 @@ def test_streaming_chat_shape_and_continuous_usage(server):
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert events[0]["usage"]["completion_tokens"] == 0
     content = events[1:-1]
-    # one chunk per step, each with cumulative usage (a client that falls behind gets merged chunks, as in vLLM)
+    # one chunk per step, each with cumulative usage; a client that falls behind gets merged chunks, as in vLLM
+    # (on a busy machine all 7 tokens once came in one chunk), so only the upper bound is fixed
     counts = [e["usage"]["completion_tokens"] for e in content]
-    assert 2 <= len(content) <= 7 and counts == sorted(set(counts)) and counts[-1] == 7
+    assert 1 <= len(content) <= 7 and counts == sorted(set(counts)) and counts[-1] == 7
     assert content[-1]["choices"][0]["finish_reason"] == "length"
     final = events[-1]
     assert final["choices"] == [] and final["usage"]["completion_tokens"] == 7
