@@ -611,6 +611,14 @@ func recorderTotals(st WriterStats) *RecorderTotals {
 
 // Close drains the writer's queue, commits, syncs and closes the database.
 // It is safe to call more than once.
+//
+// Losses travel with the capture: in one transaction Close sets Closed (Unix
+// ns) on every Meta this process put, and Recorder (the writer's totals:
+// written, dropped, lost, errors, first and last loss) on the last one. A
+// version-2 meta without Closed thus belongs to a writer that was killed,
+// crashed or still runs (its losses unknown, not zero); a process that put
+// no meta marks nothing; no mark is written when free space is below half
+// the disk reserve.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)

@@ -21,6 +21,9 @@ import (
 
 // Sink receives finished records and scraped samples. Both methods must
 // never block; false means the value was dropped. *capture.Writer is one.
+// A sink that also has NextID() uint64 gets each record's ID reserved when
+// the request arrives (IDs then follow arrival order); one with
+// Stats() capture.WriterStats shows them in Stats().Capture.
 type Sink interface {
 	Put(*capture.Record) bool
 	PutSample(capture.Sample) bool
