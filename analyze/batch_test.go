@@ -55,13 +55,13 @@ func TestClientBatchThreeRequests(t *testing.T) {
 	// The batch chart exists without server metrics: the client-side
 	// series only. 600 steps over 900 ms: step 200 is 300 ms, step 350 is
 	// 525 ms.
-	l := res.timeline(g)
+	series := res.Timeline(g, 600)
 	got := map[string][]float64{}
-	for _, s := range l.Series {
+	for _, s := range series {
 		got[s.Name] = s.Y
 	}
-	if len(l.Series) != 3 {
-		t.Fatalf("timeline series %v; want in flight, decoding and queued only", len(l.Series))
+	if len(series) != 3 {
+		t.Fatalf("timeline series %v; want in flight, decoding and queued only", len(series))
 	}
 	dec, que := got["decoding (client-side estimate)"], got["queued or in prefill (client-side)"]
 	if len(dec) != 601 || len(que) != 601 {

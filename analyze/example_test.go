@@ -14,8 +14,8 @@ import (
 // Analyze reads captures (directories, or JSON Lines dumps) and computes one
 // group per variant × rate × trial (Config.By): throughput, TTFT, TPOT,
 // normalized latency and the rest, each defined once in package metric.
-// Run does the same and writes the table, CSV/JSON files, charts and
-// report.md (Config.Out, Chart).
+// render.Run does the same and writes the table, CSV/JSON files, charts
+// and report.md (Config.Out, Chart).
 func ExampleAnalyze() {
 	dir, _ := os.MkdirTemp("", "analyze-example")
 	defer os.RemoveAll(dir)

@@ -195,7 +195,7 @@ func sortGroups(gs []*Group) {
 	slices.SortStableFunc(gs, func(a, b *Group) int {
 		return cmp.Or(
 			cmp.Compare(a.Variant, b.Variant),
-			compareLevels(a.Level, a.Rate, b.Level, b.Rate),
+			CompareLevels(a.Level, a.Rate, b.Level, b.Rate),
 			compareNatural(a.Trial, b.Trial),
 			cmp.Compare(a.Key, b.Key),
 		)

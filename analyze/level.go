@@ -6,11 +6,11 @@ import (
 	"strings"
 )
 
-// compareLevels orders two levels for every output (groups, aggregates,
+// CompareLevels orders two levels for every output (groups, aggregates,
 // the CDF chart's choice): open-loop rate levels first, by rate, then
 // closed-loop levels ("c1", "c2", "c16": replay.ClosedLabel, which carry
 // no rate) by their concurrency, numerically; 0 when neither decides.
-func compareLevels(aLevel string, aRate float64, bLevel string, bRate float64) int {
+func CompareLevels(aLevel string, aRate float64, bLevel string, bRate float64) int {
 	an, aClosed := closedConcurrency(aLevel)
 	bn, bClosed := closedConcurrency(bLevel)
 	switch {

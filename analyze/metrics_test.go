@@ -223,7 +223,7 @@ func TestParseSLOErrors(t *testing.T) {
 }
 
 func TestWindowSteady(t *testing.T) {
-	recs, samples := synthCapture(engine{"v", 4, 40 * time.Millisecond}, 8, 1, 50, 3)
+	recs, samples := synthCapture(engine{Name: "v", Capacity: 4, Decode: 40 * time.Millisecond}, 8, 1, 50, 3)
 	path := filepath.Join(t.TempDir(), "x.jsonl")
 	writeDump(t, path, recs, samples, nil)
 	full, err := Analyze(context.Background(), Config{Captures: []string{path}})

@@ -14,7 +14,7 @@ import (
 // failed request counted under its own name in failed_by
 // (upstream_header_timeout included).
 func TestProxyOutcomesAreFailures(t *testing.T) {
-	recs, _ := synthCapture(engine{"x", 10, 20 * time.Millisecond}, 2, 1, 10, 1)
+	recs, _ := synthCapture(engine{Name: "x", Capacity: 10, Decode: 20 * time.Millisecond}, 2, 1, 10, 1)
 	outcomes := capture.Outcomes()[1:] // all but ok
 	for i, o := range outcomes {
 		r := recs[i]

@@ -523,7 +523,7 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 		out = append(out, a)
 	}
 	slices.SortStableFunc(out, func(x, y *Aggregate) int {
-		return cmp.Or(cmp.Compare(x.Variant, y.Variant), compareLevels(x.Level, x.Rate, y.Level, y.Rate), cmp.Compare(x.Key, y.Key))
+		return cmp.Or(cmp.Compare(x.Variant, y.Variant), CompareLevels(x.Level, x.Rate, y.Level, y.Rate), cmp.Compare(x.Key, y.Key))
 	})
 	return out
 }
@@ -565,9 +565,9 @@ func failedShare(a *Aggregate) float64 {
 	return 0
 }
 
-// sustains reports whether an aggregate's level is under the threshold
+// Sustains reports whether an aggregate's level is under the threshold
 // and why not.
-func sustains(a *Aggregate, threshold float64) (bool, string) {
+func Sustains(a *Aggregate, threshold float64) (bool, string) {
 	if !(a.NormLatencyWithCut.Mean <= threshold) {
 		why := fmt.Sprintf("at %s req/s the normalized latency is %.4f s/token", fmtNum(a.Rate, -1), a.NormLatencyWithCut.Mean)
 		if a.Cut > 0 {
@@ -599,7 +599,7 @@ func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 		as := byVariant[v] // sorted by rate already
 		s := Saturation{Variant: v, Rate: math.NaN(), NormLatency: math.NaN()}
 		for _, a := range as {
-			if ok, why := sustains(a, threshold); !ok {
+			if ok, why := Sustains(a, threshold); !ok {
 				s.Limit = why
 				break
 			}
@@ -608,6 +608,28 @@ func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 		s.Over = math.IsNaN(s.Rate)
 		s.Never = !s.Over && s.Rate == as[len(as)-1].Rate
 		out = append(out, s)
+	}
+	return out
+}
+
+// DamageError is nil when every capture read whole, else an error wrapping
+// capture.ErrDamaged that names each damaged capture and what was wrong:
+// Run returns it after writing everything.
+func (res *Result) DamageError() error {
+	if len(res.damage) == 0 {
+		return nil
+	}
+	return fmt.Errorf("analyze: %w: %s; the results cover what could be read", capture.ErrDamaged, strings.Join(res.damage, "; "))
+}
+
+// AllWarnings returns the analysis warnings followed by each group's,
+// prefixed with the group key.
+func (res *Result) AllWarnings() []string {
+	out := slices.Clone(res.Warnings)
+	for _, g := range res.Groups {
+		for _, w := range g.Warnings {
+			out = append(out, g.Key+": "+w)
+		}
 	}
 	return out
 }

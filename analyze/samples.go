@@ -166,3 +166,72 @@ func inFlight(spans []span, from, to int64) (mean float64, maxN int) {
 	area += float64(open) * float64(to-t)
 	return area / float64(to-from), maxN
 }
+
+// Series is one step line of a group's timeline: Y at the instants X
+// (seconds since the window start).
+type Series struct {
+	Name string
+	X, Y []float64
+}
+
+// Timeline is the in-flight view of group g's window: the exchanges open at
+// the proxy at points+1 evenly spaced instants — all of them, and split at
+// the first content chunk into decoding and queued (the client-side batch
+// and queue estimate) — then the server's running and waiting gauges as
+// scraped (when stored). Empty for a group without a window.
+func (res *Result) Timeline(g *Group, points int) []Series {
+	acc := &groupAcc{captures: map[string]bool{}}
+	for _, c := range g.Captures {
+		acc.captures[c] = true
+	}
+	spans, series := res.groupInputs(acc)
+	from, to := g.WindowStart, g.WindowEnd
+	if to <= from || points < 1 {
+		return nil
+	}
+	var out []Series
+	for _, c := range []struct {
+		name  string
+		spans []span
+	}{
+		{"in flight at the proxy", spans},
+		{"decoding (client-side estimate)", decodingSpans(spans)},
+		{"queued or in prefill (client-side)", queuedSpans(spans)},
+	} {
+		var starts, ends []int64
+		for _, s := range c.spans {
+			if s.end > from && s.start < to {
+				starts = append(starts, s.start)
+				ends = append(ends, s.end)
+			}
+		}
+		slices.Sort(starts)
+		slices.Sort(ends)
+		xs := make([]float64, points+1)
+		ys := make([]float64, points+1)
+		for i := range xs {
+			t := from + int64(float64(to-from)*float64(i)/float64(points))
+			n, _ := slices.BinarySearch(starts, t+1) // started at or before t
+			m, _ := slices.BinarySearch(ends, t+1)   // ended at or before t
+			xs[i] = secs(t - from)
+			ys[i] = float64(n - m)
+		}
+		out = append(out, Series{Name: c.name, X: xs, Y: ys})
+	}
+	if series == nil {
+		return out
+	}
+	for _, m := range []struct{ name, label string }{{capture.MetricRunning, "batched by the server (running)"}, {capture.MetricWaiting, "waiting at the server"}} {
+		var sx, sy []float64
+		for _, s := range series.byName[m.name] {
+			if s.At >= from && s.At <= to {
+				sx = append(sx, secs(s.At-from))
+				sy = append(sy, s.Value)
+			}
+		}
+		if len(sx) > 0 {
+			out = append(out, Series{Name: m.label, X: sx, Y: sy})
+		}
+	}
+	return out
+}

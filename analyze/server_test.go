@@ -1,45 +1,13 @@
 package analyze
 
 import (
-	"bytes"
 	"context"
 	"math"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/vbench/vbench/capture"
 )
-
-// serverFixture is two requests in a 1-s window [t0, t0+1s] and the
-// vbtorch and vLLM extras of serverFigures' hand computation. The
-// counters reset at t0+900ms (a restarted server).
-func serverFixture() ([]*capture.Record, []capture.Sample) {
-	r1 := tagged(1, t0)
-	r1.Chunks = []capture.Chunk{chunk(100, 1, 1, 1), chunk(1000, 1, 1, 2)}
-	r1.CompletionTokens, r1.End = 2, 1000*ms
-	r2 := tagged(2, t0+200*ms)
-	r2.Chunks = []capture.Chunk{chunk(100, 1, 1, 1), chunk(600, 1, 1, 2)}
-	r2.CompletionTokens, r2.End = 2, 600*ms
-	s := func(at int64, name string, v float64) capture.Sample {
-		return capture.Sample{At: t0 + at*ms, Name: name, Value: v}
-	}
-	samples := []capture.Sample{
-		s(-100, capture.MetricRunning, 0), s(500, capture.MetricRunning, 2), s(900, capture.MetricRunning, 1),
-		s(-100, "vbtorch:steps_total", 100), s(500, "vbtorch:steps_total", 150), s(900, "vbtorch:steps_total", 10), s(1500, "vbtorch:steps_total", 50),
-		s(-100, "vbtorch:step_seconds_total", 1), s(500, "vbtorch:step_seconds_total", 1.5), s(900, "vbtorch:step_seconds_total", 0.1),
-		s(-100, "vbtorch:batch_size_total", 300), s(500, "vbtorch:batch_size_total", 400), s(900, "vbtorch:batch_size_total", 20),
-		s(-100, "vbtorch:kv_reserved_tokens", 0), s(500, "vbtorch:kv_reserved_tokens", 1000), s(900, "vbtorch:kv_reserved_tokens", 400),
-		s(-100, "vbtorch:kv_filled_tokens", 0), s(500, "vbtorch:kv_filled_tokens", 250), s(900, "vbtorch:kv_filled_tokens", 200),
-		s(-100, "vbtorch:kv_largest_hole_tokens", 4096), s(500, "vbtorch:kv_largest_hole_tokens", 1000),
-		s(-100, "vbtorch:kv_capacity_tokens", 4096),
-		s(500, "vbtorch:max_batch_size", 7),
-		s(0, "vllm:prefix_cache_queries_total", 0), s(800, "vllm:prefix_cache_queries_total", 40),
-		s(0, "vllm:prefix_cache_hits_total", 0), s(800, "vllm:prefix_cache_hits_total", 10),
-	}
-	return []*capture.Record{r1, r2}, samples
-}
 
 // TestServerFigures checks the derived server figures against the hand
 // computation:
@@ -101,13 +69,6 @@ func TestServerFigures(t *testing.T) {
 	if m := byName["vbtorch:kv_largest_hole_tokens"]; m.Max != 4096 || m.Mean != 2548 {
 		t.Errorf("vbtorch:kv_largest_hole_tokens = %+v", m)
 	}
-	var report bytes.Buffer
-	if err := res.WriteReport(&report, &Config{Title: "t"}, nil, dir); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(report.String(), "## Server internals") || !strings.Contains(report.String(), "| 60.0 | 10.0ms | 2.00 | - | 440 | 120 | 30.0% | 2548 | 4096 |") {
-		t.Errorf("report lacks the server internals row:\n%s", report.String())
-	}
 }
 
 // TestServerFiguresAbsent: without extra samples every figure is NaN (an
@@ -127,12 +88,8 @@ func TestServerFiguresAbsent(t *testing.T) {
 			t.Errorf("figure %v without server extras; want NaN (group %+v)", v, g)
 		}
 	}
-	var report bytes.Buffer
-	if err := res.WriteReport(&report, &Config{Title: "t"}, nil, dir); err != nil {
-		t.Fatal(err)
-	}
-	if g.ServerMetrics != nil || strings.Contains(report.String(), "Server internals") {
-		t.Errorf("server metrics %v / report section without extras", g.ServerMetrics)
+	if g.ServerMetrics != nil {
+		t.Errorf("server metrics %v without extras", g.ServerMetrics)
 	}
 }
 
@@ -155,25 +112,6 @@ func TestVBSimFigures(t *testing.T) {
 	if g.StepsPerS != 20/2e-8 || g.StepTime != 0.5/20 || g.BatchPerStep != 4 || g.TokensPerStep != 25 ||
 		g.KVReserved != 100 || g.KVFilled != 90 || g.KVReservedUtil != 0.9 || g.KVCapacity != 1000 || !math.IsNaN(g.KVLargestHole) {
 		t.Errorf("vbsim figures: %+v", g)
-	}
-}
-
-// TestGoldenServer pins summary.csv/json, server_metrics.csv and the
-// report of the server fixture.
-func TestGoldenServer(t *testing.T) {
-	golden := goldenDir(t, "server")
-	dir := t.TempDir()
-	t.Chdir(dir)
-	recs, samples := serverFixture()
-	writeDump(t, "fx.jsonl", recs, samples, nil)
-	cfg := Config{Captures: []string{"fx.jsonl"}, Out: "out", Report: "out/report.md", Title: "server fixture"}
-	if err := Run(context.Background(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Chdir(filepath.Join(dir, "out"))
-	compareGolden(t, golden, ".", []string{"summary.csv", "summary.json", "server_metrics.csv", "report.md"})
-	if _, err := os.Stat("server_metrics.csv"); err != nil {
-		t.Error(err)
 	}
 }
 

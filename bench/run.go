@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/analyze/render"
 	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/recorder"
@@ -661,7 +662,7 @@ func (r *runner) chart() bool {
 }
 
 func (r *runner) analyzeTrial(ctx context.Context, dir string, caps []string) error {
-	return analyze.Run(ctx, analyze.Config{
+	return render.Run(ctx, analyze.Config{
 		Captures: caps,
 		Out:      filepath.Join(dir, "analysis"),
 		Chart:    r.chart(),
@@ -705,7 +706,7 @@ func writeReport(ctx context.Context, s *Study, trials []TrialStatus, now time.T
 		Chart:    chart,
 		Title:    "vbench study " + s.Name,
 	}
-	if err := analyze.Run(ctx, cfg); err != nil {
+	if err := render.Run(ctx, cfg); err != nil {
 		return "", err
 	}
 	return path, nil

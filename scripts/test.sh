@@ -34,7 +34,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 PY=${PY:-python3}
 export GORACE=${GORACE:-atexit_sleep_ms=0}
-NORACE=${NORACE:-'^github.com/vbench/vbench/(analyze|analyze/chart|cmd/vbanalyze)$'}
+NORACE=${NORACE:-'^github.com/vbench/vbench/(analyze|analyze/chart|analyze/render|cmd/vbanalyze)$'}
 GOTEST_P=${GOTEST_P:-4}
 STATICCHECK=${STATICCHECK:-staticcheck}
 RUFF=${RUFF:-ruff}

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/analyze/render"
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/cli"
 )
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := cfg.Validate(); err != nil {
 		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))
 	}
-	err = analyze.Run(ctx, cfg)
+	err = render.Run(ctx, cfg)
 	if errors.Is(err, analyze.ErrMixedTraces) {
 		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/analyze/render"
 	"github.com/vbench/vbench/internal/testserver"
 )
 
@@ -81,7 +82,7 @@ func TestRecorderDropsReachTheAnalysis(t *testing.T) {
 
 	out := filepath.Join(tmp, "out")
 	var warns strings.Builder
-	if err := analyze.Run(context.Background(), analyze.Config{Captures: []string{dir}, Out: out, Stderr: &warns}); err != nil {
+	if err := render.Run(context.Background(), analyze.Config{Captures: []string{dir}, Out: out, Stderr: &warns}); err != nil {
 		t.Fatal(err)
 	}
 	row := summaryRow(t, filepath.Join(out, "summary.csv"))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/analyze/render"
 	"github.com/vbench/vbench/backends/sim"
 	"github.com/vbench/vbench/internal/recorder"
 	"github.com/vbench/vbench/replay"
@@ -146,7 +147,7 @@ func TestPagedSustainsMoreThanContiguous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := res.Write(ctx, acfg); err != nil {
+	if err := render.Write(ctx, res, acfg); err != nil {
 		t.Fatal(err)
 	}
 	groups := map[string]*analyze.Group{}
@@ -171,7 +172,7 @@ func TestPagedSustainsMoreThanContiguous(t *testing.T) {
 	for _, s := range res.Saturation {
 		sat[s.Variant] = s
 	}
-	for _, line := range res.SaturationLines() {
+	for _, line := range render.SaturationLines(res) {
 		t.Log(line)
 	}
 	p, c := sat["sim-paged"], sat["sim-contiguous"]

@@ -1,4 +1,4 @@
-package analyze
+package render
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/capture"
 )
 
@@ -90,7 +91,7 @@ func npStd(a []float64) float64 {
 // vllm/benchmarks/serve.py, written out here, and checks our vLLM-format
 // result carries the same figures.
 func TestVLLMCrossCheck(t *testing.T) {
-	recs, samples := synthCapture(engine{"v", 10, 20 * time.Millisecond}, 8, 1, 200, 7)
+	recs, samples := synthCapture(engine{Name: "v", Capacity: 10, Decode: 20 * time.Millisecond}, 8, 1, 200, 7)
 	// two failures, which vLLM leaves out of every statistic
 	recs[10].Status = 500
 	recs[20].Outcome = capture.OutcomeUpstreamError
@@ -101,7 +102,7 @@ func TestVLLMCrossCheck(t *testing.T) {
 	path := filepath.Join(dir, "x.jsonl")
 	writeDump(t, path, recs, samples, nil)
 	out := filepath.Join(dir, "out")
-	if err := Run(context.Background(), Config{Captures: []string{path}, Out: out, VLLMJSON: true}); err != nil {
+	if err := Run(context.Background(), analyze.Config{Captures: []string{path}, Out: out, VLLMJSON: true}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "vllm", "v_8_1.json"))

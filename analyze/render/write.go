@@ -1,4 +1,4 @@
-package analyze
+package render
 
 import (
 	"bytes"
@@ -8,52 +8,48 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
-	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/analyze"
 )
 
-// Run analyses the captures of cfg and writes what it asks: the terminal
-// summary to cfg.Stdout, warnings to cfg.Stderr, and under cfg.Out
-// summary.csv, summary.json, aggregates.csv, requests.csv,
-// server_metrics.csv, charts/,
+// Run analyses the captures of cfg (analyze.Analyze: the compute side)
+// and writes what it asks (Write: this package): the terminal summary to
+// cfg.Stdout, warnings to cfg.Stderr, and under cfg.Out summary.csv,
+// summary.json, aggregates.csv, requests.csv, server_metrics.csv, charts/,
 // vllm/ and report.md. It is what `vbanalyze` runs; the orchestrator and
 // the demo call it directly.
-func Run(ctx context.Context, cfg Config) error {
-	res, err := Analyze(ctx, cfg)
+func Run(ctx context.Context, cfg analyze.Config) error {
+	res, err := analyze.Analyze(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if err := res.Write(ctx, cfg); err != nil {
+	if err := Write(ctx, res, cfg); err != nil {
 		return err
 	}
-	if len(res.Damaged) > 0 {
-		return fmt.Errorf("analyze: %w: %s; the results cover what could be read", capture.ErrDamaged, strings.Join(res.damage, "; "))
-	}
-	return nil
+	return res.DamageError()
 }
 
 // Write writes the outputs of an analysis (see Run). cfg must be the
 // configuration the result was computed with.
-func (res *Result) Write(ctx context.Context, cfg Config) error {
+func Write(ctx context.Context, res *analyze.Result, cfg analyze.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if cfg.Stdout != nil {
 		var err error
 		switch cfg.Format {
-		case FormatCSV:
-			err = res.WriteSummaryCSV(cfg.Stdout)
-		case FormatJSON:
-			err = res.WriteSummaryJSON(cfg.Stdout)
+		case analyze.FormatCSV:
+			err = WriteSummaryCSV(res, cfg.Stdout)
+		case analyze.FormatJSON:
+			err = WriteSummaryJSON(res, cfg.Stdout)
 		default:
-			err = res.WriteTable(cfg.Stdout)
+			err = WriteTable(res, cfg.Stdout)
 		}
 		if err != nil {
 			return fmt.Errorf("analyze: summary: %w", err)
 		}
 	}
-	if cfg.Stderr != nil && (cfg.Format != FormatTable || cfg.Stdout == nil) {
+	if cfg.Stderr != nil && (cfg.Format != analyze.FormatTable || cfg.Stdout == nil) {
 		for _, w := range res.AllWarnings() {
 			fmt.Fprintln(cfg.Stderr, "warning: "+w)
 		}
@@ -67,11 +63,11 @@ func (res *Result) Write(ctx context.Context, cfg Config) error {
 			name string
 			fn   func(io.Writer) error
 		}{
-			{"summary.csv", res.WriteSummaryCSV},
-			{"summary.json", res.WriteSummaryJSON},
-			{"aggregates.csv", res.WriteAggregatesCSV},
-			{"requests.csv", res.WriteRequestsCSV},
-			{"server_metrics.csv", res.WriteServerMetricsCSV},
+			{"summary.csv", func(w io.Writer) error { return WriteSummaryCSV(res, w) }},
+			{"summary.json", func(w io.Writer) error { return WriteSummaryJSON(res, w) }},
+			{"aggregates.csv", func(w io.Writer) error { return WriteAggregatesCSV(res, w) }},
+			{"requests.csv", func(w io.Writer) error { return WriteRequestsCSV(res, w) }},
+			{"server_metrics.csv", func(w io.Writer) error { return WriteServerMetricsCSV(res, w) }},
 		}
 		for _, f := range files {
 			if err := writeFile(filepath.Join(cfg.Out, f.name), f.fn); err != nil {
@@ -84,7 +80,7 @@ func (res *Result) Write(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("analyze: %w", err)
 			}
 			for _, g := range res.Groups {
-				err := writeFile(filepath.Join(dir, vllmFileName(g.Key)), func(w io.Writer) error { return res.writeVLLM(w, g) })
+				err := writeFile(filepath.Join(dir, vllmFileName(g.Key)), func(w io.Writer) error { return writeVLLM(res, w, g) })
 				if err != nil {
 					return err
 				}
@@ -96,7 +92,7 @@ func (res *Result) Write(ctx context.Context, cfg Config) error {
 			}
 			var skipped []string
 			var err error
-			charts, skipped, err = res.WriteCharts(&cfg, filepath.Join(cfg.Out, "charts"))
+			charts, skipped, err = WriteCharts(res, &cfg, filepath.Join(cfg.Out, "charts"))
 			if err != nil {
 				return err
 			}
@@ -108,7 +104,7 @@ func (res *Result) Write(ctx context.Context, cfg Config) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("analyze: report: %w", err)
 		}
-		err := writeFile(cfg.Report, func(w io.Writer) error { return res.WriteReport(w, &cfg, charts, dir) })
+		err := writeFile(cfg.Report, func(w io.Writer) error { return WriteReport(res, w, &cfg, charts, dir) })
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package analyze
+package render
 
 import (
 	"cmp"
@@ -10,6 +10,8 @@ import (
 	"slices"
 
 	"github.com/vbench/vbench/analyze/chart"
+
+	"github.com/vbench/vbench/analyze"
 )
 
 // ChartFile is one chart written by WriteCharts.
@@ -23,7 +25,7 @@ type ChartFile struct {
 }
 
 // variantOrder returns the variants of the aggregates in order.
-func (res *Result) variantOrder() []string {
+func variantOrder(res *analyze.Result) []string {
 	var vs []string
 	for _, a := range res.Aggregates {
 		if !slices.Contains(vs, a.Variant) {
@@ -37,11 +39,11 @@ func (res *Result) variantOrder() []string {
 // cdfLevel picks the rate level of the CDF charts: the asked one, else
 // the highest level that every variant has and sustains, else the lowest
 // level every variant has, else the lowest level.
-func (res *Result) cdfLevel(cfg *Config) string {
+func cdfLevel(res *analyze.Result, cfg *analyze.Config) string {
 	if cfg.CDFRate != "" {
 		return cfg.CDFRate
 	}
-	vs := res.variantOrder()
+	vs := variantOrder(res)
 	type lv struct {
 		level string
 		rate  float64
@@ -56,7 +58,7 @@ func (res *Result) cdfLevel(cfg *Config) string {
 			levels[a.Level] = l
 		}
 		l.n++
-		if ok, _ := sustains(a, cfg.Saturation.Seconds()); !ok {
+		if ok, _ := analyze.Sustains(a, cfg.Saturation.Seconds()); !ok {
 			l.ok = false
 		}
 	}
@@ -68,7 +70,7 @@ func (res *Result) cdfLevel(cfg *Config) string {
 		return ""
 	}
 	slices.SortFunc(all, func(a, b *lv) int {
-		return cmp.Or(compareLevels(a.level, a.rate, b.level, b.rate), cmp.Compare(a.level, b.level))
+		return cmp.Or(analyze.CompareLevels(a.level, a.rate, b.level, b.rate), cmp.Compare(a.level, b.level))
 	})
 	best := ""
 	for _, l := range all {
@@ -90,9 +92,9 @@ func (res *Result) cdfLevel(cfg *Config) string {
 // timelineGroup picks the group of the timeline chart: the asked key, else
 // the first variant's first group at the CDF level (a rate every variant
 // sustains, where batching shows), else the first group.
-func (res *Result) timelineGroup(cfg *Config) *Group {
-	level := res.cdfLevel(cfg)
-	var pick *Group
+func timelineGroup(res *analyze.Result, cfg *analyze.Config) *analyze.Group {
+	level := cdfLevel(res, cfg)
+	var pick *analyze.Group
 	for _, g := range res.Groups {
 		if cfg.Timeline != "" {
 			if g.Key == cfg.Timeline {
@@ -130,9 +132,9 @@ func cdfPoints(xs []float64, maxPoints int) ([]float64, []float64) {
 }
 
 // Charts returns the chart definitions for the result.
-func (res *Result) Charts(cfg *Config) map[string]chart.Line {
+func Charts(res *analyze.Result, cfg *analyze.Config) map[string]chart.Line {
 	out := map[string]chart.Line{}
-	vs := res.variantOrder()
+	vs := variantOrder(res)
 	thr := cfg.Saturation.Seconds()
 
 	norm := chart.Line{Title: "Normalized latency vs request rate", XLabel: "request rate (req/s)", YLabel: "normalized latency (s/token)", YMin: math.NaN()}
@@ -178,14 +180,14 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 	out["throughput_vs_concurrency"] = tput
 	out["ttft_vs_rate"] = ttft
 
-	level := res.cdfLevel(cfg)
+	level := cdfLevel(res, cfg)
 	cdfT := chart.Line{Title: fmt.Sprintf("CDF of TTFT at rate %s", level), XLabel: "time to first token (s, log scale)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1, LogX: true}
 	cdfN := chart.Line{Title: fmt.Sprintf("CDF of normalized latency at rate %s", level), XLabel: "normalized latency (s/token, log scale)", YLabel: "fraction of completed requests", YMin: math.NaN(), YMax: 1, LogX: true}
 	for _, v := range vs {
 		var tv, nv []float64
 		for i := range res.Requests {
 			r := &res.Requests[i]
-			if r.Variant != v || r.Level != level || !r.Completed() || (r.Warmup && cfg.Window != WindowAll) {
+			if r.Variant != v || r.Level != level || !r.Completed() || (r.Warmup && cfg.Window != analyze.WindowAll) {
 				continue
 			}
 			tv = append(tv, r.TTFT())
@@ -199,8 +201,8 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 	out["cdf_ttft"] = cdfT
 	out["cdf_norm_latency"] = cdfN
 
-	if g := res.timelineGroup(cfg); g != nil {
-		out["timeline"] = res.timeline(g)
+	if g := timelineGroup(res, cfg); g != nil {
+		out["timeline"] = timeline(res, g)
 	}
 	return out
 }
@@ -209,62 +211,13 @@ func (res *Result) Charts(cfg *Config) map[string]chart.Line {
 // and queued (the client-side batch estimate, so a server without metrics
 // still gets a batch chart), and the server's running (batched) and
 // waiting requests when scraped, over one group's window.
-func (res *Result) timeline(g *Group) chart.Line {
-	const points = 600
+func timeline(res *analyze.Result, g *analyze.Group) chart.Line {
 	l := chart.Line{
 		Title:  fmt.Sprintf("In flight vs batched requests: %s", g.Key),
 		XLabel: "time since window start (s)", YLabel: "requests", YMin: math.NaN(),
 	}
-	acc := &groupAcc{captures: map[string]bool{}}
-	for _, c := range g.Captures {
-		acc.captures[c] = true
-	}
-	spans, series := res.groupInputs(acc)
-	from, to := g.WindowStart, g.WindowEnd
-	if to <= from {
-		return l
-	}
-	// open exchanges at evenly spaced instants: all of them, and split at
-	// the first content chunk (the client-side batch and queue estimate)
-	for _, c := range []struct {
-		name  string
-		spans []span
-	}{
-		{"in flight at the proxy", spans},
-		{"decoding (client-side estimate)", decodingSpans(spans)},
-		{"queued or in prefill (client-side)", queuedSpans(spans)},
-	} {
-		var starts, ends []int64
-		for _, s := range c.spans {
-			if s.end > from && s.start < to {
-				starts = append(starts, s.start)
-				ends = append(ends, s.end)
-			}
-		}
-		slices.Sort(starts)
-		slices.Sort(ends)
-		xs := make([]float64, points+1)
-		ys := make([]float64, points+1)
-		for i := range xs {
-			t := from + int64(float64(to-from)*float64(i)/points)
-			n, _ := slices.BinarySearch(starts, t+1) // started at or before t
-			m, _ := slices.BinarySearch(ends, t+1)   // ended at or before t
-			xs[i] = secs(t - from)
-			ys[i] = float64(n - m)
-		}
-		l.Series = append(l.Series, chart.Series{Name: c.name, X: xs, Y: ys, Step: true})
-	}
-	for _, m := range []struct{ name, label string }{{"vllm:num_requests_running", "batched by the server (running)"}, {"vllm:num_requests_waiting", "waiting at the server"}} {
-		var sx, sy []float64
-		for _, s := range series.byName[m.name] {
-			if s.At >= from && s.At <= to {
-				sx = append(sx, secs(s.At-from))
-				sy = append(sy, s.Value)
-			}
-		}
-		if len(sx) > 0 {
-			l.Series = append(l.Series, chart.Series{Name: m.label, X: sx, Y: sy, Step: true})
-		}
+	for _, s := range res.Timeline(g, 600) {
+		l.Series = append(l.Series, chart.Series{Name: s.Name, X: s.X, Y: s.Y, Step: true})
 	}
 	return l
 }
@@ -277,11 +230,11 @@ func chartOrder() []string {
 // WriteCharts writes every chart as PNG and SVG under dir. A chart without
 // data is skipped with a warning returned in the error list, never a
 // failure.
-func (res *Result) WriteCharts(cfg *Config, dir string) ([]ChartFile, []string, error) {
+func WriteCharts(res *analyze.Result, cfg *analyze.Config, dir string) ([]ChartFile, []string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("analyze: charts: %w", err)
 	}
-	lines := res.Charts(cfg)
+	lines := Charts(res, cfg)
 	var files []ChartFile
 	var skipped []string
 	for _, name := range chartOrder() {

@@ -1,4 +1,4 @@
-package analyze
+package render
 
 import (
 	"fmt"
@@ -8,13 +8,15 @@ import (
 	"strings"
 
 	"github.com/vbench/vbench/metric"
+
+	"github.com/vbench/vbench/analyze"
 )
 
 // reference returns the variant the others are compared with: a variant
 // named like the PyTorch baseline if present, else the one with the lowest
 // sustained rate.
-func (res *Result) reference() (Saturation, bool) {
-	var ref Saturation
+func reference(res *analyze.Result) (analyze.Saturation, bool) {
+	var ref analyze.Saturation
 	found := false
 	for _, s := range res.Saturation {
 		if s.Over {
@@ -32,7 +34,7 @@ func (res *Result) reference() (Saturation, bool) {
 
 // SaturationLines returns one sentence per variant about its sustained
 // rate, then the ratios to the reference variant.
-func (res *Result) SaturationLines() []string {
+func SaturationLines(res *analyze.Result) []string {
 	if len(res.Saturation) == 0 {
 		return nil
 	}
@@ -48,7 +50,7 @@ func (res *Result) SaturationLines() []string {
 			out = append(out, fmt.Sprintf("%s sustains %s req/s at %s s/token (%.4f s/token there; %s)", s.Variant, fmtNum(s.Rate, -1), thr, s.NormLatency, s.Limit))
 		}
 	}
-	ref, ok := res.reference()
+	ref, ok := reference(res)
 	if !ok || len(res.Saturation) < 2 {
 		return out
 	}
@@ -70,7 +72,7 @@ func mdEscape(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
 
 // WriteReport writes the Markdown report. Chart paths are written relative
 // to the report's directory reportDir.
-func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, reportDir string) error {
+func WriteReport(res *analyze.Result, w io.Writer, cfg *analyze.Config, charts []ChartFile, reportDir string) error {
 	var b strings.Builder
 	st := res.Setup
 	fmt.Fprintf(&b, "# %s\n\n", cfg.Title)
@@ -97,7 +99,7 @@ func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, rep
 	b.WriteString("\n\n")
 
 	b.WriteString("## Saturation\n\n")
-	if lines := res.SaturationLines(); len(lines) > 0 {
+	if lines := SaturationLines(res); len(lines) > 0 {
 		for _, l := range lines {
 			fmt.Fprintf(&b, "- %s\n", l)
 		}
@@ -133,7 +135,7 @@ func (res *Result) WriteReport(w io.Writer, cfg *Config, charts []ChartFile, rep
 	}
 	b.WriteString("\n")
 
-	res.writeServerInternals(&b)
+	writeServerInternals(res, &b)
 
 	multi := false
 	for _, a := range res.Aggregates {

@@ -1,4 +1,4 @@
-package analyze
+package render
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/capture"
 
 	"github.com/vbench/vbench/metric"
@@ -60,25 +61,6 @@ func compareGolden(t *testing.T, golden, dir string, files []string) {
 	}
 }
 
-func firstDiff(got, want string) string {
-	gl, wl := strings.Split(got, "\n"), strings.Split(want, "\n")
-	for i := range max(len(gl), len(wl)) {
-		var g, w string
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if g != w {
-			return "line " + itoa(i+1) + ":\n got: " + g + "\nwant: " + w
-		}
-	}
-	return ""
-}
-
-func itoa(i int) string { return fmtNum(float64(i), 0) }
-
 // The golden tests run in a temporary working directory so the capture
 // names written in the outputs are stable.
 func TestGoldenSmall(t *testing.T) {
@@ -87,9 +69,9 @@ func TestGoldenSmall(t *testing.T) {
 	t.Chdir(dir)
 	recs, samples, metas := smallFixture()
 	writeDump(t, "fx.jsonl", recs, samples, metas)
-	slo, _ := ParseSLO("ttft=150ms,tpot=100ms")
+	slo, _ := analyze.ParseSLO("ttft=150ms,tpot=100ms")
 	var stdout bytes.Buffer
-	cfg := Config{Captures: []string{"fx.jsonl"}, Out: "out", VLLMJSON: true, SLO: slo, Stdout: &stdout}
+	cfg := analyze.Config{Captures: []string{"fx.jsonl"}, Out: "out", VLLMJSON: true, SLO: slo, Stdout: &stdout}
 	if err := Run(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +86,14 @@ func TestGoldenSweep(t *testing.T) {
 	golden := goldenDir(t, "sweep")
 	dir := t.TempDir()
 	t.Chdir(dir)
-	engines := []engine{{"torch-baseline", 4, 40 * time.Millisecond}, {"vllm-page", 10, 20 * time.Millisecond}}
+	engines := []engine{{Name: "torch-baseline", Capacity: 4, Decode: 40 * time.Millisecond}, {Name: "vllm-page", Capacity: 10, Decode: 20 * time.Millisecond}}
 	caps := writeSweep(t, ".", engines, []float64{2, 4, 8, 12}, 2, 60)
 	for i := range caps {
 		caps[i] = filepath.Base(caps[i])
 	}
 	run := func(out string, charts bool) {
 		t.Helper()
-		cfg := Config{Captures: caps, Out: out, Chart: charts, Title: "sweep fixture"}
+		cfg := analyze.Config{Captures: caps, Out: out, Chart: charts, Title: "sweep fixture"}
 		if err := Run(context.Background(), cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -159,19 +141,19 @@ func TestGoldenSweep(t *testing.T) {
 
 func TestMixedTraces(t *testing.T) {
 	dir := t.TempDir()
-	a, _ := synthCapture(engine{"a", 10, 20 * time.Millisecond}, 2, 1, 10, 1)
-	b, _ := synthCapture(engine{"b", 10, 20 * time.Millisecond}, 2, 1, 10, 1)
+	a, _ := synthCapture(engine{Name: "a", Capacity: 10, Decode: 20 * time.Millisecond}, 2, 1, 10, 1)
+	b, _ := synthCapture(engine{Name: "b", Capacity: 10, Decode: 20 * time.Millisecond}, 2, 1, 10, 1)
 	for _, r := range b {
 		r.Tags.TraceHash = "trace-2"
 	}
 	pa, pb := filepath.Join(dir, "a.jsonl"), filepath.Join(dir, "b.jsonl")
 	writeDump(t, pa, a, nil, nil)
 	writeDump(t, pb, b, nil, nil)
-	_, err := Analyze(context.Background(), Config{Captures: []string{pa, pb}})
-	if !errors.Is(err, ErrMixedTraces) || !strings.Contains(err.Error(), "--allow-mixed") {
-		t.Fatalf("err = %v; want ErrMixedTraces naming --allow-mixed", err)
+	_, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{pa, pb}})
+	if !errors.Is(err, analyze.ErrMixedTraces) || !strings.Contains(err.Error(), "--allow-mixed") {
+		t.Fatalf("err = %v; want analyze.ErrMixedTraces naming --allow-mixed", err)
 	}
-	res, err := Analyze(context.Background(), Config{Captures: []string{pa, pb}, AllowMixed: true})
+	res, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{pa, pb}, AllowMixed: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,11 +166,11 @@ func TestMixedTraces(t *testing.T) {
 // never a panic.
 func TestRobustness(t *testing.T) {
 	dir := t.TempDir()
-	onlyFail, _ := synthCapture(engine{"x", 10, 20 * time.Millisecond}, 2, 1, 5, 1)
+	onlyFail, _ := synthCapture(engine{Name: "x", Capacity: 10, Decode: 20 * time.Millisecond}, 2, 1, 5, 1)
 	for _, r := range onlyFail {
 		r.Status, r.Chunks, r.CompletionTokens = 503, nil, -1
 	}
-	crashed, _ := synthCapture(engine{"x", 10, 20 * time.Millisecond}, 2, 1, 5, 1)
+	crashed, _ := synthCapture(engine{Name: "x", Capacity: 10, Decode: 20 * time.Millisecond}, 2, 1, 5, 1)
 	for _, r := range crashed[2:] {
 		r.Outcome, r.End = "", 0 // records without an end
 		r.Chunks = r.Chunks[:len(r.Chunks)/2]
@@ -210,21 +192,21 @@ func TestRobustness(t *testing.T) {
 		name    string
 		capture string
 		wantErr string // "" : must succeed
-		check   func(*Result) string
+		check   func(*analyze.Result) string
 	}{
 		{"empty dump", write("empty.jsonl", nil), "no request records", nil},
 		{"empty store", emptyDir, "no request records", nil},
 		{"missing", filepath.Join(dir, "nope"), "no such file", nil},
 		{"not a dump", badLine, "line 2", nil},
 		{"not a capture dir", notCap, "capture: open " + notCap + ": not a vbench capture", nil},
-		{"only failures", write("fail.jsonl", onlyFail), "", func(r *Result) string {
+		{"only failures", write("fail.jsonl", onlyFail), "", func(r *analyze.Result) string {
 			g := r.Groups[0]
 			if g.Completed != 0 || g.Failed != 5 || g.FailedBy["http_503"] != 5 || len(r.Warnings) == 0 {
 				return "want 5 failed by http_503 and a warning"
 			}
 			return ""
 		}},
-		{"crashed proxy", write("crash.jsonl", crashed), "", func(r *Result) string {
+		{"crashed proxy", write("crash.jsonl", crashed), "", func(r *analyze.Result) string {
 			g := r.Groups[0]
 			if g.Completed != 2 || g.FailedBy[metric.KindIncomplete] != 3 {
 				return "want 2 completed, 3 incomplete"
@@ -236,8 +218,8 @@ func TestRobustness(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			out := filepath.Join(dir, "out-"+strings.ReplaceAll(tt.name, " ", "-"))
 			var stdout bytes.Buffer
-			cfg := Config{Captures: []string{tt.capture}, Out: out, Chart: true, VLLMJSON: true, Stdout: &stdout}
-			res, err := Analyze(context.Background(), cfg)
+			cfg := analyze.Config{Captures: []string{tt.capture}, Out: out, Chart: true, VLLMJSON: true, Stdout: &stdout}
+			res, err := analyze.Analyze(context.Background(), cfg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v; want one containing %q", err, tt.wantErr)
@@ -250,12 +232,31 @@ func TestRobustness(t *testing.T) {
 			if msg := tt.check(res); msg != "" {
 				t.Errorf("%s: %+v", msg, res.Groups[0])
 			}
-			if err := res.Write(context.Background(), cfg); err != nil {
+			if err := Write(context.Background(), res, cfg); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := os.Stat(filepath.Join(out, "report.md")); err != nil {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestGoldenServer pins summary.csv/json, server_metrics.csv and the
+// report of the server fixture.
+func TestGoldenServer(t *testing.T) {
+	golden := goldenDir(t, "server")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	recs, samples := serverFixture()
+	writeDump(t, "fx.jsonl", recs, samples, nil)
+	cfg := analyze.Config{Captures: []string{"fx.jsonl"}, Out: "out", Report: "out/report.md", Title: "server fixture"}
+	if err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Join(dir, "out"))
+	compareGolden(t, golden, ".", []string{"summary.csv", "summary.json", "server_metrics.csv", "report.md"})
+	if _, err := os.Stat("server_metrics.csv"); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,4 +1,4 @@
-package analyze
+package render
 
 import (
 	"io"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/metric"
+
+	"github.com/vbench/vbench/analyze"
 )
 
 // vllmFileName returns the file name of a group's vLLM-format result.
@@ -22,7 +24,7 @@ func vllmFileName(key string) string {
 // msStats returns mean, median, std, p90, p95, p99 in ms under vLLM's key
 // names for metric m (ttft, tpot, itl, e2el). vLLM writes 0 for an empty
 // list (np.mean of [] or 0); so do we.
-func msStats(o obj, m string, d metric.Dist) obj {
+func msStats(o object, m string, d metric.Dist) object {
 	z := func(v float64) float64 {
 		if math.IsNaN(v) {
 			return 0
@@ -30,12 +32,12 @@ func msStats(o obj, m string, d metric.Dist) obj {
 		return v * 1000
 	}
 	return append(o,
-		kv{"mean_" + m + "_ms", z(d.Mean)},
-		kv{"median_" + m + "_ms", z(d.P50)},
-		kv{"std_" + m + "_ms", z(d.Std)},
-		kv{"p90_" + m + "_ms", z(d.P90)},
-		kv{"p95_" + m + "_ms", z(d.P95)},
-		kv{"p99_" + m + "_ms", z(d.P99)},
+		field{"mean_" + m + "_ms", z(d.Mean)},
+		field{"median_" + m + "_ms", z(d.P50)},
+		field{"std_" + m + "_ms", z(d.Std)},
+		field{"p90_" + m + "_ms", z(d.P90)},
+		field{"p95_" + m + "_ms", z(d.P95)},
+		field{"p99_" + m + "_ms", z(d.P99)},
 	)
 }
 
@@ -47,11 +49,11 @@ func msStats(o obj, m string, d metric.Dist) obj {
 // Keys we cannot know are null (tokenizer_id, burstiness,
 // max_concurrency); max_output_tokens_per_s is the peak wall-clock second
 // of output tokens. queue_times holds the replayer's schedule lag.
-func (res *Result) writeVLLM(w io.Writer, g *Group) error {
+func writeVLLM(res *analyze.Result, w io.Writer, g *analyze.Group) error {
 	var lat, queue []float64
 	for i := range res.Requests {
 		r := &res.Requests[i]
-		if r.Key != g.Key || (r.Warmup && res.Setup.Window != WindowAll) {
+		if r.Key != g.Key || (r.Warmup && res.Setup.Window != analyze.WindowAll) {
 			continue
 		}
 		if r.Completed() {
@@ -83,7 +85,7 @@ func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 		}
 		return v
 	}
-	o := obj{
+	o := object{
 		{"date", date},
 		{"endpoint_type", "vbench"},
 		{"backend", "vbench"},
@@ -113,6 +115,5 @@ func (res *Result) writeVLLM(w io.Writer, g *Group) error {
 	o = msStats(o, "tpot", g.TPOT)
 	o = msStats(o, "itl", g.ITL)
 	o = msStats(o, "e2el", g.E2E)
-	_, err := w.Write(indentJSON(appendJSON(nil, o)))
-	return err
+	return writeJSON(w, o)
 }

@@ -1,0 +1,41 @@
+package render
+
+import (
+	"testing"
+
+	"github.com/vbench/vbench/analyze/internal/fixture"
+	"github.com/vbench/vbench/capture"
+)
+
+// The shared captures (analyze/internal/fixture) under this package's
+// short names.
+const ()
+
+type engine = fixture.Engine
+
+func smallFixture() ([]*capture.Record, []capture.Sample, []capture.Meta) {
+	return fixture.Small()
+}
+func serverFixture() ([]*capture.Record, []capture.Sample) { return fixture.Server() }
+func writeDump(t testing.TB, path string, recs []*capture.Record, samples []capture.Sample, metas []capture.Meta) {
+	t.Helper()
+	fixture.WriteDump(t, path, recs, samples, metas)
+}
+func writeStore(t testing.TB, dir string, recs []*capture.Record, samples []capture.Sample, metas []capture.Meta) {
+	t.Helper()
+	fixture.WriteStore(t, dir, recs, samples, metas)
+}
+func synthCapture(e engine, rate float64, trial, n int, seed uint64) ([]*capture.Record, []capture.Sample) {
+	return fixture.Synth(e, rate, trial, n, seed)
+}
+func writeSweep(t testing.TB, dir string, engines []engine, rates []float64, trials, n int) []string {
+	t.Helper()
+	return fixture.WriteSweep(t, dir, engines, rates, trials, n)
+}
+func writeBenchStore(tb testing.TB, dir string, n, chunks int) {
+	tb.Helper()
+	fixture.WriteBenchStore(tb, dir, n, chunks)
+}
+func benchSize() (n, chunks int) { return fixture.BenchSize() }
+
+func firstDiff(got, want string) string { return fixture.FirstDiff(got, want) }
