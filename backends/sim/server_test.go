@@ -324,8 +324,11 @@ func TestMetricsAndDisconnect(t *testing.T) {
 }
 
 func TestPreemptionMetric(t *testing.T) {
-	// 128 paged tokens; four requests that each grow to 60 tokens.
-	_, url := startServer(t, Config{KVTokens: 128, Speed: 50})
+	// 128 paged tokens; four requests that each grow to 60 tokens. At
+	// speed 0.25 they run for about 0.7 s, so the four overlap even when a
+	// busy machine delays their sends (at speed 50, 1 ms each, they once ran
+	// one after another and none was preempted).
+	_, url := startServer(t, Config{KVTokens: 128, Speed: 0.25})
 	done := make(chan struct{})
 	for range 4 {
 		go func() {
