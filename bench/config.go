@@ -22,6 +22,8 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/proxy"
+
+	"github.com/vbench/vbench/replay"
 )
 
 // Duration is a TOML duration string ("60s", "4h").
@@ -85,8 +87,13 @@ type RunConfig struct {
 	Duration Duration `toml:"duration" json:"duration"`
 	// Warmup is sent before the first level of a trial (not measured).
 	Warmup Duration `toml:"warmup" json:"warmup"`
-	// Drain is how long in-flight requests may finish after a level.
+	// Drain is how long in-flight requests may finish after a level; 0
+	// (the default) chooses it per level by the replayer's cut policy:
+	// long enough for the level's longest expected request at the TPOT
+	// measured on the trial's earlier levels, at most MaxDrain.
 	Drain Duration `toml:"drain" json:"drain"`
+	// MaxDrain caps the automatic drain (default 5m).
+	MaxDrain Duration `toml:"max_drain" json:"max_drain"`
 	// Repetitions is the number of trials per model × variant (default 1).
 	Repetitions int `toml:"repetitions" json:"repetitions"`
 	// StartupTimeout bounds a backend's start (default 15m).
@@ -233,7 +240,6 @@ const (
 	DefaultBudget         = 4 * time.Hour
 	DefaultStartupTimeout = 15 * time.Minute
 	DefaultStopGrace      = 30 * time.Second
-	DefaultDrain          = 60 * time.Second
 )
 
 // LoadStudy reads and validates a study file. Nothing else is touched.
@@ -325,8 +331,8 @@ func (s *Study) defaults() {
 	if s.Run.StopGrace == 0 {
 		s.Run.StopGrace = Duration(DefaultStopGrace)
 	}
-	if s.Run.Drain == 0 {
-		s.Run.Drain = Duration(DefaultDrain)
+	if s.Run.MaxDrain == 0 {
+		s.Run.MaxDrain = Duration(replay.DefaultMaxDrain)
 	}
 	for i := range s.Models {
 		if s.Models[i].Name == "" {
@@ -377,7 +383,7 @@ func (s *Study) validate() error {
 	if s.Run.Duration <= 0 {
 		bad("run.duration is missing: the sending window of each level, e.g. \"60s\"")
 	}
-	if s.Run.Warmup < 0 || s.Run.Drain < 0 || s.Run.StartupTimeout < 0 || s.Run.StopGrace < 0 || s.Budget < 0 {
+	if s.Run.Warmup < 0 || s.Run.Drain < 0 || s.Run.MaxDrain < 0 || s.Run.StartupTimeout < 0 || s.Run.StopGrace < 0 || s.Budget < 0 {
 		bad("durations must not be negative")
 	}
 	if s.Run.Repetitions < 1 {
@@ -604,4 +610,13 @@ func under(dir string, elem ...string) (string, error) {
 		return "", fmt.Errorf("bench: path %q escapes %s", p, dir)
 	}
 	return p, nil
+}
+
+// DrainBound is the longest a level may drain: Drain when set, else
+// MaxDrain (the automatic drain's cap).
+func (r RunConfig) DrainBound() time.Duration {
+	if r.Drain > 0 {
+		return r.Drain.D()
+	}
+	return r.MaxDrain.D()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/internal/testbin"
+	"github.com/vbench/vbench/replay"
 )
 
 const minimalStudy = `
@@ -50,7 +51,7 @@ func TestParseStudyResolvesPresetsAndOverrides(t *testing.T) {
 		strings.Join(mine.ExtraArgs, " ") != "--seed 1" || vs[0][1].Preset != "vllm-page+flash" {
 		t.Errorf("mine = %+v", mine)
 	}
-	if s.Run.Repetitions != 1 || s.Run.Drain.D() != DefaultDrain || s.Budget.D() != DefaultBudget || s.ResultsDir != "results" {
+	if s.Run.Repetitions != 1 || s.Run.Drain != 0 || s.Run.MaxDrain.D() != replay.DefaultMaxDrain || s.Budget.D() != DefaultBudget || s.ResultsDir != "results" {
 		t.Errorf("defaults not applied: %+v", s.Run)
 	}
 	// Overriding must not have changed the preset table.

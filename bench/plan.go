@@ -181,7 +181,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		p.Errors = append(p.Errors, p.budgetErr)
 	} else if p.Worst > s.Budget.D() {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("if every level drains for the full %s the matrix takes ≈%s, over the budget of %s",
-			s.Run.Drain.D(), roundDur(p.Worst), roundDur(s.Budget.D())))
+			s.Run.DrainBound(), roundDur(p.Worst), roundDur(s.Budget.D())))
 	}
 	if s.Run.EarlyStop.CutFraction > 0 {
 		p.Warnings = append(p.Warnings, "run.early_stop.cut_fraction is no longer used: requests cut at the drain deadline are counted at their partial latency, and saturation is decided from run.early_stop.normalized_latency alone")
@@ -214,7 +214,7 @@ func (p *Plan) placeOnLanes() []string {
 	}
 	p.Estimate = pr.Wall
 	p.Worst = project(p.Trials, p.GPUs, nil, func(t Trial) time.Duration {
-		return trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.Drain.D())
+		return trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.DrainBound())
 	}).Wall
 	return errs.lines("variants")
 }
@@ -265,7 +265,7 @@ func dedupe(s *[]string) {
 func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration) time.Duration {
 	d := startupEstimate(spec) + r.Warmup.D() + stopEstimate
 	for range rates {
-		d += r.Duration.D() + min(drain, r.Drain.D())
+		d += r.Duration.D() + min(drain, r.DrainBound())
 	}
 	return d
 }
@@ -348,7 +348,7 @@ func (p *Plan) Print(w io.Writer) {
 		rates = "rates per variant"
 	}
 	fmt.Fprintf(w, "study %q: %d models, %d trials, %s × %s (warm-up %s, drain ≤ %s)\n",
-		s.Name, len(s.Models), len(p.Trials), rates, s.Run.Duration.D(), s.Run.Warmup.D(), s.Run.Drain.D())
+		s.Name, len(s.Models), len(p.Trials), rates, s.Run.Duration.D(), s.Run.Warmup.D(), s.Run.DrainBound())
 	if p.TraceReady {
 		fmt.Fprintf(w, "trace %s: %d requests over %s at %g req/s native, hash %s\n",
 			s.Trace.Path, p.Trace.Count, roundDur(p.Trace.Span), p.Trace.MeanRate, p.Trace.ShortHash())

@@ -290,6 +290,9 @@ type prober struct {
 	runID   string
 	meanOut float64
 	warn    func(string)
+	// measured is the current variant's TTFT and TPOT so far (its steps):
+	// the drain policy of the next step starts from it.
+	measured replay.Measured
 }
 
 // meanOutput is the mean asked output length of the trace's requests, 0
@@ -327,6 +330,7 @@ type ProbeConfig struct {
 func (pr *prober) variant(ctx context.Context, m ModelConfig, v Variant) (vp VariantProbe) {
 	s := pr.study
 	vp = VariantProbe{Model: m.Name, Variant: v.Name}
+	pr.measured = replay.Measured{}
 	dir, err := under(pr.opt.Out, SanitizeName(m.Name), SanitizeName(v.Name))
 	if err == nil {
 		err = os.MkdirAll(dir, 0o755)
@@ -453,6 +457,7 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	ls.replay.MaxConcurrency = 0
 	ls.replay.Duration = pr.opt.Level
 	ls.replay.Labels["phase"] = "probe"
+	ls.replay.Measured = pr.measured
 	if n == 1 && s.Run.Warmup > 0 {
 		ls.replay.WarmupDuration = s.Run.Warmup.D()
 		ls.replay.WarmupMode = replay.WarmupRun
@@ -472,6 +477,7 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	}
 	if ares, g, ferr := levelGroup(context.WithoutCancel(ctx), filepath.Join(dir, st.Capture)); ferr == nil {
 		st.measure(ares.Requests, g, pr.opt.Level)
+		pr.measured = pr.measured.Merge(replay.MeasuredOf(metric.Summary{TTFT: g.TTFT, TPOT: g.TPOT}))
 	} else if err == nil {
 		err = fmt.Errorf("bench: probe: the capture of concurrency %d: %w", n, ferr)
 	}

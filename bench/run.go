@@ -91,9 +91,11 @@ type LevelStatus struct {
 	NormLatencyWithCut metric.Dist `json:"norm_latency_with_cut"`
 	TTFT               metric.Dist `json:"ttft"`
 	TPOT               metric.Dist `json:"tpot"`
-	// Drain is how long requests could run after the level's window.
-	Drain time.Duration `json:"drain_ns,omitempty"`
-	Error string        `json:"error,omitempty"`
+	// Drain is how long requests could run after the level's window, and
+	// DrainReason how the cut policy chose it.
+	Drain       time.Duration `json:"drain_ns,omitempty"`
+	DrainReason string        `json:"drain_reason,omitempty"`
+	Error       string        `json:"error,omitempty"`
 }
 
 // figures fills the level's figures from the analysis group of its
@@ -377,13 +379,15 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
 	r.progress(t, gpus, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)))
 
+	var measured replay.Measured // the trial's levels so far: the drain policy starts from it
 	for i, rate := range t.Rates {
 		if ctx.Err() != nil {
 			break
 		}
-		lv, err := r.level(ctx, t, gpus, b, dir, i, rate)
+		lv, err := r.level(ctx, t, gpus, b, dir, i, rate, measured)
 		st.Levels = append(st.Levels, lv)
 		st.Cut += lv.Cut
+		measured = measured.Merge(replay.MeasuredOf(metric.Summary{TTFT: lv.TTFT, TPOT: lv.TPOT}))
 		if err != nil {
 			st.Error = err.Error()
 			switch {
@@ -502,6 +506,7 @@ func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Back
 			Speed:          s.Run.Speed,
 			Duration:       s.Run.Duration.D(),
 			Drain:          s.Run.Drain.D(),
+			MaxDrain:       s.Run.MaxDrain.D(),
 			MaxConcurrency: s.Run.MaxConcurrency,
 			Model:          v.Spec.ServedModelName,
 			ExactOutput:    exact,
@@ -558,7 +563,7 @@ func whileAlive(ctx context.Context, b backends.Backend) (context.Context, conte
 }
 
 // level replays the trace at one rate into capture/<label>.
-func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.Backend, dir string, i int, rate float64) (LevelStatus, error) {
+func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.Backend, dir string, i int, rate float64, measured replay.Measured) (LevelStatus, error) {
 	s := r.study
 	label := strconv.FormatFloat(rate, 'f', -1, 64)
 	capDir := filepath.Join(dir, "capture", "rate-"+label)
@@ -572,6 +577,7 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	defer cancel()
 	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.opt.Progress)
 	ls.replay.Rates = []float64{rate}
+	ls.replay.Measured = measured
 	if i == 0 && s.Run.Warmup > 0 {
 		ls.replay.WarmupDuration = s.Run.Warmup.D()
 		ls.replay.WarmupMode = replay.WarmupRun
@@ -580,7 +586,7 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	if res != nil {
 		writeJSON(filepath.Join(dir, "replay-rate-"+label+".json"), res)
 		for _, l := range res.Levels {
-			lv.Drain = l.Drain
+			lv.Drain, lv.DrainReason = l.Drain, l.DrainReason
 		}
 	}
 	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {

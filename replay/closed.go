@@ -66,8 +66,9 @@ func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
 		stopProg: make(chan struct{}), progDone: make(chan struct{})}
 	rn.start = time.Now()
 	var deadline []string
+	rn.drain, rn.drainWhy = r.drainFor(ph)
 	if ph.window > 0 {
-		rn.cutAt = rn.start.Add(ph.window + r.cfg.Drain)
+		rn.cutAt = rn.start.Add(ph.window + rn.drain)
 		deadline = []string{strconv.FormatInt(r.unix(rn.cutAt), 10)}
 	}
 	cutCtx, cut := context.WithCancelCause(context.Background())
@@ -130,9 +131,9 @@ func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
 	n := next
 	mu.Unlock()
 	rn.results = results[:n]
-	cutAt := time.Now().Add(r.cfg.Drain)
+	cutAt := time.Now().Add(rn.drain)
 	if ph.window > 0 {
-		cutAt = rn.start.Add(ph.window + r.cfg.Drain)
+		cutAt = rn.start.Add(ph.window + rn.drain)
 	}
 	rn.lagMu.Lock()
 	rn.cutAt = cutAt

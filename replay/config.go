@@ -26,7 +26,6 @@ const (
 
 // Defaults applied by Config.WithDefaults.
 const (
-	DefaultDrain            = 120 * time.Second
 	DefaultLagThreshold     = 10 * time.Millisecond
 	DefaultInterruptDrain   = 5 * time.Second
 	DefaultProgressInterval = 5 * time.Second
@@ -54,8 +53,15 @@ type Config struct {
 	// the whole trace.
 	Duration time.Duration `json:"duration_ns"`
 	// Drain is how long in-flight requests may run after a level's last
-	// send time (or its duration) before they are cut.
-	Drain time.Duration `json:"drain_ns"`
+	// send time (or its duration) before they are cut; 0 chooses it per
+	// level by the cut policy (drain.go: long enough for the level's
+	// longest expected request at the measured TPOT), at most MaxDrain.
+	Drain    time.Duration `json:"drain_ns"`
+	MaxDrain time.Duration `json:"max_drain_ns,omitempty"`
+	// Measured is what the caller already measured of this server (the
+	// p90 TTFT and TPOT of earlier levels): the automatic drain starts
+	// from it.
+	Measured Measured `json:"measured,omitempty"`
 	// WarmupDuration and WarmupRequests size the warm-up (one of them, or
 	// neither for no warm-up).
 	WarmupDuration time.Duration `json:"warmup_duration_ns,omitempty"`
@@ -120,8 +126,8 @@ func (c Config) WithDefaults() Config {
 	if c.Speed == 0 {
 		c.Speed = 1
 	}
-	if c.Drain == 0 {
-		c.Drain = DefaultDrain
+	if c.MaxDrain == 0 {
+		c.MaxDrain = DefaultMaxDrain
 	}
 	if c.WarmupMode == "" {
 		c.WarmupMode = WarmupLevel
@@ -188,7 +194,7 @@ func (c *Config) Validate() error {
 	if math.IsNaN(c.Speed) || math.IsInf(c.Speed, 0) || c.Speed < 0 {
 		bad("--speed %v: want a positive factor", c.Speed)
 	}
-	if c.Duration < 0 || c.Drain < 0 || c.Timeout < 0 || c.WarmupDuration < 0 || c.Spin < 0 || c.InterruptDrain < 0 {
+	if c.Duration < 0 || c.Drain < 0 || c.MaxDrain < 0 || c.Timeout < 0 || c.WarmupDuration < 0 || c.Spin < 0 || c.InterruptDrain < 0 {
 		bad("durations must not be negative")
 	}
 	if c.WarmupRequests < 0 {

@@ -92,8 +92,8 @@ func TestEndToEnd200(t *testing.T) {
 			t.Errorf("header %s = %q; want %q", k, h.Get(k), v)
 		}
 	}
-	if dl, _ := strconv.ParseInt(h.Get("X-VB-Deadline"), 10, 64); dl < got[0].scheduled+int64(DefaultDrain) {
-		t.Errorf("X-VB-Deadline %d is before the start plus the drain", dl)
+	if dl, _ := strconv.ParseInt(h.Get("X-VB-Deadline"), 10, 64); dl < got[0].scheduled+int64(MinDrain) {
+		t.Errorf("X-VB-Deadline %d is before the start plus the least drain", dl)
 	}
 }
 

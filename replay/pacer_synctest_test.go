@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // bubbleEngine is an in-process engine for synctest bubbles (a loopback
@@ -123,6 +125,18 @@ func TestPacerDrainCutSynctest(t *testing.T) {
 		if got := time.Since(start); got != 3*time.Second {
 			t.Errorf("level took %v; want duration 1s + drain 2s", got)
 		}
+		// Cut requests are censored with their partial latency: request i,
+		// sent at i × 100 ms, ran until the cut at 3 s; its normalized
+		// latency is at least that over the 10 tokens it asked for.
+		for i, q := range lr.Requests {
+			want := 3*time.Second - time.Duration(i)*100*time.Millisecond
+			if q.Outcome != metric.Cut || q.End != want || q.ExpectedOutput != 10 || q.NormLatencyBound() != want.Seconds()/10 {
+				t.Errorf("request %d: %s, elapsed %v, expected output %d, bound %v; want cut after %v, 10 tokens", i, q.Outcome, q.End, q.ExpectedOutput, q.NormLatencyBound(), want)
+			}
+		}
+		if lr.NormLatencyWithCut.N != 10 || lr.NormLatency.N != 0 {
+			t.Errorf("norm latency with cut over %d, completed over %d; want 10 and 0", lr.NormLatencyWithCut.N, lr.NormLatency.N)
+		}
 		if len(e.arrivals) != 10 {
 			t.Errorf("engine saw %d requests; want the 10 due before 1s", len(e.arrivals))
 		}
@@ -230,5 +244,63 @@ func TestWarmupSynctest(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestAutoDrainSynctest: with no --drain, a level's drain is long enough
+// for its longest expected request at the TPOT the preflight measured
+// (2 × (TTFT + 30 tokens × 1 s) = 60 s here), so the slow requests finish
+// instead of being cut (issue 18: a level was called saturated because
+// its longest requests outlasted a fixed drain).
+func TestAutoDrainSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := &bubbleEngine{ttft: 100 * time.Millisecond, itl: time.Second, tokens: 30}
+		hdr, reqs := constTrace(50, time.Second, 30)
+		cfg := bubbleConfig(e)
+		cfg.SkipPreflight = false
+		cfg.Rates = []float64{10}
+		cfg.Duration = time.Second
+		res, err := Run(context.Background(), cfg, hdr, reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr := res.Levels[0]
+		if lr.Drain != 60*time.Second || lr.Cut != 0 || lr.OK != 10 {
+			t.Errorf("drain %v (%s), cut %d, ok %d; want 60s, none cut, 10 ok", lr.Drain, lr.DrainReason, lr.Cut, lr.OK)
+		}
+		// A fixed drain shorter than the requests cuts them all; a caller's
+		// measurement (vbbench's earlier levels) sets the drain the same
+		// way as the preflight's.
+		cfg.SkipPreflight = true
+		cfg.Measured = Measured{TTFT: 100 * time.Millisecond, TPOT: 2 * time.Second}
+		res, err = Run(context.Background(), cfg, hdr, reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lr := res.Levels[0]; lr.Drain != 120*time.Second || lr.Cut != 0 {
+			t.Errorf("with a 2-s TPOT measured: drain %v (%s), cut %d; want 2 × (0.1 s + 60 s) ≈ 120s, none cut", lr.Drain, lr.DrainReason, lr.Cut)
+		}
+	})
+}
+
+func TestAutoDrain(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		out  int32
+		m    Measured
+		max  time.Duration
+		want time.Duration
+	}{
+		{100, Measured{}, 0, DefaultDrain},                                      // nothing measured
+		{0, Measured{TTFT: 100 * ms, TPOT: 20 * ms}, 0, DefaultDrain},           // no lengths in the trace
+		{1000, Measured{TTFT: 100 * ms, TPOT: 20 * ms}, 0, 40 * time.Second},    // 2 × (0.1 + 20) s
+		{10, Measured{TTFT: 10 * ms, TPOT: 5 * ms}, 0, MinDrain},                // short: the floor
+		{4000, Measured{TTFT: time.Second, TPOT: 500 * ms}, 0, DefaultMaxDrain}, // long: the cap
+		{4000, Measured{TTFT: time.Second, TPOT: 500 * ms}, time.Minute, time.Minute},
+		{100, Measured{}, time.Minute, time.Minute}, // the cap bounds the fallback too
+	} {
+		if got, why := AutoDrain(tt.out, tt.m, tt.max); got != tt.want {
+			t.Errorf("AutoDrain(%d, %+v, %v) = %v (%s); want %v", tt.out, tt.m, tt.max, got, why, tt.want)
+		}
 	}
 }

@@ -109,8 +109,10 @@ type LevelResult struct {
 	Concurrency int  `json:"concurrency,omitempty"`
 	Exhausted   bool `json:"exhausted,omitempty"`
 	// Drain is how long the level's requests could still run after its
-	// window before they were cut.
-	Drain time.Duration `json:"drain_ns"`
+	// window before they were cut, and DrainReason how it was chosen (the
+	// cut policy, drain.go).
+	Drain       time.Duration `json:"drain_ns"`
+	DrainReason string        `json:"drain_reason,omitempty"`
 	// LagExceeded: lag p99 above the threshold.
 	LagExceeded bool `json:"lag_exceeded,omitempty"`
 	Interrupted bool `json:"interrupted,omitempty"`
@@ -275,6 +277,7 @@ type runner struct {
 	anchor time.Time
 	wall   int64
 	pool   sync.Pool
+	speed  speed // the server's measured TTFT and TPOT (the drain policy)
 }
 
 func newRunner(cfg *Config, hdr *trace.Header, reqs []trace.Request) *runner {
@@ -287,6 +290,7 @@ func newRunner(cfg *Config, hdr *trace.Header, reqs []trace.Request) *runner {
 		r.sem = make(chan struct{}, cfg.MaxConcurrency)
 	}
 	r.pool.New = func() any { return new(streamer) }
+	r.speed.add(cfg.Measured)
 	return r
 }
 
@@ -415,6 +419,7 @@ type running struct {
 	progDone    chan struct{}
 	turns       *turnState // nil: no conversation turns in the phase
 	drain       time.Duration
+	drainWhy    string
 }
 
 // start paces the phase's requests (returning when the last one is sent,
@@ -426,7 +431,8 @@ func (r *runner) start(ctx context.Context, ph *phase) *running {
 	rn := &running{r: r, ph: ph, results: make([]metric.Request, len(ph.items)), done: make(chan struct{}),
 		stopProg: make(chan struct{}), progDone: make(chan struct{}), turns: newTurnState(ph.parents)}
 	rn.start = time.Now()
-	rn.cutAt = rn.start.Add(ph.window + r.cfg.Drain)
+	rn.drain, rn.drainWhy = r.drainFor(ph)
+	rn.cutAt = rn.start.Add(ph.window + rn.drain)
 	cutCtx, cut := context.WithCancelCause(context.Background())
 	rn.cut = cut
 	rn.cutTimer = time.AfterFunc(time.Until(rn.cutAt), func() { cut(errCut) })
@@ -533,8 +539,10 @@ func (rn *running) ended(res *metric.Request) {
 func (rn *running) summarize() LevelResult {
 	ph, cfg := rn.ph, rn.r.cfg
 	lr := LevelResult{Label: ph.label, Rate: ph.rate, Scale: ph.scale, Warmup: ph.warmup, Window: ph.window,
-		Planned: len(ph.items), Interrupted: rn.interrupted, Concurrency: ph.conc, Exhausted: rn.exhausted, Drain: rn.drain}
+		Planned: len(ph.items), Interrupted: rn.interrupted, Concurrency: ph.conc, Exhausted: rn.exhausted, Drain: rn.drain, DrainReason: rn.drainWhy}
 	s := metric.Summarize(rn.results)
+	// What this phase measured sets the drain of the next ones.
+	rn.r.speed.add(MeasuredOf(s))
 	lr.Sent, lr.Dropped, lr.OK, lr.Cut, lr.Errors = s.Count, s.Dropped, s.Completed, s.Cut, s.FailedBy
 	lr.OutputTokens = s.OutputTokens
 	lr.Lag, lr.TTFT, lr.TTFTScheduled, lr.TPOT, lr.E2E = s.Lag, s.TTFT, s.TTFTScheduled, s.TPOT, s.E2E
@@ -786,8 +794,10 @@ func (r *runner) firstModel(ctx context.Context, base string) (string, error) {
 	return list.Data[0].ID, nil
 }
 
-// preflight sends one 1-token request per endpoint of the trace, so an
-// unreachable target or a rejected model fails before the load.
+// preflight sends one short request (preflightTokens tokens) per endpoint
+// of the trace, so an unreachable target or a rejected model fails before
+// the load; its TTFT and TPOT are the first measurement of the server's
+// speed (the drain policy).
 func (r *runner) preflight(ctx context.Context, base string) error {
 	seen := map[string]bool{}
 	var eps []string
@@ -799,7 +809,7 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 	}
 	sort.Strings(eps)
 	for _, ep := range eps {
-		q := trace.Request{Endpoint: ep, Prompt: "Hello", Sampling: trace.Sampling{MaxTokens: 1}}
+		q := trace.Request{Endpoint: ep, Prompt: "Hello", Sampling: trace.Sampling{MaxTokens: preflightTokens, MinTokens: preflightTokens, IgnoreEOS: true}}
 		if ep == trace.EndpointChat {
 			q.Messages = []trace.Message{{Role: "user", Content: "Hello"}}
 		}
@@ -841,6 +851,8 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 		if err != nil {
 			return fmt.Errorf("replay: %w: POST %s%s: the stream failed: %w", ErrPreflight, base, ep, err)
 		}
+		res.Outcome = metric.OK
+		r.speed.add(MeasuredOf(metric.Summarize([]metric.Request{res})))
 	}
 	return nil
 }

@@ -64,7 +64,6 @@ path = "$OUT/trace.bin"
 rates = [$rates]
 duration = "${DURATION}s"
 warmup = "2s"
-drain = "10s"
 startup_timeout = "30s"
 stop_grace = "5s"
 early_stop = { normalized_latency = "${norm_us}us" }
