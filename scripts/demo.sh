@@ -64,6 +64,7 @@ path = "$OUT/trace.bin"
 rates = [$rates]
 duration = "${DURATION}s"
 warmup = "2s"
+max_drain = "30s"             # cap on the automatic drain (simulated requests take seconds)
 startup_timeout = "30s"
 stop_grace = "5s"
 early_stop = { normalized_latency = "${norm_us}us" }
