@@ -318,7 +318,11 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 		if a.g.Count == 0 {
 			// only warm-up traffic (the replayer's preflight and warm-up
 			// levels): nothing to measure
-			warmOnly = append(warmOnly, fmt.Sprintf("%s (%d)", a.g.Key, a.g.Warmup))
+			// (the preflight, one request per endpoint before the load,
+			// is no news)
+			if a.g.Level != "preflight" {
+				warmOnly = append(warmOnly, fmt.Sprintf("%s (%d)", a.g.Key, a.g.Warmup))
+			}
 			continue
 		}
 		spans, series := res.groupInputs(a)

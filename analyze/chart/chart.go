@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"image/color"
 	"io"
 	"math"
 	"os"
@@ -35,7 +36,16 @@ type Point struct {
 type Series struct {
 	// Name is the legend entry.
 	Name string
-	X, Y []float64
+	// Group picks the colour: series of one group share it (a variant's
+	// p50 and p99 lines); empty means the Name. Colours go to groups in
+	// the order they first appear in Line.Series, empty series included,
+	// so charts that list the same variants in the same order give each
+	// variant the same colour.
+	Group string
+	// Reference draws a reference line (a threshold) in grey; it takes
+	// no colour from the groups.
+	Reference bool
+	X, Y      []float64
 	// Dashed draws a dashed line (thresholds, secondary measures).
 	Dashed bool
 	// Step draws a step function: each value holds until the next X.
@@ -63,8 +73,8 @@ type Line struct {
 // ErrNoData is returned when no series has a finite point.
 var ErrNoData = errors.New("chart: no data to draw")
 
-// palette is a fixed, color-blind-friendly order (Okabe–Ito), so the same
-// variant keeps its color across charts.
+// palette is a fixed, color-blind-friendly order (Okabe–Ito); Line.colors
+// hands it out by group, so the same variant keeps its colour across charts.
 func palette(i int) drawing.Color {
 	cs := [...]drawing.Color{
 		{R: 0, G: 114, B: 178, A: 255},   // blue
@@ -265,8 +275,200 @@ func legendLines(series []Series, width int) int {
 	return rows
 }
 
-// build converts l to a go-chart chart.
-func (l Line) build() (*gochart.Chart, error) {
+// grey draws reference lines.
+var grey = drawing.Color{R: 110, G: 110, B: 110, A: 255}
+
+// colors returns each series' colour: one per group, in order of first
+// appearance (see Series.Group), grey for references.
+func (l Line) colors() []drawing.Color {
+	idx := map[string]int{}
+	out := make([]drawing.Color, len(l.Series))
+	for i, s := range l.Series {
+		if s.Reference {
+			out[i] = grey
+			continue
+		}
+		g := s.Group
+		if g == "" {
+			g = s.Name
+		}
+		n, ok := idx[g]
+		if !ok {
+			n = len(idx)
+			idx[g] = n
+		}
+		out[i] = palette(n)
+	}
+	return out
+}
+
+// Colors returns the colour each series is drawn in (see Series.Group).
+func (l Line) Colors() []color.RGBA {
+	out := make([]color.RGBA, len(l.Series))
+	for i, c := range l.colors() {
+		out[i] = color.RGBA{R: c.R, G: c.G, B: c.B, A: c.A}
+	}
+	return out
+}
+
+// Box is a rectangle in pixels: Left and Top inclusive, Right and Bottom
+// exclusive, y growing downwards.
+type Box struct{ Left, Top, Right, Bottom int }
+
+// Overlaps reports whether b and o share a pixel.
+func (b Box) Overlaps(o Box) bool {
+	return b.Left < o.Right && o.Left < b.Right && b.Top < o.Bottom && o.Top < b.Bottom
+}
+
+// Inside reports whether b lies within o.
+func (b Box) Inside(o Box) bool {
+	return b.Left >= o.Left && b.Right <= o.Right && b.Top >= o.Top && b.Bottom <= o.Bottom
+}
+
+// Layout is where a rendered chart put things, for tests.
+type Layout struct {
+	// Plot is the plotting area (inside the axes).
+	Plot Box
+	// Title is the title's box.
+	Title Box
+	// Labels are the boxes of the marks' labels, in Marks order (marks
+	// with NaN coordinates are left out).
+	Labels []Box
+	// Points are the marks' positions.
+	Points [][2]int
+}
+
+// markLabels draws the marks (a dot and a boxed label each) inside the
+// plot area, placing each label beside its point where it fits: right,
+// left, above or below, never across the axes, the title or another label.
+func markLabels(marks []Point, lines [][][2]float64, toPx, markPx func(x, y float64) (int, int), out *Layout) gochart.Renderable {
+	return func(r gochart.Renderer, cb gochart.Box, defaults gochart.Style) {
+		if f := defaults.GetFont(); f != nil {
+			r.SetFont(f)
+		}
+		r.SetFontSize(10)
+		plot := Box{cb.Left, cb.Top, cb.Right, cb.Bottom}
+		out.Plot = plot
+		inner := Box{plot.Left + 2, plot.Top + 2, plot.Right - 2, plot.Bottom - 2}
+		// The series as pixel polylines, so labels can keep off them.
+		var segs [][4]int
+		for _, ln := range lines {
+			for i := 1; i < len(ln); i++ {
+				x0, y0 := toPx(ln[i-1][0], ln[i-1][1])
+				x1, y1 := toPx(ln[i][0], ln[i][1])
+				segs = append(segs, [4]int{x0, y0, x1, y1})
+			}
+		}
+		var placed []Box
+		for _, m := range marks {
+			px, py := markPx(m.X, m.Y)
+			tb := r.MeasureText(m.Label)
+			w, h := tb.Width()+12, tb.Height()+10
+			var cands []Box
+			// Beside the point first, then farther out (with a leader).
+			for _, d := range []int{6, 24, 48} {
+				for _, c := range [][2]int{{10, -h - d}, {10, d}, {-10 - w, -h - d}, {-10 - w, d}, {-w / 2, -h - d - 6}, {-w / 2, d + 6}} {
+					cands = append(cands, Box{px + c[0], py + c[1], px + c[0] + w, py + c[1] + h})
+				}
+			}
+			// The first candidate inside the plot, clear of the labels
+			// placed before, that crosses the fewest lines.
+			pick, found, best := cands[0], false, 0
+			for _, c := range cands {
+				if !c.Inside(inner) {
+					continue
+				}
+				clear := true
+				for _, p := range placed {
+					if c.Overlaps(p) {
+						clear = false
+						break
+					}
+				}
+				if !clear {
+					continue
+				}
+				crossed := 0
+				margin := Box{c.Left - 4, c.Top - 4, c.Right + 4, c.Bottom + 4}
+				for _, sg := range segs {
+					if segmentHitsBox(sg, margin) {
+						crossed++
+					}
+				}
+				if !found || crossed < best {
+					pick, found, best = c, true, crossed
+				}
+			}
+			if !found {
+				// Nothing fits beside it: keep it inside the plot at least.
+				dx := max(0, inner.Left-pick.Left) - max(0, pick.Right-inner.Right)
+				dy := max(0, inner.Top-pick.Top) - max(0, pick.Bottom-inner.Bottom)
+				pick = Box{pick.Left + dx, pick.Top + dy, pick.Right + dx, pick.Bottom + dy}
+			}
+			placed = append(placed, pick)
+			out.Labels = append(out.Labels, pick)
+			out.Points = append(out.Points, [2]int{px, py})
+
+			// A leader from the point to the nearest edge of the label.
+			ex := min(max(px, pick.Left), pick.Right)
+			ey := min(max(py, pick.Top), pick.Bottom)
+			r.SetStrokeColor(grey)
+			r.SetStrokeWidth(1)
+			r.SetStrokeDashArray(nil)
+			r.MoveTo(px, py)
+			r.LineTo(ex, ey)
+			r.Stroke()
+			r.SetFillColor(drawing.Color{R: 255, G: 255, B: 255, A: 235})
+			r.SetStrokeColor(grey)
+			r.MoveTo(pick.Left, pick.Top)
+			r.LineTo(pick.Right, pick.Top)
+			r.LineTo(pick.Right, pick.Bottom)
+			r.LineTo(pick.Left, pick.Bottom)
+			r.LineTo(pick.Left, pick.Top)
+			r.Close()
+			r.FillStroke()
+			r.SetFontColor(drawing.Color{R: 51, G: 51, B: 51, A: 255})
+			r.Text(m.Label, pick.Left+6, pick.Bottom-6)
+			r.SetFillColor(grey)
+			r.Circle(3, px, py)
+			r.Fill()
+		}
+	}
+}
+
+// segmentHitsBox reports whether the segment sg (x0, y0, x1, y1) passes
+// through box b (Liang–Barsky clipping).
+func segmentHitsBox(sg [4]int, b Box) bool {
+	x0, y0 := float64(sg[0]), float64(sg[1])
+	dx, dy := float64(sg[2]-sg[0]), float64(sg[3]-sg[1])
+	t0, t1 := 0.0, 1.0
+	for _, e := range [][2]float64{
+		{-dx, x0 - float64(b.Left)}, {dx, float64(b.Right) - x0},
+		{-dy, y0 - float64(b.Top)}, {dy, float64(b.Bottom) - y0},
+	} {
+		p, q := e[0], e[1]
+		if p == 0 {
+			if q < 0 {
+				return false
+			}
+			continue
+		}
+		r := q / p
+		if p < 0 {
+			t0 = max(t0, r)
+		} else {
+			t1 = min(t1, r)
+		}
+		if t0 > t1 {
+			return false
+		}
+	}
+	return true
+}
+
+// build converts l to a go-chart chart; lay, when not nil, receives where
+// the rendering put things.
+func (l Line) build(lay *Layout) (*gochart.Chart, error) {
 	w, h := l.Width, l.Height
 	if w <= 0 {
 		w = 1024
@@ -276,6 +478,8 @@ func (l Line) build() (*gochart.Chart, error) {
 	}
 	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	var series []gochart.Series
+	var lines [][][2]float64 // data coordinates (log10 x on a log axis), for label placement
+	palette := l.colors()
 	for i, s := range l.Series {
 		xs, ys := finite(s)
 		if l.LogX {
@@ -291,7 +495,12 @@ func (l Line) build() (*gochart.Chart, error) {
 		if s.Step {
 			xs, ys = stepped(xs, ys)
 		}
-		st := gochart.Style{StrokeColor: palette(i), StrokeWidth: 2.5, DotColor: palette(i), DotWidth: 3.5}
+		ln := make([][2]float64, len(xs))
+		for j := range xs {
+			ln[j] = [2]float64{xs[j], ys[j]}
+		}
+		lines = append(lines, ln)
+		st := gochart.Style{StrokeColor: palette[i], StrokeWidth: 2.5, DotColor: palette[i], DotWidth: 3.5}
 		if s.Step || len(xs) > 60 {
 			st.DotWidth = 0
 		}
@@ -302,26 +511,24 @@ func (l Line) build() (*gochart.Chart, error) {
 			st.StrokeDashArray = []float64{6, 4}
 			st.DotWidth = 0
 		}
-		series = append(series, gochart.ContinuousSeries{Name: s.Name, XValues: xs, YValues: ys, Style: st})
+		if s.Reference {
+			st.StrokeWidth = 1.5
+		}
+		// The secondary y axis is go-chart's left one.
+		series = append(series, gochart.ContinuousSeries{Name: s.Name, XValues: xs, YValues: ys, Style: st, YAxis: gochart.YAxisSecondary})
 	}
 	if len(series) == 0 {
 		return nil, ErrNoData
 	}
-	var ann []gochart.Value2
+	var marks []Point
 	for _, m := range l.Marks {
-		if math.IsNaN(m.X) || math.IsNaN(m.Y) {
+		if math.IsNaN(m.X) || math.IsNaN(m.Y) || math.IsInf(m.X, 0) || math.IsInf(m.Y, 0) {
 			continue
 		}
-		ann = append(ann, gochart.Value2{XValue: m.X, YValue: m.Y, Label: m.Label})
+		marks = append(marks, m)
 		ylo, yhi = min(ylo, m.Y), max(yhi, m.Y)
 	}
-	if len(ann) > 0 {
-		series = append(series, gochart.AnnotationSeries{Annotations: ann})
-	}
 	xmin, xmax := bounds(xlo, xhi)
-	if len(ann) > 0 {
-		xmax += (xhi - xlo) * 0.15 // room for the labels of marks at the right edge
-	}
 	ymin, ymax := bounds(ylo, yhi)
 	if ylo >= 0 {
 		ymin = 0
@@ -349,7 +556,7 @@ func (l Line) build() (*gochart.Chart, error) {
 		}
 		if len(xs) > 0 {
 			drawn = append(drawn, s)
-			colors = append(colors, palette(i))
+			colors = append(colors, palette[i])
 		}
 	}
 	rows := legendLines(drawn, w)
@@ -359,7 +566,7 @@ func (l Line) build() (*gochart.Chart, error) {
 		TitleStyle: gochart.Style{FontSize: 14},
 		Width:      w,
 		Height:     h,
-		Background: gochart.Style{Padding: gochart.Box{Top: 50, Left: 20, Right: 30, Bottom: bottom}},
+		Background: gochart.Style{Padding: gochart.Box{Top: 50, Left: 28, Right: 30, Bottom: bottom}},
 		XAxis: gochart.XAxis{
 			Name:           l.XLabel,
 			ValueFormatter: numFormatter,
@@ -367,22 +574,73 @@ func (l Line) build() (*gochart.Chart, error) {
 			Ticks:          xticks,
 			GridMajorStyle: gochart.Style{StrokeColor: drawing.Color{R: 220, G: 220, B: 220, A: 255}, StrokeWidth: 1},
 		},
-		YAxis: gochart.YAxis{
+		// The y axis is on the left: go-chart's secondary axis. Its
+		// primary (right) one is hidden.
+		YAxisSecondary: gochart.YAxis{
 			Name:           l.YLabel,
 			ValueFormatter: numFormatter,
 			Range:          &gochart.ContinuousRange{Min: ymin, Max: ymax},
 			Ticks:          yticks,
 			GridMajorStyle: gochart.Style{StrokeColor: drawing.Color{R: 220, G: 220, B: 220, A: 255}, StrokeWidth: 1},
 		},
+		// Hidden, but with the same ticks: go-chart 2.1.2 reads the
+		// secondary axis's range from the primary's ticks (chart.go,
+		// getRanges), and would find none.
+		YAxis:  gochart.YAxis{Style: gochart.Style{Hidden: true}, Range: &gochart.ContinuousRange{Min: ymin, Max: ymax}, Ticks: yticks},
 		Series: series,
 	}
-	c.Elements = []gochart.Renderable{legendBelow(drawn, colors, w, h-bottom+45)}
+	if lay == nil {
+		lay = &Layout{}
+	}
+	toPx := func(x, y float64) (int, int) {
+		pl := lay.Plot
+		px := pl.Left + int(math.Round((x-xmin)/(xmax-xmin)*float64(pl.Right-pl.Left)))
+		py := pl.Bottom - int(math.Round((y-ymin)/(ymax-ymin)*float64(pl.Bottom-pl.Top)))
+		return px, py
+	}
+	markPx := toPx
+	if l.LogX {
+		markPx = func(x, y float64) (int, int) { return toPx(math.Log10(x), y) }
+	}
+	c.Elements = []gochart.Renderable{
+		func(r gochart.Renderer, cb gochart.Box, defaults gochart.Style) {
+			lay.Plot = Box{cb.Left, cb.Top, cb.Right, cb.Bottom}
+			if l.Title != "" {
+				if f := defaults.GetFont(); f != nil {
+					r.SetFont(f)
+				}
+				r.SetFontSize(14)
+				tb := r.MeasureText(l.Title)
+				// Where go-chart's drawTitle puts it: centred, its
+				// baseline at DefaultTitleTop + the text's height.
+				left := w/2 - tb.Width()/2
+				base := gochart.DefaultTitleTop + tb.Height()
+				lay.Title = Box{left, base - tb.Height(), left + tb.Width(), base + 2}
+			}
+		},
+		markLabels(marks, lines, toPx, markPx, lay),
+		legendBelow(drawn, colors, w, h-bottom+45),
+	}
 	return c, nil
+}
+
+// LabelLayout renders l and returns where its title, plot area and mark
+// labels went.
+func (l Line) LabelLayout() (Layout, error) {
+	var lay Layout
+	c, err := l.build(&lay)
+	if err != nil {
+		return lay, err
+	}
+	if err := c.Render(gochart.PNG, io.Discard); err != nil {
+		return lay, err
+	}
+	return lay, nil
 }
 
 // Render draws l in the given format to w.
 func (l Line) Render(f Format, w io.Writer) error {
-	c, err := l.build()
+	c, err := l.build(nil)
 	if err != nil {
 		return err
 	}

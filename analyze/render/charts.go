@@ -163,7 +163,7 @@ func Charts(res *analyze.Result, cfg *analyze.Config) map[string]chart.Line {
 		}
 		norm.Series = append(norm.Series, chart.Series{Name: v, X: rx, Y: ny})
 		tput.Series = append(tput.Series, chart.Series{Name: v, X: cx, Y: ty})
-		ttft.Series = append(ttft.Series, chart.Series{Name: v + " p50", X: rx, Y: p50}, chart.Series{Name: v + " p99", X: rx, Y: p99, Dashed: true})
+		ttft.Series = append(ttft.Series, chart.Series{Name: v + " p50", Group: v, X: rx, Y: p50}, chart.Series{Name: v + " p99", Group: v, X: rx, Y: p99, Dashed: true})
 	}
 	for _, s := range res.Saturation {
 		switch {
@@ -174,7 +174,7 @@ func Charts(res *analyze.Result, cfg *analyze.Config) map[string]chart.Line {
 		}
 	}
 	if maxRate > 0 {
-		norm.Series = append(norm.Series, chart.Series{Name: fmt.Sprintf("threshold %s s/token", fmtNum(thr, -1)), X: []float64{0, maxRate}, Y: []float64{thr, thr}, Dashed: true})
+		norm.Series = append(norm.Series, chart.Series{Name: fmt.Sprintf("threshold %s s/token", fmtNum(thr, -1)), X: []float64{0, maxRate}, Y: []float64{thr, thr}, Dashed: true, Reference: true})
 	}
 	out["norm_latency_vs_rate"] = norm
 	out["throughput_vs_concurrency"] = tput

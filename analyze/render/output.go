@@ -400,9 +400,14 @@ func orDash(s string) string {
 // WriteTable writes the terminal summary table and the warnings.
 func WriteTable(res *analyze.Result, w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, strings.Join(tableHeader(), "\t")+"\t")
+	var rows [][]string
 	for _, g := range res.Groups {
-		fmt.Fprintln(tw, strings.Join(tableRow(g), "\t")+"\t")
+		rows = append(rows, tableRow(g))
+	}
+	hdr, rows := dropEmptyColumns(tableHeader(), rows)
+	fmt.Fprintln(tw, strings.Join(hdr, "\t")+"\t")
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -1,10 +1,12 @@
 package render
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vbench/vbench/metric"
@@ -54,6 +56,11 @@ func SaturationLines(res *analyze.Result) []string {
 	if !ok || len(res.Saturation) < 2 {
 		return out
 	}
+	if ref.Never {
+		// Even the slowest variant held every rate: the ratio would only
+		// be a lower bound of 1.
+		return append(out, fmt.Sprintf("no variant crossed %s s/token, so no ratio: measure higher rates (vbbench probe suggests them)", thr))
+	}
 	for _, s := range res.Saturation {
 		if s.Variant == ref.Variant || s.Over || ref.Rate <= 0 {
 			continue
@@ -84,7 +91,7 @@ func WriteReport(res *analyze.Result, w io.Writer, cfg *analyze.Config, charts [
 		}
 		fmt.Fprintf(&b, "- %s: %s\n", name, v)
 	}
-	list("captures", st.Captures)
+	writeCaptures(&b, st.Captures)
 	list("variants", st.Variants)
 	list("models", st.Models)
 	list("trace hashes", st.TraceHashes)
@@ -120,20 +127,11 @@ func WriteReport(res *analyze.Result, w io.Writer, cfg *analyze.Config, charts [
 	}
 
 	b.WriteString("## Summary\n\nOne row per group; durations in the unit shown, normalized latency in s/token, \"in-flight\" is the time-weighted mean of the requests open at the proxy, \"decoding\" of those between their first and last token (the client-side batch estimate), \"batched\" of the server's running requests.\n\n")
-	hdr := tableHeader()
-	b.WriteString("| " + strings.Join(hdr, " | ") + " |\n|")
-	for range hdr {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
+	var rows [][]string
 	for _, g := range res.Groups {
-		row := tableRow(g)
-		for i := range row {
-			row[i] = mdEscape(row[i])
-		}
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		rows = append(rows, tableRow(g))
 	}
-	b.WriteString("\n")
+	writeMarkdownTable(&b, tableHeader(), rows)
 
 	writeServerInternals(res, &b)
 
@@ -162,6 +160,131 @@ func WriteReport(res *analyze.Result, w io.Writer, cfg *analyze.Config, charts [
 	b.WriteString("\n## Definitions\n\n" + definitionsMarkdown)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeMarkdownTable writes a table without its empty columns (every cell
+// "-": a figure the server or the grouping does not give).
+func writeMarkdownTable(b *strings.Builder, hdr []string, rows [][]string) {
+	hdr, rows = dropEmptyColumns(hdr, rows)
+	b.WriteString("| " + strings.Join(hdr, " | ") + " |\n|")
+	for range hdr {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for _, row := range rows {
+		for i := range row {
+			row[i] = mdEscape(row[i])
+		}
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+}
+
+// dropEmptyColumns leaves out the columns whose every row is "-" or "".
+func dropEmptyColumns(hdr []string, rows [][]string) ([]string, [][]string) {
+	if len(rows) == 0 {
+		return hdr, rows
+	}
+	var keep []int
+	for c := range hdr {
+		for _, r := range rows {
+			if c < len(r) && r[c] != "-" && r[c] != "" {
+				keep = append(keep, c)
+				break
+			}
+		}
+	}
+	if len(keep) == len(hdr) {
+		return hdr, rows
+	}
+	pick := func(xs []string) []string {
+		out := make([]string, 0, len(keep))
+		for _, c := range keep {
+			if c < len(xs) {
+				out = append(out, xs[c])
+			}
+		}
+		return out
+	}
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = pick(r)
+	}
+	return pick(hdr), out
+}
+
+// writeCaptures lists the captures one per line, in natural order (rate-4
+// before rate-12), under their common directory.
+func writeCaptures(b *strings.Builder, caps []string) {
+	switch len(caps) {
+	case 0:
+		b.WriteString("- captures: -\n")
+		return
+	case 1:
+		fmt.Fprintf(b, "- captures: `%s`\n", caps[0])
+		return
+	}
+	sorted := slices.Clone(caps)
+	slices.SortFunc(sorted, naturalCompare)
+	prefix := ""
+	if len(sorted) > 1 {
+		prefix = commonDir(sorted)
+	}
+	if prefix == "" {
+		fmt.Fprintf(b, "- captures (%d):\n", len(sorted))
+	} else {
+		fmt.Fprintf(b, "- captures (%d) under `%s`:\n", len(sorted), prefix)
+	}
+	for _, c := range sorted {
+		fmt.Fprintf(b, "  - `%s`\n", strings.TrimPrefix(c, prefix))
+	}
+}
+
+// commonDir is the longest directory prefix (ending in a separator) of
+// every path, or "".
+func commonDir(paths []string) string {
+	p := paths[0]
+	for _, q := range paths[1:] {
+		for !strings.HasPrefix(q, p) {
+			p = p[:len(p)-1]
+		}
+	}
+	if i := strings.LastIndexAny(p, `/\`); i >= 0 {
+		return p[:i+1]
+	}
+	return ""
+}
+
+// naturalCompare orders strings with their digit runs compared as numbers:
+// rate-4 < rate-12 < rate-100.
+func naturalCompare(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitsPrefix(a), digitsPrefix(b)
+		if da != "" && db != "" {
+			na, nb := strings.TrimLeft(da, "0"), strings.TrimLeft(db, "0")
+			if c := cmp.Compare(len(na), len(nb)); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(na, nb); c != 0 {
+				return c
+			}
+			a, b = a[len(da):], b[len(db):]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digitsPrefix(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
 }
 
 func ciText(c metric.CI, prec int) string {

@@ -90,21 +90,18 @@ func writeServerInternals(res *analyze.Result, b *strings.Builder) {
 		return
 	}
 	b.WriteString("## Server internals\n\n")
-	b.WriteString("From the server's own metrics over each group's window (vbtorch, vbsim or vLLM; `-` where the server does not export them): engine steps per second, mean step time, mean requests per step, mean tokens per step (vLLM), KV tokens reserved for running requests and those actually filled (time-weighted means), filled/reserved (the vLLM paper's Figure 2 measure: 20–38% for contiguous reservation), the largest free KV hole (fragmentation) and the capacity.\n\n")
-	b.WriteString("| variant | rate | trial | steps/s | step time | batch/step | tokens/step | KV reserved | KV filled | filled/reserved | largest hole | KV capacity |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("From the server's own metrics over each group's window (vbtorch, vbsim or vLLM; `-` where the server does not export them, and a column none of them exports is left out): engine steps per second, mean step time, mean requests per step, mean tokens per step (vLLM), KV tokens reserved for running requests and those actually filled (time-weighted means), filled/reserved (the vLLM paper's Figure 2 measure: 20–38% for contiguous reservation), the largest free KV hole (fragmentation) and the capacity.\n\n")
+	hdr := []string{"variant", "rate", "trial", "steps/s", "step time", "batch/step", "tokens/step", "KV reserved", "KV filled", "filled/reserved", "largest hole", "KV capacity"}
 	pct := func(v float64) string {
 		if math.IsNaN(v) {
 			return "-"
 		}
 		return fmtNum(100*v, 1) + "%"
 	}
+	var rows [][]string
 	for _, g := range res.Groups {
-		row := []string{g.Variant, orDash(g.Level), orDash(g.Trial), fmtNum(g.StepsPerS, 1), fmtDur(g.StepTime), fmtNum(g.BatchPerStep, 2),
-			fmtNum(g.TokensPerStep, 1), fmtNum(g.KVReserved, 0), fmtNum(g.KVFilled, 0), pct(g.KVReservedUtil), fmtNum(g.KVLargestHole, 0), fmtNum(g.KVCapacity, 0)}
-		for i := range row {
-			row[i] = mdEscape(row[i])
-		}
-		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		rows = append(rows, []string{g.Variant, orDash(g.Level), orDash(g.Trial), fmtNum(g.StepsPerS, 1), fmtDur(g.StepTime), fmtNum(g.BatchPerStep, 2),
+			fmtNum(g.TokensPerStep, 1), fmtNum(g.KVReserved, 0), fmtNum(g.KVFilled, 0), pct(g.KVReservedUtil), fmtNum(g.KVLargestHole, 0), fmtNum(g.KVCapacity, 0)})
 	}
-	b.WriteString("\n")
+	writeMarkdownTable(b, hdr, rows)
 }
