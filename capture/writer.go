@@ -31,6 +31,9 @@ type Writer struct {
 	ch   chan item
 	stop chan struct{}
 	done chan struct{}
+	// syncReq asks syncLoop for a sync; syncDone closes when it ends.
+	syncReq  chan struct{}
+	syncDone chan struct{}
 
 	mu      sync.RWMutex // held for reading by Put, for writing by close
 	closing bool
@@ -109,6 +112,8 @@ func newWriter(s *Store, maxID, maxSampleSeq uint64) *Writer {
 		ch:        make(chan item, s.opt.QueueSize),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		syncReq:   make(chan struct{}),
+		syncDone:  make(chan struct{}),
 		sampleSeq: maxSampleSeq,
 	}
 	w.nextID.Store(maxID)
@@ -236,8 +241,17 @@ func (w *Writer) loseBatch(batch []item) {
 	w.lose(uint64(len(batch)), samples)
 }
 
+// syncLoop runs the periodic syncs the writer asks for.
+func (w *Writer) syncLoop() {
+	defer close(w.syncDone)
+	for range w.syncReq {
+		w.sync()
+	}
+}
+
 func (w *Writer) run() {
 	defer close(w.done)
+	go w.syncLoop()
 	opt := &w.s.opt
 	tick := time.NewTicker(opt.FlushInterval)
 	defer tick.Stop()
@@ -267,9 +281,16 @@ func (w *Writer) run() {
 		case <-tick.C:
 			flush()
 			if dirty && opt.SyncInterval > 0 && time.Since(lastSync) >= opt.SyncInterval {
-				w.sync()
-				dirty = false
-				lastSync = time.Now()
+				// On its own goroutine: an msync of a busy value log takes
+				// hundreds of ms on a slow disk, and commits must go on
+				// meanwhile (what is still queued when the process is
+				// killed is what is lost).
+				select {
+				case w.syncReq <- struct{}{}:
+					dirty = false
+					lastSync = time.Now()
+				default: // the previous sync still runs
+				}
 			}
 		case <-w.stop:
 			for {
@@ -285,6 +306,8 @@ func (w *Writer) run() {
 				break
 			}
 			flush()
+			close(w.syncReq)
+			<-w.syncDone
 			if dirty {
 				w.sync()
 			}
