@@ -86,7 +86,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.ClientHeader, "client-header-timeout", proxy.DefaultClientHeaderTimeout, "a client connection must send its request headers within this (slow-header clients are closed)")
 	fs.DurationVar(&c.ClientBody, "client-body-timeout", proxy.DefaultClientBodyTimeout, "a client must send its request body within this once its headers are in (408 past it)")
 	fs.IntVar(&c.PerClient, "max-conns-per-client", 0, "most connections one client address may hold open; 503 past it (0 = half of what the descriptor limit allows)")
-	maxMem := fs.String("max-memory", "1GiB", "memory budget: request bodies, record copies and connection buffers of open exchanges (3/4) and the capture queue (1/4); past it bodies wait then get a 503, connections get a 503, records stop copying body bytes (0 = no budget)")
+	maxMem := fs.String("max-memory", "1GiB", "memory budget of the whole process (at least 256MiB): 112 MiB for the capture store, then 3/4 of the rest for request bodies, record copies and connection buffers of open exchanges and 1/4 for the capture queue; past it bodies wait then get a 503, connections get a 503, records stop copying body bytes, the queue drops (counted); also the Go runtime's memory limit (0 = no budget)")
 	diskReserve := fs.String("disk-reserve", "64MiB", "free space the capture keeps on its file system; below it records are counted as lost, not written (Badger writes through memory maps: a full disk would crash the proxy)")
 	fs.DurationVar(&c.Scrape, "scrape-interval", time.Second, "poll the upstream's /metrics this often and store running/waiting/KV-cache/preemption samples (at least 10ms; 0 = never, e.g. in front of a remote API)")
 	fs.DurationVar(&c.Scrape, "scrape-metrics", time.Second, "old name of --scrape-interval")
@@ -178,11 +178,15 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	queueBytes := int64(0) // the capture's default
 	if c.MaxMemory > 0 {
-		if c.MaxMemory < 64<<20 {
-			errs = append(errs, cli.Usagef("--max-memory %s: must be at least 64MiB (0 = no budget)", *maxMem))
+		// What Badger holds whatever the traffic (memtables, block and
+		// index caches) comes first; of the rest, 3/4 for the exchanges in
+		// flight, 1/4 for the capture queue.
+		if c.MaxMemory < 256<<20 {
+			errs = append(errs, cli.Usagef("--max-memory %s: must be at least 256MiB (0 = no budget)", *maxMem))
 		}
-		pcfg.MaxMemory = c.MaxMemory / 4 * 3
-		queueBytes = c.MaxMemory / 4
+		rest := c.MaxMemory - badgerMemory
+		pcfg.MaxMemory = rest / 4 * 3
+		queueBytes = rest / 4
 	}
 	for _, d := range []struct {
 		flag string
@@ -215,7 +219,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// The budget bounds what the proxy holds; the limit makes the
 		// collector keep the heap near it instead of at twice the live
 		// data (GOGC), and gives freed memory back to the system.
-		debug.SetMemoryLimit(c.MaxMemory + 128<<20)
+		debug.SetMemoryLimit(c.MaxMemory)
 	}
 
 	ln, err := net.Listen("tcp", c.Listen)
@@ -312,6 +316,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	return errors.Join(serveErr, closeErr)
 }
+
+// badgerMemory is what the capture's Badger store holds in memory whatever
+// the traffic, with capture.Options' defaults: three 16-MiB memtables
+// (their skiplist arenas), a 32-MiB block cache and a 16-MiB index cache,
+// and room for one memtable being flushed.
+const badgerMemory = 112 << 20
 
 // closeStore closes the capture and returns the writer's final numbers.
 func closeStore(st *capture.Store, stderr io.Writer) (capture.WriterStats, error) {

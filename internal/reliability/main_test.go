@@ -61,6 +61,10 @@ func TestMain(m *testing.M) {
 		raiseNoFile()
 		soakClients()
 		os.Exit(0)
+	case "slowloris":
+		raiseNoFile()
+		slowlorisHelper()
+		os.Exit(0)
 	}
 	flag.Parse()
 	raiseNoFile()
