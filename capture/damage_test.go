@@ -47,9 +47,12 @@ type damageCap struct {
 }
 
 // fileKinds are the kinds of file a capture directory holds.
-var fileKinds = []string{"MANIFEST", "sst", "vlog", "mem", "KEYREGISTRY", "DISCARD", "LOCK"}
+var fileKinds = []string{"MANIFEST", "sst", "vlog", "mem", "KEYREGISTRY", "DISCARD", "LOCK", "journal"}
 
 func kindOf(name string) string {
+	if strings.HasPrefix(name, journalName) {
+		return "journal"
+	}
 	if i := strings.LastIndexByte(name, '.'); i >= 0 {
 		return name[i+1:]
 	}

@@ -194,12 +194,16 @@ func prepareView(src string, opt *Options) (v *readView, err error) {
 		}
 	}
 
-	if len(mems) > 0 {
+	journaled, jproblem := readJournal(abs)
+	if jproblem != "" {
+		v.problems = append(v.problems, jproblem)
+	}
+	if len(mems) > 0 || len(journaled) > 0 {
 		names := make([]string, len(mems))
 		for i, m := range mems {
 			names[i] = m.name
 		}
-		if err := v.replayWAL(names, opt); err != nil {
+		if err := v.replayWAL(names, journaled, opt); err != nil {
 			v.problems = append(v.problems, fmt.Sprintf("the write-ahead logs of a writer that did not close the capture could not be replayed (%v): the records it had not yet written to tables are lost", err))
 		}
 	}
@@ -344,7 +348,7 @@ func checkLogHeader(path string, size int64) string {
 // copies; closing it writes their entries into tables, which join the view
 // at level 0. Values the entries point to stay in the capture's value
 // logs, linked into the view.
-func (v *readView) replayWAL(mems []string, opt *Options) error {
+func (v *readView) replayWAL(mems []string, journaled []journalEntry, opt *Options) error {
 	wal := filepath.Join(v.dir, "wal")
 	if err := os.Mkdir(wal, 0o700); err != nil {
 		return err
@@ -409,6 +413,22 @@ func (v *readView) replayWAL(mems []string, opt *Options) error {
 				torn += int64(len(tail))
 			}
 		}
+		if len(journaled) > 0 {
+			// What the writer had journaled but not committed.
+			wb := db.NewWriteBatch()
+			for _, e := range journaled {
+				if err := wb.Set(e.key, e.value); err != nil {
+					wb.Cancel()
+					db.Close()
+					return err
+				}
+			}
+			if err := wb.Flush(); err != nil {
+				db.Close()
+				return err
+			}
+			v.notes = append(v.notes, fmt.Sprintf("%d item(s) the writer had journaled but not committed were read from its journal", len(journaled)))
+		}
 		return db.Close()
 	})
 	if err != nil {
@@ -440,7 +460,7 @@ func (v *readView) replayWAL(mems []string, opt *Options) error {
 		v.tables[next] = ent
 		next++
 	}
-	v.notes = append(v.notes, fmt.Sprintf("the capture was not closed cleanly (its writer was killed or crashed): %d write-ahead log(s) were replayed on a private copy; the capture itself is unchanged (`vbanalyze --recover DIR` recovers it in place)", len(mems)))
+	v.notes = append(v.notes, fmt.Sprintf("the capture was not closed cleanly (its writer was killed or crashed): its %d write-ahead log(s) and its journal were replayed on a private copy; the capture itself is unchanged (`vbanalyze --recover DIR` recovers it in place)", len(mems)))
 	return nil
 }
 

@@ -300,6 +300,10 @@ func Open(dir string, opt Options) (*Store, error) {
 		return nil, err
 	}
 	if !opt.ReadOnly {
+		if err := s.replayJournal(); err != nil {
+			db.Close()
+			return nil, err
+		}
 		maxID, err := s.scanMax(prefixRecord, recordKeyLen)
 		if err != nil {
 			db.Close()
@@ -314,6 +318,30 @@ func Open(dir string, opt Options) (*Store, error) {
 		s.warnSmallDisk()
 	}
 	return s, nil
+}
+
+// replayJournal stores what a killed writer had journaled but not
+// committed (journal.go).
+func (s *Store) replayJournal() error {
+	entries, problem := readJournal(s.dir)
+	if problem != "" {
+		s.log.Warn("capture: "+problem, "dir", s.dir)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	for _, e := range entries {
+		if err := wb.Set(e.key, e.value); err != nil {
+			wb.Cancel()
+			return fmt.Errorf("capture: open %s: replay the journal: %w", s.dir, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("capture: open %s: replay the journal: %w", s.dir, err)
+	}
+	s.log.Info("capture: stored the items a killed writer had journaled but not committed", "dir", s.dir, "items", len(entries))
+	return nil
 }
 
 // warnSmallDisk logs, when a writer opens the capture, that its file

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,10 +28,14 @@ type item struct {
 // of that commit are counted as lost, the error is kept for Stats and Close,
 // and the writer goes on with the next batch.
 type Writer struct {
-	s    *Store
-	ch   chan item
+	s  *Store
+	ch chan item
+	// cch carries encoded (and journaled) batches from the journal
+	// goroutine to the committer.
+	cch  chan *encBatch
 	stop chan struct{}
 	done chan struct{}
+	j    *journal // nil when the journal could not be opened
 	// syncReq asks syncLoop for a sync; syncDone closes when it ends.
 	syncReq  chan struct{}
 	syncDone chan struct{}
@@ -39,9 +44,9 @@ type Writer struct {
 	closing bool
 
 	nextID    atomic.Uint64
-	sampleSeq uint64 // writer goroutine only
-	arena     []byte // writer goroutine only
-	scratch   []byte // writer goroutine only
+	sampleSeq uint64 // journal goroutine only
+	seq       uint64 // journal goroutine only: the items' journal sequence
+	scratch   []byte // journal goroutine only
 	// queued counts accepted items not yet through a commit.
 	queued atomic.Int64
 	// queuedBytes is the estimated memory of the queued items (memSize),
@@ -53,6 +58,9 @@ type Writer struct {
 	flushes, syncs, bytes           atomic.Uint64
 	flushedID                       atomic.Uint64
 	lastDropLog                     atomic.Int64
+	// diskFull is set while the disk reserve refuses commits: the
+	// journal goroutine then writes nothing either.
+	diskFull atomic.Bool
 	// firstLoss and lastLoss are the Unix ns of the first and the latest
 	// drop or loss (0 = none yet).
 	firstLoss, lastLoss atomic.Int64
@@ -110,6 +118,7 @@ func newWriter(s *Store, maxID, maxSampleSeq uint64) *Writer {
 	w := &Writer{
 		s:         s,
 		ch:        make(chan item, s.opt.QueueSize),
+		cch:       make(chan *encBatch, max(s.opt.QueueSize/journalBatch, 64)),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		syncReq:   make(chan struct{}),
@@ -117,8 +126,161 @@ func newWriter(s *Store, maxID, maxSampleSeq uint64) *Writer {
 		sampleSeq: maxSampleSeq,
 	}
 	w.nextID.Store(maxID)
+	if j, err := openJournal(s.dir, 0); err != nil {
+		s.log.Warn("capture: no journal (a killed writer may lose what its queue holds)", "dir", s.dir, "err", err)
+	} else {
+		w.j = j
+	}
+	go w.journalLoop()
 	go w.run()
 	return w
+}
+
+// encoded is an item encoded for Badger: its key is arena[off:off+klen]
+// and its value arena[off+klen:end] in its batch's arena, where it is
+// framed as a journal entry.
+type encoded struct {
+	off    int
+	klen   int
+	end    int
+	id     uint64 // record ID; 0 for a sample
+	sample bool
+	seq    uint64
+	size   int64 // memSize when queued
+}
+
+// encBatch is what the journal goroutine hands the committer: items
+// encoded into one arena, which is also what it wrote to the journal.
+type encBatch struct {
+	arena []byte
+	items []encoded
+}
+
+// arenas recycles the batches' arenas (and item slices).
+var arenas = sync.Pool{New: func() any { return new(encBatch) }}
+
+// maxPooledArena is the largest arena kept for reuse.
+const maxPooledArena = 8 << 20
+
+func releaseBatch(b *encBatch) {
+	if cap(b.arena) > maxPooledArena {
+		b.arena = nil
+	}
+	b.arena = b.arena[:0]
+	clear(b.items)
+	b.items = b.items[:0]
+	arenas.Put(b)
+}
+
+// journalBatch is the most items the journal goroutine encodes and writes
+// at once.
+const journalBatch = 256
+
+// journalLoop is the first stage of the writer: it encodes queued items,
+// journals them (one write per batch, never waiting for Badger) and hands
+// them to the committer. Records' pooled buffers go back here.
+func (w *Writer) journalLoop() {
+	defer close(w.cch)
+	var b *encBatch
+	handle := func(it item) {
+		if b == nil {
+			b = arenas.Get().(*encBatch)
+		}
+		w.encode(b, it)
+		if it.rec != nil {
+			it.rec.Release() // encoded (or refused): pooled buffers go back
+		}
+	}
+	forward := func() {
+		if b == nil {
+			return
+		}
+		if len(b.items) == 0 {
+			releaseBatch(b)
+			b = nil
+			return
+		}
+		if w.j != nil && !w.diskFull.Load() {
+			w.j.write(b.arena, b.items[len(b.items)-1].seq)
+		}
+		w.cch <- b
+		b = nil
+	}
+	for {
+		select {
+		case it := <-w.ch:
+			handle(it)
+		more:
+			for len(b.items) < journalBatch && len(b.arena) < maxPooledArena {
+				select {
+				case it := <-w.ch:
+					handle(it)
+				default:
+					break more
+				}
+			}
+			forward()
+		case <-w.stop:
+			for {
+				select {
+				case it := <-w.ch:
+					handle(it)
+					if len(b.items) >= journalBatch {
+						forward()
+					}
+					continue
+				default:
+				}
+				break
+			}
+			forward()
+			return
+		}
+	}
+}
+
+// encode appends an item to the batch: a journal entry framing its Badger
+// key and stored value (journal.go). A record that would not read back
+// is counted lost instead.
+func (w *Writer) encode(b *encBatch, it item) {
+	start := len(b.arena)
+	size := it.memSize()
+	arena := append(b.arena, make([]byte, journalHead)...) // length, CRC, seq
+	var e encoded
+	if it.rec != nil {
+		arena = binary.AppendUvarint(arena, recordKeyLen)
+		k0 := len(arena)
+		arena = recordKey(arena, it.rec.Received, it.rec.ID)
+		e.klen, e.id = recordKeyLen, it.rec.ID
+		arena, w.scratch = appendStoredRecord(arena, w.scratch, it.rec)
+		if len(w.scratch) > storeLimit || len(it.rec.Chunks) > maxChunks {
+			// Stored, it would not read back: count it lost instead.
+			b.arena = arena[:start]
+			w.lose(1, 0)
+			w.fail(fmt.Errorf("capture: write to %s: %w: record %d encodes to %d bytes with %d chunks (at most %d bytes and %d chunks read back)",
+				w.s.dir, errRecordTooBig, it.rec.ID, len(w.scratch), len(it.rec.Chunks), storeLimit, maxChunks))
+			w.queuedBytes.Add(-size)
+			w.queued.Add(-1)
+			return
+		}
+		if cap(w.scratch) > 64<<20 {
+			w.scratch = nil
+		}
+		e.off = k0
+	} else {
+		w.sampleSeq++
+		arena = binary.AppendUvarint(arena, sampleKeyLen)
+		k0 := len(arena)
+		arena = sampleKey(arena, it.sample.At, w.sampleSeq)
+		e.klen, e.sample = sampleKeyLen, true
+		arena, _ = it.sample.AppendBinary(arena)
+		e.off = k0
+	}
+	w.seq++
+	e.seq, e.size, e.end = w.seq, size, len(arena)
+	frameEntry(arena[start:], w.seq)
+	b.arena = arena
+	b.items = append(b.items, e)
 }
 
 // NextID reserves the next record ID. The proxy calls it when a request
@@ -230,15 +392,18 @@ func (w *Writer) lose(n, samples uint64) {
 	w.noteLoss(time.Now().UnixNano())
 }
 
-// loseBatch counts a whole batch as lost.
-func (w *Writer) loseBatch(batch []item) {
-	var samples uint64
-	for i := range batch {
-		if batch[i].rec == nil {
-			samples++
+// loseBatches counts whole batches as lost.
+func (w *Writer) loseBatches(batches []*encBatch) {
+	var n, samples uint64
+	for _, b := range batches {
+		for i := range b.items {
+			n++
+			if b.items[i].sample {
+				samples++
+			}
 		}
 	}
-	w.lose(uint64(len(batch)), samples)
+	w.lose(n, samples)
 }
 
 // syncLoop runs the periodic syncs the writer asks for.
@@ -255,27 +420,41 @@ func (w *Writer) run() {
 	opt := &w.s.opt
 	tick := time.NewTicker(opt.FlushInterval)
 	defer tick.Stop()
-	batch := make([]item, 0, min(opt.BatchRecords, 4096))
+	var batches []*encBatch
+	n := 0
 	lastSync := time.Now()
 	dirty := false
 	flush := func() {
-		if len(batch) > 0 {
-			w.flush(batch)
-			for i := range batch {
-				if r := batch[i].rec; r != nil {
-					r.Release() // encoded (or lost): pooled buffers go back
-				}
+		if n > 0 {
+			w.flush(batches)
+			for _, b := range batches {
+				releaseBatch(b)
 			}
-			clear(batch)
-			batch = batch[:0]
+			clear(batches)
+			batches, n = batches[:0], 0
 			dirty = true
 		}
 	}
 	for {
 		select {
-		case it := <-w.ch:
-			batch = append(batch, it)
-			if len(batch) >= opt.BatchRecords {
+		case b, ok := <-w.cch:
+			if !ok { // the journal goroutine has drained the queue: stop
+				flush()
+				close(w.syncReq)
+				<-w.syncDone
+				if dirty {
+					w.sync()
+				}
+				if w.j != nil {
+					w.j.close()
+					if w.j.checkpoint.Load() == w.seq {
+						removeJournal(w.s.dir) // every item committed or counted
+					}
+				}
+				return
+			}
+			batches = append(batches, b)
+			if n += len(b.items); n >= opt.BatchRecords {
 				flush()
 			}
 		case <-tick.C:
@@ -283,8 +462,7 @@ func (w *Writer) run() {
 			if dirty && opt.SyncInterval > 0 && time.Since(lastSync) >= opt.SyncInterval {
 				// On its own goroutine: an msync of a busy value log takes
 				// hundreds of ms on a slow disk, and commits must go on
-				// meanwhile (what is still queued when the process is
-				// killed is what is lost).
+				// meanwhile.
 				select {
 				case w.syncReq <- struct{}{}:
 					dirty = false
@@ -292,26 +470,6 @@ func (w *Writer) run() {
 				default: // the previous sync still runs
 				}
 			}
-		case <-w.stop:
-			for {
-				select {
-				case it := <-w.ch:
-					batch = append(batch, it)
-					if len(batch) >= opt.BatchRecords {
-						flush()
-					}
-					continue
-				default:
-				}
-				break
-			}
-			flush()
-			close(w.syncReq)
-			<-w.syncDone
-			if dirty {
-				w.sync()
-			}
-			return
 		}
 	}
 }
@@ -346,7 +504,7 @@ var ErrDiskFull = errors.New("no space left for the capture")
 
 // diskRoom refuses a commit of batch when the capture's file system has
 // less than the reserve free after it (see Options.DiskReserve).
-func (w *Writer) diskRoom(batch []item) error {
+func (w *Writer) diskRoom(batches []*encBatch) error {
 	reserve := w.s.opt.DiskReserve
 	if reserve < 0 {
 		return nil
@@ -355,40 +513,50 @@ func (w *Writer) diskRoom(batch []item) error {
 	if !ok {
 		return nil
 	}
-	var need int64
-	for i := range batch {
-		need += batch[i].memSize()
+	var need, items int64
+	for _, b := range batches {
+		need += int64(len(b.arena))
+		items += int64(len(b.items))
 	}
 	if free-need < reserve {
 		return fmt.Errorf("capture: %s: %w: %d bytes free, %d items need about %d, and %d are kept free (Badger writes through memory maps; a full disk would crash the process); not recording until space is freed",
-			w.s.dir, ErrDiskFull, free, len(batch), need, reserve)
+			w.s.dir, ErrDiskFull, free, items, need, reserve)
 	}
 	return nil
 }
 
-// flush commits batch in as few transactions as Badger allows.
-func (w *Writer) flush(batch []item) {
+// flush commits the batches in as few transactions as Badger allows,
+// then moves the journal's checkpoint past them.
+func (w *Writer) flush(batches []*encBatch) {
 	start := time.Now()
 	db := w.s.db
+	var held, count int64
+	for _, b := range batches {
+		for i := range b.items {
+			held += b.items[i].size
+		}
+		count += int64(len(b.items))
+	}
+	defer func() {
+		w.queuedBytes.Add(-held)
+		w.queued.Add(-count)
+		if w.j != nil {
+			last := batches[len(batches)-1]
+			w.j.commit(last.items[len(last.items)-1].seq)
+		}
+	}()
 	if db.IsClosed() {
-		w.loseBatch(batch)
-		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", len(batch), w.s.dir, badger.ErrDBClosed))
-		for i := range batch {
-			w.queuedBytes.Add(-batch[i].memSize())
-		}
-		w.queued.Add(-int64(len(batch)))
+		w.loseBatches(batches)
+		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", count, w.s.dir, badger.ErrDBClosed))
 		return
 	}
-	if err := w.diskRoom(batch); err != nil {
-		w.loseBatch(batch)
+	if err := w.diskRoom(batches); err != nil {
+		w.diskFull.Store(true)
+		w.loseBatches(batches)
 		w.fail(err)
-		for i := range batch {
-			w.queuedBytes.Add(-batch[i].memSize())
-		}
-		w.queued.Add(-int64(len(batch)))
 		return
 	}
-	arena := w.arena[:0]
+	w.diskFull.Store(false)
 	txn := db.NewTransaction(true)
 	var inTxn, records, samples, bytes uint64
 	var maxID uint64
@@ -406,51 +574,34 @@ func (w *Writer) flush(batch []item) {
 		}
 		inTxn, records, samples, bytes = 0, 0, 0, 0
 	}
-	for i := range batch {
-		it := &batch[i]
-		k0 := len(arena)
-		var v0 int
-		if it.rec != nil {
-			arena = recordKey(arena, it.rec.Received, it.rec.ID)
-			v0 = len(arena)
-			arena, w.scratch = appendStoredRecord(arena, w.scratch, it.rec)
-			if len(w.scratch) > storeLimit || len(it.rec.Chunks) > maxChunks {
-				// Stored, it would not read back: count it lost instead.
-				arena = arena[:k0]
-				w.lose(1, 0)
-				w.fail(fmt.Errorf("capture: write to %s: %w: record %d encodes to %d bytes with %d chunks (at most %d bytes and %d chunks read back)",
-					w.s.dir, errRecordTooBig, it.rec.ID, len(w.scratch), len(it.rec.Chunks), storeLimit, maxChunks))
+	for _, b := range batches {
+		for i := range b.items {
+			e := &b.items[i]
+			key := b.arena[e.off : e.off+e.klen : e.off+e.klen]
+			val := b.arena[e.off+e.klen : e.end : e.end]
+			err := txn.Set(key, val)
+			if errors.Is(err, badger.ErrTxnTooBig) {
+				commit()
+				txn = db.NewTransaction(true)
+				err = txn.Set(key, val)
+			}
+			if err != nil {
+				if e.sample {
+					w.lose(1, 1)
+				} else {
+					w.lose(1, 0)
+				}
+				w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
 				continue
 			}
-		} else {
-			w.sampleSeq++
-			arena = sampleKey(arena, it.sample.At, w.sampleSeq)
-			v0 = len(arena)
-			arena, _ = it.sample.AppendBinary(arena)
-		}
-		key, val := arena[k0:v0:v0], arena[v0:len(arena):len(arena)]
-		err := txn.Set(key, val)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			commit()
-			txn = db.NewTransaction(true)
-			err = txn.Set(key, val)
-		}
-		if err != nil {
-			if it.rec != nil {
-				w.lose(1, 0)
+			inTxn++
+			bytes += uint64(e.end - e.off)
+			if e.sample {
+				samples++
 			} else {
-				w.lose(1, 1)
+				records++
+				maxID = max(maxID, e.id)
 			}
-			w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
-			continue
-		}
-		inTxn++
-		bytes += uint64(len(arena) - k0)
-		if it.rec != nil {
-			records++
-			maxID = max(maxID, it.rec.ID)
-		} else {
-			samples++
 		}
 	}
 	if inTxn > 0 {
@@ -458,17 +609,6 @@ func (w *Writer) flush(batch []item) {
 	} else {
 		txn.Discard()
 	}
-	if cap(arena) <= 64<<20 {
-		w.arena = arena[:0]
-	} else {
-		w.arena = nil
-	}
-	var held int64
-	for i := range batch {
-		held += batch[i].memSize()
-	}
-	w.queuedBytes.Add(-held)
-	w.queued.Add(-int64(len(batch)))
 	w.flushes.Add(1)
 	d := time.Since(start)
 	w.statMu.Lock()
