@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/proxy"
 )
@@ -183,6 +184,9 @@ func pct(d []time.Duration, p float64) time.Duration {
 // deadline; the proxy's RSS. Figures: held connections, cuts, real
 // requests' latency with and without the attack, RSS.
 func TestReliabilitySlowloris(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the attack is held past the 10-s header deadline (make slow runs it)")
+	}
 	n := pick(500, 9872)
 	if *slowConns > 0 {
 		n = *slowConns
@@ -259,6 +263,9 @@ func TestReliabilitySlowloris(t *testing.T) {
 // stays within the budget + 100 MB (once 1.2 GB and 817 MB), the bodies
 // it accepts are forwarded whole, every exchange has a record.
 func TestReliabilityMemoryAttacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: ~2 GB of bodies and an 8-s hold (make slow runs it)")
+	}
 	const budget = 512 << 20
 	big := bytes.Repeat([]byte("data: "+strings.Repeat("y", 1000)+"\n\n"), 16<<10) // ~16 MB
 	mux := http.NewServeMux()
@@ -303,6 +310,19 @@ func TestReliabilityMemoryAttacks(t *testing.T) {
 		p.cmd.Process.Signal(os.Interrupt)
 		if err := p.cmd.Wait(); err != nil {
 			t.Errorf("vbproxy exit: %v\n%s", err, tail(p.stderr.String(), 2000))
+		}
+		// What the capture says it dropped, at its clean close.
+		ro, err := capture.Open(dir, capture.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metas, _ := ro.Metas()
+		ro.Close()
+		st.Dropped = 0
+		for _, m := range metas {
+			if m.Recorder != nil {
+				st.Dropped += int64(m.Recorder.Dropped)
+			}
 		}
 		return rss.Load() << 10, st, len(readRecords(t, dir))
 	}
