@@ -17,8 +17,11 @@ const (
 	KindExec         = "exec"
 )
 
-// Kinds lists every kind, in the order documentation shows them.
-var Kinds = []string{KindVLLM, KindTorch, KindTransformers, KindSim, KindExec}
+// Kinds lists every kind, in the order documentation shows them (a new
+// slice each call).
+func Kinds() []string {
+	return []string{KindVLLM, KindTorch, KindTransformers, KindSim, KindExec}
+}
 
 // Ways to give vLLM its attention backend (Spec.AttentionVia).
 const (
@@ -261,9 +264,9 @@ func (s *Spec) Validate() error {
 			bad("kind exec needs command = [\"program\", \"arg\", ...]")
 		}
 	case "":
-		bad("kind is missing (one of %s)", strings.Join(Kinds, ", "))
+		bad("kind is missing (one of %s)", strings.Join(Kinds(), ", "))
 	default:
-		bad("kind %q is unknown (one of %s)", s.Kind, strings.Join(Kinds, ", "))
+		bad("kind %q is unknown (one of %s)", s.Kind, strings.Join(Kinds(), ", "))
 	}
 	if s.GPUMemoryUtilization < 0 || s.GPUMemoryUtilization > 1 {
 		bad("gpu_memory_utilization %v: want a fraction in (0, 1]", s.GPUMemoryUtilization)

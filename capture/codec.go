@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/s2"
+
+	"github.com/vbench/vbench/internal/wire"
 )
 
 /*
@@ -62,230 +63,65 @@ func (r *Record) sizeHint() int {
 	return 128 + len(r.Path) + len(r.Error) + len(r.RequestBody) + len(r.ResponseBody) + 16*len(r.Chunks)
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b []byte, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendFloat(b []byte, f float64) []byte {
-	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
-}
-
-func appendMap(b []byte, m map[string]string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(m)))
-	if len(m) == 0 {
-		return b
-	}
-	if len(m) == 1 {
-		for k, v := range m {
-			return appendString(appendString(b, k), v)
-		}
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b = appendString(appendString(b, k), m[k])
-	}
-	return b
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
-}
-
 func appendRecord(b []byte, r *Record) []byte {
 	b = append(b, recordVersion)
-	b = binary.AppendUvarint(b, r.ID)
-	b = appendMap(b, r.Labels)
+	b = wire.AppendUvarint(b, r.ID)
+	b = wire.AppendMap(b, r.Labels)
 
 	t := &r.Tags
-	b = appendString(b, t.Run)
-	b = appendString(b, t.Trial)
-	b = appendString(b, t.Level)
-	b = appendFloat(b, t.Rate)
-	b = binary.AppendVarint(b, t.Index)
-	b = binary.AppendVarint(b, t.Scheduled)
-	b = binary.AppendVarint(b, t.Sent)
-	b = binary.AppendVarint(b, t.Deadline)
-	b = appendBool(b, t.Warmup)
-	b = appendString(b, t.TraceHash)
-	b = appendMap(b, t.Extra)
+	b = wire.AppendString(b, t.Run)
+	b = wire.AppendString(b, t.Trial)
+	b = wire.AppendString(b, t.Level)
+	b = wire.AppendFloat(b, t.Rate)
+	b = wire.AppendVarint(b, t.Index)
+	b = wire.AppendVarint(b, t.Scheduled)
+	b = wire.AppendVarint(b, t.Sent)
+	b = wire.AppendVarint(b, t.Deadline)
+	b = wire.AppendBool(b, t.Warmup)
+	b = wire.AppendString(b, t.TraceHash)
+	b = wire.AppendMap(b, t.Extra)
 
-	b = appendString(b, r.Method)
-	b = appendString(b, r.Path)
-	b = binary.AppendUvarint(b, uint64(len(r.RequestHeaders)))
+	b = wire.AppendString(b, r.Method)
+	b = wire.AppendString(b, r.Path)
+	b = wire.AppendUvarint(b, uint64(len(r.RequestHeaders)))
 	for _, h := range r.RequestHeaders {
-		b = appendString(appendString(b, h.Name), h.Value)
+		b = wire.AppendString(wire.AppendString(b, h.Name), h.Value)
 	}
-	b = binary.AppendVarint(b, int64(r.Status))
-	b = appendString(b, r.ContentType)
+	b = wire.AppendVarint(b, int64(r.Status))
+	b = wire.AppendString(b, r.ContentType)
 
-	b = binary.AppendVarint(b, r.Received)
-	b = binary.AppendVarint(b, r.Forwarded)
-	b = binary.AppendVarint(b, r.Headers)
-	b = binary.AppendVarint(b, r.End)
+	b = wire.AppendVarint(b, r.Received)
+	b = wire.AppendVarint(b, r.Forwarded)
+	b = wire.AppendVarint(b, r.Headers)
+	b = wire.AppendVarint(b, r.End)
 
-	b = binary.AppendUvarint(b, uint64(len(r.Chunks)))
+	b = wire.AppendUvarint(b, uint64(len(r.Chunks)))
 	var last int64
 	for i := range r.Chunks {
 		c := &r.Chunks[i]
-		b = binary.AppendVarint(b, c.At-last)
+		b = wire.AppendVarint(b, c.At-last)
 		last = c.At
-		b = binary.AppendVarint(b, int64(c.Size))
-		b = binary.AppendVarint(b, int64(c.Events))
-		b = binary.AppendVarint(b, int64(c.Content))
-		b = binary.AppendVarint(b, int64(c.Tokens))
-		b = binary.AppendVarint(b, int64(c.Usage))
+		b = wire.AppendVarint(b, int64(c.Size))
+		b = wire.AppendVarint(b, int64(c.Events))
+		b = wire.AppendVarint(b, int64(c.Content))
+		b = wire.AppendVarint(b, int64(c.Tokens))
+		b = wire.AppendVarint(b, int64(c.Usage))
 	}
 
-	b = appendString(b, string(r.Outcome))
-	b = appendString(b, r.Error)
-	b = binary.AppendVarint(b, int64(r.PromptTokens))
-	b = binary.AppendVarint(b, int64(r.CompletionTokens))
-	b = appendBytes(b, r.RequestBody)
-	b = binary.AppendVarint(b, r.RequestSize)
-	b = appendBytes(b, r.ResponseBody)
-	b = binary.AppendVarint(b, r.ResponseSize)
+	b = wire.AppendString(b, string(r.Outcome))
+	b = wire.AppendString(b, r.Error)
+	b = wire.AppendVarint(b, int64(r.PromptTokens))
+	b = wire.AppendVarint(b, int64(r.CompletionTokens))
+	b = wire.AppendBytes(b, r.RequestBody)
+	b = wire.AppendVarint(b, r.RequestSize)
+	b = wire.AppendBytes(b, r.ResponseBody)
+	b = wire.AppendVarint(b, r.ResponseSize)
 	return b
 }
 
-// decoder reads fields from a value; the first error sticks and later reads
-// return zero values, so callers check err once at the end.
-//
-// It advances an offset instead of reslicing b, so decoding writes no
-// pointers (no GC write barriers in the varint loop).
-type decoder struct {
-	b     []byte
-	off   int
-	err   error
-	field string
-}
-
-// left returns the bytes not read yet.
-func (d *decoder) left() []byte { return d.b[d.off:] }
-
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = corrupt("%s: %s", d.field, what)
-	}
-}
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.left())
-	if n <= 0 {
-		d.fail("bad unsigned varint")
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.left())
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.off += n
-	return v
-}
-
-// int32 reads a varint that must fit in [lo, hi].
-func (d *decoder) ranged(lo, hi int64) int64 {
-	v := d.varint()
-	if v < lo || v > hi {
-		d.fail(fmt.Sprintf("value %d outside [%d, %d]", v, lo, hi))
-		return 0
-	}
-	return v
-}
-
-func (d *decoder) byte1() byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.off >= len(d.b) {
-		d.fail("truncated")
-		return 0
-	}
-	c := d.b[d.off]
-	d.off++
-	return c
-}
-
-func (d *decoder) float() float64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b)-d.off < 8 {
-		d.fail("truncated float")
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b[d.off:]))
-	d.off += 8
-	return v
-}
-
-// raw returns the next length-prefixed bytes, aliasing the input.
-func (d *decoder) raw() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)-d.off) {
-		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.b)-d.off))
-		return nil
-	}
-	s := d.b[d.off : d.off+int(n) : d.off+int(n)]
-	d.off += int(n)
-	return s
-}
-
-func (d *decoder) str() string { return string(d.raw()) }
-
-// count reads an element count; each element takes at least minSize bytes,
-// so a count larger than the remaining bytes allow is corrupt.
-func (d *decoder) count(minSize int, limit uint64) int {
-	n := d.uvarint()
-	if d.err != nil {
-		return 0
-	}
-	if left := uint64(len(d.b) - d.off); n > limit || n*uint64(minSize) > left {
-		d.fail(fmt.Sprintf("count %d is impossible with %d bytes left", n, left))
-		return 0
-	}
-	return int(n)
-}
-
-func (d *decoder) strMap() map[string]string {
-	n := d.count(2, math.MaxInt32)
-	if n == 0 {
-		return nil
-	}
-	m := make(map[string]string, min(n, 64)) // a corrupt count must not preallocate
-	for i := 0; i < n && d.err == nil; i++ {
-		k := d.str()
-		m[k] = d.str()
-	}
-	return m
-}
+// corruptField is the error of a problem met while decoding a field of a
+// stored value.
+func corruptField(field, problem string) error { return corrupt("%s: %s", field, problem) }
 
 // UnmarshalBinary decodes a value written by AppendBinary into r,
 // replacing all of r's fields. The decoded record does not alias data.
@@ -297,93 +133,94 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 	if data[0] != recordVersion {
 		return corrupt("record: version %d, this build reads version %d", data[0], recordVersion)
 	}
-	d := decoder{b: data[1:], field: "id"}
-	r.ID = d.uvarint()
-	d.field = "labels"
-	r.Labels = d.strMap()
+	d := wire.NewReader(data[1:], corruptField)
+	d.Field = "id"
+	r.ID = d.Uvarint()
+	d.Field = "labels"
+	r.Labels = d.Map()
 
-	d.field = "tags"
+	d.Field = "tags"
 	t := &r.Tags
-	t.Run = d.str()
-	t.Trial = d.str()
-	t.Level = d.str()
-	t.Rate = d.float()
-	t.Index = d.varint()
-	t.Scheduled = d.varint()
-	t.Sent = d.varint()
-	t.Deadline = d.varint()
-	switch d.byte1() {
+	t.Run = d.Str()
+	t.Trial = d.Str()
+	t.Level = d.Str()
+	t.Rate = d.Float()
+	t.Index = d.Varint()
+	t.Scheduled = d.Varint()
+	t.Sent = d.Varint()
+	t.Deadline = d.Varint()
+	switch d.Byte() {
 	case 0:
 	case 1:
 		t.Warmup = true
 	default:
-		d.fail("warmup flag is not 0 or 1")
+		d.Fail("warmup flag is not 0 or 1")
 	}
-	t.TraceHash = d.str()
-	t.Extra = d.strMap()
+	t.TraceHash = d.Str()
+	t.Extra = d.Map()
 
-	d.field = "request line"
-	r.Method = d.str()
-	r.Path = d.str()
-	d.field = "request headers"
-	if n := d.count(2, math.MaxInt32); n > 0 {
+	d.Field = "request line"
+	r.Method = d.Str()
+	r.Path = d.Str()
+	d.Field = "request headers"
+	if n := d.Count(2, math.MaxInt32); n > 0 {
 		r.RequestHeaders = make([]Header, 0, min(n, 64))
-		for i := 0; i < n && d.err == nil; i++ {
-			r.RequestHeaders = append(r.RequestHeaders, Header{Name: d.str(), Value: d.str()})
+		for i := 0; i < n && d.Err() == nil; i++ {
+			r.RequestHeaders = append(r.RequestHeaders, Header{Name: d.Str(), Value: d.Str()})
 		}
 	}
-	d.field = "status"
-	r.Status = int(d.ranged(math.MinInt32, math.MaxInt32))
-	r.ContentType = d.str()
+	d.Field = "status"
+	r.Status = int(d.Ranged(math.MinInt32, math.MaxInt32))
+	r.ContentType = d.Str()
 
-	d.field = "times"
-	r.Received = d.varint()
-	r.Forwarded = d.varint()
-	r.Headers = d.varint()
-	r.End = d.varint()
+	d.Field = "times"
+	r.Received = d.Varint()
+	r.Forwarded = d.Varint()
+	r.Headers = d.Varint()
+	r.End = d.Varint()
 
-	d.field = "chunks"
-	if n := d.count(6, maxChunks); n > 0 {
+	d.Field = "chunks"
+	if n := d.Count(6, maxChunks); n > 0 {
 		r.Chunks = make([]Chunk, n)
 		var at int64
 		for i := range r.Chunks {
 			c := &r.Chunks[i]
-			at += d.varint()
+			at += d.Varint()
 			c.At = at
-			c.Size = int32(d.ranged(math.MinInt32, math.MaxInt32))
-			c.Events = int16(d.ranged(math.MinInt16, math.MaxInt16))
-			c.Content = int16(d.ranged(math.MinInt16, math.MaxInt16))
-			c.Tokens = int32(d.ranged(math.MinInt32, math.MaxInt32))
-			c.Usage = int32(d.ranged(math.MinInt32, math.MaxInt32))
-			if d.err != nil {
+			c.Size = int32(d.Ranged(math.MinInt32, math.MaxInt32))
+			c.Events = int16(d.Ranged(math.MinInt16, math.MaxInt16))
+			c.Content = int16(d.Ranged(math.MinInt16, math.MaxInt16))
+			c.Tokens = int32(d.Ranged(math.MinInt32, math.MaxInt32))
+			c.Usage = int32(d.Ranged(math.MinInt32, math.MaxInt32))
+			if d.Err() != nil {
 				break
 			}
 		}
 	}
 
-	d.field = "outcome"
-	r.Outcome = Outcome(d.str())
-	r.Error = d.str()
-	d.field = "usage"
-	r.PromptTokens = int32(d.ranged(math.MinInt32, math.MaxInt32))
-	r.CompletionTokens = int32(d.ranged(math.MinInt32, math.MaxInt32))
-	d.field = "request body"
-	if b := d.raw(); len(b) > 0 {
+	d.Field = "outcome"
+	r.Outcome = Outcome(d.Str())
+	r.Error = d.Str()
+	d.Field = "usage"
+	r.PromptTokens = int32(d.Ranged(math.MinInt32, math.MaxInt32))
+	r.CompletionTokens = int32(d.Ranged(math.MinInt32, math.MaxInt32))
+	d.Field = "request body"
+	if b := d.Raw(0); len(b) > 0 {
 		r.RequestBody = append([]byte(nil), b...)
 	}
-	r.RequestSize = d.varint()
-	d.field = "response body"
-	if b := d.raw(); len(b) > 0 {
+	r.RequestSize = d.Varint()
+	d.Field = "response body"
+	if b := d.Raw(0); len(b) > 0 {
 		r.ResponseBody = append([]byte(nil), b...)
 	}
-	r.ResponseSize = d.varint()
-	if d.err == nil && d.off != len(d.b) {
-		d.field = "end"
-		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)-d.off))
+	r.ResponseSize = d.Varint()
+	if d.Err() == nil && !d.Done() {
+		d.Field = "end"
+		d.Fail(fmt.Sprintf("%d trailing bytes", len(d.Left())))
 	}
-	if d.err != nil {
+	if d.Err() != nil {
 		*r = Record{}
-		return d.err
+		return d.Err()
 	}
 	return nil
 }
@@ -391,9 +228,9 @@ func (r *Record) UnmarshalBinary(data []byte) error {
 // AppendBinary appends the binary encoding of s to b.
 func (s Sample) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, sampleVersion)
-	b = binary.AppendVarint(b, s.At)
-	b = appendString(b, s.Name)
-	return appendFloat(b, s.Value), nil
+	b = wire.AppendVarint(b, s.At)
+	b = wire.AppendString(b, s.Name)
+	return wire.AppendFloat(b, s.Value), nil
 }
 
 // MarshalBinary returns the binary encoding of s.
@@ -410,16 +247,17 @@ func (s *Sample) UnmarshalBinary(data []byte) error {
 	if data[0] != sampleVersion {
 		return corrupt("sample: version %d, this build reads version %d", data[0], sampleVersion)
 	}
-	d := decoder{b: data[1:], field: "sample"}
-	s.At = d.varint()
-	s.Name = d.str()
-	s.Value = d.float()
-	if d.err == nil && d.off != len(d.b) {
-		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)-d.off))
+	d := wire.NewReader(data[1:], corruptField)
+	d.Field = "sample"
+	s.At = d.Varint()
+	s.Name = d.Str()
+	s.Value = d.Float()
+	if d.Err() == nil && !d.Done() {
+		d.Fail(fmt.Sprintf("%d trailing bytes", len(d.Left())))
 	}
-	if d.err != nil {
+	if d.Err() != nil {
 		*s = Sample{}
-		return d.err
+		return d.Err()
 	}
 	return nil
 }

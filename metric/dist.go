@@ -41,6 +41,15 @@ func DistOf(xs []float64) Dist {
 	return Dist{N: len(xs), Mean: mean, Std: std, Min: ps[0], P50: ps[1], P90: ps[2], P95: ps[3], P99: ps[4], Max: ps[5]}
 }
 
+// CV is the coefficient of variation, Std / Mean (0 when the mean is 0,
+// NaN for an empty sample).
+func (d Dist) CV() float64 {
+	if d.Mean == 0 {
+		return 0
+	}
+	return d.Std / d.Mean
+}
+
 // Num returns v, or nil for NaN and ±Inf: encoding/json writes it as a
 // number or null.
 func Num(v float64) *float64 {

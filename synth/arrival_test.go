@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -109,12 +110,12 @@ func TestGapsKolmogorovSmirnov(t *testing.T) {
 					t.Errorf("KS against the exponential accepted gamma k=%v gaps (D=%.4f)", k, d)
 				}
 			}
-			s := Summarize(xs)
+			s := metric.DistOf(xs)
 			if got, want := 1/s.Mean, rate; math.Abs(got-want)/want > 0.03 {
 				t.Errorf("mean rate %.4f, want %.4f ±3%%", got, want)
 			}
-			if want := 1 / math.Sqrt(k); math.Abs(s.CV-want)/want > 0.05 {
-				t.Errorf("CV %.4f, want 1/sqrt(k) = %.4f ±5%%", s.CV, want)
+			if want := 1 / math.Sqrt(k); math.Abs(s.CV()-want)/want > 0.05 {
+				t.Errorf("CV %.4f, want 1/sqrt(k) = %.4f ±5%%", s.CV(), want)
 			}
 		})
 	}

@@ -19,9 +19,12 @@ import (
 // use: hf:sharegpt is the ShareGPT_V3 file `vllm bench serve` documents;
 // hf:alpaca is the cleaned Alpaca JSON (the hub's tatsu-lab/alpaca holds
 // Parquet only).
-var KnownHubDatasets = map[string]HubRef{
-	"sharegpt": {Repo: "anon8231489123/ShareGPT_Vicuna_unfiltered", Path: "ShareGPT_V3_unfiltered_cleaned_split.json", Revision: "main", Format: FormatShareGPT},
-	"alpaca":   {Repo: "yahma/alpaca-cleaned", Path: "alpaca_data_cleaned.json", Revision: "main", Format: FormatAlpaca},
+// (A new map each call.)
+func KnownHubDatasets() map[string]HubRef {
+	return map[string]HubRef{
+		"sharegpt": {Repo: "anon8231489123/ShareGPT_Vicuna_unfiltered", Path: "ShareGPT_V3_unfiltered_cleaned_split.json", Revision: "main", Format: FormatShareGPT},
+		"alpaca":   {Repo: "yahma/alpaca-cleaned", Path: "alpaca_data_cleaned.json", Revision: "main", Format: FormatAlpaca},
+	}
 }
 
 // HubRef names one file of a Hugging Face dataset repository.
@@ -38,7 +41,7 @@ func (r HubRef) String() string { return r.Repo + "@" + r.Revision + "/" + r.Pat
 // ParseHubRef parses what follows "hf:" in --dataset: a known short name
 // (sharegpt, alpaca) or ORG/NAME[@REVISION]/PATH.
 func ParseHubRef(s string) (HubRef, error) {
-	if r, ok := KnownHubDatasets[strings.ToLower(s)]; ok {
+	if r, ok := KnownHubDatasets()[strings.ToLower(s)]; ok {
 		return r, nil
 	}
 	parts := strings.SplitN(s, "/", 3)

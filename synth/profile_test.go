@@ -55,7 +55,7 @@ func TestProfileMeansMatchPublished(t *testing.T) {
 			t.Errorf("%s: output mean %.2f is %.1f%% from the published %.2f (limit 10%%)", name, out, 100*d, want[1])
 		}
 		for i, q := range p.Pairs {
-			if !DefaultFilter.Keep(q.In, q.Out) {
+			if !DefaultFilter().Keep(q.In, q.Out) {
 				t.Fatalf("%s: pair %d (%d, %d) fails vLLM's filter", name, i, q.In, q.Out)
 			}
 		}

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/vbench/vbench/metric"
 )
 
 // DatasetStatistics is what `vbsynth stats` prints: the length
 // distribution of a dataset after filtering.
 type DatasetStatistics struct {
 	Details       string
-	Input, Output Dist
+	Input, Output metric.Dist
 	// Correlation is Pearson's r between input and output lengths.
 	Correlation float64
 	// Histogram is a text histogram of both lengths.
@@ -32,7 +34,7 @@ func DatasetStats(ctx context.Context, spec string, l *Loader) (*DatasetStatisti
 	}
 	st := &DatasetStatistics{Details: p.details, Correlation: pearson(in, out)}
 	st.Histogram = histogram(in, out)
-	st.Input, st.Output = Summarize(in), Summarize(out)
+	st.Input, st.Output = metric.DistOf(in), metric.DistOf(out)
 	return st, nil
 }
 

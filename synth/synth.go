@@ -73,7 +73,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Dataset: "sharegpt", Requests: 1000, Arrival: Arrival{Process: trace.ArrivalPoisson, Burstiness: 1, Rate: 1},
-		Seed: 1, Prompt: PromptAuto, Endpoint: trace.EndpointCompletions, Filter: DefaultFilter,
+		Seed: 1, Prompt: PromptAuto, Endpoint: trace.EndpointCompletions, Filter: DefaultFilter(),
 		TokenLow: 1000, TokenHigh: 30000, IgnoreEOS: true, MinTokens: true,
 	}
 }
@@ -179,8 +179,8 @@ func New(ctx context.Context, cfg Config) (*Synth, error) {
 		if cfg.Prompt == PromptText && !p.text {
 			return nil, fmt.Errorf("synth: --prompt text: %s is a length profile without text; pass a dataset file or hf:%s, or use --prompt auto|tokens|words", c.Dataset, c.Dataset)
 		}
-		if !p.text && (cfg.Filter.MaxInput == 0 || cfg.Filter.MaxInput > DefaultFilter.MaxInput || cfg.Filter.MaxTotal == 0 || cfg.Filter.MaxTotal > DefaultFilter.MaxTotal) {
-			s.notes = append(s.notes, fmt.Sprintf("%s: the embedded profile only holds requests within vLLM's filter (prompt <= %d, total <= %d); a looser --max-input/--max-total adds none (use a dataset file for longer requests)", c.Dataset, DefaultFilter.MaxInput, DefaultFilter.MaxTotal))
+		if !p.text && (cfg.Filter.MaxInput == 0 || cfg.Filter.MaxInput > DefaultFilter().MaxInput || cfg.Filter.MaxTotal == 0 || cfg.Filter.MaxTotal > DefaultFilter().MaxTotal) {
+			s.notes = append(s.notes, fmt.Sprintf("%s: the embedded profile only holds requests within vLLM's filter (prompt <= %d, total <= %d); a looser --max-input/--max-total adds none (use a dataset file for longer requests)", c.Dataset, DefaultFilter().MaxInput, DefaultFilter().MaxTotal))
 		}
 		s.pools = append(s.pools, p)
 		acc += c.Weight / total

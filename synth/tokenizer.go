@@ -190,7 +190,7 @@ type Filter struct {
 }
 
 // DefaultFilter is vLLM's: min 4 tokens, prompt ≤ 1024, prompt+output ≤ 2048.
-var DefaultFilter = Filter{MinTokens: 4, MaxInput: 1024, MaxTotal: 2048}
+func DefaultFilter() Filter { return Filter{MinTokens: 4, MaxInput: 1024, MaxTotal: 2048} }
 
 // Keep reports whether a request of in prompt and out output tokens passes.
 func (f Filter) Keep(in, out int32) bool {

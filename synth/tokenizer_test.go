@@ -132,7 +132,7 @@ func TestMeasureAndFilter(t *testing.T) {
 	}{
 		{4, 4, true}, {3, 100, false}, {100, 3, false}, {1024, 1024, true}, {1025, 4, false}, {1000, 1049, false},
 	} {
-		if got := DefaultFilter.Keep(tc.in, tc.out); got != tc.want {
+		if got := DefaultFilter().Keep(tc.in, tc.out); got != tc.want {
 			t.Errorf("Keep(%d, %d) = %v", tc.in, tc.out, got)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/vbench/vbench/internal/wire"
 )
 
 /*
@@ -378,14 +380,9 @@ func (r *Reader) Read(req *Request) error {
 	return nil
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 func appendRecord(b []byte, r *Request) []byte {
-	b = binary.AppendVarint(b, r.Index)
-	b = binary.AppendVarint(b, int64(r.Offset))
+	b = wire.AppendVarint(b, r.Index)
+	b = wire.AppendVarint(b, int64(r.Offset))
 	switch r.Endpoint {
 	case EndpointCompletions:
 		b = append(b, 0)
@@ -393,23 +390,23 @@ func appendRecord(b []byte, r *Request) []byte {
 		b = append(b, 1)
 	default:
 		b = append(b, endpointOther)
-		b = appendString(b, r.Endpoint)
+		b = wire.AppendString(b, r.Endpoint)
 	}
-	b = appendString(b, r.Prompt)
-	b = binary.AppendUvarint(b, uint64(len(r.Messages)))
+	b = wire.AppendString(b, r.Prompt)
+	b = wire.AppendUvarint(b, uint64(len(r.Messages)))
 	for _, m := range r.Messages {
-		b = appendString(b, m.Role)
-		b = appendString(b, m.Content)
+		b = wire.AppendString(b, m.Role)
+		b = wire.AppendString(b, m.Content)
 	}
-	b = binary.AppendUvarint(b, uint64(len(r.PromptTokenIDs)))
+	b = wire.AppendUvarint(b, uint64(len(r.PromptTokenIDs)))
 	for _, t := range r.PromptTokenIDs {
-		b = binary.AppendVarint(b, int64(t))
+		b = wire.AppendVarint(b, int64(t))
 	}
-	b = binary.AppendVarint(b, int64(r.InputTokens))
-	b = binary.AppendVarint(b, int64(r.OutputTokens))
+	b = wire.AppendVarint(b, int64(r.InputTokens))
+	b = wire.AppendVarint(b, int64(r.OutputTokens))
 	s := &r.Sampling
-	b = binary.AppendVarint(b, int64(s.MaxTokens))
-	b = binary.AppendVarint(b, int64(s.MinTokens))
+	b = wire.AppendVarint(b, int64(s.MaxTokens))
+	b = wire.AppendVarint(b, int64(s.MinTokens))
 	var flags byte
 	if s.IgnoreEOS {
 		flags |= 1
@@ -425,122 +422,60 @@ func appendRecord(b []byte, r *Request) []byte {
 	}
 	b = append(b, flags)
 	if s.HasTemperature {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.Temperature))
+		b = wire.AppendFloat(b, s.Temperature)
 	}
 	if s.HasTopP {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.TopP))
+		b = wire.AppendFloat(b, s.TopP)
 	}
-	b = appendString(b, r.Source.Dataset)
-	b = appendString(b, r.Source.Row)
-	b = appendString(b, r.Conversation)
-	b = binary.AppendVarint(b, int64(r.Turn))
-	b = binary.AppendUvarint(b, uint64(len(r.Body)))
-	b = append(b, r.Body...)
+	b = wire.AppendString(b, r.Source.Dataset)
+	b = wire.AppendString(b, r.Source.Row)
+	b = wire.AppendString(b, r.Conversation)
+	b = wire.AppendVarint(b, int64(r.Turn))
+	b = wire.AppendBytes(b, r.Body)
 	if r.ThinkTime != 0 {
-		b = binary.AppendVarint(b, int64(r.ThinkTime))
+		b = wire.AppendVarint(b, int64(r.ThinkTime))
 	}
 	return b
 }
 
-// decoder walks a record payload; the first error sticks.
-type decoder struct {
-	b   []byte
-	err error
+// decoder walks a record payload with the one varint reader
+// (internal/wire); each read names its field for the error.
+type decoder struct{ wire.Reader }
+
+func (d *decoder) varint(field string) int64 {
+	d.Field = field
+	return d.Varint()
 }
 
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%s: truncated or invalid", what)
-	}
+func (d *decoder) int32(field string) int32 {
+	d.Field = field
+	return int32(d.Ranged(math.MinInt32, math.MaxInt32))
 }
 
-func (d *decoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+func (d *decoder) count(field string, minSize int, limit uint64) int {
+	d.Field = field
+	return d.Count(minSize, limit)
 }
 
-func (d *decoder) int32(what string) int32 {
-	v := d.varint(what)
-	if v < math.MinInt32 || v > math.MaxInt32 {
-		if d.err == nil {
-			d.err = fmt.Errorf("%s: %d out of range", what, v)
-		}
-		return 0
-	}
-	return int32(v)
+func (d *decoder) bytes(field string) []byte {
+	d.Field = field
+	return d.Raw(maxStringLen)
 }
 
-func (d *decoder) uvarint(what string, max uint64) int {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	if v > max {
-		if d.err == nil {
-			d.err = fmt.Errorf("%s: length %d out of range", what, v)
-		}
-		return 0
-	}
-	d.b = d.b[n:]
-	return int(v)
+func (d *decoder) string(field string) string { return string(d.bytes(field)) }
+
+func (d *decoder) byte(field string) byte {
+	d.Field = field
+	return d.Byte()
 }
 
-func (d *decoder) bytes(what string) []byte {
-	n := d.uvarint(what, maxStringLen)
-	if d.err != nil {
-		return nil
-	}
-	if n > len(d.b) {
-		d.fail(what)
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) string(what string) string { return string(d.bytes(what)) }
-
-func (d *decoder) byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail(what)
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) float(what string) float64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) < 8 {
-		d.fail(what)
-		return 0
-	}
-	v := math.Float64frombits(binary.LittleEndian.Uint64(d.b))
-	d.b = d.b[8:]
-	return v
+func (d *decoder) float(field string) float64 {
+	d.Field = field
+	return d.Float()
 }
 
 func decodeRecord(p []byte, r *Request) error {
-	d := decoder{b: p}
+	d := decoder{wire.NewReader(p, nil)}
 	r.Index = d.varint("index")
 	r.Offset = time.Duration(d.varint("offset"))
 	switch d.byte("endpoint") {
@@ -551,30 +486,21 @@ func decodeRecord(p []byte, r *Request) error {
 	case endpointOther:
 		r.Endpoint = d.string("endpoint")
 	default:
-		if d.err == nil {
-			d.err = errors.New("endpoint: unknown kind")
-		}
+		d.Fail("unknown kind")
 	}
 	r.Prompt = d.string("prompt")
-	if n := d.uvarint("messages", maxMessages); n > 0 && d.err == nil {
-		if n > len(d.b)/2 {
-			d.fail("messages")
-		} else {
-			r.Messages = make([]Message, n)
-			for i := range r.Messages {
-				r.Messages[i].Role = d.string("message role")
-				r.Messages[i].Content = d.string("message content")
-			}
+	if n := d.count("messages", 2, maxMessages); n > 0 {
+		r.Messages = make([]Message, n)
+		for i := range r.Messages {
+			r.Messages[i].Role = d.string("message role")
+			r.Messages[i].Content = d.string("message content")
 		}
 	}
-	if n := d.uvarint("prompt token ids", maxTokens); n > 0 && d.err == nil {
-		if n > len(d.b) {
-			d.fail("prompt token ids")
-		} else {
-			r.PromptTokenIDs = make([]int32, n)
-			for i := range r.PromptTokenIDs {
-				r.PromptTokenIDs[i] = d.int32("prompt token id")
-			}
+	if n := d.count("prompt token ids", 1, maxTokens); n > 0 {
+		r.PromptTokenIDs = make([]int32, n)
+		d.Field = "prompt token id"
+		for i := range r.PromptTokenIDs {
+			r.PromptTokenIDs[i] = int32(d.Ranged(math.MinInt32, math.MaxInt32))
 		}
 	}
 	r.InputTokens = d.int32("input tokens")
@@ -583,8 +509,8 @@ func decodeRecord(p []byte, r *Request) error {
 	s.MaxTokens = d.int32("max_tokens")
 	s.MinTokens = d.int32("min_tokens")
 	flags := d.byte("flags")
-	if flags&^15 != 0 && d.err == nil {
-		d.err = fmt.Errorf("flags: unknown bits %#x", flags)
+	if flags&^15 != 0 {
+		d.Fail(fmt.Sprintf("unknown bits %#x", flags))
 	}
 	s.IgnoreEOS = flags&1 != 0
 	s.HasTemperature = flags&2 != 0
@@ -603,15 +529,15 @@ func decodeRecord(p []byte, r *Request) error {
 		r.Body = append([]byte(nil), body...)
 	}
 	if flags&8 != 0 {
-		if r.ThinkTime = time.Duration(d.varint("think time")); r.ThinkTime == 0 && d.err == nil {
-			d.err = errors.New("think time: flagged but zero")
+		if r.ThinkTime = time.Duration(d.varint("think time")); r.ThinkTime == 0 {
+			d.Fail("flagged but zero")
 		}
 	}
-	if d.err != nil {
-		return d.err
+	if err := d.Err(); err != nil {
+		return err
 	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%d unexpected bytes at the end", len(d.b))
+	if n := len(d.Left()); n != 0 {
+		return fmt.Errorf("%d unexpected bytes at the end", n)
 	}
 	if err := r.Validate(); err != nil {
 		return err

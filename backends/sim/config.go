@@ -138,34 +138,40 @@ const DefaultPreset = "opt-13b-a100"
 //
 // tiny is a fast, small engine for tests: steps of a few milliseconds and
 // a KV cache of 2048 tokens.
-var Presets = map[string]Preset{
-	"opt-13b-a100": {
-		Name:     "opt-13b-a100",
-		About:    "OPT-13B on one A100-40GB, the vLLM paper's Table 1 server (15.7 K KV slots)",
-		KVTokens: 15696, MaxNumSeqs: 256, MaxBatchTokens: 2560, MaxModelLen: 2048,
-		Step: StepModel{Fixed: 25 * time.Millisecond, PerPrefillToken: 200 * time.Microsecond,
-			PerDecodeSeq: 500 * time.Microsecond, PerContextToken: 500 * time.Nanosecond},
-	},
-	"llama-7b-a100": {
-		Name:     "llama-7b-a100",
-		About:    "Llama-2-7B on one A100-40GB (≈45 K KV slots)",
-		KVTokens: 44992, MaxNumSeqs: 256, MaxBatchTokens: 4096, MaxModelLen: 4096,
-		Step: StepModel{Fixed: 14 * time.Millisecond, PerPrefillToken: 100 * time.Microsecond,
-			PerDecodeSeq: 300 * time.Microsecond, PerContextToken: 300 * time.Nanosecond},
-	},
-	"tiny": {
-		Name:     "tiny",
-		About:    "a small fast engine for tests (2048 KV slots, ~2 ms steps)",
-		KVTokens: 2048, MaxNumSeqs: 64, MaxBatchTokens: 1024, MaxModelLen: 512,
-		Step: StepModel{Fixed: 2 * time.Millisecond, PerPrefillToken: 2 * time.Microsecond,
-			PerDecodeSeq: 20 * time.Microsecond, PerContextToken: 0},
-	},
+//
+// Presets returns a new map each call: the table itself is not package
+// state anyone can change.
+func Presets() map[string]Preset {
+	return map[string]Preset{
+		"opt-13b-a100": {
+			Name:     "opt-13b-a100",
+			About:    "OPT-13B on one A100-40GB, the vLLM paper's Table 1 server (15.7 K KV slots)",
+			KVTokens: 15696, MaxNumSeqs: 256, MaxBatchTokens: 2560, MaxModelLen: 2048,
+			Step: StepModel{Fixed: 25 * time.Millisecond, PerPrefillToken: 200 * time.Microsecond,
+				PerDecodeSeq: 500 * time.Microsecond, PerContextToken: 500 * time.Nanosecond},
+		},
+		"llama-7b-a100": {
+			Name:     "llama-7b-a100",
+			About:    "Llama-2-7B on one A100-40GB (≈45 K KV slots)",
+			KVTokens: 44992, MaxNumSeqs: 256, MaxBatchTokens: 4096, MaxModelLen: 4096,
+			Step: StepModel{Fixed: 14 * time.Millisecond, PerPrefillToken: 100 * time.Microsecond,
+				PerDecodeSeq: 300 * time.Microsecond, PerContextToken: 300 * time.Nanosecond},
+		},
+		"tiny": {
+			Name:     "tiny",
+			About:    "a small fast engine for tests (2048 KV slots, ~2 ms steps)",
+			KVTokens: 2048, MaxNumSeqs: 64, MaxBatchTokens: 1024, MaxModelLen: 512,
+			Step: StepModel{Fixed: 2 * time.Millisecond, PerPrefillToken: 2 * time.Microsecond,
+				PerDecodeSeq: 20 * time.Microsecond, PerContextToken: 0},
+		},
+	}
 }
 
 // PresetNames returns the preset names in order.
 func PresetNames() []string {
-	names := make([]string, 0, len(Presets))
-	for n := range Presets {
+	ps := Presets()
+	names := make([]string, 0, len(ps))
+	for n := range ps {
 		names = append(names, n)
 	}
 	sort.Strings(names)
@@ -178,7 +184,7 @@ func (c Config) Resolve() (Config, error) {
 	if c.Preset == "" {
 		c.Preset = DefaultPreset
 	}
-	p, ok := Presets[c.Preset]
+	p, ok := Presets()[c.Preset]
 	if !ok {
 		return c, fmt.Errorf("sim: unknown preset %q (have %s)", c.Preset, strings.Join(PresetNames(), ", "))
 	}

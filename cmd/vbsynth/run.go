@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/synth"
 	"github.com/vbench/vbench/synth/importer"
 	"github.com/vbench/vbench/trace"
@@ -61,9 +62,9 @@ type datasetFlags struct {
 func (d *datasetFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&d.dataset, "dataset", "sharegpt", "dataset: sharegpt|alpaca (embedded length profiles, no network), a ShareGPT/Alpaca JSON file, or hf:sharegpt|hf:alpaca|hf:ORG/NAME[@REV]/PATH (Hugging Face Hub, cached)")
 	fs.StringVar(&d.tokenizer, "tokenizer", "", "Hugging Face tokenizer.json for exact token counts of dataset text (default: chars/4 estimate)")
-	fs.Int32Var(&d.minTokens, "min-tokens", synth.DefaultFilter.MinTokens, "drop requests whose prompt or output is shorter")
-	fs.Int32Var(&d.maxInput, "max-input", synth.DefaultFilter.MaxInput, "drop requests with longer prompts (0: no limit)")
-	fs.Int32Var(&d.maxTotal, "max-total", synth.DefaultFilter.MaxTotal, "drop requests with longer prompt+output (0: no limit)")
+	fs.Int32Var(&d.minTokens, "min-tokens", synth.DefaultFilter().MinTokens, "drop requests whose prompt or output is shorter")
+	fs.Int32Var(&d.maxInput, "max-input", synth.DefaultFilter().MaxInput, "drop requests with longer prompts (0: no limit)")
+	fs.Int32Var(&d.maxTotal, "max-total", synth.DefaultFilter().MaxTotal, "drop requests with longer prompt+output (0: no limit)")
 }
 
 func (d *datasetFlags) filter() synth.Filter {
@@ -243,8 +244,8 @@ func inspect(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "param       %s = %s\n", k, h.Params[k])
 	}
 	fmt.Fprintf(stdout, "endpoints   %s\nprompts     %s\n", countsLine(s.Endpoints), countsLine(s.PromptKinds))
-	fmt.Fprintf(stdout, "input tok   %s\noutput tok  %s\n", s.Input, s.Output)
-	fmt.Fprintf(stdout, "gaps (s)    mean %.4f  p50 %.4f  p90 %.4f  p99 %.4f  CV %.3f\n", s.Gaps.Mean, s.Gaps.P50, s.Gaps.P90, s.Gaps.P99, s.Gaps.CV)
+	fmt.Fprintf(stdout, "input tok   %s\noutput tok  %s\n", distLine(s.Input), distLine(s.Output))
+	fmt.Fprintf(stdout, "gaps (s)    mean %.4f  p50 %.4f  p90 %.4f  p99 %.4f  CV %.3f\n", s.Gaps.Mean, s.Gaps.P50, s.Gaps.P90, s.Gaps.P99, s.Gaps.CV())
 	return nil
 }
 
@@ -285,7 +286,7 @@ func stats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "dataset     %s\nsource      %s\nrequests    %d\n", df.dataset, st.Details, st.Input.N)
-	fmt.Fprintf(stdout, "input tok   %s\noutput tok  %s\n", st.Input, st.Output)
+	fmt.Fprintf(stdout, "input tok   %s\noutput tok  %s\n", distLine(st.Input), distLine(st.Output))
 	fmt.Fprintf(stdout, "correlation %.3f (Pearson, input vs output)\n", st.Correlation)
 	fmt.Fprintf(stdout, "\n%s", st.Histogram)
 	return nil
@@ -329,18 +330,18 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if fs.NArg() != 2 {
-		return cli.Usagef("want FORMAT and FILE (formats: %s)", strings.Join(importer.Formats, ", "))
+		return cli.Usagef("want FORMAT and FILE (formats: %s)", strings.Join(importer.Formats(), ", "))
 	}
 	if *out == "" {
 		return cli.Usagef("-o OUTPUT is required")
 	}
 	format := fs.Arg(0)
 	known := false
-	for _, f := range importer.Formats {
+	for _, f := range importer.Formats() {
 		known = known || f == format
 	}
 	if !known {
-		return cli.Usagef("unknown format %q (want %s)", format, strings.Join(importer.Formats, ", "))
+		return cli.Usagef("unknown format %q (want %s)", format, strings.Join(importer.Formats(), ", "))
 	}
 	var err error
 	if o.Endpoint, err = parseEndpoint(*endpoint); err != nil {
@@ -382,4 +383,9 @@ func importCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stderr, "wrote %s: %d of %d rows%s, span %v, mean rate %.4f req/s (%s), hash %s\n", *out, res.Kept, res.Rows, skipped, h.Span.Round(time.Millisecond), h.MeanRate, h.Arrival, h.ShortHash())
 	return nil
+}
+
+// distLine is one line of token-length statistics.
+func distLine(d metric.Dist) string {
+	return fmt.Sprintf("mean %.2f  std %.2f  p50 %.1f  p90 %.1f  p99 %.1f  min %.0f  max %.0f", d.Mean, d.Std, d.P50, d.P90, d.P99, d.Min, d.Max)
 }

@@ -31,8 +31,10 @@ const (
 	FormatVLLMCustom = "vllm-custom"
 )
 
-// Formats lists the importable formats.
-var Formats = []string{FormatAzure, FormatMooncake, FormatBurstGPT, FormatVLLMCustom}
+// Formats lists the importable formats (a new slice each call).
+func Formats() []string {
+	return []string{FormatAzure, FormatMooncake, FormatBurstGPT, FormatVLLMCustom}
+}
 
 // ErrRow is wrapped by every error about a malformed input row.
 var ErrRow = errors.New("malformed row")

@@ -118,7 +118,7 @@ func run(data, gpt2, out string) (err error) {
 	for _, row := range rows {
 		pc, oc := atof(row["prompt_chars"]), atof(row["output_chars"])
 		p := synth.Pair{In: int32(math.Round(pc/cptIn)) + 1, Out: int32(math.Round(oc/cptOut)) + 1}
-		if synth.DefaultFilter.Keep(p.In, p.Out) {
+		if synth.DefaultFilter().Keep(p.In, p.Out) {
 			alp = append(alp, p)
 		}
 	}
@@ -159,7 +159,7 @@ func run(data, gpt2, out string) (err error) {
 			continue
 		}
 		n := count(p.Conversations[0].Value)
-		if n >= synth.DefaultFilter.MinTokens && n <= synth.DefaultFilter.MaxInput {
+		if n >= synth.DefaultFilter().MinTokens && n <= synth.DefaultFilter().MaxInput {
 			ins = append(ins, float64(n))
 		}
 	}
@@ -170,7 +170,7 @@ func run(data, gpt2, out string) (err error) {
 	var pre, dec []float64
 	for _, row := range srows {
 		p, d := int32(atof(row["num_prefill_tokens"])), int32(atof(row["num_decode_tokens"]))
-		if synth.DefaultFilter.Keep(p, d) {
+		if synth.DefaultFilter().Keep(p, d) {
 			pre = append(pre, float64(p))
 			dec = append(dec, float64(d))
 		}
@@ -191,7 +191,7 @@ func run(data, gpt2, out string) (err error) {
 			In:  int32(math.Round(quantile(ins, phi(z1)) * sIn)),
 			Out: int32(math.Round(quantile(dec, phi(z2)) * sOut)),
 		}
-		if synth.DefaultFilter.Keep(p.In, p.Out) {
+		if synth.DefaultFilter().Keep(p.In, p.Out) {
 			sg = append(sg, p)
 		}
 	}
