@@ -298,7 +298,8 @@ func Rewrite(cmd string, ports *Ports, l Limits) (string, string, error) {
 		cmd = insertFlag(cmd, "--speed "+strconv.FormatFloat(l.SimSpeed, 'g', -1, 64))
 	}
 	wait := ""
-	if strings.HasSuffix(cmd, "&") && (prog == "vbsim" || prog == "vbproxy") {
+	// A server in the background ("... &", a comment may follow) is waited for.
+	if code := strings.TrimSpace(strings.SplitN(cmd, "#", 2)[0]); strings.HasSuffix(code, "&") && (prog == "vbsim" || prog == "vbproxy") {
 		if m := reListen.FindStringSubmatch(cmd); m != nil {
 			wait = m[1]
 		}

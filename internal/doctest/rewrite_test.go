@@ -54,6 +54,9 @@ func TestRewrite(t *testing.T) {
 		{"vbbench probe --level 15s --interrupt-drain 9s x.toml", "vbbench probe --level 1s --interrupt-drain 9s x.toml", ""},
 		{"vbanalyze export-trace c -o a.bin --since 2026-11-26T18:00:00Z", "vbanalyze export-trace c -o a.bin --since 2026-11-26T18:00:00Z", ""},
 		{"vbsynth import azure a.csv --window 10m,20m -o azure.bin", "vbsynth import azure a.csv --window 10m,20m -o azure.bin", ""},
+		// A comment after the & (docs/vbreplay.md): still waited for (the
+		// next command once ran before the server listened).
+		{"vbsim --listen 127.0.0.1:8003 --speed 100 &   # a server", "vbsim --listen 127.0.0.1:40005 --speed 100 &   # a server", "40005"},
 	}
 	for _, tt := range tests {
 		got, wait, err := Rewrite(tt.in, ports, Limits{Demo: "DEMO"})
