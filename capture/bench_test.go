@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vbench/vbench/synth"
 )
 
 // benchRecord is a realistic streamed completion: a ~600-byte chat request
@@ -18,11 +20,11 @@ func benchRecord(chunks int) *Record {
 	// English-like text (compresses like a real prompt, not like a
 	// repeated pattern).
 	r.RequestBody = []byte(`{"model":"facebook/opt-13b","stream":true,"max_tokens":300,"messages":[{"role":"user","content":"` +
-		filler(1, "user", "bench", 90) + `"}]}`)
+		synth.FillerWords(1, "user", "bench", 90) + `"}]}`)
 	// The raw response as the proxy records it: one vLLM-style SSE event
 	// per chunk (streamed) or one JSON completion.
 	var resp bytes.Buffer
-	words := strings.Fields(filler(2, "assistant", "bench", chunks))
+	words := strings.Fields(synth.FillerWords(2, "assistant", "bench", chunks))
 	if chunks == 1 {
 		fmt.Fprintf(&resp, `{"id":"cmpl-9f1c","object":"chat.completion","created":1764158400,"model":"facebook/opt-13b","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}],"usage":{"prompt_tokens":90,"completion_tokens":1,"total_tokens":91}}`, words[0])
 	} else {

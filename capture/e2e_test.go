@@ -17,6 +17,7 @@ import (
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/proxy"
+	"github.com/vbench/vbench/synth/importer"
 )
 
 // TestRecordAndExportRealTraffic records a real client's traffic through
@@ -98,7 +99,7 @@ func TestRecordAndExportRealTraffic(t *testing.T) {
 	defer ro.Close()
 	var recs []*capture.Record
 	ro.Records(func(r *capture.Record) error { recs = append(recs, r); return nil })
-	hdr, reqs, err := capture.ExportTrace(ro, capture.ExportOptions{Labels: map[string]string{"app": "chat"}})
+	hdr, reqs, err := importer.FromCapture(ro, importer.CaptureOptions{Labels: map[string]string{"app": "chat"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/synth/importer"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -20,7 +21,8 @@ when TRACE ends in .jsonl) that vbreplay can play against any server: the
 original arrival offsets, endpoints and request bodies (headers are never
 exported).`
 
-// runExport is `vbanalyze export-trace`, a front end to capture.ExportTrace.
+// runExport is `vbanalyze export-trace`, a front end to the capture import
+// format (importer.FromCapture).
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const name = "vbanalyze export-trace"
 	fs := cli.NewFlagSet(name, exportUsage, stderr)
@@ -45,7 +47,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *out == "" {
 		return cli.Exit(stderr, name, cli.Usagef("give the trace file to write with -o"))
 	}
-	opt := capture.ExportOptions{From: *from, To: *to, Statuses: *statuses, SkipWarmup: *skipWarmup, Anonymize: *anonymize, Seed: *seed, Paths: *paths}
+	opt := importer.CaptureOptions{From: *from, To: *to, Statuses: *statuses, SkipWarmup: *skipWarmup, Anonymize: *anonymize, Seed: *seed, Paths: *paths}
 	var err error
 	if opt.Labels, err = cli.ParseKV("label", *labels); err != nil {
 		return cli.Exit(stderr, name, err)
@@ -76,7 +78,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return cli.Exit(stderr, name, err) // "capture: open DIR: ..."
 	}
-	hdr, reqs, err := capture.ExportTrace(st, opt)
+	hdr, reqs, err := importer.FromCapture(st, opt)
 	health := st.Health()
 	err = errors.Join(err, st.Close())
 	if err != nil {

@@ -27,7 +27,7 @@ Usage:
   vbsynth inspect TRACE                 header and summary statistics
   vbsynth stats DATASET [flags]         length distribution of a dataset
   vbsynth convert IN OUT                trace.bin <-> .jsonl (byte-identical round trip)
-  vbsynth import FORMAT FILE -o OUT     azure | mooncake | burstgpt | vllm-custom
+  vbsynth import FORMAT FILE -o OUT     azure | mooncake | burstgpt | vllm-custom | capture (a capture directory)
 
 Run 'vbsynth COMMAND --help' for a command's flags.
 `

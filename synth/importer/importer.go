@@ -1,8 +1,10 @@
-// Package importer turns public LLM-serving traces into trace files that
-// keep their recorded timing: the Azure LLM inference trace CSV, the
-// Mooncake "timed trace" JSONL (with shared prompt prefixes), BurstGPT CSV
-// and vLLM's custom JSONL. Prompts are synthesized to the recorded lengths
-// (token ids) unless the file carries text.
+// Package importer turns recorded traffic into trace files that keep its
+// timing: public LLM-serving traces — the Azure LLM inference trace CSV,
+// the Mooncake "timed trace" JSONL (with shared prompt prefixes), BurstGPT
+// CSV and vLLM's custom JSONL, whose prompts are synthesized to the
+// recorded lengths (token ids) unless the file carries text — and vbench's
+// own captures (format "capture", FromCapture: the verbatim request bodies,
+// conversations linked, prompts optionally anonymized).
 package importer
 
 import (
@@ -29,10 +31,15 @@ const (
 	FormatMooncake   = "mooncake"
 	FormatBurstGPT   = "burstgpt"
 	FormatVLLMCustom = "vllm-custom"
+	// FormatCapture is a vbench capture directory (FromCapture).
+	FormatCapture = "capture"
 )
 
 // Formats lists the importable formats (a new slice each call).
-func Formats() []string {
+func Formats() []string { return append(rowFormats(), FormatCapture) }
+
+// rowFormats are the formats Parse reads (files of rows).
+func rowFormats() []string {
 	return []string{FormatAzure, FormatMooncake, FormatBurstGPT, FormatVLLMCustom}
 }
 
@@ -92,6 +99,9 @@ type Options struct {
 	// Created is the header time; zero is the first recorded arrival (or
 	// the Unix epoch plus Seed seconds when the file has no dates).
 	Created time.Time
+	// Capture selects and shapes the requests of a capture (format
+	// "capture"); its zero value exports every replayable request.
+	Capture CaptureOptions
 }
 
 // DefaultOptions returns the vbsynth import defaults.
@@ -169,7 +179,7 @@ func Parse(format string, r io.Reader, o *Options) (*Parsed, error) {
 	case FormatVLLMCustom:
 		p.Rows, err = parseVLLMCustom(r, o)
 	default:
-		return nil, fmt.Errorf("importer: unknown format %q (want azure, mooncake, burstgpt or vllm-custom)", format)
+		return nil, fmt.Errorf("importer: unknown format %q (want azure, mooncake, burstgpt or vllm-custom; a capture directory: FromCapture)", format)
 	}
 	if err != nil {
 		return nil, err
@@ -190,6 +200,9 @@ type Result struct {
 func ImportFile(ctx context.Context, format, path, out string, o Options) (*Result, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("importer: %w", err)
+	}
+	if format == FormatCapture {
+		return importCapture(ctx, path, out, o)
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -248,13 +248,13 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		for i := range Formats() {
+		for i := range rowFormats() {
 			f.Add(b, uint8(i))
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte, which uint8) {
 		o := DefaultOptions()
-		format := Formats()[int(which)%len(Formats())]
+		format := rowFormats()[int(which)%len(rowFormats())]
 		parsed, err := Parse(format, strings.NewReader(string(b)), &o)
 		if err != nil {
 			if !errors.Is(err, ErrRow) {

@@ -1,8 +1,9 @@
-package capture
+package importer
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -17,13 +18,17 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/synth"
+
 	"github.com/vbench/vbench/trace"
 )
 
-// ExportOptions select and shape the requests ExportTrace turns into a
+// CaptureOptions select and shape the requests FromCapture turns into a
 // trace. The zero value exports every POST request with a complete recorded
 // body, verbatim.
-type ExportOptions struct {
+type CaptureOptions struct {
 	// Labels keeps records whose labels include every given key=value.
 	Labels map[string]string
 	// Paths keeps records whose path (without the query) is one of these.
@@ -37,7 +42,7 @@ type ExportOptions struct {
 	// Statuses keeps records whose HTTP status is one of these.
 	Statuses []int
 	// Outcomes keeps records whose outcome is one of these.
-	Outcomes []Outcome
+	Outcomes []capture.Outcome
 	// SkipWarmup leaves out requests the replayer tagged as warm-up.
 	SkipWarmup bool
 	// Anonymize replaces prompt text with synthetic prompts of the same
@@ -52,7 +57,7 @@ type ExportOptions struct {
 	Dataset   string
 }
 
-// ExportTrace turns the captured requests of s into a trace that replays
+// FromCapture turns the captured requests of s into a trace that replays
 // them: requests in arrival order with their original arrival offsets
 // (Received minus the first exported request's), their endpoint (the
 // recorded path) and their verbatim request body in trace.Request.Body.
@@ -61,17 +66,19 @@ type ExportOptions struct {
 // the proxy's limit, a Content-Encoding body) are skipped and counted in the
 // header's Params.
 //
-// InputTokens and OutputTokens come from the recorded usage when the server
-// reported it (OutputTokens falls back to the number of content events);
+// InputTokens and OutputTokens are the record's prompt and output lengths
+// as the analysis measures them (analyze.Measure: the one OpenAI decoder,
+// which reads the streamed usage, a non-streamed body's usage, token ids,
+// else counts content events as an estimate);
 // Sampling is read from the body. Chat requests that continue an earlier one
 // are linked into conversations (see linkConversations).
 //
 // The header has Arrival "recorded", MeanRate = (count-1)/span (1 for a
 // trace of fewer than two requests or a zero span), the filters in Params,
 // and Count, Span and Hash as the trace writer computes them.
-func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, error) {
+func FromCapture(s *capture.Store, opt CaptureOptions) (trace.Header, []trace.Request, error) {
 	var (
-		recs    []*Record
+		recs    []*capture.Record
 		skipped = map[string]int{}
 	)
 	wantPath := make(map[string]bool, len(opt.Paths))
@@ -82,7 +89,7 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 	// first record, Since/Until absolute, whichever is narrower.
 	first, haveFirst, err := s.FirstReceived()
 	if err != nil {
-		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+		return trace.Header{}, nil, fmt.Errorf("importer: capture: %w", err)
 	}
 	lo, hi := first+int64(opt.From), int64(0)
 	if opt.To > 0 {
@@ -94,19 +101,19 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 	if !opt.Until.IsZero() && (hi == 0 || opt.Until.UnixNano() < hi) {
 		hi = opt.Until.UnixNano()
 	}
-	scan := func(fn func(*Record) error) error { return s.RecordsBetween(lo, hi, fn) }
+	scan := func(fn func(*capture.Record) error) error { return s.RecordsBetween(lo, hi, fn) }
 	switch {
 	case !haveFirst || (lo == first && hi == 0):
 		scan = s.Records
 	case hi != 0 && hi <= lo:
-		scan = func(func(*Record) error) error { return nil } // empty window
+		scan = func(func(*capture.Record) error) error { return nil } // empty window
 	}
 	total, _, err := s.Counts()
 	if err != nil {
-		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+		return trace.Header{}, nil, fmt.Errorf("importer: capture: %w", err)
 	}
 	scanned := 0
-	err = scan(func(r *Record) error {
+	err = scan(func(r *capture.Record) error {
 		scanned++
 		switch {
 		case !matchLabels(r.Labels, opt.Labels):
@@ -140,7 +147,7 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 		return nil
 	})
 	if err != nil {
-		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+		return trace.Header{}, nil, fmt.Errorf("importer: capture: %w", err)
 	}
 	if outside := int(total) - scanned; outside > 0 {
 		skipped["filtered"] += outside
@@ -196,20 +203,20 @@ func ExportTrace(s *Store, opt ExportOptions) (trace.Header, []trace.Request, er
 	// Count, Span and Hash exactly as a trace file of these requests has.
 	tw, err := trace.NewWriter(io.Discard, hdr)
 	if err != nil {
-		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+		return trace.Header{}, nil, fmt.Errorf("importer: capture: %w", err)
 	}
 	for i := range reqs {
 		if err := tw.Write(&reqs[i]); err != nil {
-			return trace.Header{}, nil, fmt.Errorf("capture: export trace: record %s: %w", reqs[i].Source.Row, err)
+			return trace.Header{}, nil, fmt.Errorf("importer: capture: record %s: %w", reqs[i].Source.Row, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return trace.Header{}, nil, fmt.Errorf("capture: export trace: %w", err)
+		return trace.Header{}, nil, fmt.Errorf("importer: capture: %w", err)
 	}
 	return tw.Header(), reqs, nil
 }
 
-func addFilterParams(p map[string]string, opt *ExportOptions) {
+func addFilterParams(p map[string]string, opt *CaptureOptions) {
 	if len(opt.Labels) > 0 {
 		keys := slices.Sorted(func(yield func(string) bool) {
 			for k := range opt.Labels {
@@ -263,7 +270,7 @@ func addFilterParams(p map[string]string, opt *ExportOptions) {
 
 // encodedBody reports whether the request body had a Content-Encoding
 // other than identity.
-func encodedBody(hs []Header) bool {
+func encodedBody(hs []capture.Header) bool {
 	for _, h := range hs {
 		if strings.EqualFold(h.Name, "Content-Encoding") {
 			v := strings.TrimSpace(h.Value)
@@ -304,22 +311,11 @@ func endpointOf(p string) string {
 	return u.RequestURI()
 }
 
-// outputTokens is the recorded completion length: the server's usage
-// (streamed, or in a non-streamed JSON body), else the number of content
-// events (an estimate), else 0.
-func outputTokens(r *Record) int32 {
-	if r.CompletionTokens >= 0 && (r.CompletionTokens > 0 || r.Status/100 == 2) {
-		return r.CompletionTokens
-	}
-	if _, c, ok := bodyUsage(r); ok {
-		return c
-	}
-	var n int32
-	for _, c := range r.Chunks {
-		n += int32(c.Content)
-	}
-	return n
-}
+// promptTokens and outputTokens are a record's prompt and output lengths
+// as the analysis measures them (0 when unknown).
+func promptTokens(r *capture.Record) int32 { return max(analyze.Measure(r, "").PromptTokens, 0) }
+
+func outputTokens(r *capture.Record) int32 { return max(analyze.Measure(r, "").OutputTokens, 0) }
 
 // samplingOf reads the sampling parameters from an OpenAI-style body.
 func samplingOf(body []byte) trace.Sampling {
@@ -410,7 +406,7 @@ number. A continuing turn's ThinkTime is its arrival minus the end of the
 request it continues (0 when it arrived before that end). Requests that neither continue nor are continued stay single (empty
 Conversation). It returns the number of conversations.
 */
-func linkConversations(recs []*Record, reqs []trace.Request) int {
+func linkConversations(recs []*capture.Record, reqs []trace.Request) int {
 	type node struct {
 		parent int // index into recs, -1: none
 		answer *string
@@ -468,8 +464,8 @@ func linkConversations(recs []*Record, reqs []trace.Request) int {
 
 // answerOf returns the assistant text of a complete recorded chat response
 // (streamed or not), or nil when it cannot be known.
-func answerOf(r *Record) *string {
-	if len(r.ResponseBody) == 0 || int64(len(r.ResponseBody)) < r.ResponseSize || r.Outcome != OutcomeOK || r.Status/100 != 2 {
+func answerOf(r *capture.Record) *string {
+	if len(r.ResponseBody) == 0 || int64(len(r.ResponseBody)) < r.ResponseSize || r.Outcome != capture.OutcomeOK || r.Status/100 != 2 {
 		return nil
 	}
 	type choice struct {
@@ -517,16 +513,6 @@ func answerOf(r *Record) *string {
 	return &s
 }
 
-// fillerWords are common English words that are one token in the usual
-// LLM vocabularies; anonymized chat prompts are made of them.
-var fillerWords = strings.Fields(`the of and to in is that for it as was with be by on not he this are or
-his from at which but have an they you were her she there one all we their has been if more when will
-would who so no time people other may than first water been call who oil its now find long down day did
-get come made part over new sound take only little work know place year live me back give most very after
-thing our just name good sentence man think say great where help through much before line right too mean
-old any same tell boy follow came want show also around form three small set put end does another well
-large must big even such because turn here why ask went men read need land different home us move try kind`)
-
 // estimateTokens estimates the tokens of a text: about four bytes of
 // English per token, at least one.
 func estimateTokens(s string) float64 { return max(1, float64(utf8.RuneCountInString(s))/4) }
@@ -552,7 +538,7 @@ tokens, so the trace can be shared without the application's data:
 Other body fields (model, max_tokens, stream, sampling) are kept. The body
 is re-encoded with sorted keys.
 */
-func anonymize(recs []*Record, reqs []trace.Request, seed int64) {
+func anonymize(recs []*capture.Record, reqs []trace.Request, seed int64) {
 	// The capture-wide ratio of recorded to estimated prompt tokens.
 	var known, est float64
 	for i, r := range recs {
@@ -603,7 +589,7 @@ func anonymize(recs []*Record, reqs []trace.Request, seed int64) {
 					content := string(m["content"])
 					role := string(m["role"])
 					words := int(math.Round(estimateContent(m["content"]) * scale))
-					m["content"], _ = json.Marshal(filler(seed, role, content, max(words, 1)))
+					m["content"], _ = json.Marshal(synth.FillerWords(seed, role, content, max(words, 1)))
 					delete(m, "tool_calls")
 				}
 				body["messages"], _ = json.Marshal(ms)
@@ -613,19 +599,6 @@ func anonymize(recs []*Record, reqs []trace.Request, seed int64) {
 		}
 		reqs[i].Body, _ = json.Marshal(body)
 	}
-}
-
-func filler(seed int64, role, content string, words int) string {
-	h := sha256.Sum256([]byte(role + "\x00" + content))
-	rng := rand.New(rand.NewPCG(uint64(seed), binary.BigEndian.Uint64(h[:8])))
-	var b strings.Builder
-	for j := range words {
-		if j > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(fillerWords[rng.IntN(len(fillerWords))])
-	}
-	return b.String()
 }
 
 // estimateContent estimates the tokens of a message content: a string or
@@ -690,4 +663,45 @@ func estimateBody(body []byte) (float64, bool) {
 		t += estimateContent(m.Content)
 	}
 	return t, len(b.Messages) > 0
+}
+
+// importCapture is ImportFile for a capture directory: it reads the store
+// read-only (never writing it) and writes the requests FromCapture keeps.
+func importCapture(ctx context.Context, dir, out string, o Options) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	st, err := capture.Open(dir, capture.Options{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("importer: %w", err)
+	}
+	copt := o.Capture
+	if copt.Created.IsZero() {
+		copt.Created = o.Created
+	}
+	if copt.Seed == 0 {
+		copt.Seed = o.Seed
+	}
+	hdr, reqs, err := FromCapture(st, copt)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) == 0 {
+		return nil, fmt.Errorf("importer: capture %s: no request with a complete recorded body matches (record bodies with the proxy's --record-request-body)", dir)
+	}
+	hdr, err = trace.WriteFile(out, hdr, reqs)
+	if err != nil {
+		return nil, err
+	}
+	skipped := map[string]int{}
+	for k, v := range hdr.Params {
+		if n, err := strconv.Atoi(v); err == nil && (k == "filtered" || strings.HasPrefix(k, "skipped_")) && n > 0 {
+			skipped[strings.TrimPrefix(k, "skipped_")] = n
+		}
+	}
+	rows, _ := strconv.Atoi(hdr.Params["records"])
+	return &Result{Header: hdr, Rows: rows, Skipped: skipped, Kept: len(reqs)}, nil
 }

@@ -1,20 +1,37 @@
-package capture
+package importer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vbench/vbench/capture"
 
 	"github.com/vbench/vbench/trace"
 )
 
 const secret = "Bearer sk-very-secret"
+
+func openTest(t *testing.T, dir string, opt capture.Options) *capture.Store {
+	t.Helper()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := capture.Open(dir, opt)
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", dir, err)
+	}
+	return s
+}
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC).UnixNano()
 
@@ -54,7 +71,7 @@ type exRec struct {
 	method  string
 	path    string
 	status  int
-	outcome Outcome
+	outcome capture.Outcome
 	body    []byte
 	resp    []byte
 	label   string
@@ -66,17 +83,17 @@ type exRec struct {
 
 // exportStore builds a capture by hand: every record is written through the
 // real Writer into a real Badger store, then reopened read-only.
-func exportStore(t *testing.T, recs []exRec) *Store {
+func exportStore(t *testing.T, recs []exRec) *capture.Store {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "cap")
-	s := openTest(t, dir, Options{})
+	s := openTest(t, dir, capture.Options{})
 	for _, e := range recs {
-		r := &Record{
+		r := &capture.Record{
 			Labels:           map[string]string{"variant": e.label},
-			Tags:             Tags{Index: -1},
+			Tags:             capture.Tags{Index: -1},
 			Method:           e.method,
 			Path:             e.path,
-			RequestHeaders:   []Header{{"Authorization", secret}},
+			RequestHeaders:   []capture.Header{{Name: "Authorization", Value: secret}},
 			Status:           e.status,
 			Received:         t0 + int64(e.at),
 			Outcome:          e.outcome,
@@ -86,13 +103,13 @@ func exportStore(t *testing.T, recs []exRec) *Store {
 			RequestSize:      int64(len(e.body)),
 			ResponseBody:     e.resp,
 			ResponseSize:     int64(len(e.resp)),
-			Chunks:           []Chunk{{At: 1, Content: 2}, {At: 2, Content: 1}},
+			Chunks:           []capture.Chunk{{At: 1, Content: 2, Tokens: -1, Usage: -1}, {At: 2, Content: 1, Tokens: -1, Usage: -1}},
 		}
 		if e.cutBody {
 			r.RequestSize += 100
 		}
 		if e.gzip {
-			r.RequestHeaders = append(r.RequestHeaders, Header{"Content-Encoding", "gzip"})
+			r.RequestHeaders = append(r.RequestHeaders, capture.Header{Name: "Content-Encoding", Value: "gzip"})
 		}
 		if !s.Writer().Put(r) {
 			t.Fatal("dropped")
@@ -101,11 +118,11 @@ func exportStore(t *testing.T, recs []exRec) *Store {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return openTest(t, dir, Options{ReadOnly: true})
+	return openTest(t, dir, capture.Options{ReadOnly: true})
 }
 
-func sampleCapture(t *testing.T) *Store {
-	ok := OutcomeOK
+func sampleCapture(t *testing.T) *capture.Store {
+	ok := capture.OutcomeOK
 	return exportStore(t, []exRec{
 		{at: 0, method: "POST", path: "/v1/chat/completions", status: 200, outcome: ok, label: "a", prompt: 20, compl: 2,
 			body: chatBody(t, map[string]any{"user": "alice@example.com"}, "What is the capital of France?"), resp: sse("Par", "is.")},
@@ -121,7 +138,7 @@ func sampleCapture(t *testing.T) *Store {
 			body: chatBody(t, nil, "What is the capital of France?", "Lyon.", "Sure?"), resp: sse("No.")},
 		{at: 2600 * time.Millisecond, method: "POST", path: "/v1/completions", status: 200, outcome: ok, label: "a", cutBody: true,
 			body: []byte(`{"prompt":"cut`), prompt: -1, compl: -1},
-		{at: 2700 * time.Millisecond, method: "POST", path: "/v1/completions?debug=1", status: 500, outcome: OutcomeUpstreamError, label: "b", prompt: -1, compl: -1,
+		{at: 2700 * time.Millisecond, method: "POST", path: "/v1/completions?debug=1", status: 500, outcome: capture.OutcomeUpstreamError, label: "b", prompt: -1, compl: -1,
 			body: []byte(`{"model":"m","prompt":"boom","max_tokens":4}`)},
 		// Turn 3: continues turn 2 (non-streamed answer "Rome.").
 		{at: 4 * time.Second, method: "POST", path: "/v1/chat/completions", status: 200, outcome: ok, label: "a", prompt: 60, compl: 5,
@@ -129,11 +146,11 @@ func sampleCapture(t *testing.T) *Store {
 	})
 }
 
-func TestExportTrace(t *testing.T) {
+func TestFromCapture(t *testing.T) {
 	s := sampleCapture(t)
 	defer s.Close()
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	hdr, reqs, err := ExportTrace(s, ExportOptions{Created: created})
+	hdr, reqs, err := FromCapture(s, CaptureOptions{Created: created})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +178,8 @@ func TestExportTrace(t *testing.T) {
 		t.Errorf("exported:\n got %+v\nwant %+v", got, want)
 	}
 	// Bodies are verbatim; sampling is read from them.
-	var orig []*Record
-	s.Records(func(r *Record) error { orig = append(orig, r); return nil })
+	var orig []*capture.Record
+	s.Records(func(r *capture.Record) error { orig = append(orig, r); return nil })
 	if !bytes.Equal(reqs[0].Body, orig[0].RequestBody) || !bytes.Equal(reqs[1].Body, orig[1].RequestBody) {
 		t.Error("bodies not verbatim")
 	}
@@ -190,7 +207,7 @@ func TestExportTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	if whdr.Hash != hdr.Hash {
-		t.Error("ExportTrace's hash differs from the written file's")
+		t.Error("FromCapture's hash differs from the written file's")
 	}
 	rhdr, rreqs, err := trace.ReadFile(path)
 	if err != nil {
@@ -213,19 +230,19 @@ func TestExportFilters(t *testing.T) {
 	defer s.Close()
 	cases := []struct {
 		name string
-		opt  ExportOptions
+		opt  CaptureOptions
 		rows []string
 	}{
-		{"label", ExportOptions{Labels: map[string]string{"variant": "b"}}, []string{"7"}},
-		{"path", ExportOptions{Paths: []string{"/v1/completions"}}, []string{"2", "7"}},
-		{"window", ExportOptions{From: time.Second, To: 3 * time.Second}, []string{"4", "5", "7"}},
-		{"since-until", ExportOptions{Since: time.Unix(0, t0+int64(2*time.Second)), Until: time.Unix(0, t0+int64(2600*time.Millisecond))}, []string{"4", "5"}},
-		{"status", ExportOptions{Statuses: []int{500}}, []string{"7"}},
-		{"outcome", ExportOptions{Outcomes: []Outcome{OutcomeOK}, Paths: []string{"/v1/completions"}}, []string{"2"}},
+		{"label", CaptureOptions{Labels: map[string]string{"variant": "b"}}, []string{"7"}},
+		{"path", CaptureOptions{Paths: []string{"/v1/completions"}}, []string{"2", "7"}},
+		{"window", CaptureOptions{From: time.Second, To: 3 * time.Second}, []string{"4", "5", "7"}},
+		{"since-until", CaptureOptions{Since: time.Unix(0, t0+int64(2*time.Second)), Until: time.Unix(0, t0+int64(2600*time.Millisecond))}, []string{"4", "5"}},
+		{"status", CaptureOptions{Statuses: []int{500}}, []string{"7"}},
+		{"outcome", CaptureOptions{Outcomes: []capture.Outcome{capture.OutcomeOK}, Paths: []string{"/v1/completions"}}, []string{"2"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			hdr, reqs, err := ExportTrace(s, c.opt)
+			hdr, reqs, err := FromCapture(s, c.opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -245,12 +262,12 @@ func TestExportFilters(t *testing.T) {
 		})
 	}
 	// An empty window exports nothing and counts every record as filtered.
-	hdr, reqs, err := ExportTrace(s, ExportOptions{From: 5 * time.Second, To: time.Second})
+	hdr, reqs, err := FromCapture(s, CaptureOptions{From: 5 * time.Second, To: time.Second})
 	if err != nil || len(reqs) != 0 || hdr.Params["filtered"] != "8" {
 		t.Errorf("empty window: %d requests, params %v, %v", len(reqs), hdr.Params, err)
 	}
 	// A conversation whose first turn is filtered out still links the rest.
-	_, reqs, _ = ExportTrace(s, ExportOptions{From: time.Second})
+	_, reqs, _ = FromCapture(s, CaptureOptions{From: time.Second})
 	if reqs[0].Conversation != "c4" || reqs[3].Conversation != "c4" || reqs[3].Turn != 1 {
 		t.Errorf("conversation after window = %+v / %+v", reqs[0], reqs[3])
 	}
@@ -259,8 +276,8 @@ func TestExportFilters(t *testing.T) {
 func TestExportAnonymize(t *testing.T) {
 	s := sampleCapture(t)
 	defer s.Close()
-	_, plain, _ := ExportTrace(s, ExportOptions{})
-	_, reqs, err := ExportTrace(s, ExportOptions{Anonymize: true, Seed: 7})
+	_, plain, _ := FromCapture(s, CaptureOptions{})
+	_, reqs, err := FromCapture(s, CaptureOptions{Anonymize: true, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,8 +324,8 @@ func TestExportAnonymize(t *testing.T) {
 		t.Error("roles changed")
 	}
 	// Deterministic for a seed, different for another.
-	_, again, _ := ExportTrace(s, ExportOptions{Anonymize: true, Seed: 7})
-	_, other, _ := ExportTrace(s, ExportOptions{Anonymize: true, Seed: 8})
+	_, again, _ := FromCapture(s, CaptureOptions{Anonymize: true, Seed: 7})
+	_, other, _ := FromCapture(s, CaptureOptions{Anonymize: true, Seed: 8})
 	if !bytes.Equal(again[0].Body, reqs[0].Body) || bytes.Equal(other[0].Body, reqs[0].Body) {
 		t.Error("anonymization is not a deterministic function of the seed")
 	}
@@ -318,7 +335,7 @@ func TestExportAnonymize(t *testing.T) {
 }
 
 func TestExportSkipsEncodedBodiesAndKeepsTokenIDLengths(t *testing.T) {
-	ok := OutcomeOK
+	ok := capture.OutcomeOK
 	s := exportStore(t, []exRec{
 		{method: "POST", path: "/v1/completions", status: 200, outcome: ok, gzip: true, body: []byte("\x1f\x8b compressed"), prompt: -1, compl: -1},
 		{at: time.Second, method: "POST", path: "/v1/completions", status: 200, outcome: ok, prompt: -1, compl: -1,
@@ -327,7 +344,7 @@ func TestExportSkipsEncodedBodiesAndKeepsTokenIDLengths(t *testing.T) {
 			body: chatBody(t, nil, "abcd")},
 	})
 	defer s.Close()
-	hdr, reqs, err := ExportTrace(s, ExportOptions{Anonymize: true})
+	hdr, reqs, err := FromCapture(s, CaptureOptions{Anonymize: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +361,7 @@ func TestExportSkipsEncodedBodiesAndKeepsTokenIDLengths(t *testing.T) {
 func TestExportEmpty(t *testing.T) {
 	s := exportStore(t, nil)
 	defer s.Close()
-	hdr, reqs, err := ExportTrace(s, ExportOptions{})
+	hdr, reqs, err := FromCapture(s, CaptureOptions{})
 	if err != nil || len(reqs) != 0 || hdr.Count != 0 || hdr.MeanRate != 1 {
 		t.Errorf("empty export = %+v, %d, %v", hdr, len(reqs), err)
 	}
@@ -368,10 +385,10 @@ func FuzzExportBodies(f *testing.F) {
 	f.Add([]byte(`{"prompt":[1,2,3],"max_tokens":-4,"temperature":1e999}`), []byte(`{"choices":[{"message":{"content":null}}]}`), []byte(`{"prompt":["a","b"]}`))
 	f.Add([]byte(`{"messages":[{"role":"assistant","content":[{"type":"text","text":"x"}]}]}`), []byte("data: {\"choices\":[{\"delta\":{}}]}\n\ndata: [DONE]"), []byte(`[]`))
 	f.Fuzz(func(t *testing.T, body1, resp1, body2 []byte) {
-		recs := []*Record{
-			{ID: 1, Method: "POST", Path: trace.EndpointChat, Status: 200, Outcome: OutcomeOK, PromptTokens: 3, RequestBody: body1, RequestSize: int64(len(body1)), ResponseBody: resp1, ResponseSize: int64(len(resp1))},
-			{ID: 2, Method: "POST", Path: trace.EndpointCompletions, Status: 200, Outcome: OutcomeOK, PromptTokens: -1, RequestBody: body2, RequestSize: int64(len(body2))},
-			{ID: 3, Method: "POST", Path: trace.EndpointChat, Status: 200, Outcome: OutcomeOK, PromptTokens: -1, RequestBody: body2, RequestSize: int64(len(body2))},
+		recs := []*capture.Record{
+			{ID: 1, Method: "POST", Path: trace.EndpointChat, Status: 200, Outcome: capture.OutcomeOK, PromptTokens: 3, RequestBody: body1, RequestSize: int64(len(body1)), ResponseBody: resp1, ResponseSize: int64(len(resp1))},
+			{ID: 2, Method: "POST", Path: trace.EndpointCompletions, Status: 200, Outcome: capture.OutcomeOK, PromptTokens: -1, RequestBody: body2, RequestSize: int64(len(body2))},
+			{ID: 3, Method: "POST", Path: trace.EndpointChat, Status: 200, Outcome: capture.OutcomeOK, PromptTokens: -1, RequestBody: body2, RequestSize: int64(len(body2))},
 		}
 		reqs := make([]trace.Request, len(recs))
 		for i, r := range recs {
@@ -387,4 +404,41 @@ func FuzzExportBodies(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestImportCaptureFormat: "capture" is an import format beside azure and
+// mooncake: ImportFile reads a capture directory (read-only) into a trace
+// file with the requests FromCapture keeps.
+func TestImportCaptureFormat(t *testing.T) {
+	s := sampleCapture(t)
+	_, want, err := FromCapture(s, CaptureOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := s.Dir()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "cap.bin")
+	o := DefaultOptions()
+	o.Created = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	res, err := ImportFile(context.Background(), FormatCapture, dir, out, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, got, err := trace.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kept != len(want) || len(got) != len(want) || hdr.Arrival != trace.ArrivalRecorded || res.Header.Hash != hdr.Hash {
+		t.Fatalf("imported %d requests (result %+v, header %+v); FromCapture keeps %d", len(got), res, hdr, len(want))
+	}
+	for i := range got {
+		if string(got[i].Body) != string(want[i].Body) || got[i].OutputTokens != want[i].OutputTokens || got[i].Offset != want[i].Offset {
+			t.Errorf("request %d differs: %+v vs %+v", i, got[i], want[i])
+		}
+	}
+	if !slices.Contains(Formats(), FormatCapture) {
+		t.Error("Formats() lacks capture")
+	}
 }

@@ -1,18 +1,20 @@
-package capture
+package importer
 
 import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vbench/vbench/capture"
 )
 
 // A continuing turn carries its think time: its arrival minus the end of
 // the turn it continues; a turn sent before that end gets 0.
 func TestExportThinkTime(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cap")
-	s := openTest(t, dir, Options{})
+	s := openTest(t, dir, capture.Options{})
 	put := func(at, end time.Duration, body, resp []byte) {
-		r := &Record{Tags: Tags{Index: -1}, Method: "POST", Path: "/v1/chat/completions", Status: 200, Outcome: OutcomeOK,
+		r := &capture.Record{Tags: capture.Tags{Index: -1}, Method: "POST", Path: "/v1/chat/completions", Status: 200, Outcome: capture.OutcomeOK,
 			Received: t0 + int64(at), End: int64(end), PromptTokens: 5, CompletionTokens: 2,
 			RequestBody: body, RequestSize: int64(len(body)), ResponseBody: resp, ResponseSize: int64(len(resp))}
 		if !s.Writer().Put(r) {
@@ -29,9 +31,9 @@ func TestExportThinkTime(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ro := openTest(t, dir, Options{ReadOnly: true})
+	ro := openTest(t, dir, capture.Options{ReadOnly: true})
 	defer ro.Close()
-	_, reqs, err := ExportTrace(ro, ExportOptions{})
+	_, reqs, err := FromCapture(ro, CaptureOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
