@@ -1,31 +1,15 @@
 package analyze
 
 import (
-	"fmt"
 	"math"
 	"strconv"
-	"time"
+
+	"github.com/vbench/vbench/internal/units"
 )
 
 // FormatSeconds formats seconds for people: 1.23s, 45.6ms, 789µs ("-" for
 // NaN). The warnings and every rendered output use it.
-func FormatSeconds(s float64) string {
-	if math.IsNaN(s) {
-		return "-"
-	}
-	d := time.Duration(s * 1e9)
-	switch {
-	case d >= 10*time.Second:
-		return fmt.Sprintf("%.1fs", s)
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", s)
-	case d >= 10*time.Millisecond:
-		return fmt.Sprintf("%.1fms", s*1e3)
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.2fms", s*1e3)
-	}
-	return fmt.Sprintf("%.0fµs", s*1e6)
-}
+func FormatSeconds(s float64) string { return units.Seconds(s) }
 
 // FormatNumber formats v with prec decimals (-1: as few as exact), "-" for
 // NaN and ±Inf.

@@ -58,7 +58,7 @@ func (p *Plan) BudgetAdvice() []string {
 			u := &trials[i]
 			if u.Model.Name == t.Model.Name && u.Variant.Name == t.Variant.Name && len(u.Rates) > 1 && u.Rates[len(u.Rates)-1] == top {
 				u.Rates = u.Rates[:len(u.Rates)-1]
-				u.Estimate = trialEstimate(u.Variant.Spec, p.Study.Run, u.Rates, typicalDrain)
+				u.Estimate = trialEstimate(u.Variant.Spec, p.Study.Run, u.Rates, typicalDrainFor(u.Variant.Spec))
 				levels++
 			}
 		}

@@ -183,6 +183,11 @@ type laneClock struct {
 	gpus    []string
 	slots   []runningTrial // by slot; zero when free
 	waiting []Trial
+	byTrial map[int][]int // a running trial's slots, by Trial.Index
+	// initial is the ETA when the clock was made: what the study was
+	// expected to take (the last progress line compares it with the time
+	// it took).
+	initial time.Duration
 }
 
 type runningTrial struct {
@@ -191,7 +196,22 @@ type runningTrial struct {
 }
 
 func newLaneClock(now func() time.Time, gpus []string, waiting []Trial) *laneClock {
-	return &laneClock{now: now, gpus: gpus, slots: make([]runningTrial, max(len(gpus), 1)), waiting: slices.Clone(waiting)}
+	c := &laneClock{now: now, gpus: gpus, slots: make([]runningTrial, max(len(gpus), 1)), waiting: slices.Clone(waiting), byTrial: map[int][]int{}}
+	c.initial = c.eta()
+	return c
+}
+
+// remaining tells the clock that trial index needs rem more from now (its
+// levels measured so far say so better than the plan did).
+func (c *laneClock) remaining(index int, rem time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for _, s := range c.byTrial[index] {
+		if r := &c.slots[s]; !r.start.IsZero() {
+			r.est = now.Sub(r.start) + rem
+		}
+	}
 }
 
 func (c *laneClock) started(t Trial, slots []int) {
@@ -200,6 +220,7 @@ func (c *laneClock) started(t Trial, slots []int) {
 	for _, s := range slots {
 		c.slots[s] = runningTrial{start: c.now(), est: t.Estimate}
 	}
+	c.byTrial[t.Index] = slots
 	c.waiting = slices.DeleteFunc(c.waiting, func(w Trial) bool { return w.Index == t.Index })
 }
 

@@ -308,7 +308,7 @@ func TestPlanLanes(t *testing.T) {
 
 	// Over budget serially: the advice names lanes; a run of chosen
 	// trials (a Slurm task) and a submission are not held to it.
-	s.Budget = Duration(time.Minute)
+	s.Budget = Duration(serial.Estimate / 3) // 2 lanes would need half of it: 4 do
 	s.Run.GPUs = nil
 	over, _ := MakePlan(context.Background(), s)
 	if err := over.Err(); err == nil || !strings.Contains(err.Error(), "--gpus 0,1,2,3 (4 GPU lanes, if the host has them)") {

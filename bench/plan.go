@@ -156,7 +156,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 			}
 			for rep := 1; rep <= s.Run.Repetitions; rep++ {
 				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep, Rates: s.RatesFor(m, v)}
-				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrain)
+				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrainFor(v.Spec))
 				p.Trials = append(p.Trials, t)
 				p.TrialTime += t.Estimate
 			}
@@ -263,11 +263,31 @@ func dedupe(s *[]string) {
 }
 
 func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration) time.Duration {
-	d := startupEstimate(spec) + r.Warmup.D() + stopEstimate
+	d := startupEstimate(spec) + r.Warmup.D() + tailEstimate(spec)
 	for range rates {
 		d += r.Duration.D() + min(drain, r.DrainBound())
 	}
 	return d
+}
+
+// typicalDrainFor is the drain the estimate counts per level: typicalDrain,
+// or for the simulator, which runs many times faster than a GPU and whose
+// levels below saturation empty in a few seconds, 3 s (the demo's levels:
+// 2.5–3 s of drain and set-up each).
+func typicalDrainFor(spec backends.Spec) time.Duration {
+	if spec.Kind == backends.KindSim {
+		return 3 * time.Second
+	}
+	return typicalDrain
+}
+
+// tailEstimate is what a trial takes after its last level: the server's
+// stop and the trial's analysis (a simulator stops at once).
+func tailEstimate(spec backends.Spec) time.Duration {
+	if spec.Kind == backends.KindSim {
+		return 3 * time.Second
+	}
+	return stopEstimate
 }
 
 // allRates returns every rate some trial of the study runs, rising.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/internal/progress"
 	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
@@ -186,9 +187,12 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	if opt.Progress == nil {
 		opt.Progress = io.Discard
 	}
-	if opt.Warnings == nil {
-		opt.Warnings = opt.Progress
+	disp := progress.New(opt.Progress)
+	defer disp.Close()
+	if opt.Warnings == nil || opt.Warnings == opt.Progress {
+		opt.Warnings = disp
 	}
+	opt.Progress = disp
 	var errs []error
 	if opt.Level < 0 {
 		errs = append(errs, fmt.Errorf("--level %v: want a positive duration", opt.Level))
@@ -256,7 +260,7 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	for _, w := range warns {
 		warn(w)
 	}
-	pr := &prober{study: s, opt: opt, hdr: hdr, reqs: reqs, runID: "probe-" + stamp, meanOut: res.MeanOutput, warn: warn}
+	pr := &prober{study: s, opt: opt, hdr: hdr, reqs: reqs, runID: "probe-" + stamp, meanOut: res.MeanOutput, warn: warn, disp: disp}
 	for i, c := range cells {
 		if ctx.Err() != nil {
 			break
@@ -293,6 +297,7 @@ type prober struct {
 	// measured is the current variant's TTFT and TPOT so far (its steps):
 	// the drain policy of the next step starts from it.
 	measured replay.Measured
+	disp     *progress.Display
 }
 
 // meanOutput is the mean asked output length of the trace's requests, 0
@@ -452,7 +457,7 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	s := pr.study
 	label := replay.ClosedLabel(n)
 	st := ProbeStep{Concurrency: n, Capture: filepath.Join("capture", label)}
-	ls := levelConfig(s, m, v, "probe", b, filepath.Join(dir, st.Capture), pr.runID, filepath.Base(pr.opt.Out), pr.opt.Progress)
+	ls := levelConfig(s, m, v, "probe", b, filepath.Join(dir, st.Capture), pr.runID, filepath.Base(pr.opt.Out), pr.disp)
 	ls.replay.Concurrency = []int{n}
 	ls.replay.MaxConcurrency = 0
 	ls.replay.Duration = pr.opt.Level

@@ -232,7 +232,7 @@ rates = [4]
 		if !slices.Equal(tr.Rates, want[tr.Key()]) {
 			t.Errorf("trial %s: rates %v; want %v", tr.Key(), tr.Rates, want[tr.Key()])
 		}
-		if got, w := tr.Estimate, trialEstimate(tr.Variant.Spec, s.Run, want[tr.Key()], typicalDrain); got != w {
+		if got, w := tr.Estimate, trialEstimate(tr.Variant.Spec, s.Run, want[tr.Key()], typicalDrainFor(tr.Variant.Spec)); got != w {
 			t.Errorf("trial %s: estimate %v; want %v", tr.Key(), got, w)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/vbench/vbench/analyze/render"
 	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/progress"
 	"github.com/vbench/vbench/internal/recorder"
 	"github.com/vbench/vbench/metric"
 	"github.com/vbench/vbench/replay"
@@ -186,6 +187,11 @@ func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 	if opt.Progress == nil {
 		opt.Progress = io.Discard
 	}
+	// A live line per trial and per replay phase on a terminal, plain
+	// lines elsewhere; every other line goes above them.
+	disp := progress.New(opt.Progress)
+	defer disp.Close()
+	opt.Progress = disp
 	s := p.Study
 	hdr, reqs, stored, err := readyTrace(ctx, p, opt.SearchDirs, opt.Force)
 	if err != nil {
@@ -197,10 +203,13 @@ func Run(ctx context.Context, p *Plan, opt RunOptions) (*RunResult, error) {
 			return nil, err
 		}
 	}
-	r := &runner{study: s, plan: p, opt: opt, hdr: hdr, reqs: reqs, tracePath: stored, start: opt.Now()}
+	r := &runner{study: s, plan: p, opt: opt, hdr: hdr, reqs: reqs, tracePath: stored, start: opt.Now(), disp: disp, tasks: map[int]*progress.Task{}}
 	r.runID = opt.Now().UTC().Format("20060102T150405Z")
 	res := &RunResult{Trials: r.runTrials(ctx, selected, previous)}
 	res.Interrupted = ctx.Err() != nil
+	if n := len(res.Trials); n > 0 && r.clock != nil {
+		fmt.Fprintf(disp, "study %s: %d trials in %s (estimated at the start: %s)\n", s.Name, n, roundDur(opt.Now().Sub(r.start)), roundDur(r.clock.initial))
+	}
 	if !res.Interrupted && len(opt.Trials) == 0 {
 		report, err := r.report(context.WithoutCancel(ctx), res.Trials)
 		if err != nil {
@@ -240,15 +249,50 @@ type runner struct {
 	clock     *laneClock // the ETA; set by runTrials
 	ports     portSet    // the lanes' backend ports
 	indexMu   sync.Mutex
+
+	disp    *progress.Display
+	tasksMu sync.Mutex
+	tasks   map[int]*progress.Task // a live line per running trial
 }
 
-// progress prints the live line of the matrix.
-func (r *runner) progress(t Trial, gpus []string, what string) {
-	now := r.opt.Now()
-	elapsed := now.Sub(r.start)
-	eta := r.clock.eta()
-	fmt.Fprintf(r.opt.Progress, "[%d/%d]%s %s/%s rep %d: %s — elapsed %s, ETA ≈%s\n",
-		t.Index+1, len(r.plan.Trials), laneTag(gpus), t.Model.Name, t.Variant.Name, t.Rep, what, roundDur(elapsed), roundDur(max(eta, 0)))
+// trialName is how progress names a trial: "[1/2] sim-8b/sim-paged rep 1".
+func (r *runner) trialName(t Trial, gpus []string) string {
+	return fmt.Sprintf("[%d/%d]%s %s/%s rep %d", t.Index+1, len(r.plan.Trials), laneTag(gpus), t.Model.Name, t.Variant.Name, t.Rep)
+}
+
+// progress shows what trial t does now on its live line, with the levels
+// done as its bar and the whole study's ETA; keep also prints it as a
+// lasting line (a level's figures, an early stop).
+func (r *runner) progress(t Trial, gpus []string, levelsDone int, what string, keep bool) {
+	r.tasksMu.Lock()
+	task := r.tasks[t.Index]
+	if task == nil {
+		task = r.disp.Task(r.trialName(t, gpus))
+		r.tasks[t.Index] = task
+	}
+	r.tasksMu.Unlock()
+	if keep && r.disp.Live() {
+		fmt.Fprintf(r.disp, "%s: %s\n", r.trialName(t, gpus), what)
+	}
+	eta := time.Duration(0)
+	if r.clock != nil {
+		eta = max(r.clock.eta(), time.Second)
+	}
+	task.Update(int64(levelsDone), int64(len(t.Rates)), what, eta)
+}
+
+// finished ends trial t's live line with its outcome (no ETA: it is over).
+func (r *runner) finished(t Trial, gpus []string, what string) {
+	r.tasksMu.Lock()
+	task := r.tasks[t.Index]
+	delete(r.tasks, t.Index)
+	r.tasksMu.Unlock()
+	line := fmt.Sprintf("%s: %s", r.trialName(t, gpus), what)
+	if task == nil {
+		fmt.Fprintln(r.disp, line)
+		return
+	}
+	task.Done(line)
 }
 
 // trialDir makes results/<model>/<variant>/<timestamp>-<short-id>.
@@ -301,11 +345,11 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 			st.Warnings = append(st.Warnings, err.Error())
 		}
 		r.appendIndex(st)
-		r.progress(t, gpus, "finished: "+st.Status+cutNote(st))
+		r.finished(t, gpus, fmt.Sprintf("finished: %s%s in %s", st.Status, cutNote(st), roundDur(st.Ended.Sub(st.Started))))
 	}
 	defer finish()
 	writeJSON(statusPath, st)
-	r.progress(t, gpus, "starting "+t.Variant.Spec.Kind+" backend")
+	r.progress(t, gpus, 0, "starting "+t.Variant.Spec.Kind+" backend", false)
 
 	relTrace, _ := filepath.Rel(dir, r.tracePath)
 	run := s.Run
@@ -377,14 +421,21 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 		meta.Allocated = alloc
 	}
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
-	r.progress(t, gpus, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)))
+	r.progress(t, gpus, 0, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)), false)
 
 	var measured replay.Measured // the trial's levels so far: the drain policy starts from it
+	levelsStart := r.opt.Now()
 	for i, rate := range t.Rates {
 		if ctx.Err() != nil {
 			break
 		}
 		lv, err := r.level(ctx, t, gpus, b, dir, i, rate, measured)
+		if r.clock != nil {
+			// The ETA from what the levels took so far (drain, set-up and
+			// all), not the plan's guess.
+			per := r.opt.Now().Sub(levelsStart) / time.Duration(i+1)
+			r.clock.remaining(t.Index, per*time.Duration(len(t.Rates)-i-1)+tailEstimate(t.Variant.Spec))
+		}
 		st.Levels = append(st.Levels, lv)
 		st.Cut += lv.Cut
 		measured = measured.Merge(replay.MeasuredOf(metric.Summary{TTFT: lv.TTFT, TPOT: lv.TPOT}))
@@ -402,7 +453,10 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 			st.StopCause = fmt.Sprintf("rate %g: %s", rate, cause)
 			st.Skipped = append(st.Skipped, t.Rates[i+1:]...)
 			st.Status = StatusEarlyStopped
-			r.progress(t, gpus, "saturated ("+st.StopCause+"); skipping rates "+fmtRates(st.Skipped))
+			if r.clock != nil {
+				r.clock.remaining(t.Index, tailEstimate(t.Variant.Spec))
+			}
+			r.progress(t, gpus, i+1, "saturated ("+st.StopCause+"); skipping rates "+fmtRates(st.Skipped), true)
 			break
 		}
 	}
@@ -493,29 +547,40 @@ type levelSetup struct {
 
 // levelConfig is the setup of one load level against b, recorded into
 // capDir: the same for a trial's rate levels and a probe's concurrency
-// steps, so both captures analyse alike.
-func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Backend, capDir, runID, trial string, progress io.Writer) levelSetup {
+// steps, so both captures analyse alike. The replayer's phases show on
+// disp (nil: nowhere), named after the variant (lanes run several at once).
+func levelConfig(s *Study, m ModelConfig, v Variant, rep string, b backends.Backend, capDir, runID, trial string, disp *progress.Display) levelSetup {
 	exact := true
 	if s.Run.ExactOutput != nil {
 		exact = *s.Run.ExactOutput
 	}
 	labels := map[string]string{"variant": v.Name, "model": m.Name, "rep": rep, "study": s.Name}
-	pw := prefixWriter(progress, "    ")
+	var pw io.Writer
+	var onProgress func(replay.Progress)
+	var interval time.Duration
+	if disp != nil {
+		pw = prefixWriter(disp, "    ")
+		onProgress = progress.Replay(disp, v.Name+" ", "    ")
+		if disp.Live() {
+			interval = time.Second // a live bar moves every second
+		}
+	}
 	return levelSetup{
 		replay: replay.Config{
-			Speed:          s.Run.Speed,
-			Duration:       s.Run.Duration.D(),
-			Drain:          s.Run.Drain.D(),
-			MaxDrain:       s.Run.MaxDrain.D(),
-			MaxConcurrency: s.Run.MaxConcurrency,
-			Model:          v.Spec.ServedModelName,
-			ExactOutput:    exact,
-			NoEOSFields:    !v.Spec.SendsEOSFields(),
-			Labels:         labels,
-			Run:            runID,
-			Trial:          trial,
-			Progress:       pw,
-			InterruptDrain: 2 * time.Second,
+			Speed:            s.Run.Speed,
+			Duration:         s.Run.Duration.D(),
+			Drain:            s.Run.Drain.D(),
+			MaxDrain:         s.Run.MaxDrain.D(),
+			MaxConcurrency:   s.Run.MaxConcurrency,
+			Model:            v.Spec.ServedModelName,
+			ExactOutput:      exact,
+			NoEOSFields:      !v.Spec.SendsEOSFields(),
+			Labels:           labels,
+			Run:              runID,
+			Trial:            trial,
+			OnProgress:       onProgress,
+			ProgressInterval: interval,
+			InterruptDrain:   2 * time.Second,
 		},
 		record: recorder.Config{
 			Capture:        capDir,
@@ -568,14 +633,14 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	label := strconv.FormatFloat(rate, 'f', -1, 64)
 	capDir := filepath.Join(dir, "capture", "rate-"+label)
 	lv := LevelStatus{Label: label, Rate: rate, Capture: filepath.Join("capture", "rate-"+label)}
-	r.progress(t, gpus, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(t.Rates), s.Run.Duration.D()))
+	r.progress(t, gpus, i, fmt.Sprintf("rate %s req/s (%d/%d) for %s", label, i+1, len(t.Rates), s.Run.Duration.D()), false)
 	if r.opt.OnLevel != nil {
 		r.opt.OnLevel(t, rate, b)
 	}
 	// The level stops early if the backend dies under it.
 	lctx, cancel := whileAlive(ctx, b)
 	defer cancel()
-	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.opt.Progress)
+	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.disp)
 	ls.replay.Rates = []float64{rate}
 	ls.replay.Measured = measured
 	if i == 0 && s.Run.Warmup > 0 {
@@ -591,7 +656,7 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	}
 	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
 		lv.figures(g)
-		r.progress(t, gpus, fmt.Sprintf("rate %s req/s: %s", label, lv.line()))
+		r.progress(t, gpus, i+1, fmt.Sprintf("rate %s req/s: %s", label, lv.line()), true)
 	} else if err == nil {
 		err = fmt.Errorf("bench: the capture of rate %s: %w", label, ferr)
 	}

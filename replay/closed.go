@@ -63,8 +63,8 @@ func closedWarmup(cfg *Config, lv phase) phase {
 // cancelled), leaving the last requests draining until Drain after that.
 func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
 	rn := &running{r: r, ph: ph, results: make([]metric.Request, len(ph.items)), done: make(chan struct{}),
-		stopProg: make(chan struct{}), progDone: make(chan struct{})}
-	rn.start = time.Now()
+		sendDone: make(chan struct{}), stopProg: make(chan struct{}), progDone: make(chan struct{})}
+	rn.start, rn.ctx = time.Now(), ctx
 	var deadline []string
 	rn.drain, rn.drainWhy = r.drainFor(ph)
 	if ph.window > 0 {
@@ -124,7 +124,7 @@ func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
 	case <-exhausted:
 		rn.exhausted = ph.window > 0
 	case <-ctx.Done():
-		rn.interrupted = true
+		rn.interrupted.Store(true)
 	}
 	mu.Lock()
 	stopped = true
@@ -139,6 +139,7 @@ func (r *runner) startClosed(ctx context.Context, ph *phase) *running {
 	rn.cutAt = cutAt
 	rn.lagMu.Unlock()
 	rn.cutTimer = time.AfterFunc(time.Until(cutAt), func() { cut(errCut) })
+	close(rn.sendDone)
 	go func() { wg.Wait(); close(rn.done) }()
 	return rn
 }

@@ -3,7 +3,6 @@ package replay
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -113,10 +112,12 @@ type Config struct {
 	// InterruptDrain is how long in-flight requests may finish after the
 	// context is cancelled (Ctrl-C) before they are cut.
 	InterruptDrain time.Duration `json:"interrupt_drain_ns"`
-	// Progress receives a live progress line per level (nil: none), every
-	// ProgressInterval.
-	Progress         io.Writer     `json:"-"`
-	ProgressInterval time.Duration `json:"progress_interval_ns"`
+	// OnProgress, when set, is given each phase's state (a level or a
+	// warm-up) every ProgressInterval while it runs, and once more when it
+	// ends (Progress.Final). A warm-up and its level overlap, so it may be
+	// called from two goroutines at once.
+	OnProgress       func(Progress) `json:"-"`
+	ProgressInterval time.Duration  `json:"progress_interval_ns"`
 	// Client is the HTTP client to use; nil builds a tuned one.
 	Client *http.Client `json:"-"`
 }

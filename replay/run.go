@@ -130,11 +130,6 @@ func Run(ctx context.Context, cfg Config, hdr trace.Header, reqs []trace.Request
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Progress != nil {
-		// Warm-up and level phases, and the embedded proxy's logger, print
-		// concurrently.
-		cfg.Progress = &lockedWriter{w: cfg.Progress}
-	}
 	plan, err := makePlan(&cfg, &hdr, reqs)
 	if err != nil {
 		return nil, err
@@ -407,7 +402,7 @@ type running struct {
 	cut         context.CancelCauseFunc
 	cutTimer    *time.Timer
 	done        chan struct{}
-	interrupted bool
+	interrupted atomic.Bool
 	exhausted   bool
 	sent        atomic.Int64
 	finished    atomic.Int64
@@ -415,8 +410,12 @@ type running struct {
 	lagMu       sync.Mutex
 	lagWindow   []float64         // lags (s) since the last progress line
 	finishedReq []*metric.Request // results that are final, for the progress line
+	sendDone    chan struct{}     // closed when the pacing is over (start returned)
 	stopProg    chan struct{}
 	progDone    chan struct{}
+	ctx         context.Context
+	finalOnce   sync.Once
+	final       LevelResult
 	turns       *turnState // nil: no conversation turns in the phase
 	drain       time.Duration
 	drainWhy    string
@@ -429,8 +428,8 @@ func (r *runner) start(ctx context.Context, ph *phase) *running {
 		return r.startClosed(ctx, ph)
 	}
 	rn := &running{r: r, ph: ph, results: make([]metric.Request, len(ph.items)), done: make(chan struct{}),
-		stopProg: make(chan struct{}), progDone: make(chan struct{}), turns: newTurnState(ph.parents)}
-	rn.start = time.Now()
+		sendDone: make(chan struct{}), stopProg: make(chan struct{}), progDone: make(chan struct{}), turns: newTurnState(ph.parents)}
+	rn.start, rn.ctx = time.Now(), ctx
 	rn.drain, rn.drainWhy = r.drainFor(ph)
 	rn.cutAt = rn.start.Add(ph.window + rn.drain)
 	cutCtx, cut := context.WithCancelCause(context.Background())
@@ -456,7 +455,7 @@ loop:
 			continue
 		}
 		if err := w.until(ctx, due); err != nil {
-			rn.interrupted = true
+			rn.interrupted.Store(true)
 			break
 		}
 		res := &rn.results[i]
@@ -473,7 +472,7 @@ loop:
 				select {
 				case r.sem <- struct{}{}:
 				case <-ctx.Done():
-					rn.interrupted = true
+					rn.interrupted.Store(true)
 					break loop
 				}
 			}
@@ -492,11 +491,12 @@ loop:
 		}()
 	}
 	rn.results = rn.results[:n]
-	if ph.hold && !rn.interrupted {
+	if ph.hold && !rn.interrupted.Load() {
 		if err := w.until(ctx, rn.start.Add(ph.window)); err != nil {
-			rn.interrupted = true
+			rn.interrupted.Store(true)
 		}
 	}
+	close(rn.sendDone)
 	go func() { wg.Wait(); close(rn.done) }()
 	return rn
 }
@@ -508,20 +508,36 @@ func (rn *running) wait(ctx context.Context) LevelResult {
 	select {
 	case <-rn.done:
 	case <-ctx.Done():
-		rn.interrupted = true
+		rn.interrupted.Store(true)
 		t := time.AfterFunc(rn.r.cfg.InterruptDrain, func() { rn.cut(errCut) })
 		<-rn.done
 		t.Stop()
 	}
-	rn.cutTimer.Stop()
-	rn.cut(nil)
 	close(rn.stopProg)
 	<-rn.progDone
-	lr := rn.summarize()
-	if rn.r.cfg.Progress != nil {
-		fmt.Fprintf(rn.r.cfg.Progress, "%s\n", levelLine(&lr, rn.r.cfg.LagThreshold))
-	}
-	return lr
+	return rn.finalize()
+}
+
+// finalize summarizes the ended phase, once, and reports it (the progress
+// goroutine does as soon as the phase's last request has ended, so a
+// warm-up's account comes before its level's).
+func (rn *running) finalize() LevelResult {
+	rn.finalOnce.Do(func() {
+		if rn.cutTimer != nil {
+			rn.cutTimer.Stop()
+		}
+		rn.cut(nil)
+		if rn.ctx != nil && rn.ctx.Err() != nil {
+			rn.interrupted.Store(true)
+		}
+		rn.final = rn.summarize()
+		if f := rn.r.cfg.OnProgress; f != nil {
+			p := rn.snapshot(time.Now())
+			p.Final, p.Line = &rn.final, LevelLine(&rn.final, rn.r.cfg.LagThreshold)
+			f(p)
+		}
+	})
+	return rn.final
 }
 
 // ended accounts a request of the phase whose result res is final.
@@ -539,7 +555,7 @@ func (rn *running) ended(res *metric.Request) {
 func (rn *running) summarize() LevelResult {
 	ph, cfg := rn.ph, rn.r.cfg
 	lr := LevelResult{Label: ph.label, Rate: ph.rate, Scale: ph.scale, Warmup: ph.warmup, Window: ph.window,
-		Planned: len(ph.items), Interrupted: rn.interrupted, Concurrency: ph.conc, Exhausted: rn.exhausted, Drain: rn.drain, DrainReason: rn.drainWhy}
+		Planned: len(ph.items), Interrupted: rn.interrupted.Load(), Concurrency: ph.conc, Exhausted: rn.exhausted, Drain: rn.drain, DrainReason: rn.drainWhy}
 	s := metric.Summarize(rn.results)
 	// What this phase measured sets the drain of the next ones.
 	rn.r.speed.add(MeasuredOf(s))
@@ -592,60 +608,6 @@ func (rn *running) finishedSoFar() []metric.Request {
 		out[j] = *res
 	}
 	return out
-}
-
-// progress prints a live line every ProgressInterval until the phase ends.
-func (rn *running) progress() {
-	defer close(rn.progDone)
-	cfg := rn.r.cfg
-	if cfg.Progress == nil {
-		<-rn.stopProg
-		return
-	}
-	t := time.NewTicker(cfg.ProgressInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-rn.stopProg:
-			return
-		case <-t.C:
-		}
-		rn.lagMu.Lock()
-		win := rn.lagWindow
-		rn.lagWindow = nil
-		cutAt := rn.cutAt
-		rn.lagMu.Unlock()
-		d := metric.DistOf(win)
-		sent, fin := rn.sent.Load(), rn.finished.Load()
-		norm := NormLatencyText(metric.Summarize(rn.finishedSoFar()))
-		kind := "level"
-		if rn.ph.warmup {
-			kind = "warm-up"
-		}
-		eta := time.Until(rn.start.Add(rn.ph.window)).Round(100 * time.Millisecond)
-		etaS := eta.String()
-		over := int(sent) >= len(rn.ph.items) || eta <= 0
-		if over && sent == fin {
-			continue // all done; a warm-up waits for its level to end before it reports
-		}
-		if over {
-			etaS = fmt.Sprintf("draining (cut in %v)", time.Until(cutAt).Round(time.Second))
-			if cutAt.IsZero() {
-				etaS = "end of trace"
-			}
-		}
-		if rn.ph.conc > 0 {
-			fmt.Fprintf(cfg.Progress, "%s %s (closed loop): sent %d finished %d in flight %d | %s | errors %d | ETA %s\n",
-				kind, rn.ph.label, sent, fin, sent-fin, norm, rn.failed.Load(), etaS)
-			continue
-		}
-		warn := ""
-		if d.P99 > cfg.LagThreshold.Seconds() {
-			warn = "  LAGGING"
-		}
-		fmt.Fprintf(cfg.Progress, "%s %s req/s: sent %d/%d finished %d in flight %d | lag p99 %s%s | %s | errors %d | ETA %s\n",
-			kind, rn.ph.label, sent, len(rn.ph.items), fin, sent-fin, fmtDur(d.P99), warn, norm, rn.failed.Load(), etaS)
-	}
 }
 
 // NormLatencyText is the normalized latency figure of the replayer's
@@ -870,16 +832,4 @@ func netReason(err error) error {
 		err = op.Err
 	}
 	return err
-}
-
-// lockedWriter serializes writes from concurrent phases.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -10,20 +10,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vbench/vbench/internal/units"
 	"github.com/vbench/vbench/metric"
 )
 
-// fmtDur prints seconds in milliseconds with two decimals ("-" for NaN:
-// nothing measured).
-func fmtDur(s float64) string {
-	if math.IsNaN(s) {
-		return "-"
-	}
-	return fmt.Sprintf("%.2fms", s*1e3)
-}
+// fmtDur prints seconds as every command does (units.Seconds): "3.52ms",
+// "20.1s"; "-" for NaN, nothing measured.
+func fmtDur(s float64) string { return units.Seconds(s) }
 
-// levelLine is the one-line account of a finished phase.
-func levelLine(lr *LevelResult, threshold time.Duration) string {
+// LevelLine is the one-line account of a finished phase (a second line,
+// "WARNING: ...", when its schedule lag p99 exceeded threshold).
+func LevelLine(lr *LevelResult, threshold time.Duration) string {
 	kind := "level"
 	if lr.Warmup {
 		kind = "warm-up"
@@ -47,6 +44,9 @@ func levelLine(lr *LevelResult, threshold time.Duration) string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "%s %s req/s done: sent %d/%d ok %d", kind, lr.Label, lr.Sent, lr.Planned, lr.OK)
+	if note := sampleNote(lr); note != "" {
+		b.WriteString(" (" + note + ")")
+	}
 	if lr.Dropped > 0 {
 		fmt.Fprintf(&b, " dropped %d", lr.Dropped)
 	}
@@ -66,6 +66,23 @@ func levelLine(lr *LevelResult, threshold time.Duration) string {
 		b.WriteString(" | INTERRUPTED")
 	}
 	return b.String()
+}
+
+// sampleNote explains a level that plans noticeably fewer (or more)
+// requests than rate × window: its window holds that many of the trace's
+// arrivals. A synthesized trace's arrivals are a random (Poisson) sample,
+// and every level plays the same stretch from the trace's start, so a
+// stretch that runs slow makes every level send less than nominal — by
+// design: each level replays the same requests.
+func sampleNote(lr *LevelResult) string {
+	if lr.Warmup || lr.Window <= 0 || lr.Rate <= 0 {
+		return ""
+	}
+	nominal := lr.Rate * lr.Window.Seconds()
+	if nominal < 1 || lr.Scale <= 0 || math.Abs(float64(lr.Planned)-nominal) < 0.05*nominal {
+		return ""
+	}
+	return fmt.Sprintf("%d of the trace's arrivals fall in this window, not %.0f: its own random sample", lr.Planned, nominal)
 }
 
 // levelNorm is a finished level's normalized latency as the replayer saw

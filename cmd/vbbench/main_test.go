@@ -100,7 +100,7 @@ func TestRunRefusesNonFittingStudy(t *testing.T) {
 // the demo's two trials side by side; a bad list is a usage error.
 func TestPlanGPUs(t *testing.T) {
 	code, out, errOut := runCLI("plan", "--gpus", "0,1", filepath.Join("..", "..", "examples", "demo.toml"))
-	for _, want := range []string{"run order: 2 GPU lanes (0,1)", "gpu 1 ", "estimate: ≈1m27s on 2 GPU lanes (serially ≈2m54s, 2.0× longer)", "plan ok"} {
+	for _, want := range []string{"run order: 2 GPU lanes (0,1)", "gpu 1 ", "estimate: ≈39s on 2 GPU lanes (serially ≈1m18s, 2.0× longer)", "plan ok"} {
 		if code != cli.ExitOK || !strings.Contains(out, want) {
 			t.Errorf("plan --gpus 0,1: exit %d, output lacks %q:\n%s\n%s", code, want, out, errOut)
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vbench/vbench/internal/addr"
 	"github.com/vbench/vbench/internal/cli"
+	"github.com/vbench/vbench/internal/progress"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 )
@@ -116,8 +117,18 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	cfg.SkipPreflight = *noPreflight
+	// A live line per phase on a terminal, plain lines elsewhere; the
+	// recording proxy's messages go through it too.
+	var disp *progress.Display
+	log := stderr
 	if !*quiet {
-		cfg.Progress = stderr
+		disp = progress.New(stderr)
+		defer disp.Close()
+		if disp.Live() && !fs.Changed("progress-interval") {
+			cfg.ProgressInterval = time.Second // a live bar moves every second
+		}
+		cfg.OnProgress = progress.Replay(disp, "", "")
+		log = disp
 	}
 	if err := validate(cfg, capCfg); err != nil {
 		return err
@@ -149,7 +160,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	var px *childProxy
 	if capCfg.Dir != "" {
-		if px, err = startProxy(ctx, capCfg, stderr); err != nil {
+		if px, err = startProxy(ctx, capCfg, log); err != nil {
 			return err
 		}
 		cfg.Target = px.url
@@ -167,6 +178,7 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			err = errors.Join(err, perr)
 		}
 	}
+	disp.Close() // the live lines end before the summary
 	if res == nil || len(res.Levels) == 0 {
 		return err // nothing ran: no table, only what went wrong
 	}

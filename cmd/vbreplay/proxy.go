@@ -73,7 +73,7 @@ func startProxy(ctx context.Context, c captureConfig, log io.Writer) (*childProx
 		args = append(args, "--label", k+"="+c.Labels[k])
 	}
 	if c.ScrapeInterval > 0 {
-		args = append(args, "--scrape-metrics", c.ScrapeInterval.String())
+		args = append(args, "--scrape-interval", c.ScrapeInterval.String())
 	}
 	for _, m := range c.ScrapeMetrics {
 		args = append(args, "--scrape-metric", m)
