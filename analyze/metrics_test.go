@@ -282,3 +282,28 @@ func TestStreamProblems(t *testing.T) {
 		}
 	}
 }
+
+// TestNonStreamedUsage (issue 18): a non-streamed response has its token
+// counts — from the record when the proxy read them, else from the
+// recorded JSON body (captures written before) — not 0 from "none" under a
+// content-chunk warning.
+func TestNonStreamedUsage(t *testing.T) {
+	body := `{"choices":[{"index":0,"text":" a b c d"}],"usage":{"prompt_tokens":6,"completion_tokens":4}}`
+	for _, fromRecord := range []bool{true, false} {
+		r := tagged(1, t0)
+		r.ContentType = "application/json"
+		r.Chunks = []capture.Chunk{{At: 200 * ms, Size: int32(len(body)), Tokens: -1, Usage: -1}}
+		r.ResponseBody, r.ResponseSize, r.End = []byte(body), int64(len(body)), 201*ms
+		r.PromptTokens, r.CompletionTokens = -1, -1
+		if fromRecord {
+			r.PromptTokens, r.CompletionTokens = 6, 4
+			r.ResponseBody = nil
+		}
+		m := Measure(r, "x")
+		if !m.Completed() || m.OutputTokens != 4 || m.PromptTokens != 6 || m.TokenSource != metric.SourceUsage || m.Streamed {
+			t.Errorf("from record %v: %+v; want completed, 4 output and 6 prompt tokens from usage, not streamed", fromRecord, m)
+		}
+		checkF(t, "norm latency", m.NormLatency(), 0.2/4)
+		checkF(t, "ttft", m.TTFT(), math.NaN())
+	}
+}

@@ -148,6 +148,43 @@ func TestSSERecordTokens(t *testing.T) {
 	}
 }
 
+// TestJSONRecordTokens: a non-streamed JSON response records its usage
+// from the body (issue 18: it recorded -1 / -1 and the analysis fell back
+// to nothing), read by the same decoder as a stream; a body cut by the
+// record limit or a non-2xx one is not read.
+func TestJSONRecordTokens(t *testing.T) {
+	body := `{"id":"cmpl-1","object":"text_completion","choices":[{"index":0,"text":" a b c d","finish_reason":"length"}],"usage":{"prompt_tokens":6,"completion_tokens":4,"total_tokens":10}}`
+	addr, _ := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/v1/fail" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+		io.WriteString(w, body)
+	})
+	for _, tc := range []struct {
+		path           string
+		record         int
+		prompt, output int32
+	}{
+		{"/v1/completions", 0, 6, 4},
+		{"/v1/completions", 20, -1, -1}, // the body is cut at 20 bytes: not read
+		{"/v1/fail", 0, -1, -1},         // an error response's usage is not the request's
+	} {
+		sink := newMemSink()
+		_, url := startProxy(t, Config{Upstream: addr, RecordResponseBody: tc.record}, sink)
+		resp, err := newClient(t).Post(url+tc.path, "application/json", strings.NewReader(`{"stream":false}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		rec := sink.wait(t, 1)[0]
+		if rec.PromptTokens != tc.prompt || rec.CompletionTokens != tc.output {
+			t.Errorf("%s (record %d bytes): usage %d/%d; want %d/%d", tc.path, tc.record, rec.PromptTokens, rec.CompletionTokens, tc.prompt, tc.output)
+		}
+	}
+}
+
 // TestTiming: the proxy forwards each event as it arrives, and the
 // capture's chunk times are the times the proxy read them. The upstream
 // runs in lockstep with the client: it sends event i+1 only after the
