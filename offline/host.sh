@@ -153,10 +153,10 @@ for name in "${names[@]}"; do
     where=""
     for f in "${missing[@]}"; do
       c=$(grep -E "^FILES_CALL[0-9]+=" "$env" | grep -E "[= ]$f( |\$)" | sed 's/^FILES_CALL\([0-9]*\)=.*/call\1/' | head -1)
-      where="$where $f${c:+ (in $c)}"
+      where="${where:+$where, }$f${c:+ (in $c)}"
     done
-    have=$(cd "$in" && ls | grep -v -e '^SHA256SUMS$' -e '^bundle.env$' | tr '\n' ' ')
-    say "$name: INCOMPLETE: have ${have:-nothing}; still missing:$where. Carry the missing call folders in the next device calls to this same machine, then run this again."
+    have=$(cd "$in" && ls | grep -v -e '^SHA256SUMS$' -e '^bundle.env$' | paste -sd, - | sed 's/,/, /g')
+    say "$name: INCOMPLETE: have ${have:-nothing}; still missing: $where. Carry the missing call folders in the next device calls to this same machine, then run this again."
     status=3
     continue
   fi
