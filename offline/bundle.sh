@@ -25,11 +25,12 @@
 #   PY=python3     the Python whose pip downloads and installs (any version: the
 #                  target is given as --python-version 3.12)
 #   XZ_LEVEL=6     xz preset (docs/benchmarks/offline.md has the measurements)
-#   THREADS=2      xz threads (the output does not depend on it)
+#   THREADS=2      xz threads (any count >= 2 gives the same bytes; 1 gives a one-block stream)
 #   PART_SIZE=58M  size of a part (split -b syntax)
 #   CALL_MIB=59    most MiB one call folder may hold (64 MiB per call minus the checkout)
 #   TREE=DIR       skip download/install/prune and pack DIR as the site tree (tests)
 set -euo pipefail
+export LC_ALL=C
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "offline/bundle.sh: $*" >&2; exit 2; }
@@ -59,9 +60,10 @@ call_mib=${CALL_MIB:-59}
 command -v xz >/dev/null || die "xz not found (apt-get install xz-utils)"
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is needed (for --sort=name)"
 
-# The wheel tags the host (Ubuntu 24.04, glibc 2.39, CPython 3.12.3) accepts.
+# The wheel tags the host accepts: CPython 3.12, glibc 2.31 or newer (llguidance's
+# manylinux_2_31 wheel ran there; the exact files are pinned in vllm-VERSION.wheels.sha256).
 plat=()
-for t in manylinux1 manylinux2010 manylinux2014 $(seq -f 'manylinux_2_%g' 5 39); do
+for t in manylinux1 manylinux2010 manylinux2014 $(seq -f 'manylinux_2_%g' 5 31); do
   plat+=(--platform "${t}_x86_64")
 done
 pipx() { "$py" -m pip --disable-pip-version-check "$@"; }
@@ -80,32 +82,38 @@ else
   "$py" -m pip --version >/dev/null 2>&1 || die "$py has no pip (set PY=)"
   mkdir -p "$cache/wheels"
   say "download the wheels of $(basename "$lock")"
-  pipx download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    "${plat[@]}" -d "$cache/wheels" -r "$lock" || die "pip download failed (network? see above)"
+  # pip says which file it takes for each requirement ("Saved …" or "File was already
+  # downloaded …"); exactly those are installed, whatever else the cache holds.
+  pipx download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${plat[@]}" -d "$cache/wheels" -r "$lock" > "$work/download.log" 2>&1 \
+    || { tail -20 "$work/download.log" >&2; die "pip download failed (network? see above)"; }
+  mapfile -t wheels < <(sed -n 's/^ *\(Saved\|File was already downloaded\) \(.*\.whl\)$/\2/p' "$work/download.log" \
+    | xargs -r -n1 basename | sort -u)
+  nreq=$(grep -cE '^[A-Za-z0-9]' "$lock")
+  [ ${#wheels[@]} -eq "$nreq" ] \
+    || die "pip download named ${#wheels[@]} wheel files for the $nreq requirements of $(basename "$lock"); see $work/download.log"
+  mkdir -p "$work/wheels"
+  for f in "${wheels[@]}"; do
+    ln -f "$cache/wheels/$f" "$work/wheels/$f" 2>/dev/null || cp "$cache/wheels/$f" "$work/wheels/$f"
+  done
 
   # The exact wheel files of a lock are pinned in offline/vllm-VERSION.wheels.sha256.
   sums=$repo/offline/vllm-$ver.wheels.sha256
-  wanted=$(grep -E '^[A-Za-z0-9]' "$lock" | sed 's/ .*//')
-  wheels=()
-  for req in $wanted; do
-    n=${req%%==*}; v=${req#*==}
-    stem=$(echo "$n" | tr 'A-Z-.' 'a-z__')
-    f=$(cd "$cache/wheels" && ls | grep -i "^${stem}-${v}-.*\.whl$" | sort | tail -1 || true)
-    [ -n "$f" ] || die "no wheel of $req in $cache/wheels after download"
-    wheels+=("$f")
-  done
   if [ -f "$sums" ]; then
-    (cd "$cache/wheels" && sha256sum --quiet -c "$sums") \
-      || die "downloaded wheels differ from $sums (PyPI replaced a file, or the lock changed: rerun offline/lock.sh and delete $sums to re-pin)"
+    got=$(cd "$work/wheels" && sha256sum "${wheels[@]}" | sort -k2)
+    [ "$got" = "$(sort -k2 "$sums")" ] || {
+      diff <(sort -k2 "$sums") <(echo "$got") >&2 || true
+      die "the wheels pip took differ from $sums (above; PyPI replaced a file, or the lock changed): rerun offline/lock.sh and delete $sums to re-pin"
+    }
   else
-    (cd "$cache/wheels" && sha256sum "${wheels[@]}") > "$sums"
+    (cd "$work/wheels" && sha256sum "${wheels[@]}" | sort -k2) > "$sums"
     say "pinned ${#wheels[@]} wheel files in offline/vllm-$ver.wheels.sha256: commit it"
   fi
 
   say "install ${#wheels[@]} wheels into the site tree (no resolver, no .pyc)"
-  # Names from the lock with --find-links (not wheel paths): pip then writes no
-  # direct_url.json, which would record this machine's paths.
-  pipx install -q --no-index --find-links "$cache/wheels" --no-deps --no-compile \
+  # Names from the lock with --find-links on a folder of exactly those files (not wheel
+  # paths): pip then writes no direct_url.json, which would record this machine's paths.
+  pipx install -q --no-index --find-links "$work/wheels" --no-deps --no-compile \
     --only-binary=:all: --python-version 3.12 --implementation cp "${plat[@]}" \
     --target "$site" -r "$lock" || die "pip install --target failed"
 
