@@ -121,3 +121,11 @@ def test_make_dummy_model(tmp_path):
     d = str(tmp_path / "tiny-qwen3")
     assert json.loads(Path(os.path.join(d, "config.json")).read_text()) == tokbuild.SHAPES["tiny-qwen3"]
     _all_ids_decode(d)
+
+
+def test_missing_tokenizers_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import tokenizers now raises ImportError
+    assert tokbuild.main(["--out", str(tmp_path / "m"), "--shape", "tiny-llama"]) == 2
+    assert "needs tokenizers and transformers (pip install -r backends/torch/requirements-test.txt)" in capsys.readouterr().err

@@ -368,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shape = a.shape or "llama3-8b"
         build_model_dir(a.out, shape, a.corpus, a.weights, tokenizer_from=a.tokenizer_from)
+    except ImportError as e:
+        print(f"tokbuild: {e}: the builder needs tokenizers and transformers "
+              "(pip install -r backends/torch/requirements-test.txt)", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as e:
         msg = str(e)
         print(msg if msg.startswith("tokbuild:") else f"tokbuild: {msg}", file=sys.stderr)
