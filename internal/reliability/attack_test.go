@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -404,4 +405,98 @@ func httpServer(t *testing.T, h http.Handler) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+var (
+	burstConns   = flag.Int("burst-conns", 0, "concurrent requests of the connect burst (default: 1,000 short, 5,000 long)")
+	burstBacklog = flag.Int("burst-backlog", 128, "accept-queue length of the connect burst's upstream")
+)
+
+// TestReliabilityConnectBurst: a burst of concurrent streaming requests,
+// each needing a new upstream connection at once, overflows the
+// upstream's accept queue (somaxconn), so some SYNs are dropped and
+// retransmitted after 1 s, 3 s, 7 s. With fasthttp's fixed 3-s dial
+// timeout 28 of 5,000 failed; with --dial-timeout 10s (the default) none
+// should. Runs the burst with the default and with --dial-timeout 3s.
+func TestReliabilityConnectBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: thousands of connections at once (make slow runs it)")
+	}
+	n := pick(1000, 5000)
+	if *burstConns > 0 {
+		n = *burstConns
+	}
+	// The upstream listens with a backlog of 128 (Python's default, as in
+	// many small servers) and streams 5 events 50 ms apart.
+	ln := backlogListener(t, *burstBacklog)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 5 {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"text\":\"t%d\"}]}\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	})
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	defer srv.Close()
+	up := "http://" + ln.Addr().String()
+	for _, dial := range []string{"10s", "3s"} {
+		p := startVbproxy(t, "--upstream", up, "--capture", "", "--log-level", "error", "--dial-timeout", dial)
+		client := newClient(t, n)
+		var wg sync.WaitGroup
+		var ok, connectErr, other atomic.Int64
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				status, b, err := post(context.Background(), client, p.url, i, `{"model":"m","prompt":"x","max_tokens":5,"stream":true}`)
+				switch {
+				case err == nil && status == 200 && strings.HasSuffix(string(b), "data: [DONE]\n\n"):
+					ok.Add(1)
+				case status == 502 && strings.Contains(string(b), "cannot connect"):
+					connectErr.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+		t0 := time.Now()
+		close(start)
+		wg.Wait()
+		st := p.stats(t)
+		t.Logf("--dial-timeout %s: %d concurrent streams in %v: %d ok, %d upstream_connect_error (502), %d other; proxy outcomes %v",
+			dial, n, time.Since(t0).Round(time.Millisecond), ok.Load(), connectErr.Load(), other.Load(), st.Outcomes)
+		if dial == "10s" && ok.Load() != int64(n) {
+			t.Errorf("--dial-timeout 10s: %d of %d streams failed", int64(n)-ok.Load(), n)
+		}
+		p.cmd.Process.Signal(os.Interrupt)
+		p.cmd.Wait()
+	}
+}
+
+// backlogListener listens on a loopback port with the given accept-queue
+// length (Go's net.Listen always asks for the system's maximum).
+func backlogListener(t *testing.T, backlog int) net.Listener {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, backlog); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
