@@ -149,10 +149,19 @@ func connectionTokens(conn []byte) []string {
 	return out
 }
 
+// hopHeaderBytes is hopHeaders as byte slices (no conversion per call).
+var hopHeaderBytes = func() [][]byte {
+	out := make([][]byte, len(hopHeaders))
+	for i, h := range hopHeaders {
+		out[i] = []byte(h)
+	}
+	return out
+}()
+
 // isHop reports whether name is a hop-by-hop header.
 func isHop(name []byte) bool {
-	for _, h := range hopHeaders {
-		if strings.EqualFold(h, string(name)) {
+	for _, h := range hopHeaderBytes {
+		if bytes.EqualFold(h, name) {
 			return true
 		}
 	}

@@ -95,6 +95,14 @@ var redactedJSON = []byte(`"` + capture.Redacted + `"`)
 // redacted as far as it goes, and a credential's value cut in the middle
 // is replaced to the end.
 func redactJSON(body []byte) []byte {
+	if !mayHoldSecret(body) {
+		return body // the common case, without a decoder's allocations
+	}
+	return redactJSONFull(body)
+}
+
+// redactJSONFull is redactJSON without the fast path.
+func redactJSONFull(body []byte) []byte {
 	i := 0
 	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n') {
 		i++
@@ -183,4 +191,55 @@ func valueStart(body []byte, off int) int {
 		}
 	}
 	return -1
+}
+
+// mayHoldSecret is redactJSON's fast path: it reports whether body may hold
+// a credential's value, i.e. has an object key (a string followed by ':')
+// whose name contains a secret word (or an escape, which hides the name)
+// and whose value is not a number, true, false or null. It errs on the side
+// of yes; a body cut short, or anything it cannot follow, is a yes.
+func mayHoldSecret(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '"' {
+			continue
+		}
+		start, escaped := i+1, false
+		for i++; i < len(body) && body[i] != '"'; i++ {
+			if body[i] == '\\' {
+				escaped = true
+				i++
+			}
+		}
+		if i >= len(body) {
+			return true // cut inside a string
+		}
+		name := body[start:i]
+		j := i + 1
+		for j < len(body) && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n') {
+			j++
+		}
+		if j >= len(body) {
+			return true
+		}
+		switch body[j] {
+		case ',', '}', ']':
+			continue // a value, not a key
+		case ':':
+		default:
+			return true // not JSON as expected: let the decoder judge
+		}
+		if !escaped && !isSecretName(string(name)) {
+			continue
+		}
+		for j++; j < len(body) && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n'); j++ {
+		}
+		if j >= len(body) {
+			return true
+		}
+		switch body[j] {
+		case '"', '{', '[':
+			return true
+		}
+	}
+	return false
 }

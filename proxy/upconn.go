@@ -166,9 +166,12 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) error {
 		b = append(b, fasthttp.StatusMessage(src.StatusCode())...)
 	}
 	b = append(b, "\r\n"...)
-	drop := connectionTokens(src.Peek("Connection"))
+	var drop []string
+	if conn := src.Peek("Connection"); len(conn) > 0 {
+		drop = connectionTokens(conn)
+	}
 	for k, v := range src.All() {
-		if isFraming(k) || isHop(k) || slices.ContainsFunc(drop, func(d string) bool { return strings.EqualFold(d, string(k)) }) {
+		if isFraming(k) || isHop(k) || len(drop) > 0 && slices.ContainsFunc(drop, func(d string) bool { return strings.EqualFold(d, string(k)) }) {
 			continue
 		}
 		b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
