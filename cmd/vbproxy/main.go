@@ -205,10 +205,22 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c.HeaderTimeout == 0 {
 		pcfg.HeaderTimeout = -1
 	}
+	if c.PerClient < 0 {
+		errs = append(errs, cli.Usagef("--max-conns-per-client %d: must be >= 0 (0 = half the descriptor limit)", c.PerClient))
+	}
+	for _, h := range c.KeepHeaders {
+		if !headerToken(h) {
+			errs = append(errs, cli.Usagef("--record-header %q: not a header name (letters, digits and !#$%%&'*+-.^_`|~)", h))
+		}
+	}
 	if _, err := addr.ParseServer(c.Upstream); err != nil {
 		errs = append(errs, cli.Usagef("--upstream %w", err))
-	} else if err := pcfg.Validate(); err != nil {
-		errs = append(errs, cli.Usagef("%w", err))
+	} else if len(errs) == 0 {
+		// The library checks again what the flags did not (in its own
+		// words); only when the flags are clean, so nothing is said twice.
+		if err := pcfg.Validate(); err != nil {
+			errs = append(errs, cli.Usagef("%w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -413,4 +425,17 @@ func dumpCapture(dir string, stdout, stderr io.Writer, opt capture.DumpOptions) 
 		return cli.Damaged(err)
 	}
 	return err
+}
+
+// headerToken reports whether s is an HTTP header name (RFC 9110 token).
+func headerToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
 }
