@@ -27,6 +27,42 @@ var secretWords = []string{"key", "token", "secret", "auth", "password", "cookie
 // secretExact are further names matched whole: Azure SAS signatures.
 var secretExact = []string{"sig"}
 
+// isSecretBytes is isSecretName on bytes, without allocating.
+func isSecretBytes(name []byte) bool {
+	for _, w := range secretWords {
+		if containsFold(name, w) {
+			return true
+		}
+	}
+	for _, w := range secretExact {
+		if len(name) == len(w) && containsFold(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w, in
+// any case.
+func containsFold(s []byte, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		j := 0
+		for ; j < len(w); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != w[j] {
+				break
+			}
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
 // isSecretName reports whether name is a credential's.
 func isSecretName(name string) bool {
 	l := strings.ToLower(name)
@@ -45,7 +81,7 @@ func isSecretName(name string) bool {
 
 // isSecretHeader reports whether a request header's value is not recorded.
 func (p *Proxy) isSecretHeader(name []byte) bool {
-	if !isSecretName(string(name)) {
+	if !isSecretBytes(name) {
 		return false
 	}
 	for _, k := range p.cfg.KeepHeaders {
@@ -228,7 +264,7 @@ func mayHoldSecret(body []byte) bool {
 		default:
 			return true // not JSON as expected: let the decoder judge
 		}
-		if !escaped && !isSecretName(string(name)) {
+		if !escaped && !isSecretBytes(name) {
 			continue
 		}
 		for j++; j < len(body) && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n'); j++ {

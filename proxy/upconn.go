@@ -146,6 +146,15 @@ func (p *Proxy) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	return p.conns.add(nc), nil
 }
 
+// headCopy holds copyResponseHeader's buffers between uses.
+type headCopy struct {
+	buf []byte
+	rd  bytes.Reader
+	br  *bufio.Reader
+}
+
+var headPool = sync.Pool{New: func() any { return new(headCopy) }}
+
 // copyResponseHeader copies the upstream's response head to the client's:
 // status, and every header as it came (Date and Server included: the
 // proxy adds neither), except the hop-by-hop ones and the framing
@@ -156,7 +165,9 @@ func (p *Proxy) dial(addr string, timeout time.Duration) (net.Conn, error) {
 // replace the upstream's Date with its own. Parsing keeps the flag the
 // server set (NoDefaultDate) and stores Date like any header.
 func copyResponseHeader(dst, src *fasthttp.ResponseHeader) error {
-	b := make([]byte, 0, 512)
+	hc := headPool.Get().(*headCopy)
+	defer headPool.Put(hc)
+	b := hc.buf[:0]
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(src.StatusCode()), 10)
 	b = append(b, ' ')
@@ -185,7 +196,16 @@ func copyResponseHeader(dst, src *fasthttp.ResponseHeader) error {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	b = append(b, "\r\n"...)
-	if err := dst.Read(bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)); err != nil {
+	if cap(b) <= 64<<10 {
+		hc.buf = b
+	}
+	hc.rd.Reset(b)
+	if hc.br == nil || hc.br.Size() < len(b)+16 {
+		hc.br = bufio.NewReaderSize(&hc.rd, max(len(b)+16, 4096))
+	} else {
+		hc.br.Reset(&hc.rd)
+	}
+	if err := dst.Read(hc.br); err != nil {
 		return err
 	}
 	dst.ResetConnectionClose() // hop-by-hop: the upstream's connection, not the client's
