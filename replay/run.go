@@ -273,6 +273,8 @@ type runner struct {
 	wall   int64
 	pool   sync.Pool
 	speed  speed // the server's measured TTFT and TPOT (the drain policy)
+	// traceHash, variant and model are the tags every measurement carries.
+	traceHash, variant, model string
 }
 
 func newRunner(cfg *Config, hdr *trace.Header, reqs []trace.Request) *runner {
@@ -286,6 +288,7 @@ func newRunner(cfg *Config, hdr *trace.Header, reqs []trace.Request) *runner {
 	}
 	r.pool.New = func() any { return new(streamer) }
 	r.speed.add(cfg.Measured)
+	r.traceHash, r.variant, r.model = hdr.HashHex(), cfg.Labels["variant"], cfg.Labels["model"]
 	return r
 }
 
@@ -384,7 +387,7 @@ func (r *runner) baseHeader() http.Header {
 	if r.cfg.Trial != "" {
 		h["X-Vb-Trial"] = []string{r.cfg.Trial}
 	}
-	h["X-Vb-Trace"] = []string{r.hdr.HashHex()}
+	h["X-Vb-Trace"] = []string{r.traceHash}
 	for k, v := range r.cfg.Labels {
 		h.Set("X-VB-Label-"+k, v)
 	}
@@ -628,7 +631,7 @@ func NormLatencyText(s metric.Summary) string {
 func (r *runner) request(req int, due time.Time, ph *phase) metric.Request {
 	q := &r.reqs[req]
 	return metric.Request{Index: q.Index, Run: r.cfg.Run, Trial: r.cfg.Trial, Level: ph.label, Rate: ph.rate,
-		Variant: r.cfg.Labels["variant"], Model: r.cfg.Labels["model"], TraceHash: r.hdr.HashHex(), Warmup: ph.warmup,
+		Variant: r.variant, Model: r.model, TraceHash: r.traceHash, Warmup: ph.warmup,
 		Scheduled: r.unix(due), PromptTokens: -1, ExpectedOutput: expectedOutput(q), TokenSource: metric.SourceNone}
 }
 

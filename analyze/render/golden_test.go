@@ -3,11 +3,13 @@ package render
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"flag"
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +260,44 @@ func TestGoldenServer(t *testing.T) {
 	compareGolden(t, golden, ".", []string{"summary.csv", "summary.json", "server_metrics.csv", "report.md"})
 	if _, err := os.Stat("server_metrics.csv"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestRequestsOutcomeAgreesWithSummary (issue 18): requests.csv's outcome
+// column counts exactly what the summary counts — an HTTP 400 or 500 row
+// is "failed", not "ok" (its proxy_outcome may still be ok: the proxy
+// forwarded the response to its end).
+func TestRequestsOutcomeAgreesWithSummary(t *testing.T) {
+	dir := t.TempDir()
+	recs, samples, metas := smallFixture()
+	p := filepath.Join(dir, "fx.jsonl")
+	writeDump(t, p, recs, samples, metas)
+	res, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteRequestsCSV(res, &b); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&b).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := func(name string) int { return slices.Index(rows[0], name) }
+	outcome, warm, status, proxy := col("outcome"), col("warmup"), col("status"), col("proxy_outcome")
+	counts := map[string]int{}
+	for _, r := range rows[1:] {
+		if r[warm] == "true" {
+			continue
+		}
+		counts[r[outcome]]++
+		if r[status] == "500" && (r[outcome] != "failed" || r[proxy] != "ok") {
+			t.Errorf("HTTP 500 row: outcome %s, proxy_outcome %s; want failed, ok", r[outcome], r[proxy])
+		}
+	}
+	g := res.Groups[0]
+	if counts["ok"] != g.Completed || counts["failed"] != g.Failed || counts["cut"] != g.Cut || len(counts) != 3 {
+		t.Errorf("requests.csv outcomes %v; summary completed %d failed %d cut %d", counts, g.Completed, g.Failed, g.Cut)
 	}
 }
