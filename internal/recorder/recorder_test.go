@@ -3,43 +3,13 @@ package recorder
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testserver"
 	"github.com/vbench/vbench/replay"
-	"github.com/vbench/vbench/trace"
 )
-
-// testTrace is n Poisson requests at a mean 1 req/s (completions with
-// text, with token ids, and chat in turn), out tokens each.
-func testTrace(n int, out int32) (trace.Header, []trace.Request) {
-	rng := rand.New(rand.NewPCG(7, uint64(n)))
-	reqs := make([]trace.Request, n)
-	var at time.Duration
-	for i := range reqs {
-		if i > 0 {
-			at += time.Duration(rng.ExpFloat64() * float64(time.Second))
-		}
-		r := trace.Request{Index: int64(i), Offset: at, Endpoint: trace.EndpointCompletions, InputTokens: 4, OutputTokens: out,
-			Sampling: trace.Sampling{MaxTokens: out, IgnoreEOS: true}}
-		switch i % 3 {
-		case 0:
-			r.Prompt = fmt.Sprintf("prompt %d", i)
-		case 1:
-			r.PromptTokenIDs = []int32{1, 2, int32(i)}
-		case 2:
-			r.Endpoint = trace.EndpointChat
-			r.Messages = []trace.Message{{Role: "user", Content: "hello"}}
-		}
-		reqs[i] = r
-	}
-	hdr := trace.Header{Generator: "recorder-test", MeanRate: 1, Arrival: trace.ArrivalPoisson, Count: int64(n), Span: at}
-	hdr.Hash[0], hdr.Hash[31] = 0xab, 0xcd
-	return hdr, reqs
-}
 
 // TestRecorder: the replayer, pointed at the recorder's URL, has every
 // request (and the preflight) recorded through the in-process proxy into a
@@ -50,7 +20,7 @@ func TestRecorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	hdr, reqs := testTrace(60, 3)
+	hdr, reqs := testserver.Trace(60, 3)
 	dir := t.TempDir() + "/cap"
 	rec, err := Start(Config{Capture: dir, Upstream: srv.URL, Labels: map[string]string{"variant": "x"},
 		Meta: capture.Meta{Tool: "recorder-test", Extra: map[string]string{"trace_hash": hdr.HashHex()}}})
