@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -89,12 +90,13 @@ func (p *Plan) BudgetAdvice() []string {
 
 	// Fewer repetitions.
 	if reps := p.Study.Run.Repetitions; reps > 1 {
-		for r := reps - 1; r >= 1; r-- {
-			kept := slices.DeleteFunc(slices.Clone(p.Trials), func(t Trial) bool { return t.Rep > r })
-			if est := wall(kept, p.GPUs); est <= budget {
-				out = append(out, fmt.Sprintf("repetitions = %d → ≈%s (fewer repetitions widen the confidence intervals)", r, roundDur(est)))
-				break
-			}
+		// The wall time grows with the repetitions kept: the most that fit
+		// is found by bisection, a few projections even for many repetitions.
+		withReps := func(r int) time.Duration {
+			return wall(slices.DeleteFunc(slices.Clone(p.Trials), func(t Trial) bool { return t.Rep > r }), p.GPUs)
+		}
+		if r := sort.Search(reps-1, func(i int) bool { return withReps(i+1) > budget }); r >= 1 {
+			out = append(out, fmt.Sprintf("repetitions = %d → ≈%s (fewer repetitions widen the confidence intervals)", r, roundDur(withReps(r))))
 		}
 	}
 
