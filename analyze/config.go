@@ -114,6 +114,9 @@ func (c *Config) Validate() error {
 	if c.Saturation < 0 {
 		errs = append(errs, fmt.Errorf("--saturation %s: must be positive", c.Saturation))
 	}
+	if c.LagWarn < 0 {
+		errs = append(errs, fmt.Errorf("--lag-warn %v: must be positive", c.LagWarn))
+	}
 	if c.LagWarn == 0 {
 		c.LagWarn = 10 * time.Millisecond
 	}

@@ -195,7 +195,7 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	opt.Progress = disp
 	var errs []error
 	if opt.Level < 0 {
-		errs = append(errs, fmt.Errorf("--level %v: want a positive duration", opt.Level))
+		errs = append(errs, fmt.Errorf("--duration %v: want a positive duration", opt.Level))
 	}
 	if opt.MaxConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("--max-concurrency %d: want 1 or more", opt.MaxConcurrency))

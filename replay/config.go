@@ -195,8 +195,14 @@ func (c *Config) Validate() error {
 	if math.IsNaN(c.Speed) || math.IsInf(c.Speed, 0) || c.Speed < 0 {
 		bad("--speed %v: want a positive factor", c.Speed)
 	}
-	if c.Duration < 0 || c.Drain < 0 || c.MaxDrain < 0 || c.Timeout < 0 || c.WarmupDuration < 0 || c.Spin < 0 || c.InterruptDrain < 0 {
-		bad("durations must not be negative")
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"duration", c.Duration}, {"drain", c.Drain}, {"max-drain", c.MaxDrain}, {"timeout", c.Timeout}, {"warmup", c.WarmupDuration},
+		{"spin", c.Spin}, {"interrupt-drain", c.InterruptDrain}, {"lag-threshold", c.LagThreshold}, {"progress-interval", c.ProgressInterval}} {
+		if d.v < 0 {
+			bad("--%s %v: must not be negative", d.flag, d.v)
+		}
 	}
 	if c.WarmupRequests < 0 {
 		bad("--warmup %d: want a positive count", c.WarmupRequests)

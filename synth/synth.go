@@ -94,7 +94,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--requests %d is negative", c.Requests))
 	case c.Requests > 0 && c.Span > 0:
 		errs = append(errs, errors.New("pass --requests or --span, not both"))
-	case c.Requests == 0 && c.Span <= 0:
+	case c.Span < 0:
+		errs = append(errs, fmt.Errorf("--span %v: must be positive", c.Span))
+	case c.Requests == 0 && c.Span == 0:
 		errs = append(errs, errors.New("pass --requests N or --span DURATION"))
 	}
 	switch c.Arrival.Process {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/cli"
 	"github.com/vbench/vbench/synth/importer"
@@ -26,7 +28,13 @@ exported).`
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const name = "vbanalyze export-trace"
 	fs := cli.NewFlagSet(name, exportUsage, stderr)
-	out := fs.StringP("output", "o", "", "trace file to write (required; .jsonl for JSON Lines)")
+	out := fs.StringP("output", "o", "", "trace file to write (required; .jsonl for JSON Lines; --out also works)")
+	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "out" {
+			name = "output" // as vbsynth -o
+		}
+		return pflag.NormalizedName(name)
+	})
 	labels := fs.StringArray("label", nil, "keep records with this label, key=value (repeatable)")
 	paths := fs.StringArray("path", nil, "keep records of this path, e.g. /v1/chat/completions (repeatable)")
 	since := fs.String("since", "", "keep records received at or after this time (RFC 3339)")

@@ -210,7 +210,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("vbbench probe", "vbbench probe [flags] STUDY.toml", stderr)
 	variants := fs.StringSlice("variants", nil, "probe only these variants (comma-separated names; default all)")
-	level := fs.Duration("level", bench.DefaultProbeLevel, "sending window of each concurrency step")
+	level := fs.Duration("duration", bench.DefaultProbeLevel, "sending window of each concurrency step (as vbreplay --duration; --level is its old name)")
+	fs.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "level" {
+			name = "duration"
+		}
+		return pflag.NormalizedName(name)
+	})
 	maxConc := fs.Int("max-concurrency", bench.DefaultProbeMaxConcurrency, "highest concurrency step (steps double from 1)")
 	points := fs.Int("points", bench.DefaultProbePoints, "rates in each variant's suggested ladder")
 	out := fs.String("out", "", "directory for probe.json, probe.md and the captures (default <reports_dir>/probe-<time>)")
@@ -219,7 +225,7 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *level <= 0 {
-		return cli.Usagef("--level %v: want a positive duration", *level)
+		return cli.Usagef("--duration %v: want a positive duration", *level)
 	}
 	if *maxConc < 1 || *points < 2 {
 		return cli.Usagef("--max-concurrency wants 1 or more and --points 2 or more")

@@ -48,7 +48,8 @@ func TestPlanErrors(t *testing.T) {
 		{[]string{"plan"}, cli.ExitUsage, "", "want exactly one study file", ""},
 		{[]string{"run", "--no-such-flag", "x.toml"}, cli.ExitUsage, "", "unknown flag", ""},
 		{[]string{"probe", "--variants", "nope", filepath.Join("..", "..", "examples", "demo.toml")}, cli.ExitFailure, "", `"nope" is not a variant`, ""},
-		{[]string{"probe", "--level", "0s", "x.toml"}, cli.ExitUsage, "", "--level", ""},
+		{[]string{"probe", "--level", "0s", "x.toml"}, cli.ExitUsage, "", "--duration 0s", ""}, // --level: the old name
+		{[]string{"probe", "--duration", "0s", "x.toml"}, cli.ExitUsage, "", "--duration 0s", ""},
 		{[]string{"probe", "--points", "1", "x.toml"}, cli.ExitUsage, "", "--points 2 or more", ""},
 		{[]string{"probe"}, cli.ExitUsage, "", "want exactly one study file", ""},
 		{[]string{"frobnicate"}, cli.ExitUsage, "", `unknown command "frobnicate"`, ""},

@@ -303,3 +303,13 @@ func TestNoBadger(t *testing.T) {
 		}
 	}
 }
+
+func TestNegativeDurationsNamed(t *testing.T) {
+	tr := writeTrace(t, 10)
+	for _, f := range []string{"drain", "timeout", "interrupt-drain", "lag-threshold", "progress-interval"} {
+		code, _, errOut := call(context.Background(), tr, "--target", ":1", "--"+f, "-1s")
+		if code != cli.ExitUsage || !strings.Contains(errOut, "--"+f+" -1s: must not be negative") {
+			t.Errorf("--%s -1s: exit %d, %q", f, code, errOut)
+		}
+	}
+}
