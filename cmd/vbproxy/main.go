@@ -98,6 +98,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.SyncInterval, "sync-interval", time.Second, "how often the capture is fsynced (negative = never; a process crash still loses nothing committed)")
 	fs.IntVar(&c.QueueSize, "queue-size", 1<<16, "capture queue capacity; a full queue drops records (counted, never blocks a stream)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	quiet := fs.BoolP("quiet", "q", false, "no shutdown summary on stderr (warnings and errors still; vbreplay --capture runs its vbproxy so and reports the capture itself)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -294,8 +295,12 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer signal.Stop(second)
 	drainCtx, cancel := context.WithTimeout(context.Background(), c.Drain)
 	defer cancel()
+	info := stderr // the shutdown summary
+	if *quiet {
+		info = io.Discard
+	}
 	if serveErr == nil {
-		fmt.Fprintf(stderr, "vbproxy: shutting down: %d in flight, waiting up to %v (signal again to cut them now)\n", p.Stats().InFlight, c.Drain)
+		fmt.Fprintf(info, "vbproxy: shutting down: %d in flight, waiting up to %v (signal again to cut them now)\n", p.Stats().InFlight, c.Drain)
 		go func() {
 			select {
 			case <-second:
@@ -309,18 +314,18 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if serveErr == nil {
 		serveErr = <-served
 	}
-	ws, closeErr := closeStore(st, stderr)
+	ws, closeErr := closeStore(st, info)
 	s := p.Stats()
 	if st == nil {
-		fmt.Fprintf(stderr, "vbproxy: %d requests, not recorded; outcomes %v\n", s.Requests, outcomes(s))
+		fmt.Fprintf(info, "vbproxy: %d requests, not recorded; outcomes %v\n", s.Requests, outcomes(s))
 	} else {
 		// What the capture holds, not what its queue accepted: a record
 		// accepted and then lost (a failed commit, a full disk) is lost.
-		lost := ""
+		lost, w := "", info
 		if ws.Lost > 0 {
-			lost = fmt.Sprintf(" (WARNING: last write error: %s)", ws.LastError)
+			lost, w = fmt.Sprintf(" (WARNING: last write error: %s)", ws.LastError), stderr // a loss is always said
 		}
-		fmt.Fprintf(stderr, "vbproxy: %d requests, %d recorded in the capture, %d dropped (queue full), %d lost (failed writes)%s; outcomes %v\n",
+		fmt.Fprintf(w, "vbproxy: %d requests, %d recorded in the capture, %d dropped (queue full), %d lost (failed writes)%s; outcomes %v\n",
 			s.Requests, ws.Written, s.Dropped, ws.Lost-ws.LostSamples, lost, outcomes(s))
 	}
 	if shutErr != nil {

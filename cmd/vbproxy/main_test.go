@@ -245,3 +245,15 @@ func mustListenTCP(t *testing.T) net.Listener {
 	}
 	return ln
 }
+
+// TestQuiet: --quiet leaves out the shutdown summary (vbreplay --capture
+// reports its capture itself), and still exits cleanly.
+func TestQuiet(t *testing.T) {
+	_, stderr, stop := startRun(t, "--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--capture", filepath.Join(t.TempDir(), "cap"), "--scrape-interval", "0", "--quiet")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if s := stderr.String(); strings.Contains(s, "shutting down") || strings.Contains(s, "closed:") || strings.Contains(s, "requests,") {
+		t.Errorf("--quiet printed the summary:\n%s", s)
+	}
+}

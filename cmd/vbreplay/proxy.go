@@ -68,7 +68,7 @@ func startProxy(ctx context.Context, c captureConfig, log io.Writer) (*childProx
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--upstream", c.Upstream, "--listen", "127.0.0.1:0", "--capture", c.Dir, "--log-level", "warn", "--drain", "10s"}
+	args := []string{"--upstream", c.Upstream, "--listen", "127.0.0.1:0", "--capture", c.Dir, "--log-level", "warn", "--drain", "10s", "--quiet"}
 	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
 		args = append(args, "--label", k+"="+c.Labels[k])
 	}
