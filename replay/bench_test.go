@@ -49,7 +49,8 @@ func BenchmarkSend(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.bodies, r.urls, r.base = [][]byte{body}, []string{srv.URL + trace.EndpointCompletions}, r.baseHeader()
+	r.prepare(0, body, srv.URL+trace.EndpointCompletions)
+	r.base = r.baseHeader()
 	ph := &phase{label: "1", rate: 1}
 	deadline := []string{"0"}
 	res := new(metric.Request)

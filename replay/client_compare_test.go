@@ -81,7 +81,8 @@ func BenchmarkClientNetHTTP(b *testing.B) {
 	cfg := Config{Target: url, Model: "m"}.WithDefaults()
 	r := newRunner(&cfg, &hdr, reqs)
 	body, _ := Render(&reqs[0], RenderOptions{Model: "m"})
-	r.bodies, r.urls, r.base = [][]byte{body}, []string{url}, r.baseHeader()
+	r.prepare(0, body, url)
+	r.base = r.baseHeader()
 	ph := &phase{label: "1", rate: 1}
 	deadline := []string{"0"}
 	res := new(metric.Request)

@@ -261,18 +261,19 @@ func warmupPhase(cfg *Config, reqs []trace.Request, lv phase, used []bool) phase
 
 // runner holds what every phase of one run shares.
 type runner struct {
-	cfg    *Config
-	hdr    *trace.Header
-	reqs   []trace.Request
-	bodies [][]byte
-	urls   []string
-	client *http.Client
-	base   http.Header // user headers and the run's constant tags
-	sem    chan struct{}
-	anchor time.Time
-	wall   int64
-	pool   sync.Pool
-	speed  speed // the server's measured TTFT and TPOT (the drain policy)
+	cfg  *Config
+	hdr  *trace.Header
+	reqs []trace.Request
+	// prepared holds, per trace request in use, what every send of it
+	// carries: its body, URL and per-request tag values.
+	prepared []prepared
+	client   *http.Client
+	base     http.Header // user headers and the run's constant tags
+	sem      chan struct{}
+	anchor   time.Time
+	wall     int64
+	pool     sync.Pool
+	speed    speed // the server's measured TTFT and TPOT (the drain policy)
 	// traceHash, variant and model are the tags every measurement carries.
 	traceHash, variant, model string
 }
@@ -307,8 +308,6 @@ func (r *runner) run(ctx context.Context, p *plan, res *Result) error {
 		res.Config.Model = m
 	}
 	res.Model = r.cfg.Model
-	r.bodies = make([][]byte, len(r.reqs))
-	r.urls = make([]string, len(r.reqs))
 	opt := RenderOptions{Model: r.cfg.Model, VerbatimModel: explicit, ChatMaxTokens: r.cfg.ChatMaxTokens, ExactOutput: r.cfg.ExactOutput, NoEOSFields: r.cfg.NoEOSFields}
 	for i := range r.reqs {
 		if !p.used[i] {
@@ -318,8 +317,7 @@ func (r *runner) run(ctx context.Context, p *plan, res *Result) error {
 		if err != nil {
 			return fmt.Errorf("replay: trace request %d: %w", i, err)
 		}
-		r.bodies[i] = b
-		r.urls[i] = base + r.reqs[i].Endpoint
+		r.prepare(i, b, base+r.reqs[i].Endpoint)
 	}
 	r.base = r.baseHeader()
 	if !r.cfg.SkipPreflight {
@@ -651,6 +649,27 @@ func expectedOutput(q *trace.Request) int32 {
 	return max(q.Sampling.MaxTokens, 0)
 }
 
+// prepared is a trace request ready to send: its rendered body, its URL
+// and its X-VB-Index and X-VB-Output header values, built once so that a
+// send allocates none of them.
+type prepared struct {
+	body          []byte
+	url           string
+	index, output []string
+}
+
+// prepare readies trace request i to be sent with body to url.
+func (r *runner) prepare(i int, body []byte, url string) {
+	if r.prepared == nil {
+		r.prepared = make([]prepared, len(r.reqs))
+	}
+	p := prepared{body: body, url: url, index: []string{strconv.FormatInt(r.reqs[i].Index, 10)}}
+	if n := expectedOutput(&r.reqs[i]); n > 0 {
+		p.output = []string{strconv.Itoa(int(n))}
+	}
+	r.prepared[i] = p
+}
+
 // send sends one request and reads its response to the end.
 func (r *runner) send(ctx context.Context, res *metric.Request, due time.Time, req int, ph *phase, deadline []string) {
 	*res = r.request(req, due, ph)
@@ -668,17 +687,17 @@ func (r *runner) send(ctx context.Context, res *metric.Request, due time.Time, r
 	}
 	h["X-Vb-Level"] = []string{ph.label}
 	h["X-Vb-Rate"] = []string{strconv.FormatFloat(ph.rate, 'g', -1, 64)}
-	h["X-Vb-Index"] = []string{strconv.FormatInt(res.Index, 10)}
+	p := &r.prepared[req]
+	h["X-Vb-Index"] = p.index
 	h["X-Vb-Scheduled"] = []string{strconv.FormatInt(res.Scheduled, 10)}
 	h["X-Vb-Deadline"] = deadline
-	if res.ExpectedOutput > 0 {
-		h["X-Vb-Output"] = []string{strconv.Itoa(int(res.ExpectedOutput))}
+	if p.output != nil {
+		h["X-Vb-Output"] = p.output
 	}
 	if ph.warmup {
 		h["X-Vb-Warmup"] = []string{"1"}
 	}
-	body := r.bodies[req]
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, r.urls[req], bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(p.body))
 	if err != nil {
 		fail(res, metric.KindOther, err.Error())
 		return
@@ -767,7 +786,7 @@ func (r *runner) preflight(ctx context.Context, base string) error {
 	seen := map[string]bool{}
 	var eps []string
 	for i := range r.reqs {
-		if ep := r.reqs[i].Endpoint; r.bodies[i] != nil && !seen[ep] {
+		if ep := r.reqs[i].Endpoint; r.prepared[i].body != nil && !seen[ep] {
 			seen[ep] = true
 			eps = append(eps, ep)
 		}
