@@ -47,6 +47,18 @@ class Server:
     """Server is a vbtorch server process on loopback, with small HTTP helpers."""
 
     def __init__(self, model_dir: str, *flags: str):
+        # The port is free when picked, but the server binds it only after
+        # loading torch and the model, seconds later; meanwhile another
+        # process (make test runs the Go tests beside pytest) may take it.
+        # So the server's own "serving ... on http://host:port" line, written
+        # once it listens, says it is ours before /health is asked, and a
+        # server that lost its port is started again on another.
+        for _ in range(5):
+            if self._start(model_dir, flags):
+                return
+        raise RuntimeError("server could not get a free port in 5 tries")
+
+    def _start(self, model_dir: str, flags) -> bool:
         self.port = free_port()
         # Open for the server's lifetime (closed in stop), not a with block.
         self.log = open(os.path.join(os.path.dirname(model_dir), f"server-{self.port}.log"), "w+")  # noqa: SIM115
@@ -54,16 +66,23 @@ class Server:
                "--served-model-name", "tiny", "--device", "cpu", *flags]
         env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        ready = f"on http://127.0.0.1:{self.port}"
         deadline = time.time() + 90
         while time.time() < deadline:
+            self.log.seek(0)
+            out = self.log.read()
             if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited: {self.log.read()[-2000:]}")
-            try:
-                if self.get("/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
+                self.log.close()
+                if "cannot listen on" in out:
+                    return False
+                raise RuntimeError(f"server exited: {out[-2000:]}")
+            if ready in out:
+                try:
+                    if self.get("/health")[0] == 200:
+                        return True
+                except OSError:
+                    pass
+            time.sleep(0.2)
         raise RuntimeError("server did not become healthy in 90 s")
 
     def conn(self):
