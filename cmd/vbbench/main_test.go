@@ -21,11 +21,32 @@ func runCLI(args ...string) (int, string, string) {
 }
 
 func TestPlanExamples(t *testing.T) {
-	for _, f := range []string{"demo.toml", "dense-4090.toml", "moe-h100.toml"} {
+	for _, f := range []string{"demo.toml", "dense-4090.toml", "moe-h100.toml", "moe-h200.toml", "h200-vllm-smoke.toml", "moe-h200-smoke.toml"} {
 		code, out, errOut := runCLI("plan", filepath.Join("..", "..", "examples", f))
 		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "run order:") {
 			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
 		}
+	}
+}
+
+// TestPlanMoEH200: the MoE study fits the H200 (141 GB), every preset with
+// the fixed 65,536-token KV cache, and not a 24 GB card, whose usable
+// memory is less than the FP8 weights.
+func TestPlanMoEH200(t *testing.T) {
+	moe, err := os.ReadFile("../../examples/moe-h200.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI("plan", "../../examples/moe-h200.toml")
+	if code != cli.ExitOK || strings.Count(out, "  ok    qwen3-30b-a3b-fp8") != 3 || !strings.Contains(out, "weights ≈29.0 GiB, KV fixed at 65536 tokens") {
+		t.Errorf("plan moe-h200 on 141 GB: exit %d\n%s\n%s", code, out, errOut)
+	}
+	small := filepath.Join(t.TempDir(), "moe24.toml")
+	os.WriteFile(small, []byte(strings.Replace(string(moe), "memory_gib = 141", "memory_gib = 24", 1)), 0o644)
+	code, out, errOut = runCLI("plan", small)
+	if code != cli.ExitFailure || strings.Count(out, "  NO    qwen3-30b-a3b-fp8") != 3 ||
+		!strings.Contains(out, "weights need ≈29.0 GiB (31.2 GB) but only 22.1 GiB of the 24 GiB card are usable") {
+		t.Errorf("plan moe-h200 on 24 GB: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
 
