@@ -375,7 +375,7 @@ func (v *readView) replayWAL(mems []string, journaled []journalEntry, opt *Optio
 		memTable = max(memTable, n)
 	}
 	bopt := badger.DefaultOptions(wal).
-		WithLogger(badgerLogger{opt.Logger, true}).
+		WithLogger(badgerLogger{l: opt.Logger, quiet: true}).
 		WithMemTableSize(memTable).
 		WithNumMemtables(2).
 		WithBlockCacheSize(1 << 20).

@@ -173,6 +173,17 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
+
+	// dirf holds a writer's capture directory open and dirInfo is what
+	// it was at open; dirState says whether it is still at its path, and
+	// mute turns Badger's errors down to debug once it is not
+	// (dirgone.go).
+	dirf     *os.File
+	dirInfo  fs.FileInfo
+	dirState atomic.Int32
+	mute     *atomic.Bool
+	// closeDB closes Badger (db.Close; a test makes it hang).
+	closeDB func() error
 }
 
 // Dir returns the capture directory.
@@ -185,17 +196,20 @@ func (s *Store) Dir() string { return s.dir }
 type badgerLogger struct {
 	l     *slog.Logger
 	quiet bool
+	// mute, when set, makes the logger quiet from then on (a writer's
+	// capture directory is gone: Badger retries its flush every second).
+	mute *atomic.Bool
 }
 
 func (b badgerLogger) Errorf(f string, a ...any) {
-	if b.quiet {
+	if b.quiet || b.mute != nil && b.mute.Load() {
 		b.Debugf(f, a...)
 		return
 	}
 	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 func (b badgerLogger) Warningf(f string, a ...any) {
-	if b.quiet {
+	if b.quiet || b.mute != nil && b.mute.Load() {
 		b.Debugf(f, a...)
 		return
 	}
@@ -211,7 +225,7 @@ func (b badgerLogger) Debugf(f string, a ...any) { b.Infof(f, a...) }
 func badgerOptions(dir string, opt *Options, readOnly bool) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
-		WithLogger(badgerLogger{opt.Logger, readOnly}).
+		WithLogger(badgerLogger{l: opt.Logger, quiet: readOnly}).
 		WithSyncWrites(false).
 		WithMemTableSize(opt.MemTableSize).
 		WithNumMemtables(3).
@@ -287,36 +301,44 @@ func Open(dir string, opt Options) (*Store, error) {
 	if opt.ReadOnly {
 		return openReadOnly(dir, opt)
 	}
-	db, err := openDB(dir, &opt)
+	mute := new(atomic.Bool)
+	db, err := openDB(dir, &opt, mute)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opt: opt, db: db, log: opt.Logger}
-	if !opt.ReadOnly {
-		ownerOnly(dir)
-	}
-	if err := s.init(); err != nil {
+	s := &Store{dir: dir, opt: opt, db: db, log: opt.Logger, mute: mute, closeDB: db.Close}
+	fail := func(err error) (*Store, error) {
 		db.Close()
+		if s.dirf != nil {
+			s.dirf.Close()
+		}
 		return nil, err
 	}
-	if !opt.ReadOnly {
-		if err := s.replayJournal(); err != nil {
-			db.Close()
-			return nil, err
-		}
-		maxID, err := s.scanMax(prefixRecord, recordKeyLen)
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		maxSeq, err := s.scanMax(prefixSample, sampleKeyLen)
-		if err != nil {
-			db.Close()
-			return nil, err
-		}
-		s.writer = newWriter(s, maxID, maxSeq)
-		s.warnSmallDisk()
+	ownerOnly(dir)
+	// Held open to tell, should its path stop naming it, a removed
+	// directory from a moved one (dirgone.go).
+	if s.dirf, err = os.Open(dir); err != nil {
+		return fail(fmt.Errorf("capture: open %s: %w", dir, pathReason(err)))
 	}
+	if s.dirInfo, err = s.dirf.Stat(); err != nil {
+		return fail(fmt.Errorf("capture: open %s: %w", dir, pathReason(err)))
+	}
+	if err := s.init(); err != nil {
+		return fail(err)
+	}
+	if err := s.replayJournal(); err != nil {
+		return fail(err)
+	}
+	maxID, err := s.scanMax(prefixRecord, recordKeyLen)
+	if err != nil {
+		return fail(err)
+	}
+	maxSeq, err := s.scanMax(prefixSample, sampleKeyLen)
+	if err != nil {
+		return fail(err)
+	}
+	s.writer = newWriter(s, maxID, maxSeq)
+	s.warnSmallDisk()
 	return s, nil
 }
 
@@ -447,8 +469,8 @@ func openReadOnly(dir string, opt Options) (*Store, error) {
 	return s, nil
 }
 
-func openDB(dir string, opt *Options) (*badger.DB, error) {
-	db, err := badger.Open(badgerOptions(dir, opt, opt.ReadOnly))
+func openDB(dir string, opt *Options, mute *atomic.Bool) (*badger.DB, error) {
+	db, err := badger.Open(badgerOptions(dir, opt, false).WithLogger(badgerLogger{l: opt.Logger, mute: mute}))
 	if err == nil {
 		return db, nil
 	}
@@ -564,6 +586,9 @@ func (s *Store) PutMeta(m Meta) error {
 	if s.closed.Load() {
 		return fmt.Errorf("capture: put meta into %s: the store is closed", s.dir)
 	}
+	if s.checkDir() != dirHere {
+		return s.goneError(false)
+	}
 	m.Version = MetaVersion // what this package writes, whatever the caller copied
 	v, err := m.MarshalBinary()
 	if err != nil {
@@ -638,7 +663,7 @@ func recorderTotals(st WriterStats) *RecorderTotals {
 }
 
 // Close drains the writer's queue, commits, syncs and closes the database.
-// It is safe to call more than once.
+// It is safe to call more than once. It is CloseContext without a bound.
 //
 // Losses travel with the capture: in one transaction Close sets Closed (Unix
 // ns) on every Meta this process put, and Recorder (the writer's totals:
@@ -647,32 +672,90 @@ func recorderTotals(st WriterStats) *RecorderTotals {
 // crashed or still runs (its losses unknown, not zero); a process that put
 // no meta marks nothing; no mark is written when free space is below half
 // the disk reserve.
-func (s *Store) Close() error {
+//
+// A capture directory removed, moved away or replaced while the store was
+// open is not waited for: Close returns an error wrapping ErrDirRemoved or
+// ErrDirMoved that counts what was lost, without closing Badger (whose
+// Close would retry its table flush forever); see dirgone.go.
+func (s *Store) Close() error { return s.CloseContext(context.Background()) }
+
+// CloseContext is Close bounded by ctx: when ctx ends first (a deadline,
+// another signal) it stops waiting and returns an error that says the
+// capture is left as a killed writer leaves it (what was committed is kept
+// and read back, recovered on a private copy); Badger's goroutines are
+// left to finish or to end with the process. A later Close returns the
+// same error.
+func (s *Store) CloseContext(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		s.closeErr = s.close(ctx)
+		if s.dirf != nil {
+			s.dirf.Close()
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) close(ctx context.Context) error {
+	if s.opt.ReadOnly {
 		var errs []error
-		if s.writer != nil {
-			if err := s.writer.close(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if !s.opt.ReadOnly {
-			if err := s.markClosed(); err != nil {
-				errs = append(errs, err)
-			}
-		}
 		if err := guard(s.db.Close); err != nil {
 			errs = append(errs, fmt.Errorf("capture: close %s: %w", s.dir, err))
-		}
-		if !s.opt.ReadOnly {
-			ownerOnly(s.dir)
 		}
 		if s.view != nil {
 			s.warnUnseenDamage()
 			os.RemoveAll(s.view.dir)
 			s.unlock()
 		}
-		s.closeErr = errors.Join(errs...)
-	})
-	return s.closeErr
+		return errors.Join(errs...)
+	}
+	var errs []error
+	werr := s.writer.close(ctx)
+	if s.checkDir() != dirHere {
+		return s.goneError(true)
+	}
+	if werr != nil && ctx.Err() != nil && errors.Is(werr, ctx.Err()) {
+		return s.abandoned(ctx, "the writer's last commits")
+	}
+	if werr != nil {
+		errs = append(errs, werr)
+	}
+	if err := s.markClosed(); err != nil {
+		errs = append(errs, err)
+	}
+	closed := make(chan struct{})
+	var cerr error
+	go func() {
+		defer close(closed)
+		cerr = guard(s.closeDB)
+	}()
+	switch err := s.await(ctx, closed); {
+	case errors.Is(err, errGone):
+		return s.goneError(true)
+	case err != nil:
+		return s.abandoned(ctx, "Badger's close")
+	}
+	if cerr != nil {
+		errs = append(errs, fmt.Errorf("capture: close %s: %w", s.dir, cerr))
+	}
+	if s.checkDir() != dirHere {
+		return s.goneError(true)
+	}
+	ownerOnly(s.dir)
+	return errors.Join(errs...)
+}
+
+// ErrCloseAbandoned is wrapped by CloseContext's error when its context
+// ended before the store was closed.
+var ErrCloseAbandoned = errors.New("stopped waiting")
+
+// abandoned is Close's error when ctx ended before what it waited for.
+func (s *Store) abandoned(ctx context.Context, what string) error {
+	st := s.writer.Stats()
+	queued := ""
+	if st.Queued > 0 {
+		queued = fmt.Sprintf(", and so is what its journal holds of the %d items still queued", st.Queued)
+	}
+	return fmt.Errorf("capture: closing %s: %w for %s (%w): the capture is left as a killed writer leaves it: what was committed (%d records) is kept and read back (recovered on a private copy)%s",
+		s.dir, ErrCloseAbandoned, what, context.Cause(ctx), st.Written, queued)
 }

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -302,7 +303,7 @@ func TestWriteFailureKeepsAccepting(t *testing.T) {
 	if st.LastError == "" || st.Errors == 0 || st.Written != 1 {
 		t.Errorf("Stats after failures = %+v", st)
 	}
-	err := w.close()
+	err := w.close(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "50 records/samples lost") {
 		t.Errorf("close = %v, want a lost-records error", err)
 	}

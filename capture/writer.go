@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,7 +27,9 @@ type item struct {
 //
 // A failed commit (disk full, I/O error) does not stop the writer: the items
 // of that commit are counted as lost, the error is kept for Stats and Close,
-// and the writer goes on with the next batch.
+// and the writer goes on with the next batch. Once the capture directory is
+// gone from its path (removed, moved, replaced: checked before each
+// commit), every item is counted as lost (dirgone.go).
 type Writer struct {
 	s  *Store
 	ch chan item
@@ -61,6 +64,8 @@ type Writer struct {
 	// diskFull is set while the disk reserve refuses commits: the
 	// journal goroutine then writes nothing either.
 	diskFull atomic.Bool
+	// gone is set once the writer found its capture directory gone.
+	gone atomic.Bool
 	// firstLoss and lastLoss are the Unix ns of the first and the latest
 	// drop or loss (0 = none yet).
 	firstLoss, lastLoss atomic.Int64
@@ -200,7 +205,7 @@ func (w *Writer) journalLoop() {
 			b = nil
 			return
 		}
-		if w.j != nil && !w.diskFull.Load() {
+		if w.j != nil && !w.diskFull.Load() && w.s.dirState.Load() == dirHere {
 			w.j.write(b.arena, b.items[len(b.items)-1].seq)
 		}
 		w.cch <- b
@@ -447,7 +452,9 @@ func (w *Writer) run() {
 				}
 				if w.j != nil {
 					w.j.close()
-					if w.j.checkpoint.Load() == w.seq {
+					// (Not by path once the directory is gone: the path
+					// may name another directory by now.)
+					if w.j.checkpoint.Load() == w.seq && w.s.checkDir() == dirHere {
 						removeJournal(w.s.dir) // every item committed or counted
 					}
 				}
@@ -487,14 +494,20 @@ func (w *Writer) sync() {
 }
 
 func (w *Writer) fail(err error) {
-	w.statMu.Lock()
-	first := w.errCount == 0
-	w.errCount++
-	w.lastErr = err
-	w.statMu.Unlock()
-	if first {
+	if first := w.noteErr(err); first {
 		w.s.log.Error("capture: write failed; records are being lost (the proxy keeps forwarding)", "err", err)
 	}
+}
+
+// noteErr keeps err for Stats and close, and reports whether it is the
+// first.
+func (w *Writer) noteErr(err error) (first bool) {
+	w.statMu.Lock()
+	defer w.statMu.Unlock()
+	first = w.errCount == 0
+	w.errCount++
+	w.lastErr = err
+	return first
 }
 
 // ErrDiskFull is wrapped by the writer's error (Stats.LastError, Close)
@@ -548,6 +561,16 @@ func (w *Writer) flush(batches []*encBatch) {
 	if db.IsClosed() {
 		w.loseBatches(batches)
 		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", count, w.s.dir, badger.ErrDBClosed))
+		return
+	}
+	if w.s.checkDir() != dirHere {
+		// Committed, the items would go into files that are gone (or that
+		// Badger cannot flush by path): counted lost, said once.
+		first := w.gone.CompareAndSwap(false, true)
+		w.loseBatches(batches)
+		if first {
+			w.noteErr(w.s.goneError(false)) // checkDir has logged it
+		}
 		return
 	}
 	if err := w.diskRoom(batches); err != nil {
@@ -653,18 +676,21 @@ func (w *Writer) Stats() WriterStats {
 }
 
 // close stops accepting, drains the queue, commits and syncs. It reports
-// lost records and the last error, if any.
-func (w *Writer) close() error {
+// lost records and the last error, if any; or, when it stopped waiting,
+// ctx's error or errGone (the capture directory went away and the writer
+// did not end within goneGrace).
+func (w *Writer) close(ctx context.Context) error {
 	w.mu.Lock()
 	if w.closing {
 		w.mu.Unlock()
-		<-w.done
-		return nil
+		return w.s.await(ctx, w.done)
 	}
 	w.closing = true
 	w.mu.Unlock()
 	close(w.stop)
-	<-w.done
+	if err := w.s.await(ctx, w.done); err != nil {
+		return err
+	}
 	w.statMu.Lock()
 	defer w.statMu.Unlock()
 	if w.lastErr != nil {
