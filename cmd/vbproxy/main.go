@@ -261,7 +261,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	p, err := proxy.New(pcfg, sink)
 	if err != nil {
-		closeStore(st, stderr)
+		closeStore(context.Background(), st, stderr)
 		return err
 	}
 	if st != nil {
@@ -271,7 +271,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Upstream: p.Upstream(), Labels: c.Labels, Host: host, PID: os.Getpid(), Config: conf,
 			Extra: map[string]string{"listen": ln.Addr().String()}}
 		if err := st.PutMeta(meta); err != nil {
-			closeStore(st, stderr)
+			closeStore(context.Background(), st, stderr)
 			return fmt.Errorf("--capture %s: write metadata: %w", c.Capture, err)
 		}
 	}
@@ -289,44 +289,76 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case serveErr = <-served:
 	case <-ctx.Done():
 	}
-	// Shutdown: stop accepting, drain until --drain or a second signal.
+	// Shutdown: stop accepting, drain until --drain or a second signal,
+	// then close the capture, for at most closeTimeout or until one more
+	// signal (never waiting forever on Badger: no signal would end the
+	// process meanwhile, since this one catches them).
 	second := make(chan os.Signal, 1)
 	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(second)
 	drainCtx, cancel := context.WithTimeout(context.Background(), c.Drain)
 	defer cancel()
+	closeBase, closeCancel := context.WithCancelCause(context.Background())
+	defer closeCancel(nil)
 	info := stderr // the shutdown summary
 	if *quiet {
 		info = io.Discard
 	}
 	if serveErr == nil {
 		fmt.Fprintf(info, "vbproxy: shutting down: %d in flight, waiting up to %v (signal again to cut them now)\n", p.Stats().InFlight, c.Drain)
-		go func() {
+	}
+	go func() {
+		for {
 			select {
 			case <-second:
-				fmt.Fprintln(stderr, "vbproxy: second signal: cutting in-flight streams")
-				cancel()
-			case <-drainCtx.Done():
+				if drainCtx.Err() == nil {
+					fmt.Fprintln(stderr, "vbproxy: second signal: cutting in-flight streams")
+					cancel()
+					continue
+				}
+				fmt.Fprintln(stderr, "vbproxy: signal while closing the capture: not waiting for it any longer")
+				closeCancel(errors.New("a signal while closing"))
+				return
+			case <-closeBase.Done():
+				return
 			}
-		}()
-	}
+		}
+	}()
 	shutErr := p.Shutdown(drainCtx)
+	cancel() // drained: a signal from now on is about the capture's close
 	if serveErr == nil {
 		serveErr = <-served
 	}
-	ws, closeErr := closeStore(st, info)
+	closeCtx, closeDone := context.WithTimeoutCause(closeBase, closeTimeout, fmt.Errorf("not closed within %v", closeTimeout))
+	defer closeDone()
+	slow := time.AfterFunc(closeHint, func() {
+		fmt.Fprintf(stderr, "vbproxy: the capture is still closing after %v (it is given %v); signal again to stop waiting (it is then left as a killed proxy leaves it, its committed records kept)\n", closeHint, closeTimeout)
+	})
+	ws, closeErr := closeStore(closeCtx, st, info)
+	slow.Stop()
 	s := p.Stats()
 	if st == nil {
 		fmt.Fprintf(info, "vbproxy: %d requests, not recorded; outcomes %v\n", s.Requests, outcomes(s))
 	} else {
 		// What the capture holds, not what its queue accepted: a record
-		// accepted and then lost (a failed commit, a full disk) is lost.
-		lost, w := "", info
-		if ws.Lost > 0 {
-			lost, w = fmt.Sprintf(" (WARNING: last write error: %s)", ws.LastError), stderr // a loss is always said
+		// accepted and then lost (a failed commit, a full disk, the
+		// directory removed) is lost.
+		recorded, lostRecords := ws.Written, ws.Lost-ws.LostSamples
+		where := "in the capture"
+		if errors.Is(closeErr, capture.ErrDirRemoved) {
+			// What was committed went with the directory.
+			recorded, lostRecords, where = 0, lostRecords+ws.Written, "in the capture (its directory was removed)"
 		}
-		fmt.Fprintf(w, "vbproxy: %d requests, %d recorded in the capture, %d dropped (queue full), %d lost (failed writes)%s; outcomes %v\n",
-			s.Requests, ws.Written, s.Dropped, ws.Lost-ws.LostSamples, lost, outcomes(s))
+		lost, w := "", info
+		if lostRecords > 0 || ws.Lost > 0 {
+			w = stderr // a loss is always said
+			gone := errors.Is(closeErr, capture.ErrDirRemoved) || errors.Is(closeErr, capture.ErrDirMoved)
+			if ws.LastError != "" && !gone { // (the error below says why)
+				lost = fmt.Sprintf(" (WARNING: last write error: %s)", ws.LastError)
+			}
+		}
+		fmt.Fprintf(w, "vbproxy: %d requests, %d recorded %s, %d dropped (queue full), %d lost (failed writes)%s; outcomes %v\n",
+			s.Requests, recorded, where, s.Dropped, lostRecords, lost, outcomes(s))
 	}
 	if shutErr != nil {
 		fmt.Fprintf(stderr, "vbproxy: %v\n", shutErr)
@@ -340,16 +372,32 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // and room for one memtable being flushed.
 const badgerMemory = 112 << 20
 
-// closeStore closes the capture and returns the writer's final numbers.
-func closeStore(st *capture.Store, stderr io.Writer) (capture.WriterStats, error) {
+// closeTimeout bounds the capture's close at shutdown (draining the
+// writer's queue, Badger's last flush and compaction: seconds). Past it,
+// or at one more signal, vbproxy stops waiting and exits with an error:
+// the capture is then left as a killed proxy leaves it (what was committed
+// is kept and read back).
+const closeTimeout = 2 * time.Minute
+
+// closeHint is how long the capture's close runs before vbproxy says it
+// still waits and how to stop it.
+const closeHint = 5 * time.Second
+
+// closeStore closes the capture, waiting no longer than ctx, and returns
+// the writer's final numbers.
+func closeStore(ctx context.Context, st *capture.Store, stderr io.Writer) (capture.WriterStats, error) {
 	if st == nil {
 		return capture.WriterStats{}, nil
 	}
 	ws := st.Writer().Stats()
-	err := st.Close()
+	err := st.CloseContext(ctx)
 	ws2 := st.Writer().Stats()
 	ws2.Dropped = max(ws.Dropped, ws2.Dropped)
-	fmt.Fprintf(stderr, "vbproxy: capture %s closed: %d records, %d samples written, %d dropped, %d lost\n", st.Dir(), ws2.Written, ws2.Samples, ws2.Dropped, ws2.Lost)
+	closed := "closed"
+	if errors.Is(err, capture.ErrDirRemoved) || errors.Is(err, capture.ErrDirMoved) || errors.Is(err, capture.ErrCloseAbandoned) {
+		closed = "not closed (below)"
+	}
+	fmt.Fprintf(stderr, "vbproxy: capture %s %s: %d records, %d samples written, %d dropped, %d lost\n", st.Dir(), closed, ws2.Written, ws2.Samples, ws2.Dropped, ws2.Lost)
 	if err != nil {
 		return ws2, fmt.Errorf("closing the capture: %w", err)
 	}

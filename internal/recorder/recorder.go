@@ -98,9 +98,18 @@ func Start(cfg Config) (*Recorder, error) {
 // URL is the proxy's base URL: the replayer's target.
 func (r *Recorder) URL() string { return r.url }
 
+// CloseTimeout bounds Stop's close of the capture (the writer's last
+// commits, Badger's last flush and compaction: seconds). Past it Stop
+// returns an error saying the capture is left as a killed writer leaves it
+// (what was committed is kept and read back): a tool stopped by a signal
+// must not wait forever on Badger.
+const CloseTimeout = 2 * time.Minute
+
 // Stop shuts the proxy down (in-flight exchanges were drained or cut by
 // the replayer; any left are cut after 10 s), then closes the store, which
-// commits every queued record.
+// commits every queued record, waiting at most CloseTimeout. A capture
+// directory removed while recording makes Stop return at once with an
+// error wrapping capture.ErrDirRemoved; its records count as dropped.
 func (r *Recorder) Stop() (Stats, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -112,9 +121,16 @@ func (r *Recorder) Stop() (Stats, error) {
 		errShut = errors.Join(errShut, errServe)
 	}
 	ps := r.px.Stats()
-	errClose := r.store.Close()
+	cctx, ccancel := context.WithTimeoutCause(context.Background(), CloseTimeout, fmt.Errorf("not closed within %v", CloseTimeout))
+	defer ccancel()
+	errClose := r.store.CloseContext(cctx)
 	ws := r.store.Writer().Stats()
 	stats := Stats{Dir: r.dir, Upstream: r.upstream, Written: int64(ws.Written), Dropped: ps.Dropped + int64(ws.Lost)}
+	if errors.Is(errClose, capture.ErrDirRemoved) {
+		// What was committed went with the directory.
+		stats.Dropped += stats.Written
+		stats.Written = 0
+	}
 	if err := errors.Join(errShut, errClose); err != nil {
 		return stats, fmt.Errorf("recorder: closing the capture %s: %w", r.dir, err)
 	}

@@ -2,7 +2,10 @@ package recorder
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +107,52 @@ func TestStopRightAfterStart(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("Stop did not return")
 		}
+	}
+}
+
+// TestStopAfterCaptureRemoved: the capture directory of a recording level
+// is removed (say, the study's results directory) while it records; Stop
+// returns at once with an error that says so and counts every record as
+// dropped. It once never returned: Badger's Close retried its memtable
+// flush into the missing directory forever.
+func TestStopAfterCaptureRemoved(t *testing.T) {
+	srv, err := testserver.Start(testserver.Config{ITL: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	hdr, reqs := testserver.Trace(20, 3)
+	dir := t.TempDir() + "/cap"
+	rec, err := Start(Config{Capture: dir, Upstream: srv.URL, Meta: capture.Meta{Tool: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := replay.Config{Target: rec.URL(), Rates: []float64{50}, Duration: 200 * time.Millisecond}
+	res, err := replay.Run(context.Background(), cfg, hdr, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		st  Stats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { st, err := rec.Stop(); done <- result{st, err} }()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop did not return within 30 s")
+	}
+	n := res.Levels[0].Sent + 3 // the measured requests, /v1/models, 2 preflights
+	want := fmt.Sprintf("was removed while recording: %d records lost", n)
+	if !errors.Is(r.err, capture.ErrDirRemoved) || !strings.Contains(r.err.Error(), want) {
+		t.Errorf("Stop = %v; want it to say %q", r.err, want)
+	}
+	if r.st.Written != 0 || r.st.Dropped != int64(n) {
+		t.Errorf("stats %+v; want 0 written, %d dropped", r.st, n)
 	}
 }
