@@ -15,17 +15,17 @@ import (
 // closeWithin runs s.Close and fails the test if it has not returned
 // within bound (Close once waited forever for Badger to flush a memtable
 // into a removed directory).
-func closeWithin(t *testing.T, s *Store, bound time.Duration) (error, time.Duration) {
+func closeWithin(t *testing.T, s *Store, bound time.Duration) (time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- s.Close() }()
 	select {
 	case err := <-done:
-		return err, time.Since(start)
+		return time.Since(start), err
 	case <-time.After(bound):
 		t.Fatalf("Close did not return within %v (stats %+v)", bound, s.Writer().Stats())
-		return nil, 0
+		return 0, nil
 	}
 }
 
@@ -89,7 +89,7 @@ func TestDirGoneWhileRecording(t *testing.T) {
 					t.Errorf("stats while recording %+v; want last_error %q and written still %d", st, tc.want, before)
 				}
 			}
-			err, took := closeWithin(t, s, 30*time.Second)
+			took, err := closeWithin(t, s, 30*time.Second)
 			t.Logf("Close after %v: %v", took, err)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Close = %v; want %v", err, tc.want)

@@ -389,9 +389,12 @@ func TestReliabilityMemoryAttacks(t *testing.T) {
 		}
 	}
 	// A record the queue has no room for is dropped and counted, never
-	// silently: records + dropped = exchanges.
-	if recsA+int(stA.Dropped) != 16 || recsB+int(stB.Dropped) != 100 {
-		t.Errorf("%d records + %d dropped and %d + %d; want one per exchange (16, 100)", recsA, stA.Dropped, recsB, stB.Dropped)
+	// silently: records + dropped = the exchanges the proxy served. (How
+	// many of the 100 never-reading clients got their request in before
+	// the hold ended depends on the machine's load; the invariant does not.)
+	if recsA+int(stA.Dropped) != int(stA.Requests) || stA.Requests != 16 || recsB+int(stB.Dropped) != int(stB.Requests) || stB.Requests == 0 {
+		t.Errorf("%d records + %d dropped of %d requests and %d + %d of %d; want one per exchange (16 bodies)",
+			recsA, stA.Dropped, stA.Requests, recsB, stB.Dropped, stB.Requests)
 	}
 }
 
