@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -100,7 +99,7 @@ func TestCrashKill9(t *testing.T) {
 			t.Fatalf("only %d requests completed in 60 s", completed())
 		}
 	}
-	committed := writtenRecords(t, url) // what the writer says it committed, just before the kill
+	committed := testbin.ProxyWritten(t, url) // what the writer says it committed, just before the kill
 	killAt := time.Now()
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
@@ -156,22 +155,4 @@ func TestCrashKill9(t *testing.T) {
 	if g.CapturesUnclean != 1 || !math.IsNaN(g.RecorderDropped) || !strings.Contains(strings.Join(g.Warnings, "\n"), "did not close it cleanly") {
 		t.Errorf("after kill -9: captures_unclean %d, recorder_dropped %v, warnings %q; want 1, unknown, a warning", g.CapturesUnclean, g.RecorderDropped, g.Warnings)
 	}
-}
-
-// writtenRecords returns capture.written of vbproxy's /vb/stats: the
-// records its writer has committed.
-func writtenRecords(t *testing.T, url string) uint64 {
-	t.Helper()
-	resp, err := http.Get(url + "/vb/stats")
-	if err != nil {
-		t.Fatalf("/vb/stats: %v", err)
-	}
-	defer resp.Body.Close()
-	var st struct {
-		Capture *capture.WriterStats `json:"capture"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Capture == nil {
-		t.Fatalf("/vb/stats: %v (capture %v)", err, st.Capture)
-	}
-	return st.Capture.Written
 }

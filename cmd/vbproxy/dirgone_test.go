@@ -42,7 +42,7 @@ func streamN(t *testing.T, client *http.Client, url string, n int) {
 func recordTen(t *testing.T, client *http.Client, url string, stderr fmt.Stringer) {
 	t.Helper()
 	streamN(t, client, url, 10)
-	for deadline := time.Now().Add(30 * time.Second); writtenRecords(t, url) < 10; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); testbin.ProxyWritten(t, url) < 10; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("10 records not committed within 30 s:\n%s", stderr)
 		}

@@ -3,9 +3,7 @@ package reliability
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/capture"
+	"github.com/vbench/vbench/internal/testbin"
 	"github.com/vbench/vbench/internal/testserver"
 )
 
@@ -124,7 +123,7 @@ func killRestart(t *testing.T, bodySize int) {
 			t.Errorf("cycle %d: only %d requests completed in 60 s", cycle, perCycle[cycle])
 		}
 		if cycle < cycles {
-			committed[cycle] = writtenRecords(t, p.url)
+			committed[cycle] = testbin.ProxyWritten(t, p.url)
 			kills[cycle] = time.Now()
 			p.cmd.Process.Signal(syscall.SIGKILL)
 		}
@@ -196,22 +195,4 @@ func killRestart(t *testing.T, bodySize int) {
 	}
 	t.Logf("%d-byte bodies: %d kills under load (8 clients); %d requests completed, %d records; committed before each kill %v, in the capture %v; not recorded: %d completed more than %v before a kill, %d within %v of one; recovery (exec → healthy on the recovered capture) %v, max %v",
 		bodySize, cycles, len(completed), len(have), committed, present[:cycles], early, slack, late, slack, recoveries, maxRec)
-}
-
-// writtenRecords returns capture.written of a vbproxy's /vb/stats: the
-// records its writer has committed.
-func writtenRecords(t *testing.T, url string) uint64 {
-	t.Helper()
-	resp, err := http.Get(url + "/vb/stats")
-	if err != nil {
-		t.Fatalf("/vb/stats: %v", err)
-	}
-	defer resp.Body.Close()
-	var st struct {
-		Capture *capture.WriterStats `json:"capture"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Capture == nil {
-		t.Fatalf("/vb/stats: %v (capture %v)", err, st.Capture)
-	}
-	return st.Capture.Written
 }

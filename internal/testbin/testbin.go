@@ -16,7 +16,9 @@
 package testbin
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -25,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vbench/vbench/capture"
 )
 
 var (
@@ -112,4 +116,23 @@ func Remove() {
 func Main(m *testing.M) int {
 	defer Remove()
 	return m.Run()
+}
+
+// ProxyWritten returns capture.written of a running vbproxy's /vb/stats at
+// url (its root, e.g. http://127.0.0.1:PORT): the records its capture
+// writer has committed. It fails the test when the stats cannot be read.
+func ProxyWritten(t testing.TB, url string) uint64 {
+	t.Helper()
+	resp, err := http.Get(url + "/vb/stats")
+	if err != nil {
+		t.Fatalf("/vb/stats: %v", err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Capture *capture.WriterStats `json:"capture"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Capture == nil {
+		t.Fatalf("/vb/stats: %v (capture %v)", err, st.Capture)
+	}
+	return st.Capture.Written
 }
