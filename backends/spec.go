@@ -323,8 +323,8 @@ func (s *Spec) Validate() error {
 			bad("kv_cache_tokens and kv_budget_gib both size the baseline's KV cache; keep one")
 		case s.Kind == KindSim && s.SimKVTokens > 0 && s.SimKVTokens != s.KVCacheTokens:
 			bad("kv_cache_tokens %d and sim_kv_tokens %d disagree; keep one", s.KVCacheTokens, s.SimKVTokens)
-		case s.Kind == KindVLLM && s.ExtraArgs != nil && (hasArg(s.ExtraArgs, "--num-gpu-blocks-override") || hasArg(s.ExtraArgs, "--kv-cache-memory-bytes") || hasArg(s.ExtraArgs, "--kv-cache-memory")):
-			bad("kv_cache_tokens and extra_args both size vLLM's KV cache; keep one")
+		case s.kvSizingArg() != "":
+			bad("kv_cache_tokens and extra_args %s both size the KV cache; keep one", s.kvSizingArg())
 		}
 	}
 	if s.KVBudgetGiB < 0 || s.SimSpeed < 0 {
@@ -343,14 +343,29 @@ func (s *Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
-// hasArg reports whether args holds flag, alone or as flag=value.
-func hasArg(args []string, flag string) bool {
-	for _, a := range args {
-		if a == flag || strings.HasPrefix(a, flag+"=") {
-			return true
+// kvSizingFlags are the server flags that size a KV cache besides what
+// kv_cache_tokens sets: vLLM's, vbtorch's and vbsim's.
+var kvSizingFlags = []string{"--num-gpu-blocks-override", "--kv-cache-memory-bytes", "--kv-cache-memory",
+	"--kv-budget-tokens", "--kv-budget-gib", "--kv-budget-frac", "--kv-tokens"}
+
+// kvSizingArg returns the first of ExtraArgs that sizes the KV cache (alone
+// or as flag=value), or "".
+func (s Spec) kvSizingArg() string {
+	for _, a := range s.ExtraArgs {
+		for _, f := range kvSizingFlags {
+			if a == f || strings.HasPrefix(a, f+"=") {
+				return f
+			}
 		}
 	}
-	return false
+	return ""
+}
+
+// SizesKVOtherwise reports whether the variant fixes its KV capacity by
+// another key than kv_cache_tokens (kv_budget_gib, sim_kv_tokens, or a KV
+// sizing flag in extra_args), so a study-wide kv_cache_tokens must leave it.
+func (s Spec) SizesKVOtherwise() bool {
+	return s.KVBudgetGiB > 0 || s.SimKVTokens > 0 || s.kvSizingArg() != ""
 }
 
 // DefaultVLLMBlockSize is the KV block size, in tokens, that kv_cache_tokens

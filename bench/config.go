@@ -14,7 +14,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -507,14 +506,10 @@ func applyModel(spec *backends.Spec, m ModelConfig) {
 // variant that sizes its KV cache another way (kv_budget_gib,
 // sim_kv_tokens, extra_args).
 func applyBudget(spec *backends.Spec, m ModelConfig) {
-	if m.KVCacheTokens > 0 && spec.KVCacheTokens == 0 && spec.KVBudgetGiB == 0 && spec.SimKVTokens == 0 {
+	if m.KVCacheTokens > 0 && spec.KVCacheTokens == 0 && !spec.SizesKVOtherwise() {
 		switch spec.Kind {
 		case backends.KindVLLM, backends.KindTorch, backends.KindSim:
-			if !slices.ContainsFunc(spec.ExtraArgs, func(a string) bool {
-				return strings.HasPrefix(a, "--num-gpu-blocks-override") || strings.HasPrefix(a, "--kv-cache-memory") || strings.HasPrefix(a, "--kv-budget")
-			}) {
-				spec.KVCacheTokens = m.KVCacheTokens
-			}
+			spec.KVCacheTokens = m.KVCacheTokens
 		}
 	}
 	if m.MaxNumSeqs > 0 && spec.MaxNumSeqs == 0 {

@@ -207,3 +207,32 @@ max_num_seqs = 8
 		}
 	}
 }
+
+// TestModelBudgetLeavesOtherSizing: a variant that sizes its KV cache with
+// a server flag in extra_args keeps it; the study-wide kv_cache_tokens
+// does not reach it (the two would conflict).
+func TestModelBudgetLeavesOtherSizing(t *testing.T) {
+	s, err := ParseStudy(`
+name = "t"
+[trace]
+path = "trace.bin"
+[run]
+rates = [1]
+duration = "10s"
+[[models]]
+name = "m"
+model = "/m"
+kv_cache_tokens = 32768
+variants = ["own"]
+[variants.own]
+preset = "vllm-page"
+extra_args = ["--num-gpu-blocks-override=100"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.Resolve()
+	if err != nil || vs[0][0].Spec.KVCacheTokens != 0 {
+		t.Errorf("variant with its own KV sizing got kv_cache_tokens %d (err %v); want 0", vs[0][0].Spec.KVCacheTokens, err)
+	}
+}
