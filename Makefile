@@ -6,7 +6,7 @@ CMDS  := vbsynth vbproxy vbreplay vbanalyze vbbench vbsim
 PY    ?= python3
 export GO PY
 
-.PHONY: h200-smoke-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64 slurm-test offline-bundle dummy-model
+.PHONY: h200-smoke-dist h200-study-dist all build test gotest fmt-check vet pytest slow lint demo bench fuzz reliability reliability-long setup-gpu clean linux-amd64 slurm-test offline-bundle dummy-model
 
 all: build
 
@@ -27,6 +27,16 @@ h200-smoke-dist:
 	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
 	xz -T2 -6 -f .dist/vbbench .dist/vbsynth
 	$(GO) run ./cmd/vbsynth --dataset sharegpt --span 10m --max-total 2048 --seed 1 --quiet -o .dist/traces/sharegpt-smoke.bin
+
+# What bench/scripts/h200_study.sh needs besides the offline bundle: the
+# compressed linux/amd64 vbbench and vbsynth, and each H200 study's trace,
+# made with the exact command of its trace.generate.
+h200-study-dist:
+	@mkdir -p .dist/traces
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
+	xz -T2 -6 -f .dist/vbbench .dist/vbsynth
+	$(GO) run ./cmd/vbsynth --dataset sharegpt --requests 6000 --max-total 2048 --seed 1 --quiet -o .dist/traces/sharegpt-dense.bin
+	$(GO) run ./cmd/vbsynth --dataset alpaca --requests 12000 --max-total 2048 --seed 1 --quiet -o .dist/traces/alpaca-dense.bin
 
 # make test: gofmt, go vet, the Go unit tests (-short: slow tests are make
 # slow's) and pytest; every step runs, a summary names the failures.

@@ -45,10 +45,19 @@ var knownArchs = map[string]Arch{
 		Vocab: 151936, Experts: 128, MoEIntermediate: 768, Dtype: "bfloat16", MaxPositions: 262144},
 	"Qwen/Qwen3-30B-A3B-Instruct-2507-FP8": {Layers: 48, Hidden: 2048, Intermediate: 6144, Heads: 32, KVHeads: 4, HeadDim: 128,
 		Vocab: 151936, Experts: 128, MoEIntermediate: 768, Dtype: "bfloat16", Quant: "fp8", QuantBits: 8, MaxPositions: 262144},
+	"meta-llama/Meta-Llama-3-8B": {Layers: 32, Hidden: 4096, Intermediate: 14336, Heads: 32, KVHeads: 8, HeadDim: 128,
+		Vocab: 128256, Dtype: "bfloat16", MaxPositions: 8192},
 	"meta-llama/Llama-3.3-70B-Instruct": {Layers: 80, Hidden: 8192, Intermediate: 28672, Heads: 64, KVHeads: 8, HeadDim: 128,
 		Vocab: 128256, Dtype: "bfloat16", MaxPositions: 131072},
 	"facebook/opt-13b": {Layers: 40, Hidden: 5120, Intermediate: 20480, Heads: 40, KVHeads: 40, HeadDim: 128,
 		Vocab: 50272, Tied: true, Dtype: "float16", MaxPositions: 2048},
+}
+
+// bundleShapes maps the model folders of the offline bundle (make
+// dummy-model, vbtorch.tokbuild's shapes) to the hub config they copy, so a
+// plan made away from the GPU host knows them.
+var bundleShapes = map[string]string{
+	"llama3-8b": "meta-llama/Meta-Llama-3-8B",
 }
 
 // LookupArch finds the architecture of model: its config.json (a local
@@ -72,6 +81,11 @@ func LookupArch(model string) (Arch, bool, error) {
 		return a, true, nil
 	}
 	base := filepath.Base(strings.TrimRight(model, "/"))
+	if k, ok := bundleShapes[strings.ToLower(base)]; ok {
+		a := knownArchs[k]
+		a.Source = "built-in table (" + k + ", the offline bundle's " + base + " shape)"
+		return a, true, nil
+	}
 	keys := make([]string, 0, len(knownArchs))
 	for k := range knownArchs {
 		keys = append(keys, k)

@@ -24,6 +24,7 @@ func TestArchWeights(t *testing.T) {
 		{"meta-llama/Llama-3.1-8B-Instruct", 15.0, 0.3},     // 8.03 B × 2
 		{"Qwen/Qwen3-30B-A3B-Instruct-2507-FP8", 29.0, 0.6}, // ≈31 GB: FP8 experts + bf16 embeddings
 		{"Qwen/Qwen3-30B-A3B-Instruct-2507", 56.9, 1.0},     // 30.5 B × 2
+		{"/root/vbench-bundle/models/llama3-8b", 15.0, 0.3}, // the offline bundle's Meta-Llama-3-8B shape
 	}
 	for _, tt := range tests {
 		a, ok, err := LookupArch(tt.model)

@@ -55,6 +55,10 @@ type ProbeOptions struct {
 	Variants []string `json:"variants,omitempty"`
 	// Level is each step's sending window (default 15s).
 	Level time.Duration `json:"level_ns"`
+	// MinConcurrency is the first step (default 1); steps double from it.
+	// Starting higher skips the low steps, whose tails (each step waits
+	// for its last request) cost most of a slow server's probe.
+	MinConcurrency int `json:"min_concurrency,omitempty"`
 	// MaxConcurrency is the highest step (default 256).
 	MaxConcurrency int `json:"max_concurrency"`
 	// Points is the number of rates of a variant's ladder (default 6).
@@ -178,6 +182,9 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	if opt.MaxConcurrency == 0 {
 		opt.MaxConcurrency = DefaultProbeMaxConcurrency
 	}
+	if opt.MinConcurrency == 0 {
+		opt.MinConcurrency = 1
+	}
 	if opt.Points == 0 {
 		opt.Points = DefaultProbePoints
 	}
@@ -199,6 +206,9 @@ func Probe(ctx context.Context, s *Study, opt ProbeOptions) (*ProbeResult, error
 	}
 	if opt.MaxConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("--max-concurrency %d: want 1 or more", opt.MaxConcurrency))
+	}
+	if opt.MinConcurrency < 1 || opt.MinConcurrency > opt.MaxConcurrency {
+		errs = append(errs, fmt.Errorf("--min-concurrency %d: want 1 to --max-concurrency (%d)", opt.MinConcurrency, opt.MaxConcurrency))
 	}
 	if opt.Points < 2 {
 		errs = append(errs, fmt.Errorf("--points %d: want 2 or more", opt.Points))
@@ -374,7 +384,7 @@ func (pr *prober) variant(ctx context.Context, m ModelConfig, v Variant) (vp Var
 	limit := s.Run.EarlyStop.NormalizedLatency.D().Seconds()
 	flat := 0
 	warned := false
-	for n := 1; ; n *= 2 {
+	for n := pr.opt.MinConcurrency; ; n *= 2 {
 		if k := len(vp.Steps); k > 0 && !warned {
 			if msg, out := runsOut(vp.Steps[k-1], n, pr.opt.Level, int64(len(pr.reqs))); out {
 				pr.warn(fmt.Sprintf("%s/%s: %s", m.Name, v.Name, msg))
@@ -463,7 +473,7 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 	ls.replay.Duration = pr.opt.Level
 	ls.replay.Labels["phase"] = "probe"
 	ls.replay.Measured = pr.measured
-	if n == 1 && s.Run.Warmup > 0 {
+	if n == pr.opt.MinConcurrency && s.Run.Warmup > 0 {
 		ls.replay.WarmupDuration = s.Run.Warmup.D()
 		ls.replay.WarmupMode = replay.WarmupRun
 	}

@@ -446,3 +446,38 @@ func TestProbeTraceWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeMinConcurrency: --min-concurrency starts the steps there
+// (doubling from it, the warm-up on the first) and a first step above 1
+// leaves the single-stream figures empty; a start above the top step is
+// refused before any server starts.
+func TestProbeMinConcurrency(t *testing.T) {
+	dir := t.TempDir()
+	s := probeStudy(t, dir)
+	_, err := Probe(context.Background(), s, ProbeOptions{MinConcurrency: 32, MaxConcurrency: 16, Out: filepath.Join(dir, "bad")})
+	if err == nil || !strings.Contains(err.Error(), "--min-concurrency 32: want 1 to --max-concurrency (16)") {
+		t.Fatalf("min above max: %v; want a --min-concurrency error", err)
+	}
+	if testing.Short() {
+		t.Skip("probes one simulated server (≈5 s)")
+	}
+	bin := buildSim(t)
+	var progress bytes.Buffer
+	res, err := Probe(context.Background(), s, ProbeOptions{Variants: []string{"paged"}, Level: 500 * time.Millisecond,
+		MinConcurrency: 4, MaxConcurrency: 16, Out: filepath.Join(dir, "probe"), SearchDirs: []string{bin},
+		Progress: &syncBuf{b: &progress}})
+	if err != nil || len(res.Variants) != 1 {
+		t.Fatalf("Probe: %v\n%s", err, progress.String())
+	}
+	vp := res.Variants[0]
+	var got []int
+	for _, st := range vp.Steps {
+		got = append(got, st.Concurrency)
+	}
+	if len(got) == 0 || got[0] != 4 || (len(got) > 1 && got[1] != 8) || got[len(got)-1] > 16 {
+		t.Errorf("steps %v; want doubling from 4 up to 16", got)
+	}
+	if vp.SingleStream.OK != 0 || res.Options.MinConcurrency != 4 {
+		t.Errorf("single stream %+v, options %+v; want none and min 4 recorded", vp.SingleStream, res.Options)
+	}
+}

@@ -217,7 +217,8 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return pflag.NormalizedName(name)
 	})
-	maxConc := fs.Int("max-concurrency", bench.DefaultProbeMaxConcurrency, "highest concurrency step (steps double from 1)")
+	minConc := fs.Int("min-concurrency", 1, "first concurrency step (steps double from it)")
+	maxConc := fs.Int("max-concurrency", bench.DefaultProbeMaxConcurrency, "highest concurrency step (steps double from --min-concurrency)")
 	points := fs.Int("points", bench.DefaultProbePoints, "rates in each variant's suggested ladder")
 	out := fs.String("out", "", "directory for probe.json, probe.md and the captures (default <reports_dir>/probe-<time>)")
 	quiet := fs.BoolP("quiet", "q", false, "no live progress on stderr")
@@ -230,6 +231,9 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *maxConc < 1 || *points < 2 {
 		return cli.Usagef("--max-concurrency wants 1 or more and --points 2 or more")
 	}
+	if *minConc < 1 || *minConc > *maxConc {
+		return cli.Usagef("--min-concurrency %d: want 1 to --max-concurrency (%d)", *minConc, *maxConc)
+	}
 	s, err := loadStudy(fs.Args())
 	if err != nil {
 		return err
@@ -238,7 +242,7 @@ func probeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *quiet {
 		progress = nil
 	}
-	res, err := bench.Probe(ctx, s, bench.ProbeOptions{Variants: *variants, Level: *level, MaxConcurrency: *maxConc, Points: *points,
+	res, err := bench.Probe(ctx, s, bench.ProbeOptions{Variants: *variants, Level: *level, MinConcurrency: *minConc, MaxConcurrency: *maxConc, Points: *points,
 		Out: *out, Progress: progress, Warnings: stderr, SearchDirs: exeDirs(), ToolVersion: "vbbench"})
 	if res != nil {
 		fmt.Fprint(stdout, res.Markdown())

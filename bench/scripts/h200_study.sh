@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Device-side driver of the H200 studies (issues #16 and #17): the dense
+# study per workload (examples/h200-dense-{sharegpt,alpaca}.toml) and the MoE
+# study (examples/moe-h200.toml). Run from the repository root on the GPU
+# host, once per device call, all calls on one warm machine (a hold):
+#
+#   MODE=probe STUDY=examples/h200-dense-sharegpt.toml bash bench/scripts/h200_study.sh
+#   MODE=run   STUDY=examples/h200-dense-sharegpt.toml bash bench/scripts/h200_study.sh [vbbench run flags]
+#
+# The calls that carry one .bundle/*/callK folder each store its part; once
+# all are there the bundle is installed (offline/host.sh) and the work
+# starts. Work left when the call's time runs out is picked up by the next
+# call: MODE=probe probes one variant at a time (vbbench probe --variants V)
+# and starts one only when its estimate fits in the time left; MODE=run
+# stops vbbench run with SIGINT before the limit (the trial is recorded as
+# interrupted) and the next call passes --resume.
+#
+# Carried besides the bundle (make h200-study-dist): .dist/vbbench.xz,
+# .dist/vbsynth.xz (linux/amd64) and .dist/traces/*.bin (each workload's one
+# trace, made here, so every call, hold and session replays the same hash).
+#
+# Environment: OUT (folder whose files come back; default /tmp/out), LIMIT
+# (seconds this call may take; default 570), STUDY, MODE (probe|run),
+# STATE (where probes and results live across calls; default /root/vbstate),
+# VARIANTS (probe: which, in order; default every variant of the study),
+# PROBE_FLAGS (default --min-concurrency 4 --max-concurrency 128
+# --duration 12s), EST_TORCH/EST_VLLM (probe: seconds one variant takes,
+# start-up included; defaults 240/330), HOST_SH (default offline/host.sh).
+set -u
+T0=$(date +%s)
+OUT=${OUT:-/tmp/out}
+LIMIT=${LIMIT:-570}
+STUDY=${STUDY:?set STUDY to the study TOML}
+MODE=${MODE:-run}
+STATE=${STATE:-/root/vbstate}
+PROBE_FLAGS=${PROBE_FLAGS:---min-concurrency 4 --max-concurrency 128 --duration 12s}
+EST_TORCH=${EST_TORCH:-240}
+EST_VLLM=${EST_VLLM:-330}
+mkdir -p "$OUT" "$STATE"
+S=$OUT/driver.txt
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$S" >&2; }
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+
+# 1. The bundle: store this call's parts; install once all are there.
+HOST_SH=${HOST_SH:-offline/host.sh}
+shopt -s nullglob
+calls=(.bundle/*/call*)
+shopt -u nullglob
+t=$(date +%s)
+if [ ${#calls[@]} -eq 0 ]; then
+  bash "$HOST_SH" env > "$OUT/host-env.sh" 2> "$OUT/host.log"
+else
+  bash "$HOST_SH" install "${calls[@]}" > "$OUT/host-env.sh" 2> "$OUT/host.log"
+fi
+rc=$?
+log "offline/host.sh: exit $rc in $(( $(date +%s) - t ))s ($(tail -1 "$OUT/host.log"))"
+case $rc in
+  0) ;;
+  3) log "bundle incomplete: carry the next call folder"; exit 0 ;;
+  *) tail -30 "$OUT/host.log" >&2; exit 1 ;;
+esac
+eval "$(bash "$HOST_SH" env)"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+
+# 2. Our binaries and the traces (a fresh checkout copy each call: the
+# traces go back into traces/ each time; their hashes never change).
+mkdir -p /root/vb traces
+for b in vbbench vbsynth; do
+  [ -x /root/vb/$b ] || { xz -dc ".dist/$b.xz" > /root/vb/$b && chmod +x /root/vb/$b; }
+done
+export PATH=/root/vb:$PATH
+for f in .dist/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" traces/; done
+{
+  echo "date: $(date -u +%FT%TZ)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
+  python3 -c 'import vllm; print("vllm", vllm.__version__)' 2>&1 | tail -1
+  echo "cpus: $(nproc)  mem: $(free -g | awk '/Mem/{print $2}') GiB  uptime: $(cut -d' ' -f1 /proc/uptime)s"
+  vbbench --version 2>/dev/null || true
+} > "$OUT/device.txt" 2>&1
+log "device: $(sed -n 2p "$OUT/device.txt")"
+vbbench plan "$STUDY" > "$OUT/plan.txt" 2>&1
+name=$(basename "$STUDY" .toml)
+
+# 3. The work.
+case $MODE in
+probe)
+  vs=${VARIANTS:-$(sed -n 's/^variants = \[\(.*\)\]/\1/p' "$STUDY" | tr -d '",')}
+  for v in $vs; do
+    d=$STATE/probe-$name/$v
+    [ -f "$d/DONE" ] && continue
+    est=$EST_VLLM; case $v in torch*) est=$EST_TORCH ;; esac
+    if [ "$(left)" -lt $(( est + 45 )) ]; then
+      log "probe $v: ≈${est}s needed, $(left)s left: next call"
+      break
+    fi
+    rm -rf "$d"; mkdir -p "$d"
+    t=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout -s INT -k 30 $(( $(left) - 40 )) vbbench probe --quiet --variants "$v" $PROBE_FLAGS --out "$d" "$STUDY" > "$d/stdout.md" 2> "$d/stderr.txt"
+    rc=$?
+    log "probe $v: exit $rc after $(( $(date +%s) - t ))s: $(grep -m1 -o 'Saturation[^;]*' "$d/probe.md" 2>/dev/null)"
+    [ $rc -eq 0 ] && touch "$d/DONE"
+    tar -C "$STATE/probe-$name" --exclude='*/capture' -cJf "$OUT/probe-$name-$v.tar.xz" "$v"
+    cap=$(find "$d" -type d -name capture | head -1)
+    [ -n "$cap" ] && tar -C "$STATE/probe-$name" -cf - "$v/${cap#"$d"/}" | xz -T0 -6 > "$OUT/probe-$name-$v-captures.tar.xz"
+  done
+  ;;
+run)
+  budget=$(( $(left) - 75 ))
+  if [ "$budget" -gt 60 ]; then
+    t=$(date +%s)
+    timeout -s INT -k 45 "$budget" vbbench run "$STUDY" "$@" >> "$OUT/run.log" 2>&1
+    log "vbbench run $*: exit $? after $(( $(date +%s) - t ))s"
+  else
+    log "only $(left)s left: not starting vbbench run"
+  fi
+  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
+  caps=$(find results -type d -name capture 2>/dev/null)
+  # shellcheck disable=SC2086
+  [ -n "$caps" ] && tar -cf - $caps | xz -T0 -6 > "$OUT/captures.tar.xz"
+  ;;
+*) log "MODE=$MODE: want probe or run"; exit 2 ;;
+esac
+nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/device.txt" 2>&1
+ls -la "$OUT" >> "$S"
+log "done"
