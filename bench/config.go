@@ -84,8 +84,16 @@ type RunConfig struct {
 	Rates []float64 `toml:"rates" json:"rates"`
 	// Duration is each level's sending window.
 	Duration Duration `toml:"duration" json:"duration"`
-	// Warmup is sent before the first level of a trial (not measured).
+	// Warmup is sent before the first level of a trial, or before every
+	// level (WarmupMode), at that level's rate; it is not measured.
 	Warmup Duration `toml:"warmup" json:"warmup"`
+	// WarmupMode says which levels Warmup precedes: replay.WarmupRun (the
+	// default, "run") the first level of each trial only, replay.WarmupLevel
+	// ("level") every level.
+	WarmupMode string `toml:"warmup_mode" json:"warmup_mode,omitempty"`
+	// EngineWarmup loads each freshly started server closed loop before its
+	// first level, unmeasured (off when its Duration is 0).
+	EngineWarmup EngineWarmup `toml:"engine_warmup" json:"engine_warmup,omitzero"`
 	// Drain is how long in-flight requests may finish after a level; 0
 	// (the default) chooses it per level by the replayer's cut policy:
 	// long enough for the level's longest expected request at the TPOT
@@ -186,6 +194,26 @@ func (g GPUList) check(where string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// EngineWarmup is [run.engine_warmup]: once per trial, after the server is
+// healthy and before the first level, the trace is played closed loop at
+// Concurrency requests in flight for Duration, then its requests finish
+// (the drain policy of a level). The engine so compiles its kernels for
+// every batch size from Concurrency down to 1 (the tail drains one request
+// at a time) before anything is measured: vLLM compiles Triton kernels per
+// batch shape, and its first level after a start paid for it (TPOT 31.8 ms
+// against 19–21 ms once warm on an H200). Its capture is
+// capture/engine-warmup, tagged phase=engine-warmup; it is never a level.
+type EngineWarmup struct {
+	// Duration is the sending window; 0 turns the engine warm-up off.
+	Duration Duration `toml:"duration" json:"duration,omitempty"`
+	// Concurrency is the number of requests kept in flight (required with a
+	// Duration, e.g. 64).
+	Concurrency int `toml:"concurrency" json:"concurrency,omitempty"`
+}
+
+// On reports whether the engine warm-up runs.
+func (e EngineWarmup) On() bool { return e.Duration > 0 }
 
 // EarlyStop holds the saturation rules.
 type EarlyStop struct {
@@ -333,6 +361,9 @@ func (s *Study) defaults() {
 	if s.Run.MaxDrain == 0 {
 		s.Run.MaxDrain = Duration(replay.DefaultMaxDrain)
 	}
+	if s.Run.WarmupMode == "" {
+		s.Run.WarmupMode = replay.WarmupRun
+	}
 	for i := range s.Models {
 		if s.Models[i].Name == "" {
 			s.Models[i].Name = s.Models[i].Model
@@ -384,6 +415,18 @@ func (s *Study) validate() error {
 	}
 	if s.Run.Warmup < 0 || s.Run.Drain < 0 || s.Run.MaxDrain < 0 || s.Run.StartupTimeout < 0 || s.Run.StopGrace < 0 || s.Budget < 0 {
 		bad("durations must not be negative")
+	}
+	switch s.Run.WarmupMode {
+	case replay.WarmupRun, replay.WarmupLevel:
+	default:
+		bad("run.warmup_mode %q: want \"run\" (warm-up before the first level of a trial) or \"level\" (before every level, at its rate)", s.Run.WarmupMode)
+	}
+	if ew := s.Run.EngineWarmup; ew.Duration < 0 {
+		bad("run.engine_warmup.duration %s: must not be negative (0 or absent: no engine warm-up)", ew.Duration.D())
+	} else if ew.On() && ew.Concurrency < 1 {
+		bad("run.engine_warmup.concurrency %d: want 1 or more requests in flight with run.engine_warmup.duration %s (e.g. 64: the engine then runs every batch size from 64 down to 1)", ew.Concurrency, ew.Duration.D())
+	} else if ew.Concurrency < 0 {
+		bad("run.engine_warmup.concurrency %d: must not be negative", ew.Concurrency)
 	}
 	if s.Run.Repetitions < 1 {
 		bad("run.repetitions %d: want 1 or more", s.Run.Repetitions)

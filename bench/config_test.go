@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/internal/testbin"
@@ -95,6 +96,53 @@ variants = []
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q:\n%v", w, err)
 				}
+			}
+		})
+	}
+}
+
+// TestWarmupConfig: run.warmup_mode and [run.engine_warmup] are read,
+// defaulted and checked, each problem named by its key.
+func TestWarmupConfig(t *testing.T) {
+	with := func(run string) string {
+		return strings.Replace(minimalStudy, "duration = \"10s\"\n", "duration = \"10s\"\n"+run, 1)
+	}
+	tests := []struct {
+		name     string
+		run      string
+		mode     string
+		engine   EngineWarmup
+		wantErrs []string
+	}{
+		{"defaults", ``, "run", EngineWarmup{}, nil},
+		{"level", "warmup = \"5s\"\nwarmup_mode = \"level\"\n", "level", EngineWarmup{}, nil},
+		{"run", "warmup_mode = \"run\"\n", "run", EngineWarmup{}, nil},
+		{"engine warm-up", "[run.engine_warmup]\nduration = \"20s\"\nconcurrency = 64\n", "run", EngineWarmup{Duration: Duration(20 * time.Second), Concurrency: 64}, nil},
+		{"engine warm-up off", "[run.engine_warmup]\nduration = \"0s\"\nconcurrency = 64\n", "run", EngineWarmup{Concurrency: 64}, nil},
+		{"bad mode", "warmup_mode = \"levels\"\n", "", EngineWarmup{}, []string{`run.warmup_mode "levels": want "run"`, `or "level"`}},
+		{"negative duration", "[run.engine_warmup]\nduration = \"-5s\"\nconcurrency = 64\n", "", EngineWarmup{}, []string{"run.engine_warmup.duration -5s: must not be negative"}},
+		{"no concurrency", "[run.engine_warmup]\nduration = \"20s\"\n", "", EngineWarmup{}, []string{"run.engine_warmup.concurrency 0: want 1 or more requests in flight with run.engine_warmup.duration 20s"}},
+		{"negative concurrency", "[run.engine_warmup]\nduration = \"20s\"\nconcurrency = -1\n", "", EngineWarmup{}, []string{"run.engine_warmup.concurrency -1: want 1 or more"}},
+		{"negative concurrency, off", "[run.engine_warmup]\nconcurrency = -1\n", "", EngineWarmup{}, []string{"run.engine_warmup.concurrency -1: must not be negative"}},
+		{"unknown key", "[run.engine_warmup]\nduration = \"20s\"\nconcurency = 64\n", "", EngineWarmup{}, []string{"unknown keys: run.engine_warmup.concurency"}},
+		{"all at once", "warmup_mode = \"x\"\n[run.engine_warmup]\nduration = \"20s\"\n", "", EngineWarmup{}, []string{"run.warmup_mode \"x\"", "run.engine_warmup.concurrency 0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseStudy(with(tt.run))
+			if len(tt.wantErrs) > 0 {
+				for _, w := range tt.wantErrs {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("error %v; want one that says %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Run.WarmupMode != tt.mode || s.Run.EngineWarmup != tt.engine {
+				t.Errorf("warmup_mode %q, engine_warmup %+v; want %q, %+v", s.Run.WarmupMode, s.Run.EngineWarmup, tt.mode, tt.engine)
 			}
 		})
 	}
