@@ -643,9 +643,12 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.disp)
 	ls.replay.Rates = []float64{rate}
 	ls.replay.Measured = measured
-	if i == 0 && s.Run.Warmup > 0 {
+	// The warm-up precedes the first level, or every level (each played
+	// at its own rate): its requests carry X-VB-Warmup, so the level's
+	// analysis leaves them out.
+	if s.Run.Warmup > 0 && (i == 0 || s.Run.WarmupMode == replay.WarmupLevel) {
 		ls.replay.WarmupDuration = s.Run.Warmup.D()
-		ls.replay.WarmupMode = replay.WarmupRun
+		ls.replay.WarmupMode = s.Run.WarmupMode // one level per replay: either mode warms it up
 	}
 	res, err := ls.run(lctx, r.hdr, r.reqs)
 	if res != nil {
