@@ -61,6 +61,9 @@ type RunOptions struct {
 	// OnLevel, when set, is called as each level starts (tests inject
 	// failures through it); with GPU lanes, from several goroutines at once.
 	OnLevel func(t Trial, rate float64, b backends.Backend)
+	// OnEngineWarmup, when set, is called as a trial's engine warm-up
+	// starts (run.engine_warmup), like OnLevel.
+	OnEngineWarmup func(t Trial, b backends.Backend)
 	// Trials, when set, runs only these trials of the plan (by Index) and
 	// writes no study report (vbbench report does): one task of a Slurm job
 	// array runs one trial this way.
@@ -119,18 +122,76 @@ func levelGroup(ctx context.Context, capDir string) (*analyze.Result, *analyze.G
 	return res, res.Groups[0], nil
 }
 
+// phaseEngineWarmup is the phase label of the engine warm-up's requests
+// (X-VB-Label-phase), and engineWarmupDir its capture under capture/.
+const (
+	phaseEngineWarmup = "engine-warmup"
+	engineWarmupDir   = "engine-warmup"
+)
+
+// EngineWarmupStatus is what a trial's engine warm-up did
+// (run.engine_warmup): how many requests, how long, and the TPOT and TTFT
+// of its capture by the metric package's definitions, to set against the
+// first level's (an engine that compiles kernels per batch shape is slow
+// until it has seen them). It is never one of the trial's levels: its
+// capture is apart from theirs, and neither the trial's analysis nor the
+// study report reads it.
+type EngineWarmupStatus struct {
+	Capture     string        `json:"capture"`
+	Concurrency int           `json:"concurrency"`
+	Duration    time.Duration `json:"duration_ns"`
+	// Requests counts the requests sent; Completed those that streamed to
+	// their end, Cut those still running at the drain deadline, Failed the
+	// rest.
+	Requests  int `json:"requests"`
+	Completed int `json:"completed"`
+	Cut       int `json:"cut"`
+	Failed    int `json:"failed"`
+	// Seconds is the warm-up's wall time, from its start until its last
+	// request ended (or was cut).
+	Seconds float64 `json:"seconds"`
+	// TPOTMean and TTFTP50 are in seconds, over the completed requests
+	// (null when none completed).
+	TPOTMean *float64 `json:"tpot_mean_s"`
+	TTFTP50  *float64 `json:"ttft_p50_s"`
+	// Exhausted is set when the trace ran out before the window ended.
+	Exhausted bool   `json:"exhausted,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// figures fills the warm-up's counts and figures from the analysis group
+// of its capture.
+func (ws *EngineWarmupStatus) figures(g *analyze.Group) {
+	ws.Requests, ws.Completed, ws.Cut, ws.Failed = g.Count, g.Completed, g.Cut, g.Failed
+	ws.TPOTMean, ws.TTFTP50 = metric.Num(g.TPOT.Mean), metric.Num(g.TTFT.P50)
+}
+
+// line is the warm-up's figures in one line (the progress line).
+func (ws *EngineWarmupStatus) line() string {
+	ms := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fms", *v*1e3)
+	}
+	return fmt.Sprintf("%d requests at concurrency %d in %.1fs: %d ok, %d failed, %d cut | TPOT mean %s, TTFT p50 %s (not measured)",
+		ws.Requests, ws.Concurrency, ws.Seconds, ws.Completed, ws.Failed, ws.Cut, ms(ws.TPOTMean), ms(ws.TTFTP50))
+}
+
 // TrialStatus is status.json of a trial directory.
 type TrialStatus struct {
-	Study    string        `json:"study"`
-	Key      string        `json:"key"`
-	Model    string        `json:"model"`
-	Variant  string        `json:"variant"`
-	Rep      int           `json:"rep"`
-	GPUs     []string      `json:"gpus,omitempty"`
-	Status   string        `json:"status"`
-	Error    string        `json:"error,omitempty"`
-	Warnings []string      `json:"warnings,omitempty"`
-	Levels   []LevelStatus `json:"levels"`
+	Study    string   `json:"study"`
+	Key      string   `json:"key"`
+	Model    string   `json:"model"`
+	Variant  string   `json:"variant"`
+	Rep      int      `json:"rep"`
+	GPUs     []string `json:"gpus,omitempty"`
+	Status   string   `json:"status"`
+	Error    string   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	// EngineWarmup is what the engine warm-up did (nil: none ran).
+	EngineWarmup *EngineWarmupStatus `json:"engine_warmup,omitempty"`
+	Levels       []LevelStatus       `json:"levels"`
 	// Cut is the total of the levels' cut requests (see LevelStatus).
 	Cut       int       `json:"cut"`
 	Skipped   []float64 `json:"skipped_rates,omitempty"`
@@ -423,10 +484,26 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 	writeJSON(filepath.Join(dir, "meta.json"), meta)
 	r.progress(t, gpus, 0, fmt.Sprintf("backend healthy at %s after %.0fs%s", b.BaseURL(), meta.StartupSeconds, allocationNote(meta.Allocated)), false)
 
+	// The engine warm-up: a failure there (a crash, Ctrl-C, a refused
+	// preflight) ends the trial as a level's would, before any level.
+	if s.Run.EngineWarmup.On() && ctx.Err() == nil {
+		ws, err := r.engineWarmup(ctx, t, gpus, b, dir)
+		st.EngineWarmup = ws
+		switch {
+		case err != nil && ctx.Err() != nil:
+			st.Status, st.Error = StatusInterrupted, err.Error()
+		case err != nil:
+			st.Status, st.Error = StatusFailed, err.Error()
+		case ws.Error != "":
+			st.Warnings = append(st.Warnings, "engine warm-up: "+ws.Error)
+		}
+		writeJSON(statusPath, st)
+	}
+
 	var measured replay.Measured // the trial's levels so far: the drain policy starts from it
 	levelsStart := r.opt.Now()
 	for i, rate := range t.Rates {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || st.Status != StatusRunning {
 			break
 		}
 		lv, err := r.level(ctx, t, gpus, b, dir, i, rate, measured)
@@ -672,6 +749,82 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 		lv.Error = err.Error()
 	}
 	return lv, err
+}
+
+// engineWarmup plays the trace closed loop at run.engine_warmup's
+// concurrency for its duration into capture/engine-warmup, then lets its
+// requests finish by the drain policy of a level, so the engine runs every
+// batch size from the concurrency down to 1. It is set up as a level is
+// (levelConfig; a probe's step is the same closed loop) and stops as one
+// does when the backend dies or ctx is cancelled; its requests are tagged
+// phase=engine-warmup. It sends the trace from its end backwards, as the
+// replayer's warm-ups do: the levels send it from its start, and a prompt
+// seen in the warm-up would be a prefix-cache hit in a level. The error is what ends the trial; a capture that
+// cannot be analysed only says so in the status's Error.
+func (r *runner) engineWarmup(ctx context.Context, t Trial, gpus []string, b backends.Backend, dir string) (*EngineWarmupStatus, error) {
+	s := r.study
+	ew := s.Run.EngineWarmup
+	rel := filepath.Join("capture", engineWarmupDir)
+	capDir := filepath.Join(dir, rel)
+	ws := &EngineWarmupStatus{Capture: rel, Concurrency: ew.Concurrency, Duration: ew.Duration.D()}
+	r.progress(t, gpus, 0, fmt.Sprintf("engine warm-up: closed loop at concurrency %d for %s (not measured)", ew.Concurrency, ew.Duration.D()), false)
+	if r.opt.OnEngineWarmup != nil {
+		r.opt.OnEngineWarmup(t, b)
+	}
+	lctx, cancel := whileAlive(ctx, b)
+	defer cancel()
+	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.disp)
+	ls.replay.Concurrency = []int{ew.Concurrency}
+	ls.replay.MaxConcurrency = 0 // a closed loop holds its concurrency
+	ls.replay.Duration = ew.Duration.D()
+	ls.replay.Labels["phase"] = phaseEngineWarmup
+	if ls.replay.OnProgress != nil {
+		// The replayer calls it a level; the lines say what it is.
+		ls.replay.OnProgress = progress.Replay(r.disp, t.Variant.Name+" engine warm-up: ", "    ")
+	}
+	start := r.opt.Now()
+	res, err := ls.run(lctx, r.hdr, backwards(r.reqs))
+	ws.Seconds = r.opt.Now().Sub(start).Seconds()
+	if res != nil {
+		writeJSON(filepath.Join(dir, "replay-"+engineWarmupDir+".json"), res)
+		for _, l := range res.Levels {
+			ws.Exhausted = l.Exhausted
+		}
+	}
+	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
+		ws.figures(g)
+		r.progress(t, gpus, 0, "engine warm-up: "+ws.line(), true)
+	} else if err == nil {
+		ws.Error = fmt.Sprintf("the capture: %v", ferr)
+	}
+	select {
+	case <-b.Exited():
+		err = fmt.Errorf("backend crashed during the engine warm-up (%v); last log lines:\n%s", b.ExitErr(), b.LogTail(15))
+	default:
+		if err != nil {
+			err = fmt.Errorf("bench: engine warm-up: %w", err)
+		}
+	}
+	if err != nil {
+		ws.Error = err.Error()
+	}
+	return ws, err
+}
+
+// backwards returns the trace's requests last first, their offsets
+// mirrored (a replay wants them in arrival order; a closed loop ignores
+// them). The requests keep their indexes.
+func backwards(reqs []trace.Request) []trace.Request {
+	out := make([]trace.Request, len(reqs))
+	if len(reqs) == 0 {
+		return out
+	}
+	last := reqs[len(reqs)-1].Offset
+	for i := range out {
+		out[i] = reqs[len(reqs)-1-i]
+		out[i].Offset = last - out[i].Offset
+	}
+	return out
 }
 
 // line is the level's figures in one line (the progress and the early
