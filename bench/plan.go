@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 )
 
@@ -262,12 +263,33 @@ func dedupe(s *[]string) {
 	*s = out
 }
 
+// trialEstimate is the expected wall time of a trial of spec at these
+// rates, each level draining for drain (at most the study's bound): the
+// start-up, the engine warm-up (its window and a level's drain for its
+// tail), the warm-up (once, or before every level), the levels, the stop
+// and the analysis.
 func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration) time.Duration {
-	d := startupEstimate(spec) + r.Warmup.D() + tailEstimate(spec)
+	drain = min(drain, r.DrainBound())
+	d := startupEstimate(spec) + tailEstimate(spec) + engineWarmupEstimate(r, drain)
+	if r.WarmupMode == replay.WarmupLevel {
+		d += time.Duration(len(rates)) * r.Warmup.D()
+	} else {
+		d += r.Warmup.D()
+	}
 	for range rates {
-		d += r.Duration.D() + min(drain, r.DrainBound())
+		d += r.Duration.D() + drain
 	}
 	return d
+}
+
+// engineWarmupEstimate is the expected time of a trial's engine warm-up:
+// its window, then its last requests' tail, which drains as a level's does
+// (0 when there is none).
+func engineWarmupEstimate(r RunConfig, drain time.Duration) time.Duration {
+	if !r.EngineWarmup.On() {
+		return 0
+	}
+	return r.EngineWarmup.Duration.D() + drain
 }
 
 // typicalDrainFor is the drain the estimate counts per level: typicalDrain,
@@ -367,8 +389,8 @@ func (p *Plan) Print(w io.Writer) {
 	if len(s.Run.Rates) == 0 {
 		rates = "rates per variant"
 	}
-	fmt.Fprintf(w, "study %q: %d models, %d trials, %s × %s (warm-up %s, drain ≤ %s)\n",
-		s.Name, len(s.Models), len(p.Trials), rates, s.Run.Duration.D(), s.Run.Warmup.D(), s.Run.DrainBound())
+	fmt.Fprintf(w, "study %q: %d models, %d trials, %s × %s (%s, drain ≤ %s)\n",
+		s.Name, len(s.Models), len(p.Trials), rates, s.Run.Duration.D(), warmupNote(s.Run), s.Run.DrainBound())
 	if p.TraceReady {
 		fmt.Fprintf(w, "trace %s: %d requests over %s at %g req/s native, hash %s\n",
 			s.Trace.Path, p.Trace.Count, roundDur(p.Trace.Span), p.Trace.MeanRate, p.Trace.ShortHash())
@@ -433,6 +455,20 @@ func (p *Plan) Print(w io.Writer) {
 	if len(p.Errors) == 0 {
 		fmt.Fprintln(w, "plan ok")
 	}
+}
+
+// warmupNote says what the trials send before they measure, for the
+// plan's header: "warm-up 10s", "warm-up 10s before every level", and the
+// engine warm-up when there is one.
+func warmupNote(r RunConfig) string {
+	note := fmt.Sprintf("warm-up %s", r.Warmup.D())
+	if r.WarmupMode == replay.WarmupLevel && r.Warmup > 0 {
+		note += " before every level"
+	}
+	if ew := r.EngineWarmup; ew.On() {
+		note += fmt.Sprintf(", engine warm-up %s at concurrency %d", ew.Duration.D(), ew.Concurrency)
+	}
+	return note
 }
 
 // Select returns the trials of the plan with these indexes (0-based, in

@@ -224,3 +224,72 @@ func TestSaturated(t *testing.T) {
 		t.Errorf("early stop off: %q", got)
 	}
 }
+
+// TestPlanWarmupEstimate: the plan counts the warm-up once per trial or
+// once per level (run.warmup_mode), and the engine warm-up, its window and
+// its tail, once per trial; its header says which.
+func TestPlanWarmupEstimate(t *testing.T) {
+	dir := t.TempDir()
+	tracePath := filepath.Join(dir, "t.bin")
+	writeTrace(t, tracePath, 100)
+	// Per simulated trial: start-up 1 s, stop and analysis 3 s, levels of
+	// 10 s + 3 s of drain (the worst case: drain = 30 s).
+	const run = `rates = [1, 2]
+duration = "10s"
+warmup = "5s"
+drain = "30s"
+repetitions = 2
+`
+	tests := []struct {
+		name        string
+		extra       string
+		trial       time.Duration // the estimate of one trial
+		worst       time.Duration // of one trial, every drain in full
+		header      string
+		headerLacks string
+	}{
+		{"warm-up once", "", 35 * time.Second, (1 + 3 + 5 + 2*40) * time.Second,
+			"(warm-up 5s, drain ≤ 30s)", "engine"},
+		{"warm-up per level", "warmup_mode = \"level\"\n", 40 * time.Second, (1 + 3 + 2*5 + 2*40) * time.Second,
+			"(warm-up 5s before every level, drain ≤ 30s)", "engine"},
+		{"engine warm-up", "[run.engine_warmup]\nduration = \"20s\"\nconcurrency = 8\n", 35*time.Second + 23*time.Second, (1 + 3 + 5 + 2*40 + 20 + 30) * time.Second,
+			"(warm-up 5s, engine warm-up 20s at concurrency 8, drain ≤ 30s)", "every level"},
+		{"both", "warmup_mode = \"level\"\n[run.engine_warmup]\nduration = \"20s\"\nconcurrency = 8\n", 40*time.Second + 23*time.Second, (1 + 3 + 2*5 + 2*40 + 20 + 30) * time.Second,
+			"(warm-up 5s before every level, engine warm-up 20s at concurrency 8, drain ≤ 30s)", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ParseStudy(`name = "w"
+[trace]
+path = "` + tracePath + `"
+[run]
+` + run + tt.extra + `
+[[models]]
+name = "m"
+model = "sim"
+variants = ["sim-paged"]
+`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := MakePlan(context.Background(), s)
+			if err != nil || p.Err() != nil {
+				t.Fatalf("plan: %v %v", err, p.Err())
+			}
+			for _, tr := range p.Trials {
+				if tr.Estimate != tt.trial {
+					t.Errorf("trial %s: estimate %v, want %v", tr.Key(), tr.Estimate, tt.trial)
+				}
+			}
+			if p.Estimate != 2*tt.trial || p.Worst != 2*tt.worst {
+				t.Errorf("estimate %v, worst %v; want %v, %v (two trials)", p.Estimate, p.Worst, 2*tt.trial, 2*tt.worst)
+			}
+			var out strings.Builder
+			p.Print(&out)
+			head, _, _ := strings.Cut(out.String(), "\n")
+			if !strings.Contains(head, tt.header) || (tt.headerLacks != "" && strings.Contains(head, tt.headerLacks)) {
+				t.Errorf("header %q; want %q in it", head, tt.header)
+			}
+		})
+	}
+}
