@@ -284,3 +284,24 @@ extra_args = ["--num-gpu-blocks-override=100"]
 		t.Errorf("variant with its own KV sizing got kv_cache_tokens %d (err %v); want 0", vs[0][0].Spec.KVCacheTokens, err)
 	}
 }
+
+// TestStudyDocs: the study file docs/vbbench.md shows is valid, every key
+// it lists is read, its warm-ups included.
+func TestStudyDocs(t *testing.T) {
+	doc, err := os.ReadFile("../docs/vbbench.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```toml\nname = ")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/vbbench.md has no ```toml block of a study")
+	}
+	s, err := ParseStudy("name = " + block)
+	if err != nil {
+		t.Fatalf("the documented study: %v", err)
+	}
+	if s.Run.WarmupMode != "run" || s.Run.EngineWarmup != (EngineWarmup{Duration: Duration(20 * time.Second), Concurrency: 64}) {
+		t.Errorf("the documented study's warm-ups: mode %q, engine %+v", s.Run.WarmupMode, s.Run.EngineWarmup)
+	}
+}
