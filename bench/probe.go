@@ -136,7 +136,12 @@ type VariantProbe struct {
 	SingleStream ProbeStep `json:"single_stream"`
 	// Ladder is the suggested rates for this variant alone.
 	Ladder []float64 `json:"ladder,omitempty"`
-	Error  string    `json:"error,omitempty"`
+	// EngineWarmup is the study's [run.engine_warmup], run before the
+	// first step at the higher of its concurrency and the top step (nil
+	// when the study has none): a step must not pay for compiling the
+	// kernels of its batch sizes, or the plateau reads low.
+	EngineWarmup *EngineWarmupStatus `json:"engine_warmup,omitempty"`
+	Error        string              `json:"error,omitempty"`
 }
 
 // ProbeResult is probe.json.
@@ -380,6 +385,16 @@ func (pr *prober) variant(ctx context.Context, m ModelConfig, v Variant) (vp Var
 		}
 	}()
 	fmt.Fprintf(pr.opt.Progress, "  backend healthy at %s\n", b.BaseURL())
+	if s.Run.EngineWarmup.On() && ctx.Err() == nil {
+		ws, err := pr.engineWarmup(ctx, m, v, b, dir)
+		vp.EngineWarmup = ws
+		if err != nil {
+			vp.Error = err.Error()
+			vp.StopCause = "engine warm-up failed"
+			return vp
+		}
+		fmt.Fprintf(pr.opt.Progress, "  engine warm-up: %s\n", ws.line())
+	}
 
 	limit := s.Run.EarlyStop.NormalizedLatency.D().Seconds()
 	flat := 0
@@ -497,6 +512,50 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 		err = fmt.Errorf("bench: probe: the capture of concurrency %d: %w", n, ferr)
 	}
 	return st, err
+}
+
+// engineWarmup runs the study's engine warm-up on a probed server: closed
+// loop at the higher of run.engine_warmup.concurrency and the probe's top
+// step, for its duration, then drained, into capture/engine-warmup (tagged
+// phase=engine-warmup, never a step), the trace sent backwards as in a
+// trial's engine warm-up.
+func (pr *prober) engineWarmup(ctx context.Context, m ModelConfig, v Variant, b backends.Backend, dir string) (*EngineWarmupStatus, error) {
+	s := pr.study
+	ew := s.Run.EngineWarmup
+	n := max(ew.Concurrency, pr.opt.MaxConcurrency)
+	rel := filepath.Join("capture", engineWarmupDir)
+	capDir := filepath.Join(dir, rel)
+	ws := &EngineWarmupStatus{Capture: rel, Concurrency: n, Duration: ew.Duration.D()}
+	ls := levelConfig(s, m, v, "probe", b, capDir, pr.runID, filepath.Base(pr.opt.Out), pr.disp)
+	ls.replay.Concurrency = []int{n}
+	ls.replay.MaxConcurrency = 0
+	ls.replay.Duration = ew.Duration.D()
+	ls.replay.Labels["phase"] = phaseEngineWarmup
+	lctx, cancel := whileAlive(ctx, b)
+	defer cancel()
+	start := time.Now()
+	res, err := ls.run(lctx, pr.hdr, backwards(pr.reqs))
+	ws.Seconds = time.Since(start).Seconds()
+	if res != nil {
+		writeJSON(filepath.Join(dir, "replay-"+engineWarmupDir+".json"), res)
+		for _, l := range res.Levels {
+			ws.Exhausted = l.Exhausted
+		}
+	}
+	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
+		ws.figures(g)
+	} else if err == nil {
+		ws.Error = fmt.Sprintf("the capture: %v", ferr)
+	}
+	select {
+	case <-b.Exited():
+		err = fmt.Errorf("backend crashed during the engine warm-up (%v); last log lines:\n%s", b.ExitErr(), b.LogTail(15))
+	default:
+		if err != nil {
+			err = fmt.Errorf("bench: engine warm-up: %w", err)
+		}
+	}
+	return ws, err
 }
 
 // measure fills the step's figures from its capture's analysis: the counts
@@ -688,6 +747,9 @@ func (r *ProbeResult) Markdown() string {
 	}
 	for _, vp := range r.Variants {
 		fmt.Fprintf(&b, "\n## %s / %s\n\n", vp.Model, vp.Variant)
+		if ws := vp.EngineWarmup; ws != nil {
+			fmt.Fprintf(&b, "Engine warm-up before the steps (not measured): closed loop at %d for %s: %s.\n\n", ws.Concurrency, ws.Duration, ws.line())
+		}
 		if len(vp.Steps) > 0 {
 			b.WriteString("| concurrency | req/s | output tok/s | TPOT | TTFT p50 | s/token | ok | failed |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 			short := false

@@ -462,6 +462,9 @@ func TestProbeMinConcurrency(t *testing.T) {
 		t.Skip("probes one simulated server (≈5 s)")
 	}
 	bin := buildSim(t)
+	// With an engine warm-up in the study, the probe runs it first, at the
+	// top step's concurrency when that is higher than the study's.
+	s.Run.EngineWarmup = EngineWarmup{Duration: Duration(500 * time.Millisecond), Concurrency: 8}
 	var progress bytes.Buffer
 	res, err := Probe(context.Background(), s, ProbeOptions{Variants: []string{"paged"}, Level: 500 * time.Millisecond,
 		MinConcurrency: 4, MaxConcurrency: 16, Out: filepath.Join(dir, "probe"), SearchDirs: []string{bin},
@@ -479,5 +482,16 @@ func TestProbeMinConcurrency(t *testing.T) {
 	}
 	if vp.SingleStream.OK != 0 || res.Options.MinConcurrency != 4 {
 		t.Errorf("single stream %+v, options %+v; want none and min 4 recorded", vp.SingleStream, res.Options)
+	}
+	ws := vp.EngineWarmup
+	if ws == nil || ws.Concurrency != 16 || ws.Requests < 16 || ws.Completed == 0 || ws.Error != "" {
+		t.Fatalf("engine warm-up %+v; want one at concurrency 16 with its requests", ws)
+	}
+	ar, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{filepath.Join(vp.Dir, "capture", "engine-warmup")}})
+	if err != nil || len(ar.Groups) != 1 || ar.Groups[0].Count != ws.Requests {
+		t.Errorf("capture/engine-warmup: %v; want one group of %d requests", err, ws.Requests)
+	}
+	if md := res.Markdown(); !strings.Contains(md, "Engine warm-up before the steps (not measured): closed loop at 16") {
+		t.Errorf("probe.md lacks the engine warm-up:\n%s", md)
 	}
 }

@@ -101,9 +101,11 @@ probe)
     rc=$?
     log "probe $v: exit $rc after $(( $(date +%s) - t ))s: $(grep -m1 -o 'Saturation[^;]*' "$d/probe.md" 2>/dev/null)"
     [ $rc -eq 0 ] && touch "$d/DONE"
-    tar -C "$STATE/probe-$name" --exclude='*/capture' -cJf "$OUT/probe-$name-$v.tar.xz" "$v"
+    # What comes back may not have a '+' in its name (vllm-page+flash).
+    f=$name-${v//+/_}
+    tar -C "$STATE/probe-$name" --exclude='*/capture' -cJf "$OUT/probe-$f.tar.xz" "$v"
     cap=$(find "$d" -type d -name capture | head -1)
-    [ -n "$cap" ] && tar -C "$STATE/probe-$name" -cf - "$v/${cap#"$d"/}" | xz -T0 -6 > "$OUT/probe-$name-$v-captures.tar.xz"
+    [ -n "$cap" ] && tar -C "$STATE/probe-$name" -cf - "$v/${cap#"$d"/}" | xz -T0 -6 > "$OUT/probe-$f-captures.tar.xz"
   done
   ;;
 run)
@@ -125,3 +127,7 @@ esac
 nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/device.txt" 2>&1
 ls -la "$OUT" >> "$S"
 log "done"
+# Only a few files come back per call: everything but the captures goes into
+# one call-<time>.tar (driver log, device, plan, host log, probe summaries).
+cd "$OUT" && tar cf "call-$(date -u +%H%M%S).tar" --exclude='*captures*' --exclude='call-*.tar' ./* &&
+  find . -maxdepth 1 -type f ! -name 'call-*.tar' ! -name '*captures*' -delete

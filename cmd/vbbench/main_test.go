@@ -29,6 +29,21 @@ func TestPlanExamples(t *testing.T) {
 	}
 }
 
+// TestPlanHolds: the study files of the GPU holds under docs/results (a
+// study split to fit a 30-minute hold) plan within their budgets.
+func TestPlanHolds(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "..", "docs", "results", "*", "holds", "*.toml"))
+	if len(files) == 0 {
+		t.Fatal("no hold study files under docs/results/*/holds")
+	}
+	for _, f := range files {
+		code, out, errOut := runCLI("plan", f)
+		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "of the 27m0s budget") {
+			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
+		}
+	}
+}
+
 // TestPlanMoEH200: the MoE study fits the H200 (141 GB), every preset with
 // the fixed 65,536-token KV cache, and not a 24 GB card, whose usable
 // memory is less than the FP8 weights.
