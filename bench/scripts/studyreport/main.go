@@ -1,0 +1,555 @@
+// Command studyreport writes the report of a study that ran as several GPU
+// holds (issue #16: a GPU lent 30 minutes at a time runs each workload as
+// holds that share an anchor variant at two rates). It reads each hold's
+// study file and results tree, analyses every measured level of every
+// finished trial together (the analyze package: the same definitions as
+// vbanalyze and vbbench), and writes DIR/report.md beside DIR/analysis/
+// (vbanalyze's report, summary CSVs and charts, Fig. 12 among them):
+//
+//   - each hold's planned wall time (vbbench plan's estimate) against the
+//     actual one (its first trial's start to its last trial's end);
+//   - normalized latency against rate, with 95% CIs across holds;
+//   - batched requests at the equal-rate operating point, with CIs, beside
+//     the vLLM paper's Fig. 13;
+//   - sustainable rates and their ratios beside the paper's;
+//   - the paper's ordering (paged > oracle > pow2 > max), reproduced or not;
+//   - the anchor's drift between holds.
+//
+// Usage:
+//
+//	go run ./bench/scripts/studyreport -out DIR -workload sharegpt \
+//	    [-paper ../shared/data/vllm-paper/published_stats.json] [-anchor torch-oracle] \
+//	    [-equal-rate 12] [-saturation 200ms] [-title T] HOLD.toml=RESULTS_DIR ...
+//
+// A HOLD.toml may appear several times (its repetitions), each with the
+// results tree that run wrote.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vbench/vbench/analyze"
+	"github.com/vbench/vbench/analyze/render"
+	"github.com/vbench/vbench/bench"
+	"github.com/vbench/vbench/metric"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "studyreport:", err)
+		os.Exit(1)
+	}
+}
+
+// hold is one run of one hold's study file.
+type hold struct {
+	n       int // 1-based, in argument order
+	study   string
+	file    string
+	results string
+	planned time.Duration
+	trials  []trial
+}
+
+// trial is one finished trial of a hold.
+type trial struct {
+	bench.TrialStatus
+	dir string
+}
+
+// options are the flags.
+type options struct {
+	out, workload, paper, anchor, title string
+	equalRate                           float64
+	saturation                          time.Duration
+}
+
+func run(ctx context.Context, args []string) error {
+	fl := flag.NewFlagSet("studyreport", flag.ContinueOnError)
+	var o options
+	fl.StringVar(&o.out, "out", "", "output directory (required)")
+	fl.StringVar(&o.workload, "workload", "", "sharegpt or alpaca: which of the paper's figures stand beside ours (required)")
+	fl.StringVar(&o.paper, "paper", "", "the vLLM paper's published_stats.json (optional)")
+	fl.StringVar(&o.anchor, "anchor", "torch-oracle", "the variant every hold shares")
+	fl.Float64Var(&o.equalRate, "equal-rate", 0, "the rate (req/s) every variant ran, for the batched-requests comparison")
+	fl.DurationVar(&o.saturation, "saturation", 200*time.Millisecond, "normalized latency (per token) under which a rate is sustained")
+	fl.StringVar(&o.title, "title", "", "report title")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if o.out == "" || (o.workload != "sharegpt" && o.workload != "alpaca") || fl.NArg() == 0 {
+		return errors.New("want -out DIR, -workload sharegpt|alpaca and at least one HOLD.toml=RESULTS_DIR")
+	}
+	var holds []*hold
+	for i, a := range fl.Args() {
+		file, results, ok := strings.Cut(a, "=")
+		if !ok || file == "" || results == "" {
+			return fmt.Errorf("%q: want HOLD.toml=RESULTS_DIR", a)
+		}
+		h, err := loadHold(ctx, i+1, file, results)
+		if err != nil {
+			return err
+		}
+		holds = append(holds, h)
+	}
+	var caps []string
+	for _, h := range holds {
+		for _, t := range h.trials {
+			for _, l := range t.Levels {
+				caps = append(caps, filepath.Join(t.dir, l.Capture))
+			}
+		}
+	}
+	if len(caps) == 0 {
+		return errors.New("no finished trial with a measured level in any results tree")
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	title := o.title
+	if title == "" {
+		title = "Study across " + fmt.Sprint(len(holds)) + " holds"
+	}
+	cfg := analyze.Config{Captures: caps, Out: filepath.Join(o.out, "analysis"), Chart: true,
+		Saturation: o.saturation, Title: title + " — all holds", Stdout: ioDiscard{}, Stderr: os.Stderr}
+	res, err := analyze.Analyze(ctx, cfg)
+	if err == nil {
+		err = render.Write(ctx, res, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("analysis: %w", err)
+	}
+	var paper *paperStats
+	if o.paper != "" {
+		if paper, err = loadPaper(o.paper); err != nil {
+			return err
+		}
+	}
+	md := report(title, o, holds, res, paper)
+	return os.WriteFile(filepath.Join(o.out, "report.md"), []byte(md), 0o644)
+}
+
+// ioDiscard swallows the analysis's terminal table.
+type ioDiscard struct{}
+
+func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
+
+// loadHold reads a hold's study (for its name and planned time) and the
+// finished trials of that study under results.
+func loadHold(ctx context.Context, n int, file, results string) (*hold, error) {
+	s, err := bench.LoadStudy(file)
+	if err != nil {
+		return nil, err
+	}
+	h := &hold{n: n, study: s.Name, file: file, results: results}
+	if p, err := bench.MakePlan(ctx, s); err == nil {
+		h.planned = p.Estimate
+	}
+	err = filepath.WalkDir(results, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "status.json" {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var t trial
+		if json.Unmarshal(b, &t.TrialStatus) != nil || t.Study != s.Name {
+			return nil
+		}
+		if t.Status != bench.StatusOK && t.Status != bench.StatusEarlyStopped {
+			return nil
+		}
+		t.dir = filepath.Dir(path)
+		h.trials = append(h.trials, t)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", results, err)
+	}
+	if len(h.trials) == 0 {
+		return nil, fmt.Errorf("%s: no finished trial of study %q (from %s)", results, s.Name, file)
+	}
+	sort.Slice(h.trials, func(i, j int) bool { return h.trials[i].Started.Before(h.trials[j].Started) })
+	return h, nil
+}
+
+// actual is the hold's wall time: its first trial's start to its last
+// trial's end.
+func (h *hold) actual() time.Duration {
+	var first, last time.Time
+	for _, t := range h.trials {
+		if first.IsZero() || t.Started.Before(first) {
+			first = t.Started
+		}
+		if t.Ended.After(last) {
+			last = t.Ended
+		}
+	}
+	return last.Sub(first)
+}
+
+// paperStats is the part of published_stats.json the report uses.
+type paperStats struct {
+	Paper string `json:"paper"`
+	Knees struct {
+		ShareGPT map[string]map[string]float64 `json:"sharegpt"`
+		Alpaca   map[string]map[string]float64 `json:"alpaca"`
+	} `json:"fig12_knee_request_rates_APPROX_third_party_visual_reading"`
+	Fig13 map[string]map[string]float64 `json:"fig13_avg_batched_requests_OPT13B"`
+}
+
+func loadPaper(path string) (*paperStats, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var p paperStats
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &p, nil
+}
+
+// paperName is the paper's system that a variant stands for.
+func paperName(variant string) (fig13, knee string) {
+	switch {
+	case strings.HasSuffix(variant, "-max"):
+		return "Orca (Max)", "OrcaMax"
+	case strings.HasSuffix(variant, "-pow2"):
+		return "Orca (Pow2)", "OrcaPow2"
+	case strings.HasSuffix(variant, "-oracle"):
+		return "Orca (Oracle)", "OrcaOracle"
+	case strings.HasPrefix(variant, "vllm"):
+		return "vLLM", "vLLM"
+	}
+	return "", ""
+}
+
+// variantOrder puts the paper's systems first (max, pow2, oracle), then
+// the vLLM presets, then the rest by name.
+func variantOrder(vs []string) []string {
+	rank := func(v string) int {
+		switch {
+		case strings.HasSuffix(v, "-max"):
+			return 0
+		case strings.HasSuffix(v, "-pow2"):
+			return 1
+		case strings.HasSuffix(v, "-oracle"):
+			return 2
+		case v == "vllm-page":
+			return 3
+		case v == "vllm-page+flash":
+			return 4
+		case v == "vllm-all-opt":
+			return 5
+		}
+		return 6
+	}
+	out := slices.Clone(vs)
+	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := rank(out[i]), rank(out[j]); a != b {
+			return a < b
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+func report(title string, o options, holds []*hold, res *analyze.Result, paper *paperStats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	fmt.Fprintf(&b, "Generated by `go run ./bench/scripts/studyreport` from %d hold runs; every figure comes from their captures through the analyze package (the definitions of `vbanalyze`, whose full report, CSVs and charts are in [`analysis/`](analysis/report.md)). Rates sustained at normalized latency ≤ %s/token.\n\n", len(holds), o.saturation)
+
+	// Holds: planned vs actual.
+	b.WriteString("## Holds: planned and actual wall time\n\n| run | study file | results | trials | planned | actual | actual vs planned |\n|---|---|---|---:|---:|---:|---:|\n")
+	for _, h := range holds {
+		diff := "-"
+		if h.planned > 0 {
+			diff = fmt.Sprintf("%+.0f%%", 100*(h.actual().Seconds()/h.planned.Seconds()-1))
+		}
+		fmt.Fprintf(&b, "| %d | `%s` | `%s` | %d | %s | %s | %s |\n", h.n, h.file, h.results, len(h.trials), fmtDur(h.planned), fmtDur(h.actual()), diff)
+	}
+	b.WriteString("\nPlanned: `vbbench plan`'s estimate (each level's drain counted at 15 s). Actual: the first trial's start to the last trial's end.\n\n")
+
+	// Fig. 12.
+	variants := map[string]bool{}
+	for _, a := range res.Aggregates {
+		variants[a.Variant] = true
+	}
+	var vs []string
+	for v := range variants {
+		vs = append(vs, v)
+	}
+	vs = variantOrder(vs)
+	b.WriteString("## Normalized latency vs request rate (the paper's Fig. 12)\n\n![normalized latency vs rate](analysis/charts/norm_latency_vs_rate.png)\n\n")
+	b.WriteString("Mean normalized latency (s/token, cut requests at their lower bound) ± the 95% CI across hold runs (n = runs that measured the rate); batched = the server's running requests, time-weighted.\n\n| variant | rate | n | norm latency (s/token) | TPOT mean (ms) | batched | cut |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, v := range vs {
+		for _, a := range res.Aggregates {
+			if a.Variant != v {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %g | %d | %s | %s | %s | %d |\n", v, a.Rate, a.Trials, fmtCI(a.NormLatencyWithCut, 4, 1), fmtCI(a.TPOTMean, 1, 1000), fmtCI(a.Running, 1, 1), a.Cut)
+		}
+	}
+
+	// Batched at the equal rate (Fig. 13).
+	if o.equalRate > 0 {
+		fmt.Fprintf(&b, "\n## Batched requests at %g req/s (the paper's Fig. 13)\n\n", o.equalRate)
+		key := map[string]string{"sharegpt": "sharegpt_at_2_rps", "alpaca": "alpaca_at_30_rps"}[o.workload]
+		b.WriteString("| variant | batched (ours, ± 95% CI) | n | the paper (OPT-13B, " + key + ") |\n|---|---:|---:|---:|\n")
+		for _, v := range vs {
+			a := findAgg(res, v, o.equalRate)
+			if a == nil {
+				fmt.Fprintf(&b, "| %s | not run at %g | - | - |\n", v, o.equalRate)
+				continue
+			}
+			pp := "-"
+			if name, _ := paperName(v); paper != nil && name != "" {
+				if x, ok := paper.Fig13[key][name]; ok {
+					pp = fmt.Sprintf("%.2f (%s)", x, name)
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %s |\n", v, fmtCI(a.Running, 1, 1), a.Trials, pp)
+		}
+	}
+
+	// Sustainable rates and ratios.
+	sat := map[string]analyze.Saturation{}
+	for _, s := range res.Saturation {
+		sat[s.Variant] = s
+	}
+	b.WriteString("\n## Sustainable rates\n\n| variant | sustained (req/s) | the paper's knee (OPT-13B, read off Fig. 12) |\n|---|---:|---:|\n")
+	for _, v := range vs {
+		s, ok := sat[v]
+		if !ok {
+			continue
+		}
+		pk := "-"
+		if _, k := paperName(v); paper != nil && k != "" {
+			if x, ok := paper.knees(o.workload)[k]; ok {
+				pk = fmt.Sprintf("%g", x)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", v, fmtSat(s), pk)
+	}
+	b.WriteString("\n| ratio | ours | the paper |\n|---|---:|---:|\n")
+	for _, r := range [][2]string{{"vllm-page", "torch-max"}, {"vllm-page+flash", "torch-max"}, {"vllm-all-opt", "torch-max"},
+		{"torch-oracle", "torch-max"}, {"torch-pow2", "torch-max"}, {"vllm-page", "torch-oracle"},
+		{"vllm-page+flash", "vllm-page"}, {"vllm-all-opt", "vllm-page+flash"}} {
+		x, okx := sat[r[0]]
+		y, oky := sat[r[1]]
+		if !okx || !oky || y.Rate <= 0 || x.Over || y.Over {
+			continue
+		}
+		bound := ""
+		if x.Never && !y.Never {
+			bound = "≥ "
+		} else if y.Never && !x.Never {
+			bound = "≤ "
+		} else if x.Never && y.Never {
+			bound = "? "
+		}
+		pr := "-"
+		if paper != nil {
+			_, kx := paperName(r[0])
+			_, ky := paperName(r[1])
+			kn := paper.knees(o.workload)
+			if a, b := kn[kx], kn[ky]; kx != ky && a > 0 && b > 0 {
+				pr = fmt.Sprintf("%.1f×", a/b)
+			}
+		}
+		fmt.Fprintf(&b, "| %s / %s | %s%.2f× | %s |\n", r[0], r[1], bound, x.Rate/y.Rate, pr)
+	}
+	b.WriteString("\n\"≥\": the numerator never crossed the threshold (its highest rate sustained), so the ratio is a lower bound; \"?\" neither did.\n")
+
+	// The paper's ordering.
+	b.WriteString("\n## The paper's ordering: paged > oracle > pow2 > max\n\n| measure | max | pow2 | oracle | paged (vllm-page) | reproduced |\n|---|---:|---:|---:|---:|---|\n")
+	order := []string{"torch-max", "torch-pow2", "torch-oracle", "vllm-page"}
+	var rates []interval
+	var cells []string
+	for _, v := range order {
+		s, ok := sat[v]
+		if !ok {
+			cells = append(cells, "-")
+			rates = append(rates, interval{math.NaN(), math.NaN()})
+			continue
+		}
+		cells = append(cells, fmtSat(s))
+		rates = append(rates, satInterval(s))
+	}
+	fmt.Fprintf(&b, "| sustained rate (req/s) | %s | %s |\n", strings.Join(cells, " | "), verdict(rates))
+	if o.equalRate > 0 {
+		var bs []interval
+		cells = cells[:0]
+		for _, v := range order {
+			if a := findAgg(res, v, o.equalRate); a != nil {
+				bs = append(bs, ciInterval(a.Running))
+				cells = append(cells, fmtCI(a.Running, 1, 1))
+			} else {
+				bs = append(bs, interval{math.NaN(), math.NaN()})
+				cells = append(cells, "-")
+			}
+		}
+		fmt.Fprintf(&b, "| batched at %g req/s | %s | %s |\n", o.equalRate, strings.Join(cells, " | "), verdict(bs))
+	}
+
+	// Anchor drift.
+	b.WriteString(anchorDrift(o.anchor, holds, res))
+	return b.String()
+}
+
+func (p *paperStats) knees(workload string) map[string]float64 {
+	m := p.Knees.ShareGPT
+	if workload == "alpaca" {
+		m = p.Knees.Alpaca
+	}
+	return m["OPT-13B"]
+}
+
+// interval is what a figure is known to lie in: [lo, hi] (a CI, or a
+// sustained rate that is only a bound).
+type interval struct{ lo, hi float64 }
+
+// satInterval: a sustained rate is exact, at least it (the highest rate
+// never crossed the threshold) or below it (even the lowest did).
+func satInterval(s analyze.Saturation) interval {
+	switch {
+	case s.Never:
+		return interval{s.Rate, math.Inf(1)}
+	case s.Over:
+		return interval{0, s.Rate}
+	}
+	return interval{s.Rate, s.Rate}
+}
+
+// ciInterval is mean ± the 95% half-width (the mean alone for one run).
+func ciInterval(c metric.CI) interval {
+	h := c.Half
+	if c.N < 2 || math.IsNaN(h) {
+		h = 0
+	}
+	return interval{c.Mean - h, c.Mean + h}
+}
+
+// verdict says whether the figures (max, pow2, oracle, paged) rise in
+// that order: "yes" when each one's interval lies wholly above the one
+// before, "**no**" when some lies wholly at or below it, otherwise
+// "undecided" (bounds or CIs overlap).
+func verdict(xs []interval) string {
+	for _, x := range xs {
+		if math.IsNaN(x.lo) {
+			return "not all measured"
+		}
+	}
+	out := "yes"
+	for i := 1; i < len(xs); i++ {
+		switch {
+		case xs[i].hi <= xs[i-1].lo:
+			return "**no**"
+		case !(xs[i].lo > xs[i-1].hi):
+			out = "undecided (bounds or CIs overlap)"
+		}
+	}
+	return out
+}
+
+func findAgg(res *analyze.Result, variant string, rate float64) *analyze.Aggregate {
+	for _, a := range res.Aggregates {
+		if a.Variant == variant && math.Abs(a.Rate-rate) < 1e-9 {
+			return a
+		}
+	}
+	return nil
+}
+
+// anchorDrift compares the anchor variant's groups at the rates that more
+// than one hold run measured: each run's figures and their change from the
+// first run's.
+func anchorDrift(anchor string, holds []*hold, res *analyze.Result) string {
+	runOf := map[string]int{}
+	for _, h := range holds {
+		for _, t := range h.trials {
+			runOf[filepath.Base(t.dir)] = h.n
+		}
+	}
+	byRate := map[float64][]*analyze.Group{}
+	for _, g := range res.Groups {
+		if g.Variant == anchor {
+			byRate[g.Rate] = append(byRate[g.Rate], g)
+		}
+	}
+	var rates []float64
+	for r, gs := range byRate {
+		if len(gs) > 1 {
+			rates = append(rates, r)
+		}
+	}
+	sort.Float64s(rates)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Drift between holds: the anchor %s\n\n", anchor)
+	if len(rates) == 0 {
+		b.WriteString("No rate of the anchor was measured by more than one hold run.\n")
+		return b.String()
+	}
+	b.WriteString("| rate | run | norm latency | Δ | TPOT mean | Δ | batched | Δ |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rates {
+		gs := byRate[r]
+		sort.Slice(gs, func(i, j int) bool { return runOf[gs[i].Trial] < runOf[gs[j].Trial] })
+		base := gs[0]
+		for _, g := range gs {
+			fmt.Fprintf(&b, "| %g | %d | %.4f | %s | %.1f ms | %s | %.1f | %s |\n", r, runOf[g.Trial], g.NormLatencyWithCut.Mean, delta(g.NormLatencyWithCut.Mean, base.NormLatencyWithCut.Mean),
+				1000*g.TPOT.Mean, delta(g.TPOT.Mean, base.TPOT.Mean), g.Running, delta(g.Running, base.Running))
+		}
+	}
+	b.WriteString("\nΔ: the change from the first run that measured the rate.\n")
+	return b.String()
+}
+
+func delta(x, base float64) string {
+	if base == 0 || math.IsNaN(x) || math.IsNaN(base) {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f%%", 100*(x/base-1))
+}
+
+// fmtCI is mean ± half-width (the half-width left out for a single
+// run), scaled and with prec decimals.
+func fmtCI(c metric.CI, prec int, scale float64) string {
+	if c.N == 0 || math.IsNaN(c.Mean) {
+		return "-"
+	}
+	if c.N < 2 || math.IsNaN(c.Half) {
+		return fmt.Sprintf("%.*f", prec, c.Mean*scale)
+	}
+	return fmt.Sprintf("%.*f ± %.*f", prec, c.Mean*scale, prec, c.Half*scale)
+}
+
+func fmtSat(s analyze.Saturation) string {
+	switch {
+	case s.Over:
+		return fmt.Sprintf("< %g", s.Rate)
+	case s.Never:
+		return fmt.Sprintf("≥ %g", s.Rate)
+	}
+	return fmt.Sprintf("%g", s.Rate)
+}
+
+func fmtDur(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return d.Round(time.Second).String()
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vbench/vbench/bench"
+	"github.com/vbench/vbench/internal/testbin"
+)
+
+func TestMain(m *testing.M) { os.Exit(testbin.Main(m)) }
+
+// holdStudy is a simulated study file: the dense study's variant names on
+// vbsim's reservation policies, so the report's paper mapping applies.
+func holdStudy(name, results, tracePath string, variants string) string {
+	return `name = "` + name + `"
+results_dir = "` + results + `"
+reports_dir = "` + results + `/reports"
+[trace]
+path = "` + tracePath + `"
+[run]
+duration = "1s"
+warmup = "300ms"
+max_drain = "5s"
+startup_timeout = "20s"
+stop_grace = "3s"
+chart = false
+[[models]]
+name = "sim"
+model = "sim"
+max_model_len = 2048
+kv_cache_tokens = 8192
+max_num_seqs = 64
+` + variants
+}
+
+const hold1Variants = `variants = ["torch-max", "torch-pow2", "torch-oracle"]
+[variants.torch-max]
+preset = "sim-contiguous"
+sim_reservation = "max"
+sim_speed = 20
+rates = [8]
+[variants.torch-pow2]
+preset = "sim-contiguous"
+sim_reservation = "pow2"
+sim_speed = 20
+rates = [8]
+[variants.torch-oracle]
+preset = "sim-contiguous"
+sim_reservation = "oracle"
+sim_speed = 20
+rates = [4, 8]
+`
+
+const hold2Variants = `variants = ["vllm-page", "torch-oracle"]
+[variants.vllm-page]
+preset = "sim-paged"
+sim_speed = 20
+rates = [8]
+[variants.torch-oracle]
+preset = "sim-contiguous"
+sim_reservation = "oracle"
+sim_speed = 20
+rates = [4]
+`
+
+// TestStudyReport runs two simulated holds that share the anchor
+// torch-oracle at 4 req/s and reports them together: the holds' planned
+// and actual times, the equal-rate batched table beside the paper's
+// Fig. 13, the ordering row and the anchor's drift between the two runs.
+func TestStudyReport(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two simulated holds (≈20 s)")
+	}
+	sim := testbin.Dir(t, "cmd/vbsim")
+	synth := testbin.Path(t, "cmd/vbsynth")
+	dir := t.TempDir()
+	tracePath := filepath.Join(dir, "trace.bin")
+	if out, err := exec.Command(synth, "--dataset", "sharegpt", "--requests", "400", "--max-total", "2048", "--seed", "1", "--quiet", "-o", tracePath).CombinedOutput(); err != nil {
+		t.Fatalf("vbsynth: %v\n%s", err, out)
+	}
+	var args []string
+	for i, vars := range []string{hold1Variants, hold2Variants} {
+		name := []string{"dense-hold1", "dense-hold2"}[i]
+		results := filepath.Join(dir, "results-"+name)
+		file := filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(file, []byte(holdStudy(name, results, tracePath, vars)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := bench.LoadStudy(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := bench.MakePlan(context.Background(), s)
+		if err != nil || p.Err() != nil {
+			t.Fatalf("plan %s: %v %v", name, err, p.Err())
+		}
+		if _, err := bench.Run(context.Background(), p, bench.RunOptions{SearchDirs: []string{sim}}); err != nil {
+			t.Fatalf("run %s: %v", name, err)
+		}
+		args = append(args, file+"="+results)
+	}
+	paper, err := filepath.Abs("testdata/published_stats.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "report")
+	if err := run(context.Background(), append([]string{"-out", out, "-workload", "sharegpt", "-equal-rate", "8", "-paper", paper}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	t.Log(md)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^\| 1 \| .*dense-hold1\.toml` + "`" + ` \| .* \| 3 \| \d`),
+		regexp.MustCompile(`(?m)^\| 2 \| .*dense-hold2\.toml` + "`" + ` \| .* \| 2 \| \d`),
+		regexp.MustCompile(`(?m)^\| torch-max \| [0-9.]+ \| 1 \| 7\.00 \(Orca \(Max\)\) \|$`),
+		regexp.MustCompile(`(?m)^\| vllm-page \| [0-9.]+ \| 1 \| 30\.42 \(vLLM\) \|$`),
+		regexp.MustCompile(`(?m)^\| sustained rate \(req/s\) \| .* \| (yes|\*\*no\*\*|undecided \(bounds or CIs overlap\)) \|$`),
+		regexp.MustCompile(`(?m)^\| batched at 8 req/s \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| (yes|\*\*no\*\*|undecided \(bounds or CIs overlap\)) \|$`),
+		regexp.MustCompile(`(?m)^\| 4 \| 1 \| [0-9.]+ \| \+0\.0% \|`),
+		regexp.MustCompile(`(?m)^\| 4 \| 2 \| [0-9.]+ \| [+-][0-9.]+% \|`),
+	} {
+		if !want.MatchString(md) {
+			t.Errorf("report.md lacks %s", want)
+		}
+	}
+	// The oracle at 8 req/s ran in hold 1 only; at 4 in both: n = 2 there.
+	if !regexp.MustCompile(`(?m)^\| torch-oracle \| 4 \| 2 \| [0-9.]+ ± [0-9.]+ \|`).MatchString(md) {
+		t.Errorf("the anchor rate lacks its CI across the two holds")
+	}
+	if _, err := os.Stat(filepath.Join(out, "analysis", "charts", "norm_latency_vs_rate.png")); err != nil {
+		t.Errorf("Fig. 12 chart: %v", err)
+	}
+	if strings.Contains(md, "NaN") {
+		t.Errorf("report.md has NaN")
+	}
+}
+
+// TestArgs: bad invocations say what is wanted; a results tree without
+// the hold's trials is an error naming it.
+func TestArgs(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{},
+		{"-out", dir, "-workload", "x", "a.toml=b"},
+		{"-out", dir, "-workload", "sharegpt", "nothing"},
+	} {
+		if err := run(context.Background(), args); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+	file := filepath.Join(dir, "h.toml")
+	os.WriteFile(file, []byte(holdStudy("h", filepath.Join(dir, "res"), filepath.Join(dir, "none.bin"), hold2Variants)), 0o644)
+	os.MkdirAll(filepath.Join(dir, "res"), 0o755)
+	err := run(context.Background(), []string{"-out", dir, "-workload", "sharegpt", file + "=" + filepath.Join(dir, "res")})
+	if err == nil || !strings.Contains(err.Error(), `no finished trial of study "h"`) {
+		t.Errorf("empty results: %v", err)
+	}
+}
+
+// TestVerdict: the ordering is reproduced only when each figure's
+// interval lies wholly above the one before; overlapping bounds or CIs
+// leave it undecided; one at or below the one before refutes it.
+func TestVerdict(t *testing.T) {
+	inf := math.Inf(1)
+	nan := math.NaN()
+	for _, tt := range []struct {
+		xs   []interval
+		want string
+	}{
+		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {12, 12}, {15, 15}}, "yes"},
+		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {12, 12}, {12, 12}}, "**no**"},
+		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {12, inf}, {15, inf}}, "undecided (bounds or CIs overlap)"},
+		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {10, 14}, {13, 17}}, "undecided (bounds or CIs overlap)"},
+		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {12, inf}, {10, 11}}, "**no**"},
+		{[]interval{{4.8, 4.8}, {nan, nan}, {12, 12}, {15, 15}}, "not all measured"},
+	} {
+		if got := verdict(tt.xs); got != tt.want {
+			t.Errorf("verdict(%v) = %q; want %q", tt.xs, got, tt.want)
+		}
+	}
+}
