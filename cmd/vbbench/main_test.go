@@ -21,7 +21,7 @@ func runCLI(args ...string) (int, string, string) {
 }
 
 func TestPlanExamples(t *testing.T) {
-	for _, f := range []string{"demo.toml", "dense-4090.toml", "moe-h100.toml", "moe-h200.toml", "h200-vllm-smoke.toml", "moe-h200-smoke.toml", "h200-dense-sharegpt.toml", "h200-dense-alpaca.toml"} {
+	for _, f := range []string{"demo.toml", "dense-4090.toml", "moe-h100.toml", "moe-h200.toml", "h200-vllm-smoke.toml", "moe-h200-smoke.toml", "h200-dense-sharegpt.toml", "h200-dense-alpaca.toml", "moe-h200-alpaca.toml"} {
 		code, out, errOut := runCLI("plan", filepath.Join("..", "..", "examples", f))
 		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "run order:") {
 			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
