@@ -118,9 +118,18 @@ run)
     log "only $(left)s left: not starting vbbench run"
   fi
   tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
-  caps=$(find results -type d -name capture 2>/dev/null)
-  # shellcheck disable=SC2086
-  [ -n "$caps" ] && tar -cf - $caps | xz -T0 -6 > "$OUT/captures.tar.xz"
+  # Each finished trial's captures come back once, in their own tarball (a
+  # call returns at most 8 files, each under 16 MiB): the trials not sent yet.
+  mkdir -p "$STATE/sent"
+  n=0
+  for st in $(find results -name status.json 2>/dev/null | sort); do
+    d=$(dirname "$st"); id=$(basename "$d")
+    grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
+    [ -f "$STATE/sent/$id" ] && continue
+    [ $n -ge 6 ] && { log "more trials' captures wait for the next call"; break; }
+    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
+    n=$((n + 1))
+  done
   ;;
 *) log "MODE=$MODE: want probe or run"; exit 2 ;;
 esac
