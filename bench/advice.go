@@ -30,62 +30,9 @@ func (p *Plan) BudgetAdvice() []string {
 	}
 	var out []string
 
-	// Trim ladders: the top rate of the trial with the most levels left.
-	trials := slices.Clone(p.Trials)
-	for i := range trials {
-		trials[i].Rates = slices.Clone(trials[i].Rates)
-	}
-	dropped := map[string][]float64{}
-	levels := 0
-	for est := p.Estimate; est > budget; est = wall(trials, p.GPUs) {
-		best := -1
-		for i, t := range trials {
-			if len(t.Rates) <= 1 {
-				continue
-			}
-			if best < 0 || len(t.Rates) > len(trials[best].Rates) ||
-				len(t.Rates) == len(trials[best].Rates) && t.Rates[len(t.Rates)-1] > trials[best].Rates[len(trials[best].Rates)-1] {
-				best = i
-			}
-		}
-		if best < 0 {
-			levels = -1
-			break
-		}
-		t := &trials[best]
-		top := t.Rates[len(t.Rates)-1]
-		// Drop the same rate from every repetition of this model × variant.
-		for i := range trials {
-			u := &trials[i]
-			if u.Model.Name == t.Model.Name && u.Variant.Name == t.Variant.Name && len(u.Rates) > 1 && u.Rates[len(u.Rates)-1] == top {
-				u.Rates = u.Rates[:len(u.Rates)-1]
-				u.Estimate = trialEstimate(u.Variant.Spec, p.Study.Run, u.Rates, typicalDrainFor(u.Variant.Spec))
-				levels++
-			}
-		}
-		key := t.Model.Name + "/" + t.Variant.Name
-		dropped[key] = append(dropped[key], top)
-	}
-	if levels > 0 {
-		keys := make([]string, 0, len(dropped))
-		for k := range dropped {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		var what []string
-		rates := 0
-		for _, k := range keys {
-			rates += len(dropped[k])
-			rs := dropped[k]
-			slices.SortFunc(rs, cmp.Compare)
-			what = append(what, fmt.Sprintf("%s %v", k, rs))
-		}
-		n := fmt.Sprintf("%d rates", rates)
-		if levels != rates {
-			n += fmt.Sprintf(" (%d levels with the repetitions)", levels)
-		}
-		out = append(out, fmt.Sprintf("trim the ladders by %s → ≈%s: drop %s (level length stays %s; `vbbench probe` shows which rates bracket each knee)",
-			n, roundDur(wall(trials, p.GPUs)), strings.Join(what, ", "), p.Study.Run.Duration.D()))
+	// Trim ladders.
+	if a := ladderAdvice(p.Trials, p.GPUs, p.Study.Run, budget); a != "" {
+		out = append(out, a)
 	}
 
 	// Fewer repetitions.
@@ -117,4 +64,73 @@ func (p *Plan) BudgetAdvice() []string {
 		out = append(out, "no single knob brings it under: split the matrix into several studies (one per workload or model) or raise budget")
 	}
 	return out
+}
+
+// ladderAdvice says which top rates to drop from trials' ladders for their
+// wall time on gpus to fit budget: the top rate of the trial with the most
+// levels left (the highest top rate among equals), from every repetition of
+// its model × variant, one at a time; each trial keeps at least one rate.
+// The estimate it names comes from trialEstimate and the lane placement, as
+// the plan's own. It returns "" when nothing needs to go or when even one
+// level per trial does not fit.
+func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Duration) string {
+	wall := func(trials []Trial) time.Duration {
+		return project(trials, gpus, nil, func(t Trial) time.Duration { return t.Estimate }).Wall
+	}
+	trials = slices.Clone(trials)
+	for i := range trials {
+		trials[i].Rates = slices.Clone(trials[i].Rates)
+	}
+	dropped := map[string][]float64{}
+	levels := 0
+	for est := wall(trials); est > budget; est = wall(trials) {
+		best := -1
+		for i, t := range trials {
+			if len(t.Rates) <= 1 {
+				continue
+			}
+			if best < 0 || len(t.Rates) > len(trials[best].Rates) ||
+				len(t.Rates) == len(trials[best].Rates) && t.Rates[len(t.Rates)-1] > trials[best].Rates[len(trials[best].Rates)-1] {
+				best = i
+			}
+		}
+		if best < 0 {
+			return ""
+		}
+		t := &trials[best]
+		top := t.Rates[len(t.Rates)-1]
+		// Drop the same rate from every repetition of this model × variant.
+		for i := range trials {
+			u := &trials[i]
+			if u.Model.Name == t.Model.Name && u.Variant.Name == t.Variant.Name && len(u.Rates) > 1 && u.Rates[len(u.Rates)-1] == top {
+				u.Rates = u.Rates[:len(u.Rates)-1]
+				u.Estimate = trialEstimate(u.Variant.Spec, run, u.Rates, typicalDrainFor(u.Variant.Spec))
+				levels++
+			}
+		}
+		key := t.Model.Name + "/" + t.Variant.Name
+		dropped[key] = append(dropped[key], top)
+	}
+	if levels == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(dropped))
+	for k := range dropped {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var what []string
+	rates := 0
+	for _, k := range keys {
+		rates += len(dropped[k])
+		rs := dropped[k]
+		slices.SortFunc(rs, cmp.Compare)
+		what = append(what, fmt.Sprintf("%s %v", k, rs))
+	}
+	n := fmt.Sprintf("%d rates", rates)
+	if levels != rates {
+		n += fmt.Sprintf(" (%d levels with the repetitions)", levels)
+	}
+	return fmt.Sprintf("trim the ladders by %s → ≈%s: drop %s (level length stays %s; `vbbench probe` shows which rates bracket each knee)",
+		n, roundDur(wall(trials)), strings.Join(what, ", "), run.Duration.D())
 }
