@@ -57,6 +57,7 @@ type Study struct {
 
 	path string
 	md   toml.MetaData
+	raw  map[string]any // the file as decoded without a schema (SplitHolds writes from it)
 }
 
 // GPUConfig names the card a plan checks against.
@@ -299,6 +300,9 @@ func parseStudy(text string) (*Study, error) {
 		return nil, err
 	}
 	s.md = md
+	if _, err := toml.Decode(text, &s.raw); err != nil {
+		return nil, err
+	}
 	s.defaults()
 	errs := []error{}
 	// Resolve every variant of every model now: that decodes the variant
