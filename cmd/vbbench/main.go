@@ -1,7 +1,8 @@
 // Command vbbench runs a benchmark study: `vbbench probe study.toml`
 // measures each variant's knee closed loop and suggests the rates to run;
 // `vbbench plan study.toml` checks it and prints the run order with a time
-// estimate; `vbbench run study.toml` runs the whole matrix of models ×
+// estimate (with --hold, split into GPU holds of that length, one study
+// file each with --split-holds); `vbbench run study.toml` runs the whole matrix of models ×
 // variants × rates, each trial against a freshly started backend (several
 // at once on GPU lanes with --gpus), and writes results/ and a report;
 // `vbbench slurm study.toml` submits the trials to a Slurm cluster as a job
@@ -16,6 +17,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -32,7 +34,8 @@ Commands:
   probe STUDY.toml     measure each variant's knee (closed loop at rising
                        concurrency) and suggest the rates to run
   plan STUDY.toml      validate the study, check models against the GPU and the
-                       trace against the rates, print the run order and estimate
+                       trace against the rates, print the run order and estimate;
+                       --hold 27m splits it into GPU holds sharing an anchor
   run STUDY.toml       run the study (see 'vbbench run --help'); --gpus 0,1,2,3
                        runs trials side by side on GPU lanes
   slurm STUDY.toml     submit the trials to Slurm as a job array (one task per
@@ -106,11 +109,24 @@ func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
 }
 
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] STUDY.toml", stderr)
-	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml", stderr)
+	asJSON := fs.Bool("json", false, "print the plan as JSON (with --hold: {\"plan\": …, \"holds\": …})")
 	lanes := gpusFlag(fs)
+	hold := fs.Duration("hold", 0, "split the study into holds of this length (a GPU lent for a fixed time, e.g. 27m), each trial whole, sharing an anchor variant")
+	anchor := fs.String("anchor", "", "with --hold: the anchor variant, run in every hold (default: the first torch-baseline variant with kv_policy oracle, else the first variant)")
+	anchorRates := fs.String("anchor-rates", "", "with --hold: the anchor's rates in the holds without its whole ladder, each one of its ladder's (default: its lowest and the one at index len/2)")
+	splitDir := fs.String("split-holds", "", "with --hold: write one study file per hold into this directory, DIR/<study name>-holdN.toml")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if *hold == 0 {
+		for _, f := range []string{"anchor", "anchor-rates", "split-holds"} {
+			if fs.Changed(f) {
+				return cli.Usagef("--%s needs --hold", f)
+			}
+		}
+	} else if *hold < 0 {
+		return cli.Usagef("--hold %v: want a positive duration", *hold)
 	}
 	s, err := loadStudy(fs.Args())
 	if err != nil {
@@ -123,17 +139,94 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	var split *bench.HoldSplit
+	if *hold > 0 {
+		var rates []float64
+		if fs.Changed("anchor-rates") {
+			rates = []float64{} // given: checked even when empty
+			for _, f := range strings.Split(*anchorRates, ",") {
+				r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+				if err != nil {
+					return cli.Usagef("--anchor-rates %q: want rates in req/s such as 5.2,11", *anchorRates)
+				}
+				rates = append(rates, r)
+			}
+		}
+		if split, err = p.SplitHolds(*hold, *anchor, rates); err != nil {
+			if !*asJSON {
+				p.Print(stdout)
+			}
+			return err
+		}
+	}
 	if *asJSON {
-		if err := printJSON(stdout, p); err != nil {
+		var v any = p
+		if split != nil {
+			v = struct {
+				Plan  *bench.Plan      `json:"plan"`
+				Holds *bench.HoldSplit `json:"holds"`
+			}{p, split}
+		}
+		if err := printJSON(stdout, v); err != nil {
 			return err
 		}
 	} else {
 		p.Print(stdout) // lists every error
-		if len(p.Errors) > 0 {
-			return fmt.Errorf("the plan has %d errors (above)", len(p.Errors))
+		if split != nil {
+			split.Print(stdout)
 		}
 	}
+	if split != nil && *splitDir != "" {
+		if split.OneHold {
+			fmt.Fprintf(stderr, "no hold files written: the study fits one hold\n")
+		} else {
+			paths, err := split.WriteStudies(*splitDir, holdCommand(fs, split, *splitDir, fs.Arg(0)))
+			if err != nil {
+				return err
+			}
+			w := stdout
+			if *asJSON {
+				w = stderr // stdout is the JSON
+			}
+			fmt.Fprintf(w, "hold files (each a study for one hold: vbbench run FILE), written or already identical:\n")
+			for _, f := range paths {
+				fmt.Fprintf(w, "  %s\n", f)
+			}
+		}
+	}
+	if !*asJSON && len(p.Errors) > 0 {
+		return fmt.Errorf("the plan has %d errors (above)", len(p.Errors))
+	}
 	return p.Err()
+}
+
+// holdCommand is the plan command that makes split's hold files, written
+// into their header: every choice spelled out (the anchor and its rates
+// too when they were the defaults) in a fixed order, so that the same
+// split gives the same bytes however its flags were typed.
+func holdCommand(fs *pflag.FlagSet, split *bench.HoldSplit, dir, study string) string {
+	rates := make([]string, len(split.AnchorRates))
+	for i, r := range split.AnchorRates {
+		rates[i] = strconv.FormatFloat(r, 'g', -1, 64)
+	}
+	args := []string{"vbbench", "plan"}
+	if fs.Changed("gpus") {
+		args = append(args, "--gpus", fs.Lookup("gpus").Value.String())
+	}
+	args = append(args, "--hold", split.Hold.String(), "--anchor", split.Anchor, "--anchor-rates", strings.Join(rates, ","),
+		"--split-holds", filepath.Clean(dir), study)
+	for i, a := range args {
+		args[i] = shellWord(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellWord quotes a for a POSIX shell when it needs it.
+func shellWord(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,/+:=@%") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {

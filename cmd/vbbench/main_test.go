@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/bench"
 	"github.com/vbench/vbench/internal/cli"
 	"github.com/vbench/vbench/trace"
 )
@@ -225,5 +227,120 @@ func TestSlurmCLI(t *testing.T) {
 		if code != tt.code || !strings.Contains(errOut, tt.err) {
 			t.Errorf("vbbench %v: exit %d (want %d): %s", tt.args, code, tt.code, errOut)
 		}
+	}
+}
+
+// TestPlanSplitHolds: plan --hold splits the dense ShareGPT study into the
+// three holds made by hand in docs/results/h200-2026-12-03/holds, writes
+// them with --split-holds (again: nothing changes; over a different file:
+// refused), and each written file plans clean within its hold.
+func TestPlanSplitHolds(t *testing.T) {
+	study := filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml")
+	dir := filepath.Join(t.TempDir(), "holds")
+	args := []string{"plan", "--hold", "27m", "--split-holds", dir, study}
+	code, out, errOut := runCLI(args...)
+	for _, want := range []string{
+		"\nholds of 27m0s: the estimate ≈46m0s is over one hold; the anchor torch-oracle runs at 5.2, 11 req/s in every hold that lacks its whole ladder\n  hold 1: ≈21m30s of 27m0s\n",
+		"    llama-3-8b-dummy         vllm-all-opt       rates [13, 20, 28, 35]       ≈8m25s\n    llama-3-8b-dummy         torch-oracle       rates [5.2, 11]              ≈4m20s  anchor\n",
+		"3 holds per repetition × 1 repetition = 3 holds in all\n", filepath.Join(dir, "h200-dense-sharegpt-hold3.toml"),
+	} {
+		if code != cli.ExitOK || !strings.Contains(out, want) {
+			t.Fatalf("vbbench %q: exit %d, stdout lacks %q\n%s\n%s", args, code, want, out, errOut)
+		}
+	}
+	var written [][]byte
+	for n := 1; n <= 3; n++ {
+		f := filepath.Join(dir, fmt.Sprintf("h200-dense-sharegpt-hold%d.toml", n))
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, b)
+		cmd := fmt.Sprintf("#   vbbench plan --hold 27m0s --anchor torch-oracle --anchor-rates 5.2,11 --split-holds %s %s\n", dir, study)
+		if !strings.Contains(string(b), cmd) {
+			t.Errorf("%s: its header lacks the command %q:\n%s", f, cmd, b)
+		}
+		code, out, errOut := runCLI("plan", f)
+		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "of the 27m0s budget") {
+			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
+		}
+		// The hand-made hold of the same number runs the same trials.
+		hand := filepath.Join("..", "..", "docs", "results", "h200-2026-12-03", "holds", fmt.Sprintf("sharegpt-hold%d.toml", n))
+		if _, err := os.Stat(hand); err == nil {
+			if got, want := planTrials(t, f), planTrials(t, hand); got != want {
+				t.Errorf("%s runs\n%s\n%s runs\n%s", f, got, hand, want)
+			}
+		}
+	}
+	// Again, the flags in another order: the same files, untouched.
+	code, out, errOut = runCLI("plan", "--split-holds", dir+"/", "--anchor-rates", "11,5.2", "--hold", "27m0s", study)
+	if code != cli.ExitOK || !strings.Contains(out, "3 holds in all") {
+		t.Fatalf("second run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for n, b := range written {
+		if again, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("h200-dense-sharegpt-hold%d.toml", n+1))); string(again) != string(b) {
+			t.Errorf("hold %d's file changed on the second run", n+1)
+		}
+	}
+	// Another anchor rate makes other files: refused, by name.
+	code, _, errOut = runCLI("plan", "--hold", "27m", "--anchor-rates", "5.2,14", "--split-holds", dir, study)
+	if code != cli.ExitFailure || !strings.Contains(errOut, filepath.Join(dir, "h200-dense-sharegpt-hold1.toml")+" exists and differs from hold 1") {
+		t.Errorf("over different files: exit %d\n%s", code, errOut)
+	}
+}
+
+// planTrials is what a study file's trials run, one line each: model,
+// variant, preset, rates and resolved spec.
+func planTrials(t *testing.T, path string) string {
+	t.Helper()
+	s, err := bench.LoadStudy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bench.MakePlan(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, tr := range p.Trials {
+		spec, _ := json.Marshal(tr.Variant.Spec)
+		fmt.Fprintf(&b, "%s/%s (%s) %v %s\n", tr.Model.Name, tr.Variant.Name, tr.Variant.Preset, tr.Rates, spec)
+	}
+	run, _ := json.Marshal(s.Run)
+	fmt.Fprintf(&b, "trace %s run %s budget %s name %s\n", s.Trace.Path, run, s.Budget.D(), s.Name)
+	return b.String()
+}
+
+// TestPlanHoldErrors: the hold flags' usage and what cannot be split.
+func TestPlanHoldErrors(t *testing.T) {
+	dense := filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml")
+	demo := filepath.Join("..", "..", "examples", "demo.toml")
+	dir := filepath.Join(t.TempDir(), "holds")
+	tests := []struct {
+		args    []string
+		code    int
+		wantOut string
+		wantErr string
+	}{
+		{[]string{"plan", "--hold", "27m", "--split-holds", dir, demo}, cli.ExitOK, "holds: fits one hold of 27m0s (≈1m18s): run the study as it is\n", "no hold files written: the study fits one hold"},
+		{[]string{"plan", "--anchor", "torch-oracle", dense}, cli.ExitUsage, "", "--anchor needs --hold"},
+		{[]string{"plan", "--split-holds", dir, dense}, cli.ExitUsage, "", "--split-holds needs --hold"},
+		{[]string{"plan", "--hold", "-5m", dense}, cli.ExitUsage, "", "--hold -5m0s: want a positive duration"},
+		{[]string{"plan", "--hold", "27m", "--anchor-rates", "5.2,x", dense}, cli.ExitUsage, "", `--anchor-rates "5.2,x": want rates in req/s such as 5.2,11`},
+		{[]string{"plan", "--hold", "27m", "--anchor", "torch-nope", dense}, cli.ExitFailure, "plan ok",
+			`anchor "torch-nope" is not a variant of the study; its variants: torch-max, torch-pow2, torch-oracle, vllm-page, vllm-page+flash, vllm-all-opt`},
+		{[]string{"plan", "--hold", "27m", "--anchor-rates", "5.2,12", dense}, cli.ExitFailure, "",
+			"anchor rate 12 is not in the ladder of llama-3-8b-dummy/torch-oracle [5.2, 8.1, 11, 14]: drift is measurable only at rates that every hold runs"},
+		{[]string{"plan", "--hold", "12m", "--split-holds", dir, dense}, cli.ExitFailure, "",
+			"trial 4 (llama-3-8b-dummy/vllm-page/rep1) takes ≈8m5s, and with the anchor trial its hold also runs (torch-oracle at [5.2, 11], ≈4m20s) ≈12m25s, over the hold of 12m0s by 25s; trim the ladders by 1 rates → ≈6m40s: drop llama-3-8b-dummy/vllm-page [13]"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(tt.args...)
+		if code != tt.code || !strings.Contains(out, tt.wantOut) || !strings.Contains(errOut, tt.wantErr) {
+			t.Errorf("vbbench %q: exit %d (want %d)\nstdout: %s\nstderr: %s", tt.args, code, tt.code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s was made, though no split wrote a file", dir)
 	}
 }
