@@ -93,8 +93,8 @@ type HoldTrial struct {
 
 // defaultAnchor names the anchor when none is given: the first variant in
 // run order whose preset is torch-baseline with kv_policy oracle (the
-// baseline that drifts least between machines: no compile, no graphs),
-// else the first variant.
+// anchor of the dense H200 study, docs/results/h200-2026-12-03), else the
+// first variant.
 func defaultAnchor(trials []Trial) string {
 	for _, t := range trials {
 		if t.Variant.Preset == "torch-baseline" && t.Variant.Spec.KVPolicy == "oracle" {
