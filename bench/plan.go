@@ -78,10 +78,22 @@ type Plan struct {
 // (129 s for the first start on a machine, Triton's cache cold), compile +
 // CUDA graphs 117 s; vbtorch 29 s. vLLM with compile and CUDA graphs takes
 // the longest.
+//
+// A mixture-of-experts model starts much slower on vLLM: the FP8
+// Qwen3-30B-A3B took 263 s eager (docs/results/h200-moe-smoke-2026-12-03),
+// 137 s of it in warm-up, which fits Triton compiling the fused-MoE kernels;
+// compile and CUDA graphs come on top.
 func startupEstimate(spec backends.Spec) time.Duration {
 	switch spec.Kind {
 	case backends.KindVLLM:
-		if spec.EnforceEager != nil && *spec.EnforceEager {
+		eager := spec.EnforceEager != nil && *spec.EnforceEager
+		if a, ok, _ := LookupArch(spec.Model); ok && a.Experts > 0 {
+			if eager {
+				return 270 * time.Second
+			}
+			return 330 * time.Second
+		}
+		if eager {
 			return 100 * time.Second
 		}
 		return 2 * time.Minute

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/trace"
 
 	"github.com/vbench/vbench/metric"
@@ -291,5 +292,26 @@ variants = ["sim-paged"]
 				t.Errorf("header %q; want %q in it", head, tt.header)
 			}
 		})
+	}
+}
+
+// TestStartupEstimate: the plan's start-up estimates follow the measured
+// ones (H200, dummy weights): vLLM eager and compiled for a dense model,
+// several minutes for the FP8 MoE model, vbtorch well under a minute.
+func TestStartupEstimate(t *testing.T) {
+	yes, no := true, false
+	for _, tt := range []struct {
+		spec backends.Spec
+		want time.Duration
+	}{
+		{backends.Spec{Kind: backends.KindVLLM, Model: "/root/vbench-bundle/models/llama3-8b", EnforceEager: &yes}, 100 * time.Second},
+		{backends.Spec{Kind: backends.KindVLLM, Model: "/root/vbench-bundle/models/llama3-8b", EnforceEager: &no}, 2 * time.Minute},
+		{backends.Spec{Kind: backends.KindVLLM, Model: "/root/vbench-bundle/models/qwen3-30b-a3b-instruct-2507-fp8", EnforceEager: &yes}, 270 * time.Second},
+		{backends.Spec{Kind: backends.KindVLLM, Model: "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8"}, 330 * time.Second},
+		{backends.Spec{Kind: backends.KindTorch, Model: "/root/vbench-bundle/models/llama3-8b"}, 45 * time.Second},
+	} {
+		if got := startupEstimate(tt.spec); got != tt.want {
+			t.Errorf("%s %s eager=%v: %v; want %v", tt.spec.Kind, tt.spec.Model, tt.spec.EnforceEager != nil && *tt.spec.EnforceEager, got, tt.want)
+		}
 	}
 }

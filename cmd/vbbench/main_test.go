@@ -32,6 +32,18 @@ func TestPlanExamples(t *testing.T) {
 	}
 }
 
+// TestHoldFilesCurrent: the committed hold files of the dense ShareGPT
+// study are what vbbench plan --hold writes for the example as it is now
+// (the command refuses to overwrite a file that differs): a ladder edited
+// in the example without regenerating them fails here.
+func TestHoldFilesCurrent(t *testing.T) {
+	t.Chdir(filepath.Join("..", ".."))
+	code, out, errOut := runCLI("plan", "--hold", "27m", "--anchor-rates", "5.2,8.1", "--split-holds", "docs/results/h200-2026-12-03/holds", "examples/h200-dense-sharegpt.toml")
+	if code != cli.ExitOK || !strings.Contains(out, "written or already identical") {
+		t.Errorf("the hold files are stale: regenerate them with the command in their header\nexit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
 // TestPlanHolds: the study files of the GPU holds under docs/results (a
 // study split to fit a 30-minute hold) plan within their budgets.
 func TestPlanHolds(t *testing.T) {
@@ -151,13 +163,13 @@ func TestPlanGPUs(t *testing.T) {
 		ids = append(ids, fmt.Sprint(i))
 	}
 	code, out, errOut = runCLI("plan", "--gpus", strings.Join(ids, ","), filepath.Join("..", "..", "examples", "scale-100.toml"))
-	for _, want := range []string{"100 trials", "estimate: ≈44m0s on 32 GPU lanes (serially ≈11h46m0s, 16.1× longer)", "≈1h2m0s if every level drains fully",
-		"  100  llama-3.3-70b            vllm-all-opt-tp8   rep 5  vllm          gpu 8,9,10,11,12,13,14,15 start ≈36m0s"} {
+	for _, want := range []string{"100 trials", "estimate: ≈45m0s on 32 GPU lanes (serially ≈12h32m0s, 16.6× longer)", "≈1h3m0s if every level drains fully",
+		"  100  llama-3.3-70b            vllm-all-opt-tp8   rep 5  vllm          gpu 0,1,2,3,4,5,6,7 start ≈38m0s"} {
 		if code != cli.ExitOK || !strings.Contains(out, want) {
 			t.Errorf("plan scale-100 on 32 lanes: exit %d, output lacks %q:\n%s\n%s", code, want, out, errOut)
 		}
 	}
-	for n, want := range map[int]string{8: "estimate: ≈2h46m0s on 8 GPU lanes", 16: "estimate: ≈1h26m0s on 16 GPU lanes"} {
+	for n, want := range map[int]string{8: "estimate: ≈2h52m0s on 8 GPU lanes", 16: "estimate: ≈1h29m0s on 16 GPU lanes"} {
 		code, out, _ = runCLI("plan", "--gpus", strings.Join(ids[:n], ","), filepath.Join("..", "..", "examples", "scale-100.toml"))
 		if code != cli.ExitOK || !strings.Contains(out, want) {
 			t.Errorf("plan scale-100 on %d lanes: exit %d, lacks %q", n, code, want)
@@ -280,13 +292,6 @@ func TestPlanSplitHolds(t *testing.T) {
 		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "of the 27m0s budget") {
 			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
 		}
-		// The hand-made hold of the same number runs the same variants.
-		hand := filepath.Join("..", "..", "docs", "results", "h200-2026-12-03", "holds", fmt.Sprintf("sharegpt-hold%d.toml", n))
-		if _, err := os.Stat(hand); err == nil {
-			if got, want := planVariants(t, f), planVariants(t, hand); got != want {
-				t.Errorf("%s runs %s; %s runs %s", f, got, hand, want)
-			}
-		}
 	}
 	// Again, the flags in another order: the same files, untouched.
 	slices.Reverse(rates)
@@ -304,24 +309,6 @@ func TestPlanSplitHolds(t *testing.T) {
 	if code != cli.ExitFailure || !strings.Contains(errOut, filepath.Join(dir, "h200-dense-sharegpt-hold1.toml")+" exists and differs from hold 1") {
 		t.Errorf("over different files: exit %d\n%s", code, errOut)
 	}
-}
-
-// planVariants is what a study file's trials run: model/variant, in order.
-func planVariants(t *testing.T, path string) string {
-	t.Helper()
-	s, err := bench.LoadStudy(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := bench.MakePlan(context.Background(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, tr := range p.Trials {
-		out = append(out, tr.Model.Name+"/"+tr.Variant.Name)
-	}
-	return strings.Join(out, " ")
 }
 
 // TestPlanHoldErrors: the hold flags' usage and what cannot be split.
