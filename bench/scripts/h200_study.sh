@@ -5,15 +5,15 @@
 # host, once per device call, all calls on one warm machine (a hold):
 #
 #   MODE=probe STUDY=examples/h200-dense-sharegpt.toml bash bench/scripts/h200_study.sh
-#   MODE=run   STUDY=examples/h200-dense-sharegpt.toml bash bench/scripts/h200_study.sh [vbbench run flags]
+#   MODE=run   STUDY=docs/results/h200-2026-12-03/holds/h200-dense-sharegpt-hold1.toml bash bench/scripts/h200_study.sh
 #
 # The calls that carry one .bundle/*/callK folder each store its part; once
 # all are there the bundle is installed (offline/host.sh) and the work
 # starts. Work left when the call's time runs out is picked up by the next
 # call: MODE=probe probes one variant at a time (vbbench probe --variants V)
-# and starts one only when its estimate fits in the time left; MODE=run
-# stops vbbench run with SIGINT before the limit (the trial is recorded as
-# interrupted) and the next call passes --resume.
+# and MODE=run runs one trial at a time (vbbench run --trial N --resume),
+# each started only when its estimate fits in the call's time left (a cut
+# trial is re-run whole). Every call of a hold runs the same command.
 #
 # Carried besides the bundle (make h200-study-dist): .dist/vbbench.xz,
 # .dist/vbsynth.xz (linux/amd64) and .dist/traces/*.bin (each workload's one
@@ -25,7 +25,8 @@
 # VARIANTS (probe: which, in order; default every variant of the study),
 # PROBE_FLAGS (default --min-concurrency 4 --max-concurrency 128
 # --duration 12s), EST_TORCH/EST_VLLM (probe: seconds one variant takes,
-# start-up included; defaults 240/330), HOST_SH (default offline/host.sh).
+# start-up included; defaults 240/330), MARGIN (run: seconds kept beyond a
+# trial's plan estimate; default 45), HOST_SH (default offline/host.sh).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -36,6 +37,8 @@ STATE=${STATE:-/root/vbstate}
 PROBE_FLAGS=${PROBE_FLAGS:---min-concurrency 4 --max-concurrency 128 --duration 12s}
 EST_TORCH=${EST_TORCH:-240}
 EST_VLLM=${EST_VLLM:-330}
+MARGIN=${MARGIN:-45}
+[ "$MARGIN" -ge 25 ] || MARGIN=25 # the call stops vbbench 20 s before its end
 mkdir -p "$OUT" "$STATE"
 S=$OUT/driver.txt
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$S" >&2; }
@@ -109,14 +112,30 @@ probe)
   done
   ;;
 run)
-  budget=$(( $(left) - 75 ))
-  if [ "$budget" -gt 60 ]; then
+  # One trial at a time (vbbench run --trial N --resume), each started only
+  # when its plan estimate plus a margin fits in the call's time left: a
+  # trial cut by the call's end is re-run whole by the next call, so cutting
+  # one wastes everything it had done.
+  vbbench plan --json "$STUDY" 2>/dev/null |
+    python3 -c 'import json, sys; [print(t["index"] + 1, t["estimate_ns"] // 10**9) for t in json.load(sys.stdin)["trials"]]' > "$OUT/trials.txt"
+  mkdir -p "$STATE/run-$name"
+  while read -r i est; do
+    m=$STATE/run-$name/trial-$i
+    [ -f "$m.done" ] && continue
+    if [ -f "$m.failed2" ]; then log "trial $i failed twice: skipped (see run.log)"; continue; fi
+    if [ "$(left)" -lt $(( est + MARGIN )) ]; then
+      log "trial $i: ≈${est}s + ${MARGIN}s margin needed, $(left)s left: next call"
+      break
+    fi
     t=$(date +%s)
-    timeout -s INT -k 45 "$budget" vbbench run "$STUDY" "$@" >> "$OUT/run.log" 2>&1
-    log "vbbench run $*: exit $? after $(( $(date +%s) - t ))s"
-  else
-    log "only $(left)s left: not starting vbbench run"
-  fi
+    timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --trial "$i" --resume "$STUDY" "$@" < /dev/null >> "$OUT/run.log" 2>&1
+    rc=$?
+    log "trial $i: exit $rc after $(( $(date +%s) - t ))s (planned ≈${est}s)"
+    if [ $rc -ge 124 ]; then log "trial $i: stopped at the call's end (timeout exit $rc): the next call runs it again"; break; fi
+    if [ $rc -eq 0 ]; then touch "$m.done"
+    elif [ -f "$m.failed1" ]; then touch "$m.failed2"
+    else touch "$m.failed1"; fi
+  done < "$OUT/trials.txt"
   tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
   # Each finished trial's captures come back once, in their own tarball (a
   # call returns at most 8 files, each under 16 MiB): the trials not sent yet.
