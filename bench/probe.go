@@ -520,42 +520,9 @@ func (pr *prober) step(ctx context.Context, m ModelConfig, v Variant, b backends
 // phase=engine-warmup, never a step), the trace sent backwards as in a
 // trial's engine warm-up.
 func (pr *prober) engineWarmup(ctx context.Context, m ModelConfig, v Variant, b backends.Backend, dir string) (*EngineWarmupStatus, error) {
-	s := pr.study
-	ew := s.Run.EngineWarmup
-	n := max(ew.Concurrency, pr.opt.MaxConcurrency)
-	rel := filepath.Join("capture", engineWarmupDir)
-	capDir := filepath.Join(dir, rel)
-	ws := &EngineWarmupStatus{Capture: rel, Concurrency: n, Duration: ew.Duration.D()}
-	ls := levelConfig(s, m, v, "probe", b, capDir, pr.runID, filepath.Base(pr.opt.Out), pr.disp)
-	ls.replay.Concurrency = []int{n}
-	ls.replay.MaxConcurrency = 0
-	ls.replay.Duration = ew.Duration.D()
-	ls.replay.Labels["phase"] = phaseEngineWarmup
-	lctx, cancel := whileAlive(ctx, b)
-	defer cancel()
-	start := time.Now()
-	res, err := ls.run(lctx, pr.hdr, backwards(pr.reqs))
-	ws.Seconds = time.Since(start).Seconds()
-	if res != nil {
-		writeJSON(filepath.Join(dir, "replay-"+engineWarmupDir+".json"), res)
-		for _, l := range res.Levels {
-			ws.Exhausted = l.Exhausted
-		}
-	}
-	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
-		ws.figures(g)
-	} else if err == nil {
-		ws.Error = fmt.Sprintf("the capture: %v", ferr)
-	}
-	select {
-	case <-b.Exited():
-		err = fmt.Errorf("backend crashed during the engine warm-up (%v); last log lines:\n%s", b.ExitErr(), b.LogTail(15))
-	default:
-		if err != nil {
-			err = fmt.Errorf("bench: engine warm-up: %w", err)
-		}
-	}
-	return ws, err
+	ew := pr.study.Run.EngineWarmup
+	ls := levelConfig(pr.study, m, v, "probe", b, "", pr.runID, filepath.Base(pr.opt.Out), pr.disp)
+	return runEngineWarmup(ctx, ls, b, dir, max(ew.Concurrency, pr.opt.MaxConcurrency), ew.Duration.D(), pr.hdr, pr.reqs, time.Now)
 }
 
 // measure fills the step's figures from its capture's analysis: the counts

@@ -762,29 +762,48 @@ func (r *runner) level(ctx context.Context, t Trial, gpus []string, b backends.B
 // seen in the warm-up would be a prefix-cache hit in a level. The error is what ends the trial; a capture that
 // cannot be analysed only says so in the status's Error.
 func (r *runner) engineWarmup(ctx context.Context, t Trial, gpus []string, b backends.Backend, dir string) (*EngineWarmupStatus, error) {
-	s := r.study
-	ew := s.Run.EngineWarmup
-	rel := filepath.Join("capture", engineWarmupDir)
-	capDir := filepath.Join(dir, rel)
-	ws := &EngineWarmupStatus{Capture: rel, Concurrency: ew.Concurrency, Duration: ew.Duration.D()}
+	ew := r.study.Run.EngineWarmup
 	r.progress(t, gpus, 0, fmt.Sprintf("engine warm-up: closed loop at concurrency %d for %s (not measured)", ew.Concurrency, ew.Duration.D()), false)
 	if r.opt.OnEngineWarmup != nil {
 		r.opt.OnEngineWarmup(t, b)
 	}
-	lctx, cancel := whileAlive(ctx, b)
-	defer cancel()
-	ls := levelConfig(s, t.Model, t.Variant, strconv.Itoa(t.Rep), b, capDir, r.runID, filepath.Base(dir), r.disp)
-	ls.replay.Concurrency = []int{ew.Concurrency}
-	ls.replay.MaxConcurrency = 0 // a closed loop holds its concurrency
-	ls.replay.Duration = ew.Duration.D()
-	ls.replay.Labels["phase"] = phaseEngineWarmup
+	ls := levelConfig(r.study, t.Model, t.Variant, strconv.Itoa(t.Rep), b, "", r.runID, filepath.Base(dir), r.disp)
 	if ls.replay.OnProgress != nil {
 		// The replayer calls it a level; the lines say what it is.
 		ls.replay.OnProgress = progress.Replay(r.disp, t.Variant.Name+" engine warm-up: ", "    ")
 	}
-	start := r.opt.Now()
-	res, err := ls.run(lctx, r.hdr, backwards(r.reqs))
-	ws.Seconds = r.opt.Now().Sub(start).Seconds()
+	ws, err := runEngineWarmup(ctx, ls, b, dir, ew.Concurrency, ew.Duration.D(), r.hdr, r.reqs, r.opt.Now)
+	if ws.Error == "" {
+		r.progress(t, gpus, 0, "engine warm-up: "+ws.line(), true)
+	}
+	if err != nil {
+		ws.Error = err.Error()
+	}
+	return ws, err
+}
+
+// runEngineWarmup plays an engine warm-up against b with the level setup
+// ls (levelConfig's, for a trial or a probe): closed loop at n requests in
+// flight for d, then drained, into dir/capture/engine-warmup, tagged
+// phase=engine-warmup, the trace sent backwards (see backwards). Its
+// figures come from its capture; ws.Error says when the capture cannot be
+// analysed. The error is the replay's, or the backend's crash, which ends
+// the trial or the probed variant.
+func runEngineWarmup(ctx context.Context, ls levelSetup, b backends.Backend, dir string, n int, d time.Duration, hdr trace.Header, reqs []trace.Request, now func() time.Time) (*EngineWarmupStatus, error) {
+	rel := filepath.Join("capture", engineWarmupDir)
+	capDir := filepath.Join(dir, rel)
+	ws := &EngineWarmupStatus{Capture: rel, Concurrency: n, Duration: d}
+	ls.record.Capture = capDir
+	ls.replay.Concurrency = []int{n}
+	ls.replay.Rates = nil
+	ls.replay.MaxConcurrency = 0 // a closed loop holds its concurrency
+	ls.replay.Duration = d
+	ls.replay.Labels["phase"] = phaseEngineWarmup
+	lctx, cancel := whileAlive(ctx, b)
+	defer cancel()
+	start := now()
+	res, err := ls.run(lctx, hdr, backwards(reqs))
+	ws.Seconds = now().Sub(start).Seconds()
 	if res != nil {
 		writeJSON(filepath.Join(dir, "replay-"+engineWarmupDir+".json"), res)
 		for _, l := range res.Levels {
@@ -793,7 +812,6 @@ func (r *runner) engineWarmup(ctx context.Context, t Trial, gpus []string, b bac
 	}
 	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
 		ws.figures(g)
-		r.progress(t, gpus, 0, "engine warm-up: "+ws.line(), true)
 	} else if err == nil {
 		ws.Error = fmt.Sprintf("the capture: %v", ferr)
 	}
@@ -804,9 +822,6 @@ func (r *runner) engineWarmup(ctx context.Context, t Trial, gpus []string, b bac
 		if err != nil {
 			err = fmt.Errorf("bench: engine warm-up: %w", err)
 		}
-	}
-	if err != nil {
-		ws.Error = err.Error()
 	}
 	return ws, err
 }

@@ -261,9 +261,9 @@ func (w *Writer) encode(b *encBatch, it item) {
 		if len(w.scratch) > storeLimit || len(it.rec.Chunks) > maxChunks {
 			// Stored, it would not read back: count it lost instead.
 			b.arena = arena[:start]
-			w.lose(1, 0)
 			w.fail(fmt.Errorf("capture: write to %s: %w: record %d encodes to %d bytes with %d chunks (at most %d bytes and %d chunks read back)",
 				w.s.dir, errRecordTooBig, it.rec.ID, len(w.scratch), len(it.rec.Chunks), storeLimit, maxChunks))
+			w.lose(1, 0)
 			w.queuedBytes.Add(-size)
 			w.queued.Add(-1)
 			return
@@ -558,25 +558,26 @@ func (w *Writer) flush(batches []*encBatch) {
 			w.j.commit(last.items[len(last.items)-1].seq)
 		}
 	}()
+	// Each failure is noted before its items are counted lost, so a reader
+	// of Stats that sees the loss sees its error too.
 	if db.IsClosed() {
-		w.loseBatches(batches)
 		w.fail(fmt.Errorf("capture: commit %d items to %s: %w", count, w.s.dir, badger.ErrDBClosed))
+		w.loseBatches(batches)
 		return
 	}
 	if w.s.checkDir() != dirHere {
 		// Committed, the items would go into files that are gone (or that
 		// Badger cannot flush by path): counted lost, said once.
-		first := w.gone.CompareAndSwap(false, true)
-		w.loseBatches(batches)
-		if first {
+		if w.gone.CompareAndSwap(false, true) {
 			w.noteErr(w.s.goneError(false)) // checkDir has logged it
 		}
+		w.loseBatches(batches)
 		return
 	}
 	if err := w.diskRoom(batches); err != nil {
 		w.diskFull.Store(true)
-		w.loseBatches(batches)
 		w.fail(err)
+		w.loseBatches(batches)
 		return
 	}
 	w.diskFull.Store(false)
@@ -585,8 +586,8 @@ func (w *Writer) flush(batches []*encBatch) {
 	var maxID uint64
 	commit := func() {
 		if err := txn.Commit(); err != nil {
-			w.lose(inTxn, samples)
 			w.fail(fmt.Errorf("capture: commit %d items to %s: %w", inTxn, w.s.dir, err))
+			w.lose(inTxn, samples)
 		} else {
 			w.written.Add(records)
 			w.samples.Add(samples)
@@ -609,12 +610,12 @@ func (w *Writer) flush(batches []*encBatch) {
 				err = txn.Set(key, val)
 			}
 			if err != nil {
+				w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
 				if e.sample {
 					w.lose(1, 1)
 				} else {
 					w.lose(1, 0)
 				}
-				w.fail(fmt.Errorf("capture: write to %s: %w", w.s.dir, err))
 				continue
 			}
 			inTxn++
