@@ -104,7 +104,7 @@ func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Dura
 			u := &trials[i]
 			if u.Model.Name == t.Model.Name && u.Variant.Name == t.Variant.Name && len(u.Rates) > 1 && u.Rates[len(u.Rates)-1] == top {
 				u.Rates = u.Rates[:len(u.Rates)-1]
-				u.Estimate = trialEstimate(u.Variant.Spec, run, u.Rates, typicalDrainFor(u.Variant.Spec))
+				u.Estimate = trialEstimate(u.Variant.Spec, run, u.Rates, typicalDrainFor(u.Variant.Spec), u.Variant.Saturation)
 				levels++
 			}
 		}

@@ -498,6 +498,10 @@ type Variant struct {
 	// Rates are the variant's own rates ([variants.NAME] rates; empty:
 	// the model's or run.rates).
 	Rates []float64 `json:"rates,omitempty"`
+	// Saturation is the request rate the variant sustains, as vbbench
+	// probe measured it ([variants.NAME] saturation; 0: unknown). The plan
+	// uses it to estimate how long a level past it drains.
+	Saturation float64 `json:"saturation,omitempty"`
 }
 
 // Resolve returns, for every model in order, its variants in order.
@@ -586,8 +590,9 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 		applyModel(&spec, m)
 	}
 	var over struct {
-		Preset string    `toml:"preset"`
-		Rates  []float64 `toml:"rates"`
+		Preset     string    `toml:"preset"`
+		Rates      []float64 `toml:"rates"`
+		Saturation float64   `toml:"saturation"`
 		backends.Spec
 	}
 	over.Spec = spec
@@ -597,6 +602,9 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 	spec = over.Spec
 	applyBudget(&spec, m)
 	errs := checkRates("rates", over.Rates)
+	if over.Saturation < 0 || math.IsNaN(over.Saturation) || math.IsInf(over.Saturation, 0) {
+		errs = append(errs, fmt.Errorf("saturation %v: want the variant's saturation in req/s (vbbench probe prints it), or leave it out", over.Saturation))
+	}
 	if err := spec.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -606,7 +614,7 @@ func (s *Study) decodeVariant(name string, prim toml.Primitive, m ModelConfig) (
 	if err := errors.Join(errs...); err != nil {
 		return Variant{}, fmt.Errorf("variant %q: %w", name, err)
 	}
-	return Variant{Name: name, Preset: head.Preset, Spec: spec, Rates: over.Rates}, nil
+	return Variant{Name: name, Preset: head.Preset, Spec: spec, Rates: over.Rates, Saturation: over.Saturation}, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

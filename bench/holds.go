@@ -221,7 +221,7 @@ func (h *HoldSplit) setAnchor(name string, rates []float64) error {
 func (h *HoldSplit) anchorTrial(whole Trial) HoldTrial {
 	t := whole
 	t.Rates = slices.Clone(h.AnchorRates)
-	t.Estimate = trialEstimate(t.Variant.Spec, h.Plan.Study.Run, t.Rates, typicalDrainFor(t.Variant.Spec))
+	t.Estimate = trialEstimate(t.Variant.Spec, h.Plan.Study.Run, t.Rates, typicalDrainFor(t.Variant.Spec), t.Variant.Saturation)
 	t.Start, t.GPUs = 0, nil
 	return HoldTrial{Trial: t, Anchor: true}
 }

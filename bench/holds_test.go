@@ -374,7 +374,7 @@ func TestWriteStudiesRoundTrip(t *testing.T) {
 		rates = append(rates, strconv.FormatFloat(r, 'f', -1, 64))
 	}
 	for _, want := range []string{"# Hold 2 of 3 of the study \"h200-dense-sharegpt\", generated from\n# " + denseStudy + " by:\n#   " + cmd + "\n",
-		"#   llama-3-8b-dummy/torch-oracle at " + rateList(h.AnchorRates) + " req/s, ≈4m20s (the anchor)\n",
+		"#   llama-3-8b-dummy/torch-oracle at " + rateList(h.AnchorRates) + " req/s, ≈" + anchorEstimate(t, h, 1).String() + " (the anchor)\n",
 		"# The anchor is torch-oracle at " + rateList(h.AnchorRates) + " req/s in every hold (its whole ladder in", "hold 1): its difference",
 		"\nrates = [" + strings.Join(rates, ", ") + "]\n"} {
 		if !bytes.Contains(b, []byte(want)) {
@@ -630,4 +630,17 @@ preset = "sim-contiguous"
 		t.Fatal(err)
 	}
 	checkHoldFiles(t, p, h, files)
+}
+
+// anchorEstimate is the estimate of the anchor trial of hold i (0-based),
+// as the hold files print it.
+func anchorEstimate(t *testing.T, h *HoldSplit, i int) time.Duration {
+	t.Helper()
+	for _, tr := range h.Holds[i].Trials {
+		if tr.Anchor {
+			return toSecond(tr.Estimate)
+		}
+	}
+	t.Fatalf("hold %d has no anchor trial", i+1)
+	return 0
 }

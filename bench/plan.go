@@ -169,7 +169,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 			}
 			for rep := 1; rep <= s.Run.Repetitions; rep++ {
 				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep, Rates: s.RatesFor(m, v)}
-				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrainFor(v.Spec))
+				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrainFor(v.Spec), v.Saturation)
 				p.Trials = append(p.Trials, t)
 				p.TrialTime += t.Estimate
 			}
@@ -227,7 +227,7 @@ func (p *Plan) placeOnLanes() []string {
 	}
 	p.Estimate = pr.Wall
 	p.Worst = project(p.Trials, p.GPUs, nil, func(t Trial) time.Duration {
-		return trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.DrainBound())
+		return trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.DrainBound(), 0)
 	}).Wall
 	return errs.lines("variants")
 }
@@ -280,18 +280,36 @@ func dedupe(s *[]string) {
 // start-up, the engine warm-up (its window and a level's drain for its
 // tail), the warm-up (once, or before every level), the levels, the stop
 // and the analysis.
-func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration) time.Duration {
+//
+// sat is the variant's saturation (req/s; 0: unknown). A level past it
+// drains longer than drain: its backlog, (rate − sat) × the time it sends
+// (its window, and its warm-up when every level has one), served at sat,
+// at most the study's bound.
+func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration, sat float64) time.Duration {
 	drain = min(drain, r.DrainBound())
 	d := startupEstimate(spec) + tailEstimate(spec) + engineWarmupEstimate(r, drain)
+	sending := r.Duration.D()
 	if r.WarmupMode == replay.WarmupLevel {
 		d += time.Duration(len(rates)) * r.Warmup.D()
+		sending += r.Warmup.D()
 	} else {
 		d += r.Warmup.D()
 	}
-	for range rates {
-		d += r.Duration.D() + drain
+	for _, rate := range rates {
+		d += r.Duration.D() + levelDrain(rate, sat, sending, drain, r.DrainBound())
 	}
 	return d
+}
+
+// levelDrain is the drain the estimate counts for a level at rate: drain
+// below the saturation sat (or when sat is unknown), and past it the time
+// its backlog takes at sat on top, at most bound.
+func levelDrain(rate, sat float64, sending, drain, bound time.Duration) time.Duration {
+	if sat <= 0 || rate <= sat {
+		return drain
+	}
+	backlog := (rate - sat) * sending.Seconds() // requests
+	return min(bound, drain+time.Duration(backlog/sat*float64(time.Second)))
 }
 
 // engineWarmupEstimate is the expected time of a trial's engine warm-up:

@@ -671,12 +671,30 @@ func snippet(s *Study, r *ProbeResult) string {
 	names := sortedKeys(r.VariantLadders)
 	if len(names) > 1 {
 		b.WriteString("\n# Or each variant its own ladder (these win over run.rates):\n")
-		for _, name := range names {
-			if _, defined := s.Variants[name]; defined {
-				fmt.Fprintf(&b, "[variants.%s]  # add to the existing table\nrates = %s\n", tomlKey(name), fmtRates(r.VariantLadders[name]))
-			} else {
-				fmt.Fprintf(&b, "[variants.%s]\npreset = %q\nrates = %s\n", tomlKey(name), name, fmtRates(r.VariantLadders[name]))
+	} else if len(names) == 1 {
+		b.WriteString("\n# Or the variant's own ladder:\n")
+	}
+	// A variant's saturation lets the plan estimate how long its levels past
+	// it drain; probed under several models, the lowest counts.
+	sat := map[string]float64{}
+	bound := map[string]bool{}
+	for _, vp := range r.Variants {
+		if vp.Saturation > 0 && (sat[vp.Variant] == 0 || vp.Saturation < sat[vp.Variant]) {
+			sat[vp.Variant], bound[vp.Variant] = vp.Saturation, !vp.Plateau
+		}
+	}
+	for _, name := range names {
+		if _, defined := s.Variants[name]; defined {
+			fmt.Fprintf(&b, "[variants.%s]  # add to the existing table\nrates = %s\n", tomlKey(name), fmtRates(r.VariantLadders[name]))
+		} else {
+			fmt.Fprintf(&b, "[variants.%s]\npreset = %q\nrates = %s\n", tomlKey(name), name, fmtRates(r.VariantLadders[name]))
+		}
+		if x := sat[name]; x > 0 {
+			note := "req/s, this probe's (the plan's drain estimate for the levels past it)"
+			if bound[name] {
+				note = "req/s, at least: the probe's top step still grew (the plan's drain estimate)"
 			}
+			fmt.Fprintf(&b, "saturation = %.3g  # %s\n", x, note)
 		}
 	}
 	return b.String()

@@ -232,7 +232,7 @@ rates = [4]
 		if !slices.Equal(tr.Rates, want[tr.Key()]) {
 			t.Errorf("trial %s: rates %v; want %v", tr.Key(), tr.Rates, want[tr.Key()])
 		}
-		if got, w := tr.Estimate, trialEstimate(tr.Variant.Spec, s.Run, want[tr.Key()], typicalDrainFor(tr.Variant.Spec)); got != w {
+		if got, w := tr.Estimate, trialEstimate(tr.Variant.Spec, s.Run, want[tr.Key()], typicalDrainFor(tr.Variant.Spec), 0); got != w {
 			t.Errorf("trial %s: estimate %v; want %v", tr.Key(), got, w)
 		}
 	}
@@ -308,11 +308,22 @@ func TestSuggest(t *testing.T) {
 	if want := []float64{2, 3.3, 5.3, 8.6, 14, 23, 37, 60}; !slices.Equal(r.Ladder, want) {
 		t.Errorf("combined ladder %v; want %v (geometric, 6 + 2 points for knees 4× apart)", r.Ladder, want)
 	}
-	for _, want := range []string{"[run]\nrates = [2, 3.3", "[variants.mine]  # add to the existing table\nrates = [2, 4.6, 7.2, 9.8, 12, 15]",
-		"[variants.vllm-page]\npreset = \"vllm-page\"\nrates = [8, 18"} {
+	for _, want := range []string{"[run]\nrates = [2, 3.3", "[variants.mine]  # add to the existing table\nrates = [2, 4.6, 7.2, 9.8, 12, 15]\nsaturation = 10  #",
+		"[variants.vllm-page]\npreset = \"vllm-page\"\nrates = [8, 18", "saturation = 40  # req/s, this probe's"} {
 		if !strings.Contains(r.Snippet, want) {
 			t.Errorf("snippet lacks %q:\n%s", want, r.Snippet)
 		}
+	}
+	var snip map[string]any
+	if _, err := toml.Decode(r.Snippet, &snip); err != nil {
+		t.Errorf("snippet is not TOML: %v\n%s", err, r.Snippet)
+	}
+	// The table of a variant the study lacks pastes as it is, saturation
+	// included: a key the study file knows.
+	if i := strings.Index(r.Snippet, "[variants.vllm-page]"); i < 0 {
+		t.Errorf("snippet lacks the vllm-page table")
+	} else if _, err := ParseStudy(minimalStudy + "\n" + r.Snippet[i:]); err != nil {
+		t.Errorf("the vllm-page table does not parse in a study: %v", err)
 	}
 	if md := r.Markdown(); !strings.Contains(md, "| 9 † |") || !strings.Contains(md, "† the trace ran out") || !strings.Contains(md, "Saturation 40 req/s") {
 		t.Errorf("probe.md:\n%s", md)

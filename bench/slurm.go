@@ -242,7 +242,7 @@ func SubmitSlurm(ctx context.Context, p *Plan, opt SlurmOptions) (*Submission, e
 		var worst time.Duration
 		for _, t := range groups[n] {
 			job.Trials = append(job.Trials, t.Index+1)
-			worst = max(worst, trialEstimate(t.Variant.Spec, s.Run, t.Rates, s.Run.DrainBound()))
+			worst = max(worst, trialEstimate(t.Variant.Spec, s.Run, t.Rates, s.Run.DrainBound(), 0))
 		}
 		job.Array = arraySpec(job.Trials)
 		limit := opt.Config.Time.D()

@@ -124,7 +124,7 @@ sbatch_args = ["--constraint=h100"]
 		t.Fatal(err)
 	}
 	script, _ = os.ReadFile(sub.Jobs[1].Script)
-	worst := trialEstimate(p.Trials[2].Variant.Spec, s.Run, p.Trials[2].Rates, s.Run.Drain.D())
+	worst := trialEstimate(p.Trials[2].Variant.Spec, s.Run, p.Trials[2].Rates, s.Run.Drain.D(), 0)
 	if !strings.Contains(string(script), "--gres=gpu:a100:2\n") || !strings.Contains(string(script), "--time="+slurmTime(worst*3/2+10*time.Minute)+"\n") {
 		t.Errorf("typed gres / default time:\n%s", script)
 	}

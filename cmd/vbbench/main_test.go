@@ -333,9 +333,9 @@ func TestPlanHoldErrors(t *testing.T) {
 			"anchor rate 6.5 is not in the ladder of llama-3-8b-dummy/torch-oracle [5.2, "},
 		{[]string{"plan", "--hold", "27m", "--anchor-rates", "5.2,6.5", dense}, cli.ExitFailure, "", "drift is measurable only at rates that every hold runs"},
 		{[]string{"plan", "--hold", "12m", "--split-holds", dir, dense}, cli.ExitFailure, "",
-			"trial 4 (llama-3-8b-dummy/vllm-page/rep1) takes ≈8m5s, and with the anchor trial its hold also runs (torch-oracle at ["},
+			"trial 1 (llama-3-8b-dummy/torch-max/rep1) takes ≈9m11s, and with the anchor trial its hold also runs (torch-oracle at ["},
 		{[]string{"plan", "--hold", "12m", "--split-holds", dir, dense}, cli.ExitFailure, "",
-			"≈4m20s) ≈12m25s, over the hold of 12m0s by 25s; trim the ladders by 1 rates → ≈6m40s: drop llama-3-8b-dummy/vllm-page ["},
+			"≈4m25s) ≈13m36s, over the hold of 12m0s by 1m36s; trim the ladders by 1 rates → ≈6m2s: drop llama-3-8b-dummy/torch-max ["},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(tt.args...)
