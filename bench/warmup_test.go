@@ -320,7 +320,7 @@ func TestRunEngineWarmupStops(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			// A window far longer than the test: only the stop ends it.
-			s := warmStudy(t, dir, "rates = [8]\n[run.engine_warmup]\nduration = \"1m\"\nconcurrency = 4\n")
+			s := warmStudy(t, dir, "rates = [8]\n[run.engine_warmup]\nduration = \"3m\"\nconcurrency = 4\n")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var url string
@@ -352,8 +352,10 @@ func TestRunEngineWarmupStops(t *testing.T) {
 			if st.Status != tt.status || !strings.Contains(st.Error, tt.err) || len(st.Levels) != 0 || st.EngineWarmup == nil || st.EngineWarmup.Error == "" {
 				t.Errorf("status.json: %s %q, %d levels, engine warm-up %+v; want %s, %q\n%s", st.Status, st.Error, len(st.Levels), st.EngineWarmup, tt.status, tt.err, progress)
 			}
-			if d := time.Since(start); d > 20*time.Second {
-				t.Errorf("the trial took %v to stop", d)
+			// Structural, not a timing goal: the warm-up ended before its
+			// 3-minute window could, so the stop cut it.
+			if ws := st.EngineWarmup; ws != nil && ws.Seconds >= 180 {
+				t.Errorf("the engine warm-up ran its whole window (%.0f s): the stop did not cut it", ws.Seconds)
 			}
 			if ln, err := net.Listen("tcp", strings.TrimPrefix(url, "http://")); err != nil {
 				t.Errorf("the backend's address %s is still taken: %v", url, err)
