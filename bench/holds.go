@@ -359,11 +359,8 @@ func (h *HoldSplit) Print(w io.Writer) {
 		fmt.Fprintf(w, "  hold %d%s: ≈%s of %s\n", hd.Number, rep, toSecond(hd.Estimate), h.Hold)
 		for _, t := range hd.Trials {
 			note := ""
-			switch {
-			case t.Anchor:
-				note = "  anchor"
-			case t.Variant.Name == h.Anchor:
-				note = "  anchor, whole ladder"
+			if r := h.anchorRole(t); r != "" {
+				note = "  " + r
 			}
 			fmt.Fprintf(w, "    %-24s %-18s %-28s ≈%s%s\n", t.Model.Name, t.Variant.Name, "rates "+fmtRates(t.Rates), toSecond(t.Estimate), note)
 		}
@@ -373,6 +370,19 @@ func (h *HoldSplit) Print(w io.Writer) {
 
 // toSecond rounds d to the second, as hold estimates are printed.
 func toSecond(d time.Duration) time.Duration { return d.Round(time.Second) }
+
+// anchorRole says what a hold's trial is to the anchor: "anchor" (its
+// extra trial at the anchor rates), "anchor, whole ladder" (its own trial)
+// or "" (another variant).
+func (h *HoldSplit) anchorRole(t HoldTrial) string {
+	switch {
+	case t.Anchor:
+		return "anchor"
+	case t.Variant.Name == h.Anchor:
+		return "anchor, whole ladder"
+	}
+	return ""
+}
 
 // plural is "1 hold", "3 holds".
 func plural(n int, noun string) string {
@@ -552,11 +562,8 @@ func (h *HoldSplit) header(w io.Writer, hd Hold, command string) {
 	}
 	for _, t := range hd.Trials {
 		note := ""
-		switch {
-		case t.Anchor:
-			note = " (the anchor)"
-		case t.Variant.Name == h.Anchor:
-			note = " (the anchor, its whole ladder)"
+		if r := h.anchorRole(t); r != "" {
+			note = " (the " + r + ")"
 		}
 		fmt.Fprintf(w, "#   %s/%s at %s req/s, ≈%s%s\n", t.Model.Name, t.Variant.Name, strings.Trim(fmtRates(t.Rates), "[]"), toSecond(t.Estimate), note)
 	}
