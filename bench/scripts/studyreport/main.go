@@ -31,6 +31,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -56,7 +57,6 @@ func main() {
 // hold is one run of one hold's study file.
 type hold struct {
 	n       int // 1-based, in argument order
-	study   string
 	file    string
 	results string
 	planned time.Duration
@@ -105,8 +105,13 @@ func run(ctx context.Context, args []string) error {
 		holds = append(holds, h)
 	}
 	var caps []string
+	seen := map[string]int{} // trial directory → the run that listed it
 	for _, h := range holds {
 		for _, t := range h.trials {
+			if n, dup := seen[t.dir]; dup {
+				return fmt.Errorf("trial %s is in run %d and run %d: give each run of a hold its own results tree, or its trials count twice", t.dir, n, h.n)
+			}
+			seen[t.dir] = h.n
 			for _, l := range t.Levels {
 				caps = append(caps, filepath.Join(t.dir, l.Capture))
 			}
@@ -123,7 +128,7 @@ func run(ctx context.Context, args []string) error {
 		title = "Study across " + fmt.Sprint(len(holds)) + " holds"
 	}
 	cfg := analyze.Config{Captures: caps, Out: filepath.Join(o.out, "analysis"), Chart: true,
-		Saturation: o.saturation, Title: title + " — all holds", Stdout: ioDiscard{}, Stderr: os.Stderr}
+		Saturation: o.saturation, Title: title + " — all holds", Stdout: io.Discard, Stderr: os.Stderr}
 	res, err := analyze.Analyze(ctx, cfg)
 	if err == nil {
 		err = render.Write(ctx, res, cfg)
@@ -138,13 +143,13 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	md := report(title, o, holds, res, paper)
-	return os.WriteFile(filepath.Join(o.out, "report.md"), []byte(md), 0o644)
+	if err := os.WriteFile(filepath.Join(o.out, "report.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	// As vbanalyze: everything is written, then a damaged capture is the
+	// error (the report says what it lost).
+	return res.DamageError()
 }
-
-// ioDiscard swallows the analysis's terminal table.
-type ioDiscard struct{}
-
-func (ioDiscard) Write(p []byte) (int, error) { return len(p), nil }
 
 // loadHold reads a hold's study (for its name and planned time) and the
 // finished trials of that study under results.
@@ -153,7 +158,7 @@ func loadHold(ctx context.Context, n int, file, results string) (*hold, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &hold{n: n, study: s.Name, file: file, results: results}
+	h := &hold{n: n, file: file, results: results}
 	if p, err := bench.MakePlan(ctx, s); err == nil {
 		h.planned = p.Estimate
 	}
@@ -408,6 +413,12 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 
 	// Anchor drift.
 	b.WriteString(anchorDrift(o.anchor, holds, res))
+	if ws := res.AllWarnings(); len(ws) > 0 {
+		b.WriteString("\n## Warnings\n\n")
+		for _, w := range ws {
+			fmt.Fprintf(&b, "- %s\n", w)
+		}
+	}
 	return b.String()
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/vbench/vbench/bench"
+	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testbin"
 )
 
@@ -143,6 +145,34 @@ func TestStudyReport(t *testing.T) {
 	}
 	if strings.Contains(md, "NaN") {
 		t.Errorf("report.md has NaN")
+	}
+
+	// The same results tree given for two runs would count its trials twice.
+	err = run(context.Background(), []string{"-out", filepath.Join(dir, "twice"), "-workload", "sharegpt", args[1], args[1]})
+	if err == nil || !strings.Contains(err.Error(), "is in run 1 and run 2") {
+		t.Errorf("a results tree given twice: %v", err)
+	}
+
+	// A damaged capture: the report is still written, says what was lost,
+	// and the run ends in capture.ErrDamaged, as vbanalyze does.
+	vlogs, _ := filepath.Glob(filepath.Join(dir, "results-dense-hold2", "*", "vllm-page", "*", "capture", "rate-8", "*.vlog"))
+	if len(vlogs) == 0 {
+		t.Fatal("no vlog in hold 2's vllm-page capture")
+	}
+	fi, err := os.Stat(vlogs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(vlogs[0], fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	out2 := filepath.Join(dir, "damaged")
+	err = run(context.Background(), append([]string{"-out", out2, "-workload", "sharegpt"}, args...))
+	if !errors.Is(err, capture.ErrDamaged) {
+		t.Errorf("damaged capture: %v; want capture.ErrDamaged", err)
+	}
+	if b, rerr := os.ReadFile(filepath.Join(out2, "report.md")); rerr != nil || !strings.Contains(string(b), "## Warnings") {
+		t.Errorf("report.md of a damaged run (%v) lacks its warnings:\n%s", rerr, b)
 	}
 }
 
