@@ -81,8 +81,10 @@ type Plan struct {
 //
 // A mixture-of-experts model starts much slower on vLLM: the FP8
 // Qwen3-30B-A3B took 263 s eager (docs/results/h200-moe-smoke-2026-12-03),
-// 137 s of it in warm-up, which fits Triton compiling the fused-MoE kernels;
-// compile and CUDA graphs come on top.
+// 137 s of it in warm-up, which fits Triton compiling the fused-MoE kernels.
+// Compiled, it has not been measured yet (its start was cut at 115 s); 330
+// s is the eager figure plus the minute compile and CUDA graphs added to
+// the dense model, a guess until the MoE study measures it.
 func startupEstimate(spec backends.Spec) time.Duration {
 	switch spec.Kind {
 	case backends.KindVLLM:

@@ -25,7 +25,7 @@
 # VARIANTS (probe: which, in order; default every variant of the study),
 # PROBE_FLAGS (default --min-concurrency 4 --max-concurrency 128
 # --duration 12s), EST_TORCH/EST_VLLM (probe: seconds one variant takes,
-# start-up included; defaults 240/330), MARGIN (run: seconds kept beyond a
+# start-up included; defaults 170/310), MARGIN (run: seconds kept beyond a
 # trial's plan estimate; default 45), HOST_SH (default offline/host.sh).
 set -u
 T0=$(date +%s)
@@ -35,8 +35,10 @@ STUDY=${STUDY:?set STUDY to the study TOML}
 MODE=${MODE:-run}
 STATE=${STATE:-/root/vbstate}
 PROBE_FLAGS=${PROBE_FLAGS:---min-concurrency 4 --max-concurrency 128 --duration 12s}
-EST_TORCH=${EST_TORCH:-240}
-EST_VLLM=${EST_VLLM:-330}
+# The ShareGPT probe's longest per-variant wall times on the H200, start-up
+# included (136–161 s vbtorch, 215–301 s vLLM), rounded up.
+EST_TORCH=${EST_TORCH:-170}
+EST_VLLM=${EST_VLLM:-310}
 MARGIN=${MARGIN:-45}
 [ "$MARGIN" -ge 25 ] || MARGIN=25 # the call stops vbbench 20 s before its end
 mkdir -p "$OUT" "$STATE"
