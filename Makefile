@@ -24,7 +24,7 @@ linux-amd64:
 # bundle: compressed linux/amd64 vbbench and vbsynth, and the smoke trace.
 h200-smoke-dist:
 	@mkdir -p .dist/traces
-	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
 	xz -T2 -6 -f .dist/vbbench .dist/vbsynth
 	$(GO) run ./cmd/vbsynth --dataset sharegpt --span 10m --max-total 2048 --seed 1 --quiet -o .dist/traces/sharegpt-smoke.bin
 
@@ -33,7 +33,7 @@ h200-smoke-dist:
 # made with the exact command of its trace.generate.
 h200-study-dist:
 	@mkdir -p .dist/traces
-	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
+	GOOS=linux GOARCH=amd64 CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags="-s -w" -o .dist/ ./cmd/vbbench ./cmd/vbsynth
 	xz -T2 -6 -f .dist/vbbench .dist/vbsynth
 	$(GO) run ./cmd/vbsynth --dataset sharegpt --requests 6000 --max-total 2048 --seed 1 --quiet -o .dist/traces/sharegpt-dense.bin
 	$(GO) run ./cmd/vbsynth --dataset alpaca --requests 12000 --max-total 2048 --seed 1 --quiet -o .dist/traces/alpaca-dense.bin

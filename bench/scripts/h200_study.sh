@@ -13,7 +13,9 @@
 # call: MODE=probe probes one variant at a time (vbbench probe --variants V)
 # and MODE=run runs one trial at a time (vbbench run --trial N --resume),
 # each started only when its estimate fits in the call's time left (a cut
-# trial is re-run whole). Every call of a hold runs the same command.
+# trial is re-run whole). Every call of a hold runs the same command, or,
+# better, bench/scripts/h200_hold.sh runs it once in the background for the
+# whole hold (no trial postponed at a call's end).
 #
 # Carried besides the bundle (make h200-study-dist): .dist/vbbench.xz,
 # .dist/vbsynth.xz (linux/amd64) and .dist/traces/*.bin (each workload's one
@@ -77,7 +79,8 @@ export PATH=/root/vb:$PATH
 for f in .dist/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" traces/; done
 {
   echo "date: $(date -u +%FT%TZ)"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  nvidia-smi --query-gpu=name,memory.total,driver_version,uuid,pci.bus_id --format=csv,noheader
+  echo "host: $(hostname)"
   python3 -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
   python3 -c 'import vllm; print("vllm", vllm.__version__)' 2>&1 | tail -1
   echo "cpus: $(nproc)  mem: $(free -g | awk '/Mem/{print $2}') GiB  uptime: $(cut -d' ' -f1 /proc/uptime)s"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One GPU hold as one background job: a device call returns within 10
+# minutes, but a process started with setsid keeps running between the calls
+# of a warm machine (measured 2026-12-03: it runs on while no call is in
+# flight). So the hold's work runs once, in order, with no trial cut or
+# postponed at a call's end; the later calls only wait and report.
+#
+#   bash bench/scripts/h200_hold.sh start SECONDS 'MODE=run STUDY=a.toml' 'MODE=probe STUDY=b.toml VARIANTS="x y"'
+#   bash bench/scripts/h200_hold.sh poll SECONDS     # wait (≤ SECONDS) and print progress; returns early when all jobs are done
+#   bash bench/scripts/h200_hold.sh collect          # move the next ≤ 45 MiB of the jobs' files into $OUT (repeat until "all sent")
+#
+# start copies the checkout (with its .bundle and .dist) to $HOLD (default
+# /root/hold) and runs the jobs there one after another with
+# bench/scripts/h200_study.sh, each with OUT=$HOLD/out-K and a LIMIT that
+# ends it SECONDS after start. The call that starts it must carry the last
+# bundle part (or come after it).
+set -u
+HOLD=${HOLD:-/root/hold}
+cmd=${1:?start, poll or collect}
+shift
+case $cmd in
+start)
+  secs=${1:?seconds the jobs may take}
+  shift
+  mkdir -p "$HOLD/wk"
+  cp -a . "$HOLD/wk/"
+  t0=$(date +%s)
+  printf '%s\n' "$@" > "$HOLD/jobs.txt"
+  cat > "$HOLD/runner.sh" <<RUN
+cd "$HOLD/wk"
+k=0
+while IFS= read -r job; do
+  k=\$((k + 1))
+  left=\$(( $t0 + $secs - \$(date +%s) ))
+  echo "[\$(date +%T)] job \$k (\${left}s left): \$job" >> "$HOLD/progress.txt"
+  [ \$left -gt 60 ] || { echo "no time left for job \$k" >> "$HOLD/progress.txt"; continue; }
+  env OUT="$HOLD/out-\$k" LIMIT=\$left bash -c "\$job bash bench/scripts/h200_study.sh" >> "$HOLD/progress.txt" 2>&1
+  echo "[\$(date +%T)] job \$k exit \$?" >> "$HOLD/progress.txt"
+done < "$HOLD/jobs.txt"
+touch "$HOLD/DONE"
+RUN
+  (setsid nohup bash "$HOLD/runner.sh" > "$HOLD/runner.log" 2>&1 < /dev/null &)
+  sleep 2
+  echo "started $(wc -l < "$HOLD/jobs.txt") jobs, deadline in ${secs}s"
+  ;;
+poll)
+  secs=${1:-540}
+  end=$(( $(date +%s) + secs ))
+  while [ "$(date +%s)" -lt $end ] && [ ! -f "$HOLD/DONE" ]; do sleep 5; done
+  tail -40 "$HOLD/progress.txt"
+  [ -f "$HOLD/DONE" ] && echo "ALL DONE"
+  ;;
+collect)
+  # A call returns at most 8 files and about 64 MiB in all: the first
+  # collect packs everything (all the small files in one tar, the captures,
+  # already .tar.xz, in parts of 15 MiB) and each collect moves the parts
+  # not sent yet, up to 3 (≈45 MiB + the small tar), into $OUT. Repeat
+  # collect, in back-to-back calls, until it says "all sent".
+  OUT=${OUT:-/tmp/out}
+  mkdir -p "$OUT" "$HOLD/collect"
+  cd "$HOLD" || exit 1
+  if [ ! -f collect/packed ]; then
+    tar cf collect/hold-small.tar --exclude='*captures*' progress.txt runner.log jobs.txt out-* 2>/dev/null
+    if find out-* -name '*captures*' 2>/dev/null | grep -q .; then
+      find out-* -name '*captures*' -print0 | tar cf - --null -T - | split -b 15M -d -a 2 - collect/hold-captures.tar.part
+    fi
+    touch collect/packed
+  fi
+  n=0
+  for f in collect/hold-small.tar collect/hold-captures.tar.part*; do
+    [ -f "$f" ] || continue
+    case $f in *part*) [ $n -lt 3 ] || break; n=$((n + 1)) ;; esac
+    mv "$f" "$OUT/"
+  done
+  ls -la "$OUT"
+  if ls collect/hold-captures.tar.part* > /dev/null 2>&1; then
+    echo "more parts left: run collect again"
+  else
+    echo "all sent"
+  fi
+  ;;
+*) echo "start, poll or collect" >&2; exit 2 ;;
+esac

@@ -1,0 +1,119 @@
+// Package scripts_test tests the device-side shell scripts of bench/scripts
+// that can run without a GPU.
+package scripts_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeStudy stands in for h200_study.sh: it records its environment and
+// leaves a small file and a captures tarball of CAP_MIB MiB in $OUT.
+const fakeStudy = `#!/usr/bin/env bash
+mkdir -p "$OUT"
+echo "MODE=$MODE LIMIT=$LIMIT VARIANTS=$VARIANTS" > "$OUT/env.txt"
+head -c $((CAP_MIB * 1048576)) /dev/urandom > "$OUT/$MODE-captures.tar.xz"
+`
+
+// TestHoldScript: h200_hold.sh start runs its jobs in order in the
+// background, each with the time left, poll waits for them, and collect
+// hands the files back in rounds that a device call can return (≤ 3
+// capture parts of 15 MiB besides the small tar), until "all sent"; the
+// parts put back together hold every job's captures.
+func TestHoldScript(t *testing.T) {
+	for _, tool := range []string{"bash", "setsid", "tar", "split", "head"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	repo := t.TempDir()
+	hold := filepath.Join(t.TempDir(), "hold")
+	src, err := os.ReadFile("h200_hold.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts := filepath.Join(repo, "bench", "scripts")
+	if err := os.MkdirAll(scripts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"h200_hold.sh": string(src), "h200_study.sh": fakeStudy} {
+		if err := os.WriteFile(filepath.Join(scripts, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh := func(out string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", append([]string{"bench/scripts/h200_hold.sh"}, args...)...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "HOLD="+hold, "OUT="+out)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("h200_hold.sh %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	out := sh("", "start", "900", "MODE=run CAP_MIB=20 STUDY=a.toml", `MODE=probe CAP_MIB=31 STUDY=b.toml VARIANTS="x y+z"`)
+	if !strings.Contains(out, "started 2 jobs") {
+		t.Fatalf("start: %s", out)
+	}
+	out = sh("", "poll", "120")
+	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 2 exit 0") {
+		t.Fatalf("poll did not see both jobs end:\n%s", out)
+	}
+	for k, want := range map[string]string{"1": "MODE=run LIMIT=", "2": "MODE=probe LIMIT="} {
+		b, err := os.ReadFile(filepath.Join(hold, "out-"+k, "env.txt"))
+		if err != nil || !strings.HasPrefix(string(b), want) {
+			t.Errorf("job %s saw %q (%v), want %q…", k, b, err, want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(hold, "out-2", "env.txt")); !strings.Contains(string(b), "VARIANTS=x y+z") {
+		t.Errorf("job 2's quoted variable was not kept: %q", b)
+	}
+
+	// 51 MiB of captures: 4 parts, so two collect rounds.
+	var parts []string
+	for round, want := range []string{"more parts left", "all sent"} {
+		dir := filepath.Join(t.TempDir(), "out")
+		out := sh(dir, "collect")
+		if !strings.Contains(out, want) {
+			t.Fatalf("collect round %d: want %q in\n%s", round+1, want, out)
+		}
+		ents, _ := os.ReadDir(dir)
+		if len(ents) > 4 {
+			t.Errorf("collect round %d returned %d files, want ≤ 4", round+1, len(ents))
+		}
+		var total int64
+		for _, e := range ents {
+			fi, _ := e.Info()
+			total += fi.Size()
+			if strings.Contains(e.Name(), "part") {
+				parts = append(parts, filepath.Join(dir, e.Name()))
+			}
+		}
+		if total > 60<<20 {
+			t.Errorf("collect round %d returned %d MiB, want ≤ 60", round+1, total>>20)
+		}
+		if round == 0 {
+			if _, err := os.Stat(filepath.Join(dir, "hold-small.tar")); err != nil {
+				t.Errorf("the small files did not come first: %v", err)
+			}
+		}
+	}
+	if len(parts) != 4 {
+		t.Fatalf("got %d capture parts, want 4: %v", len(parts), parts)
+	}
+	cmd := exec.Command("bash", "-c", `cat "$@" | tar tf -`, "cat")
+	cmd.Args = append(cmd.Args, parts...) // sorted: part00 … part03
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the parts do not make one tar: %v\n%s", err, b)
+	}
+	for _, want := range []string{"out-1/run-captures.tar.xz", "out-2/probe-captures.tar.xz"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the parts' tar lacks %s:\n%s", want, b)
+		}
+	}
+}
