@@ -26,6 +26,11 @@ type Measurer struct {
 	OnContent func(at, gap time.Duration, tokens int)
 }
 
+// PhaseEngineWarmup is the phase label (X-VB-Label-phase) of vbbench's
+// engine warm-up requests: they are warm-up requests, never a measured
+// group, wherever their capture is read.
+const PhaseEngineWarmup = "engine-warmup"
+
 // Measure decodes one record read from the capture named capName.
 func Measure(rec *capture.Record, capName string) metric.Request {
 	var m Measurer
@@ -73,7 +78,7 @@ func (m *Measurer) Measure(rec *capture.Record, capName string) metric.Request {
 		Variant:      labelOf(rec, "variant"),
 		Model:        labelOf(rec, "model"),
 		TraceHash:    rec.Tags.TraceHash,
-		Warmup:       rec.Tags.Warmup,
+		Warmup:       rec.Tags.Warmup || labelOf(rec, "phase") == PhaseEngineWarmup,
 		Scheduled:    rec.Tags.Scheduled,
 		Sent:         rec.Tags.Sent,
 		Start:        rec.Received,

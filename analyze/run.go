@@ -175,11 +175,14 @@ type Setup struct {
 	Saturation float64  `json:"saturation_threshold"`
 }
 
-// Analyze reads the captures and computes the result. It writes nothing.
+// Analyze reads the captures and computes the result. A directory that
+// holds captures below it stands for them (ExpandCaptures). It writes
+// nothing.
 func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.Captures = ExpandCaptures(cfg.Captures)
 	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}, recorder: map[string]recorderState{}}
 	groups := map[string]*groupAcc{}
 	var order []*groupAcc

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/vbench/vbench/capture"
 )
@@ -150,4 +151,41 @@ func bodyOf(text *string, b64 []byte) []byte {
 		return []byte(*text)
 	}
 	return b64
+}
+
+// ExpandCaptures replaces each directory in names that is not a capture
+// itself but holds captures below it (a trial's capture/ folder with one
+// capture per level, or a whole results tree) by those captures, in
+// lexical order, not looking inside a capture. Other names ("-", dump
+// files, captures, paths that hold no capture) are kept as they are, so
+// opening them says what is wrong. It only reads.
+func ExpandCaptures(names []string) []string {
+	var out []string
+	for _, name := range names {
+		if name == "-" || capture.IsCaptureDir(name) {
+			out = append(out, name)
+			continue
+		}
+		if st, err := os.Stat(name); err != nil || !st.IsDir() {
+			out = append(out, name)
+			continue
+		}
+		var found []string
+		_ = filepath.WalkDir(name, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() || p == name {
+				return nil // unreadable parts are skipped: the captures found are what is analysed
+			}
+			if capture.IsCaptureDir(p) {
+				found = append(found, p)
+				return filepath.SkipDir
+			}
+			return nil
+		})
+		if len(found) == 0 {
+			out = append(out, name)
+			continue
+		}
+		out = append(out, found...)
+	}
+	return out
 }

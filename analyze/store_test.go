@@ -2,8 +2,11 @@ package analyze
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +151,60 @@ func TestRecorderLossesWarn(t *testing.T) {
 		if tc.capture == "lost.jsonl" && strings.Contains(got, "outside") {
 			t.Errorf("%s: a loss inside the window reported outside:\n%s", tc.capture, got)
 		}
+	}
+}
+
+// TestExpandCaptures: a directory that holds captures below it (a trial's
+// capture/ folder, a results tree) stands for them, in lexical order, and
+// the engine warm-up's capture among them is warm-up traffic, never a
+// measured group; captures, dumps, "-" and folders with no capture in them
+// are kept as given (opening the last says why it is not one).
+func TestExpandCaptures(t *testing.T) {
+	t.Chdir(t.TempDir())
+	recs, samples, metas := smallFixture()
+	writeStore(t, "results/m/v/trial1/capture/rate-1", recs, samples, metas)
+	warm, _, _ := smallFixture()
+	for _, r := range warm {
+		r.Labels = map[string]string{"phase": PhaseEngineWarmup, "level": "c64"}
+	}
+	writeStore(t, "results/m/v/trial1/capture/engine-warmup", warm, nil, nil)
+	writeDump(t, "dump.jsonl", recs, samples, metas)
+	if err := os.MkdirAll("empty/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"results"}, []string{"results/m/v/trial1/capture/engine-warmup", "results/m/v/trial1/capture/rate-1"}},
+		{[]string{"results/m/v/trial1/capture"}, []string{"results/m/v/trial1/capture/engine-warmup", "results/m/v/trial1/capture/rate-1"}},
+		{[]string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing"}, []string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing"}},
+	} {
+		if got := ExpandCaptures(c.in); !slices.Equal(got, c.want) {
+			t.Errorf("ExpandCaptures(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+
+	whole, err := Analyze(context.Background(), Config{Captures: []string{"results"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := Analyze(context.Background(), Config{Captures: []string{"results/m/v/trial1/capture/rate-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(whole.Groups) != len(alone.Groups) || len(whole.Groups) == 0 {
+		t.Fatalf("the tree gives %d groups, the level's capture alone %d: the engine warm-up was measured", len(whole.Groups), len(alone.Groups))
+	}
+	for i, g := range whole.Groups {
+		if g.Key != alone.Groups[i].Key || g.Count != alone.Groups[i].Count {
+			t.Errorf("group %d: %s (%d requests) from the tree, %s (%d) alone", i, g.Key, g.Count, alone.Groups[i].Key, alone.Groups[i].Count)
+		}
+	}
+	if !strings.Contains(strings.Join(whole.Warnings, "\n"), "only warm-up requests") {
+		t.Errorf("no word of the engine warm-up's group in the warnings: %q", whole.Warnings)
+	}
+	if _, err := Analyze(context.Background(), Config{Captures: []string{"empty"}}); !errors.Is(err, capture.ErrNotCapture) {
+		t.Errorf("a folder with no capture: %v, want ErrNotCapture", err)
 	}
 }

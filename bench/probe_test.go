@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -498,9 +499,18 @@ func TestProbeMinConcurrency(t *testing.T) {
 	if ws == nil || ws.Concurrency != 16 || ws.Requests < 16 || ws.Completed == 0 || ws.Error != "" {
 		t.Fatalf("engine warm-up %+v; want one at concurrency 16 with its requests", ws)
 	}
-	ar, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{filepath.Join(vp.Dir, "capture", "engine-warmup")}})
-	if err != nil || len(ar.Groups) != 1 || ar.Groups[0].Count != ws.Requests {
-		t.Errorf("capture/engine-warmup: %v; want one group of %d requests", err, ws.Requests)
+	// Its requests are warm-up requests: measured only with the window all.
+	ewCap := filepath.Join(vp.Dir, "capture", "engine-warmup")
+	ar, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{ewCap}, By: []string{"level"}, Window: analyze.WindowAll})
+	levels := map[string]int{}
+	for _, g := range ar.Groups {
+		levels[g.Level] = g.Count
+	}
+	if err != nil || len(ar.Groups) != 2 || levels["c16"] != ws.Requests || levels["preflight"] == 0 {
+		t.Errorf("capture/engine-warmup: %v; want the preflight and one group of %d requests at c16", err, ws.Requests)
+	}
+	if _, err := analyze.Analyze(context.Background(), analyze.Config{Captures: []string{ewCap}}); !errors.Is(err, analyze.ErrNoRecords) {
+		t.Errorf("capture/engine-warmup in the default window: %v; want ErrNoRecords (all warm-up)", err)
 	}
 	if md := res.Markdown(); !strings.Contains(md, "Engine warm-up before the steps (not measured): closed loop at 16") {
 		t.Errorf("probe.md lacks the engine warm-up:\n%s", md)

@@ -122,10 +122,30 @@ func levelGroup(ctx context.Context, capDir string) (*analyze.Result, *analyze.G
 	return res, res.Groups[0], nil
 }
 
+// engineWarmupGroup is the one group of an engine warm-up's capture: its
+// requests are all warm-up requests (analyze.PhaseEngineWarmup), so they
+// are read with the window all, leaving out the replayer's preflight.
+func engineWarmupGroup(ctx context.Context, capDir string) (*analyze.Group, error) {
+	res, err := analyze.Analyze(ctx, analyze.Config{Captures: []string{capDir}, By: []string{"capture", "level"}, Window: analyze.WindowAll})
+	if err != nil {
+		return nil, err
+	}
+	var gs []*analyze.Group
+	for _, g := range res.Groups {
+		if g.Level != "preflight" {
+			gs = append(gs, g)
+		}
+	}
+	if len(gs) != 1 {
+		return nil, fmt.Errorf("bench: capture %s: %d groups of engine warm-up requests, want 1", capDir, len(gs))
+	}
+	return gs[0], nil
+}
+
 // phaseEngineWarmup is the phase label of the engine warm-up's requests
 // (X-VB-Label-phase), and engineWarmupDir its capture under capture/.
 const (
-	phaseEngineWarmup = "engine-warmup"
+	phaseEngineWarmup = analyze.PhaseEngineWarmup
 	engineWarmupDir   = "engine-warmup"
 )
 
@@ -810,7 +830,7 @@ func runEngineWarmup(ctx context.Context, ls levelSetup, b backends.Backend, dir
 			ws.Exhausted = l.Exhausted
 		}
 	}
-	if _, g, ferr := levelGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
+	if g, ferr := engineWarmupGroup(context.WithoutCancel(ctx), capDir); ferr == nil {
 		ws.figures(g)
 	} else if err == nil {
 		ws.Error = fmt.Sprintf("the capture: %v", ferr)

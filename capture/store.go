@@ -408,6 +408,18 @@ func ownerOnly(dir string) {
 
 // hasBadgerFiles reports whether dir holds Badger's table or log files
 // (a capture that lost its MANIFEST is still read).
+// IsCaptureDir reports whether dir looks like a capture: a directory with
+// Badger's MANIFEST or its table and log files in it. It only reads.
+func IsCaptureDir(dir string) bool {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err == nil {
+		return true
+	}
+	return hasBadgerFiles(dir)
+}
+
 func hasBadgerFiles(dir string) bool {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {

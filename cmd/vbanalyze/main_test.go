@@ -105,6 +105,10 @@ func TestRun(t *testing.T) {
 		t.Errorf("the dump's analysis differs from the store's:\n%s\n%s", fromDump, fromStore)
 	}
 
+	empty := filepath.Join(dir, "empty")
+	if err := os.MkdirAll(filepath.Join(empty, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	errs := []struct {
 		args []string
 		code int
@@ -117,7 +121,10 @@ func TestRun(t *testing.T) {
 		{[]string{capA, "--bogus"}, 2, "unknown flag"},
 		{[]string{filepath.Join(dir, "missing")}, 1, "no such file or directory"},
 		{[]string{capA, capC}, 2, "--allow-mixed"},
-		{[]string{dir}, 1, "capture: open " + dir + ": not a vbench capture"},
+		{[]string{empty}, 1, "capture: open " + empty + ": not a vbench capture"},
+		// A folder that holds captures stands for them (here two of
+		// different traces).
+		{[]string{dir}, 2, "--allow-mixed"},
 	}
 	for _, e := range errs {
 		code, _, stderr := runCmd(e.args...)
