@@ -60,9 +60,9 @@ collect)
   mkdir -p "$OUT" "$HOLD/collect"
   cd "$HOLD" || exit 1
   if [ ! -f collect/packed ]; then
-    tar cf collect/hold-small.tar --exclude='*captures*' progress.txt runner.log jobs.txt out-* 2>/dev/null
-    if find out-* -name '*captures*' 2>/dev/null | grep -q .; then
-      find out-* -name '*captures*' -print0 | tar cf - --null -T - | split -b 15M -d -a 2 - collect/hold-captures.tar.part
+    tar cf collect/hold-small.tar --exclude='*captures*' --exclude='*caches*' progress.txt runner.log jobs.txt out-* 2>/dev/null
+    if find out-* \( -name '*captures*' -o -name '*caches*' \) 2>/dev/null | grep -q .; then
+      find out-* \( -name '*captures*' -o -name '*caches*' \) -print0 | tar cf - --null -T - | split -b 15M -d -a 2 - collect/hold-captures.tar.part
     fi
     touch collect/packed
   fi

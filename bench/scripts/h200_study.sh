@@ -19,7 +19,9 @@
 #
 # Carried besides the bundle (make h200-study-dist): .dist/vbbench.xz,
 # .dist/vbsynth.xz (linux/amd64) and .dist/traces/*.bin (each workload's one
-# trace, made here, so every call, hold and session replays the same hash).
+# trace, made here, so every call, hold and session replays the same hash),
+# and .dist/caches/*.tar.xz when an earlier hold brought its compile caches
+# back (CACHES_OUT=1; CACHES_MAX_MIB, default 28).
 #
 # Environment: OUT (folder whose files come back; default /tmp/out), LIMIT
 # (seconds this call may take; default 570), STUDY, MODE (probe|run),
@@ -68,6 +70,20 @@ case $rc in
 esac
 eval "$(bash "$HOST_SH" env)"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
+
+# Compile caches carried from an earlier hold (.dist/caches/*.tar.xz, each a
+# compile-caches.tar.xz an earlier call brought back; see CACHES_OUT):
+# Triton's kernels (the FP8 MoE ones took 137 s to build), vLLM's
+# torch.compile artefacts and Inductor's. Unpacked once per machine, before
+# any server starts; a server that finds them starts sooner (its start-up
+# is recorded in each trial's meta.json either way).
+if [ ! -f /root/.vb-caches-restored ]; then
+  for c in .dist/caches/*.tar.xz; do
+    [ -f "$c" ] || continue
+    if tar -C / -xJf "$c"; then log "caches: restored $(basename "$c") ($(du -h "$c" | cut -f1))"; else log "caches: $(basename "$c") did not unpack"; fi
+  done
+  touch /root/.vb-caches-restored
+fi
 
 # 2. Our binaries and the traces (a fresh checkout copy each call: the
 # traces go back into traces/ each time; their hashes never change).
@@ -158,9 +174,25 @@ run)
 *) log "MODE=$MODE: want probe or run"; exit 2 ;;
 esac
 nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/device.txt" 2>&1
+# The compile caches this machine built, to carry to a later hold (put the
+# file in .dist/caches/ there): only with CACHES_OUT=1, and only when small
+# enough to ride along with a bundle part (CACHES_MAX_MIB, default 28).
+if [ "${CACHES_OUT:-0}" = 1 ]; then
+  dirs=()
+  for d in root/.triton/cache root/.cache/vllm tmp/torchinductor_root; do [ -d "/$d" ] && dirs+=("$d"); done
+  if [ ${#dirs[@]} -gt 0 ]; then
+    tar -C / -cf - "${dirs[@]}" 2>/dev/null | xz -T0 -6 > "$OUT/compile-caches.tar.xz"
+    mib=$(( $(stat -c %s "$OUT/compile-caches.tar.xz") / 1048576 ))
+    log "caches: ${dirs[*]}: $(du -sh "${dirs[@]/#//}" 2>/dev/null | awk '{print $1}' | tr '\n' ' ')→ ${mib} MiB compressed"
+    if [ "$mib" -ge "${CACHES_MAX_MIB:-28}" ]; then
+      log "caches: ${mib} MiB is too big to carry: not kept"
+      rm -f "$OUT/compile-caches.tar.xz"
+    fi
+  fi
+fi
 ls -la "$OUT" >> "$S"
 log "done"
 # Only a few files come back per call: everything but the captures goes into
 # one call-<time>.tar (driver log, device, plan, host log, probe summaries).
-cd "$OUT" && tar cf "call-$(date -u +%H%M%S).tar" --exclude='*captures*' --exclude='call-*.tar' ./* &&
-  find . -maxdepth 1 -type f ! -name 'call-*.tar' ! -name '*captures*' -delete
+cd "$OUT" && tar cf "call-$(date -u +%H%M%S).tar" --exclude='*captures*' --exclude='*caches*' --exclude='call-*.tar' ./* &&
+  find . -maxdepth 1 -type f ! -name 'call-*.tar' ! -name '*captures*' ! -name '*caches*' -delete

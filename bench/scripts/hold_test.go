@@ -11,11 +11,14 @@ import (
 )
 
 // fakeStudy stands in for h200_study.sh: it records its environment and
-// leaves a small file and a captures tarball of CAP_MIB MiB in $OUT.
+// leaves a small file and a captures tarball of CAP_MIB MiB in $OUT (and,
+// for MODE=run, the compile caches).
 const fakeStudy = `#!/usr/bin/env bash
 mkdir -p "$OUT"
 echo "MODE=$MODE LIMIT=$LIMIT VARIANTS=$VARIANTS" > "$OUT/env.txt"
 head -c $((CAP_MIB * 1048576)) /dev/urandom > "$OUT/$MODE-captures.tar.xz"
+[ "$MODE" = run ] && head -c 1000 /dev/urandom > "$OUT/compile-caches.tar.xz"
+exit 0
 `
 
 // TestHoldScript: h200_hold.sh start runs its jobs in order in the
@@ -111,7 +114,7 @@ func TestHoldScript(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the parts do not make one tar: %v\n%s", err, b)
 	}
-	for _, want := range []string{"out-1/run-captures.tar.xz", "out-2/probe-captures.tar.xz"} {
+	for _, want := range []string{"out-1/run-captures.tar.xz", "out-2/probe-captures.tar.xz", "out-1/compile-caches.tar.xz"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the parts' tar lacks %s:\n%s", want, b)
 		}
