@@ -6,6 +6,7 @@
 #
 #   MODE=probe STUDY=examples/h200-dense-sharegpt.toml bash bench/scripts/h200_study.sh
 #   MODE=run   STUDY=docs/results/h200-2026-12-03/holds/h200-dense-sharegpt-hold1.toml bash bench/scripts/h200_study.sh
+#   MODE=runall GPUS=0,1,2,3 STUDY=examples/h200-dense-sharegpt.toml bash bench/scripts/h200_study.sh   # several GPUs, in the background (h200_hold.sh)
 #
 # The calls that carry one .bundle/*/callK folder each store its part; once
 # all are there the bundle is installed (offline/host.sh) and the work
@@ -171,7 +172,24 @@ run)
     n=$((n + 1))
   done
   ;;
-*) log "MODE=$MODE: want probe or run"; exit 2 ;;
+runall)
+  # The whole study in one vbbench run, its trials on GPU lanes (GPUS, e.g.
+  # 0,1,2,3 on a machine of four GPUs: each trial pinned to one with
+  # CUDA_VISIBLE_DEVICES, several at once): for a hold that runs in the
+  # background (h200_hold.sh), where no call's end cuts it. --resume keeps
+  # what an earlier run finished.
+  t=$(date +%s)
+  # shellcheck disable=SC2086
+  timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --resume ${GPUS:+--gpus "$GPUS"} "$STUDY" < /dev/null >> "$OUT/run.log" 2>&1
+  log "run: exit $? after $(( $(date +%s) - t ))s"
+  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
+  for st in $(find results -name status.json 2>/dev/null | sort); do
+    d=$(dirname "$st"); id=$(basename "$d")
+    grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
+    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz"
+  done
+  ;;
+*) log "MODE=$MODE: want probe, run or runall"; exit 2 ;;
 esac
 nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/device.txt" 2>&1
 # The compile caches this machine built, to carry to a later hold (put the
