@@ -31,7 +31,8 @@
 # PROBE_FLAGS (default --min-concurrency 4 --max-concurrency 128
 # --duration 12s), EST_TORCH/EST_VLLM (probe: seconds one variant takes,
 # start-up included; defaults 170/310), MARGIN (run: seconds kept beyond a
-# trial's plan estimate; default 45), HOST_SH (default offline/host.sh).
+# trial's plan estimate; default 45), HOST_SH (default offline/host.sh),
+# VB_BIN (where the binaries are unpacked; default /root/vb), GPUS (runall).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -78,21 +79,22 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 # torch.compile artefacts and Inductor's. Unpacked once per machine, before
 # any server starts; a server that finds them starts sooner (its start-up
 # is recorded in each trial's meta.json either way).
-if [ ! -f /root/.vb-caches-restored ]; then
+if [ ! -f "$STATE/caches-restored" ]; then
   for c in .dist/caches/*.tar.xz; do
     [ -f "$c" ] || continue
     if tar -C / -xJf "$c"; then log "caches: restored $(basename "$c") ($(du -h "$c" | cut -f1))"; else log "caches: $(basename "$c") did not unpack"; fi
   done
-  touch /root/.vb-caches-restored
+  touch "$STATE/caches-restored"
 fi
 
 # 2. Our binaries and the traces (a fresh checkout copy each call: the
 # traces go back into traces/ each time; their hashes never change).
-mkdir -p /root/vb traces
+VB_BIN=${VB_BIN:-/root/vb}
+mkdir -p "$VB_BIN" traces
 for b in vbbench vbsynth; do
-  [ -x /root/vb/$b ] || { xz -dc ".dist/$b.xz" > /root/vb/$b && chmod +x /root/vb/$b; }
+  [ -x "$VB_BIN/$b" ] || { xz -dc ".dist/$b.xz" > "$VB_BIN/$b" && chmod +x "$VB_BIN/$b"; }
 done
-export PATH=/root/vb:$PATH
+export PATH=$VB_BIN:$PATH
 for f in .dist/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" traces/; done
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -183,10 +185,13 @@ runall)
   timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --resume ${GPUS:+--gpus "$GPUS"} "$STUDY" < /dev/null >> "$OUT/run.log" 2>&1
   log "run: exit $? after $(( $(date +%s) - t ))s"
   tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
+  # Each finished trial's captures, once (as MODE=run sends them).
+  mkdir -p "$STATE/sent"
   for st in $(find results -name status.json 2>/dev/null | sort); do
     d=$(dirname "$st"); id=$(basename "$d")
     grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
-    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz"
+    [ -f "$STATE/sent/$id" ] && continue
+    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
   done
   ;;
 *) log "MODE=$MODE: want probe, run or runall"; exit 2 ;;

@@ -1,0 +1,136 @@
+package scripts_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// simStudy is a two-variant study on the built-in simulator, small enough
+// to run in seconds, with the layout of the H200 studies (its trace under
+// traces/, carried in .dist/traces).
+const simStudy = `name = "driver-sim"
+results_dir = "results"
+reports_dir = "reports"
+budget = "10m"
+[trace]
+path = "traces/sim.bin"
+[run]
+rates = [4, 8]
+duration = "3s"
+warmup = "1s"
+warmup_mode = "level"
+engine_warmup = { duration = "1s", concurrency = 8 }
+drain = "20s"
+max_drain = "20s"
+startup_timeout = "30s"
+stop_grace = "5s"
+[[models]]
+name = "sim-8b"
+model = "sim"
+max_model_len = 4096
+variants = ["sim-paged", "sim-contiguous"]
+[variants.sim-paged]
+preset = "sim-paged"
+sim_speed = 20
+[variants.sim-contiguous]
+preset = "sim-contiguous"
+sim_speed = 20
+`
+
+// fakeHost stands in for offline/host.sh: the bundle is always installed.
+const fakeHost = `#!/usr/bin/env bash
+echo "export VB_FAKE_BUNDLE=1"
+echo "host.sh: fake: ready" >&2
+`
+
+// TestStudyDriverOnSim runs the device-side driver, h200_study.sh, as a
+// GPU hold would, but on the simulator and with a fake bundle: in the
+// background through h200_hold.sh, MODE=runall on two GPU lanes and then
+// MODE=run (which finds every trial done), then collects. What comes back
+// must hold the results tree and each trial's captures, and the driver's
+// log must say both jobs ended well. Slow (it builds vbbench and vbsynth).
+func TestStudyDriverOnSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: builds vbbench and vbsynth and runs a study (make slow)")
+	}
+	for _, tool := range []string{"bash", "setsid", "tar", "split", "xz", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, tmp := t.TempDir(), t.TempDir()
+	run := func(dir string, env []string, name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, b)
+		}
+		return string(b)
+	}
+	dist := filepath.Join(repo, ".dist")
+	for _, d := range []string{"bench/scripts", "offline", ".dist/traces"} {
+		if err := os.MkdirAll(filepath.Join(repo, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(root, []string{"CGO_ENABLED=0"}, "go", "build", "-o", dist, "./cmd/vbbench", "./cmd/vbsynth")
+	// The simulator backend runs vbsim from beside vbbench: on a GPU host
+	// the driver unpacks only vbbench and vbsynth, so it goes there first.
+	bin := filepath.Join(tmp, "bin")
+	run(root, []string{"CGO_ENABLED=0"}, "go", "build", "-o", bin+"/", "./cmd/vbsim")
+	run(dist, nil, "xz", "-0", "-f", "vbbench", "vbsynth")
+	run(root, nil, "go", "run", "./cmd/vbsynth", "--dataset", "sharegpt", "--span", "5m", "--seed", "1", "--quiet", "-o", filepath.Join(dist, "traces", "sim.bin"))
+	for name, body := range map[string]string{"offline/host.sh": fakeHost, "sim.toml": simStudy} {
+		if err := os.WriteFile(filepath.Join(repo, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []string{"h200_study.sh", "h200_hold.sh"} {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, "bench/scripts", s), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	env := []string{"HOLD=" + filepath.Join(tmp, "hold"), "STATE=" + filepath.Join(tmp, "state"), "VB_BIN=" + bin}
+	run(repo, env, "bash", "bench/scripts/h200_hold.sh", "start", "400",
+		"MODE=runall GPUS=0,1 STUDY=sim.toml", "MODE=run STUDY=sim.toml")
+	out := run(repo, env, "bash", "bench/scripts/h200_hold.sh", "poll", "300")
+	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 1 exit 0") || !strings.Contains(out, "job 2 exit 0") {
+		t.Fatalf("the jobs did not both end well:\n%s", out)
+	}
+	if !strings.Contains(out, "run: exit 0") || !strings.Contains(out, "offline/host.sh: exit 0") {
+		t.Errorf("the runall job's log lacks its run or the bundle step:\n%s", out)
+	}
+	back := filepath.Join(tmp, "back")
+	if out := run(repo, append(env, "OUT="+back), "bash", "bench/scripts/h200_hold.sh", "collect"); !strings.Contains(out, "all sent") {
+		t.Fatalf("collect:\n%s", out)
+	}
+	list := run(back, nil, "bash", "-c", `tar xf hold-small.tar && for c in out-*/call-*.tar; do tar tf "$c"; done && cat hold-captures.tar.part* | tar tf -`)
+	for _, want := range []string{"results.tar.xz", "driver.txt", "device.txt", "run.log"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("nothing named %s came back:\n%s", want, list)
+		}
+	}
+	if n := strings.Count(list, "/captures-"); n != 2 {
+		t.Errorf("%d captures tarballs came back, want one per trial (2):\n%s", n, list)
+	}
+	// The runall job ran both trials, on the two lanes.
+	runLog := run(back, nil, "bash", "-c", `mkdir x && tar xf out-1/call-*.tar -C x && cat x/run.log x/driver.txt`)
+	if !strings.Contains(runLog, "[gpu 0]") || !strings.Contains(runLog, "[gpu 1]") || !strings.Contains(runLog, "2 trials: 2 finished") {
+		t.Errorf("the runall job's run.log does not mention its GPU lanes:\n%s", runLog)
+	}
+}
