@@ -185,6 +185,11 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 		}
 	}
 	p.Errors = append(p.Errors, noRates.lines("trials")...)
+	for _, t := range p.Trials {
+		if t.Rep == 1 {
+			p.Warnings = append(p.Warnings, backlogWarnings(t, s.Run)...)
+		}
+	}
 	p.Errors = append(p.Errors, noFit.lines("variants")...)
 	p.Warnings = append(p.Warnings, unchecked.lines("variants")...)
 	if usesGPU && p.GPUGiB == 0 {
@@ -312,6 +317,35 @@ func levelDrain(rate, sat float64, sending, drain, bound time.Duration) time.Dur
 	}
 	backlog := (rate - sat) * sending.Seconds() // requests
 	return min(bound, drain+time.Duration(backlog/sat*float64(time.Second)))
+}
+
+// backlogWarnings names the levels of a trial whose queue, by the
+// variant's saturation, outlasts the drain bound: (rate − saturation) × the
+// time the level sends, served at the saturation, plus a level's typical
+// tail. Their last requests would be cut by the drain alone (censored in
+// the latency figures), which a study that wants none avoids with a longer
+// run.drain or a lower rate.
+func backlogWarnings(t Trial, r RunConfig) []string {
+	sat := t.Variant.Saturation
+	if sat <= 0 {
+		return nil
+	}
+	sending := r.Duration.D()
+	if r.WarmupMode == replay.WarmupLevel {
+		sending += r.Warmup.D()
+	}
+	var out []string
+	for _, rate := range t.Rates {
+		if rate <= sat {
+			continue
+		}
+		need := typicalDrainFor(t.Variant.Spec) + time.Duration((rate-sat)*sending.Seconds()/sat*float64(time.Second))
+		if need > r.DrainBound() {
+			out = append(out, fmt.Sprintf("%s/%s at %s req/s: its queue past the saturation (%s req/s) needs ≈%s to drain, more than the drain bound %s: its last requests would be cut (censored); raise run.drain or lower the rate",
+				t.Model.Name, t.Variant.Name, strconv.FormatFloat(rate, 'g', -1, 64), strconv.FormatFloat(sat, 'g', -1, 64), roundDur(need), r.DrainBound()))
+		}
+	}
+	return out
 }
 
 // engineWarmupEstimate is the expected time of a trial's engine warm-up:

@@ -364,3 +364,42 @@ func TestLevelDrain(t *testing.T) {
 		t.Errorf("negative saturation: %v", err)
 	}
 }
+
+// TestBacklogWarnings: a level past the variant's saturation whose queue,
+// served at the saturation, outlasts the drain bound is named (its last
+// requests would be cut by the drain alone); levels at or under the
+// saturation, within the bound, or of a variant with no saturation are not.
+func TestBacklogWarnings(t *testing.T) {
+	run := RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), WarmupMode: "level", Drain: Duration(2 * time.Minute)}
+	vllm := backends.Spec{Kind: backends.KindVLLM}
+	for _, c := range []struct {
+		name  string
+		sat   float64
+		rates []float64
+		run   RunConfig
+		want  []string // each warning's "at R req/s" in order
+	}{
+		{"no saturation", 0, []float64{2, 50}, run, nil},
+		{"under it", 10, []float64{5, 10}, run, nil},
+		// (12 − 4.83) × 70 s / 4.83 = 104 s + 15 s ≤ 2 min: the H200 study's torch-max at 12
+		{"queue drains in time", 4.83, []float64{12}, run, nil},
+		// (14 − 4.83) × 70 / 4.83 = 133 s + 15 s > 2 min
+		{"queue outlasts the drain", 4.83, []float64{6, 12, 14, 20}, run, []string{"at 14 req/s", "at 20 req/s"}},
+		// without level warm-ups it sends 60 s: (14 − 4.83) × 60 / 4.83 = 114 s + 15 s > 2 min
+		{"one warm-up per run", 4.83, []float64{13, 14}, RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), Drain: Duration(2 * time.Minute)}, []string{"at 14 req/s"}},
+		// the bound is max_drain when no drain is set
+		{"max_drain bounds", 4.83, []float64{12}, RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), WarmupMode: "level", MaxDrain: Duration(time.Minute)}, []string{"at 12 req/s"}},
+	} {
+		tr := Trial{Model: ModelConfig{Name: "m"}, Variant: Variant{Name: "v", Spec: vllm, Saturation: c.sat}, Rates: c.rates}
+		got := backlogWarnings(tr, c.run)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %d warnings %q, want %d", c.name, len(got), got, len(c.want))
+			continue
+		}
+		for i, w := range c.want {
+			if !strings.Contains(got[i], "m/v "+w) || !strings.Contains(got[i], "cut") {
+				t.Errorf("%s: warning %d %q, want one about m/v %s", c.name, i, got[i], w)
+			}
+		}
+	}
+}
