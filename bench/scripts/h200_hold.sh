@@ -6,6 +6,7 @@
 # postponed at a call's end; the later calls only wait and report.
 #
 #   bash bench/scripts/h200_hold.sh start SECONDS 'MODE=run STUDY=a.toml' 'MODE=probe STUDY=b.toml VARIANTS="x y"'
+#   bash bench/scripts/h200_hold.sh start SECONDS --parallel 'CUDA_VISIBLE_DEVICES=0 MODE=probe …' 'CUDA_VISIBLE_DEVICES=1 MODE=probe …'
 #   bash bench/scripts/h200_hold.sh poll SECONDS     # wait (≤ SECONDS) and print progress; returns early when all jobs are done
 #   bash bench/scripts/h200_hold.sh collect          # move the next ≤ 45 MiB of the jobs' files into $OUT (repeat until "all sent")
 #
@@ -22,11 +23,14 @@ case $cmd in
 start)
   secs=${1:?seconds the jobs may take}
   shift
+  par=0
+  if [ "${1:-}" = --parallel ]; then par=1; shift; fi
   mkdir -p "$HOLD/wk"
   cp -a . "$HOLD/wk/"
   t0=$(date +%s)
   printf '%s\n' "$@" > "$HOLD/jobs.txt"
-  cat > "$HOLD/runner.sh" <<RUN
+  if [ $par = 0 ]; then
+    cat > "$HOLD/runner.sh" <<RUN
 cd "$HOLD/wk"
 k=0
 while IFS= read -r job; do
@@ -39,15 +43,38 @@ while IFS= read -r job; do
 done < "$HOLD/jobs.txt"
 touch "$HOLD/DONE"
 RUN
+  else
+    # Side by side (each job on its own GPUs, e.g. CUDA_VISIBLE_DEVICES=1 in
+    # the job): the bundle, binaries and traces are installed once first,
+    # then every job starts at once, each logging to progress-K.txt.
+    cat > "$HOLD/runner.sh" <<RUN
+cd "$HOLD/wk"
+env OUT="$HOLD/out-0" LIMIT=$secs MODE=install bash bench/scripts/h200_study.sh >> "$HOLD/progress.txt" 2>&1
+echo "[\$(date +%T)] install exit \$?" >> "$HOLD/progress.txt"
+k=0
+while IFS= read -r job; do
+  k=\$((k + 1))
+  left=\$(( $t0 + $secs - \$(date +%s) ))
+  echo "[\$(date +%T)] job \$k (\${left}s left, side by side): \$job" >> "$HOLD/progress.txt"
+  ( env OUT="$HOLD/out-\$k" LIMIT=\$left bash -c "\$job bash bench/scripts/h200_study.sh" > "$HOLD/progress-\$k.txt" 2>&1
+    echo "[\$(date +%T)] job \$k exit \$?" >> "$HOLD/progress-\$k.txt" ) &
+done < "$HOLD/jobs.txt"
+wait
+touch "$HOLD/DONE"
+RUN
+  fi
   (setsid nohup bash "$HOLD/runner.sh" > "$HOLD/runner.log" 2>&1 < /dev/null &)
   sleep 2
-  echo "started $(wc -l < "$HOLD/jobs.txt") jobs, deadline in ${secs}s"
+  echo "started $(wc -l < "$HOLD/jobs.txt") jobs$([ $par = 1 ] && echo ' side by side'), deadline in ${secs}s"
   ;;
 poll)
   secs=${1:-540}
   end=$(( $(date +%s) + secs ))
   while [ "$(date +%s)" -lt $end ] && [ ! -f "$HOLD/DONE" ]; do sleep 5; done
   tail -40 "$HOLD/progress.txt"
+  for f in "$HOLD"/progress-*.txt; do
+    [ -f "$f" ] && { echo "== $(basename "$f")"; tail -15 "$f"; }
+  done
   [ -f "$HOLD/DONE" ] && echo "ALL DONE"
   ;;
 collect)
@@ -60,7 +87,7 @@ collect)
   mkdir -p "$OUT" "$HOLD/collect"
   cd "$HOLD" || exit 1
   if [ ! -f collect/packed ]; then
-    tar cf collect/hold-small.tar --exclude='*captures*' --exclude='*caches*' progress.txt runner.log jobs.txt out-* 2>/dev/null
+    tar cf collect/hold-small.tar --exclude='*captures*' --exclude='*caches*' progress*.txt runner.log jobs.txt out-* 2>/dev/null
     if find out-* \( -name '*captures*' -o -name '*caches*' \) 2>/dev/null | grep -q .; then
       find out-* \( -name '*captures*' -o -name '*caches*' \) -print0 | tar cf - --null -T - | split -b 15M -d -a 2 - collect/hold-captures.tar.part
     fi

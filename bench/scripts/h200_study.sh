@@ -37,8 +37,8 @@ set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
 LIMIT=${LIMIT:-570}
-STUDY=${STUDY:?set STUDY to the study TOML}
 MODE=${MODE:-run}
+if [ "$MODE" = install ]; then STUDY=${STUDY:-}; else STUDY=${STUDY:?set STUDY to the study TOML}; fi
 STATE=${STATE:-/root/vbstate}
 PROBE_FLAGS=${PROBE_FLAGS:---min-concurrency 4 --max-concurrency 128 --duration 12s}
 # The ShareGPT probe's longest per-variant wall times on the H200, start-up
@@ -106,6 +106,12 @@ for f in .dist/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" trac
   vbbench --version 2>/dev/null || true
 } > "$OUT/device.txt" 2>&1
 log "device: $(sed -n 2p "$OUT/device.txt")"
+if [ "$MODE" = install ]; then
+  # Only the bundle, the binaries and the traces (h200_hold.sh --parallel
+  # runs this once before its jobs start side by side).
+  log "installed"
+  exit 0
+fi
 vbbench plan "$STUDY" > "$OUT/plan.txt" 2>&1
 name=$(basename "$STUDY" .toml)
 
@@ -194,7 +200,7 @@ runall)
     tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
   done
   ;;
-*) log "MODE=$MODE: want probe, run or runall"; exit 2 ;;
+*) log "MODE=$MODE: want probe, run, runall or install"; exit 2 ;;
 esac
 nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/device.txt" 2>&1
 # The compile caches this machine built, to carry to a later hold (put the

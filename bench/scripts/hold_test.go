@@ -3,6 +3,7 @@
 package scripts_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +16,14 @@ import (
 // for MODE=run, the compile caches).
 const fakeStudy = `#!/usr/bin/env bash
 mkdir -p "$OUT"
-echo "MODE=$MODE LIMIT=$LIMIT VARIANTS=$VARIANTS" > "$OUT/env.txt"
-head -c $((CAP_MIB * 1048576)) /dev/urandom > "$OUT/$MODE-captures.tar.xz"
+echo "start $(date +%s%N)" > "$OUT/times"
+[ -n "${SLEEP:-}" ] && sleep "$SLEEP"
+echo "MODE=$MODE LIMIT=$LIMIT VARIANTS=${VARIANTS:-} GPU=${CUDA_VISIBLE_DEVICES:-}" > "$OUT/env.txt"
+if [ "$MODE" != install ]; then
+  head -c $((CAP_MIB * 1048576)) /dev/urandom > "$OUT/$MODE-captures.tar.xz"
+fi
 [ "$MODE" = run ] && head -c 1000 /dev/urandom > "$OUT/compile-caches.tar.xz"
+echo "end $(date +%s%N)" >> "$OUT/times"
 exit 0
 `
 
@@ -27,37 +33,7 @@ exit 0
 // capture parts of 15 MiB besides the small tar), until "all sent"; the
 // parts put back together hold every job's captures.
 func TestHoldScript(t *testing.T) {
-	for _, tool := range []string{"bash", "setsid", "tar", "split", "head"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	repo := t.TempDir()
-	hold := filepath.Join(t.TempDir(), "hold")
-	src, err := os.ReadFile("h200_hold.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	scripts := filepath.Join(repo, "bench", "scripts")
-	if err := os.MkdirAll(scripts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range map[string]string{"h200_hold.sh": string(src), "h200_study.sh": fakeStudy} {
-		if err := os.WriteFile(filepath.Join(scripts, name), []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sh := func(out string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command("bash", append([]string{"bench/scripts/h200_hold.sh"}, args...)...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "HOLD="+hold, "OUT="+out)
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("h200_hold.sh %v: %v\n%s", args, err, b)
-		}
-		return string(b)
-	}
+	hold, sh := holdWithFakeDriver(t)
 	out := sh("", "start", "900", "MODE=run CAP_MIB=20 STUDY=a.toml", `MODE=probe CAP_MIB=31 STUDY=b.toml VARIANTS="x y+z"`)
 	if !strings.Contains(out, "started 2 jobs") {
 		t.Fatalf("start: %s", out)
@@ -118,5 +94,84 @@ func TestHoldScript(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the parts' tar lacks %s:\n%s", want, b)
 		}
+	}
+}
+
+// holdWithFakeDriver makes a checkout with h200_hold.sh and the fake driver
+// and returns the hold folder and a function that runs the script there
+// (OUT set to its first argument).
+func holdWithFakeDriver(t *testing.T) (string, func(out string, args ...string) string) {
+	t.Helper()
+	for _, tool := range []string{"bash", "setsid", "tar", "split", "head"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	repo := t.TempDir()
+	hold := filepath.Join(t.TempDir(), "hold")
+	src, err := os.ReadFile("h200_hold.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts := filepath.Join(repo, "bench", "scripts")
+	if err := os.MkdirAll(scripts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"h200_hold.sh": string(src), "h200_study.sh": fakeStudy} {
+		if err := os.WriteFile(filepath.Join(scripts, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hold, func(out string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", append([]string{"bench/scripts/h200_hold.sh"}, args...)...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "HOLD="+hold, "OUT="+out)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("h200_hold.sh %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+}
+
+// TestHoldScriptParallel: with --parallel the bundle is installed once
+// (MODE=install) before the jobs, which then run side by side, each with
+// its own environment (its GPU) and log, and poll shows every log.
+func TestHoldScriptParallel(t *testing.T) {
+	hold, sh := holdWithFakeDriver(t)
+	sh("", "start", "600", "--parallel", "CUDA_VISIBLE_DEVICES=0 MODE=run CAP_MIB=1 SLEEP=2 STUDY=a.toml", "CUDA_VISIBLE_DEVICES=1 MODE=probe CAP_MIB=1 SLEEP=2 STUDY=b.toml")
+	out := sh("", "poll", "60")
+	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "== progress-1.txt") || !strings.Contains(out, "job 2 exit 0") || !strings.Contains(out, "install exit 0") {
+		t.Fatalf("poll:\n%s", out)
+	}
+	times := func(k string) (start, end int64) {
+		b, err := os.ReadFile(filepath.Join(hold, "out-"+k, "times"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s, e int64
+		if _, err := fmt.Sscanf(string(b), "start %d\nend %d", &s, &e); err != nil {
+			t.Fatalf("out-%s/times %q: %v", k, b, err)
+		}
+		return s, e
+	}
+	_, installEnd := times("0")
+	s1, e1 := times("1")
+	s2, e2 := times("2")
+	if s1 < installEnd || s2 < installEnd {
+		t.Errorf("a job started before the install ended")
+	}
+	if s2 >= e1 || s1 >= e2 {
+		t.Errorf("the jobs did not overlap: job 1 %d–%d, job 2 %d–%d", s1, e1, s2, e2)
+	}
+	for k, want := range map[string]string{"0": "MODE=install", "1": "MODE=run LIMIT=", "2": "MODE=probe LIMIT="} {
+		b, _ := os.ReadFile(filepath.Join(hold, "out-"+k, "env.txt"))
+		if !strings.HasPrefix(string(b), want) {
+			t.Errorf("out-%s/env.txt %q, want %q…", k, b, want)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(hold, "out-2", "env.txt")); !strings.Contains(string(b), "GPU=1") {
+		t.Errorf("job 2 lost its CUDA_VISIBLE_DEVICES: %q", b)
 	}
 }
