@@ -470,6 +470,16 @@ type Aggregate struct {
 	DecodingMean       metric.CI `json:"decoding_mean"`
 	Running            metric.CI `json:"running_mean"`
 	Preemptions        metric.CI `json:"preemptions"`
+	// The server's own figures (Group's Waiting, KVUsage and server
+	// internals), the mean over trials that have them: NaN where the server
+	// exposed none.
+	Waiting       metric.CI `json:"waiting_mean"`
+	KVUsage       metric.CI `json:"kv_usage_mean"`
+	StepsPerS     metric.CI `json:"steps_per_s"`
+	StepTime      metric.CI `json:"step_time_mean_s"`
+	KVReserved    metric.CI `json:"kv_reserved_mean_tokens"`
+	KVFilled      metric.CI `json:"kv_filled_mean_tokens"`
+	KVLargestHole metric.CI `json:"kv_largest_hole_mean_tokens"`
 }
 
 func aggregate(groups []*Group, by []string) []*Aggregate {
@@ -527,6 +537,13 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 		a.DecodingMean = ci(func(g *Group) float64 { return g.DecodingMean })
 		a.Running = ci(func(g *Group) float64 { return g.Running })
 		a.Preemptions = ci(func(g *Group) float64 { return g.Preemptions })
+		a.Waiting = ci(func(g *Group) float64 { return g.Waiting })
+		a.KVUsage = ci(func(g *Group) float64 { return g.KVUsage })
+		a.StepsPerS = ci(func(g *Group) float64 { return g.StepsPerS })
+		a.StepTime = ci(func(g *Group) float64 { return g.StepTime })
+		a.KVReserved = ci(func(g *Group) float64 { return g.KVReserved })
+		a.KVFilled = ci(func(g *Group) float64 { return g.KVFilled })
+		a.KVLargestHole = ci(func(g *Group) float64 { return g.KVLargestHole })
 		out = append(out, a)
 	}
 	slices.SortStableFunc(out, func(x, y *Aggregate) int {

@@ -282,6 +282,13 @@ func aggregateColumns() []column[*analyze.Aggregate] {
 	add("decoding_mean", func(a *analyze.Aggregate) metric.CI { return a.DecodingMean })
 	add("running_mean", func(a *analyze.Aggregate) metric.CI { return a.Running })
 	add("preemptions", func(a *analyze.Aggregate) metric.CI { return a.Preemptions })
+	add("waiting_mean", func(a *analyze.Aggregate) metric.CI { return a.Waiting })
+	add("kv_usage_mean", func(a *analyze.Aggregate) metric.CI { return a.KVUsage })
+	add("steps_per_s", func(a *analyze.Aggregate) metric.CI { return a.StepsPerS })
+	add("step_time_mean_s", func(a *analyze.Aggregate) metric.CI { return a.StepTime })
+	add("kv_reserved_mean_tokens", func(a *analyze.Aggregate) metric.CI { return a.KVReserved })
+	add("kv_filled_mean_tokens", func(a *analyze.Aggregate) metric.CI { return a.KVFilled })
+	add("kv_largest_hole_mean_tokens", func(a *analyze.Aggregate) metric.CI { return a.KVLargestHole })
 	return cols
 }
 

@@ -310,6 +310,20 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		}
 	}
 
+	// The servers' own figures, which explain the curves.
+	b.WriteString("\n## The servers' own figures\n\n")
+	b.WriteString("What each server reported over each level's window (the analyze package's server figures, the mean across hold runs): engine steps per second and the mean step time (vbtorch exports its step time; for vLLM, which exports only its step count, the client-side TPOT above stands for it), requests waiting, KV tokens reserved for running requests (vLLM: its KV usage × capacity) and, for vbtorch, those filled and the largest free hole, and vLLM's preemptions. `-`: the server does not export it.\n\n")
+	b.WriteString("| variant | rate | steps/s | step time (ms) | waiting | KV reserved | KV filled | largest hole | preemptions |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, v := range vs {
+		for _, a := range res.Aggregates {
+			if a.Variant != v {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %g | %s | %s | %s | %s | %s | %s | %s |\n", v, a.Rate, fmtCI(a.StepsPerS, 0, 1), fmtCI(a.StepTime, 1, 1000),
+				fmtCI(a.Waiting, 1, 1), fmtCI(a.KVReserved, 0, 1), fmtCI(a.KVFilled, 0, 1), fmtCI(a.KVLargestHole, 0, 1), fmtCI(a.Preemptions, 0, 1))
+		}
+	}
+
 	// Batched at the equal rate (Fig. 13).
 	if o.equalRate > 0 {
 		fmt.Fprintf(&b, "\n## Batched requests at %g req/s (the paper's Fig. 13)\n\n", o.equalRate)
