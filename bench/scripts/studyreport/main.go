@@ -301,27 +301,26 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 	vs = variantOrder(vs)
 	b.WriteString("## Normalized latency vs request rate (the paper's Fig. 12)\n\n![normalized latency vs rate](analysis/charts/norm_latency_vs_rate.png)\n\n")
 	b.WriteString("Mean normalized latency (s/token, cut requests at their lower bound) ± the 95% CI across hold runs (n = runs that measured the rate); batched = the server's running requests, time-weighted.\n\n| variant | rate | n | norm latency (s/token) | TPOT mean (ms) | batched | cut |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	// The aggregates in variant order, each variant's by rate.
+	var ordered []*analyze.Aggregate
 	for _, v := range vs {
 		for _, a := range res.Aggregates {
-			if a.Variant != v {
-				continue
+			if a.Variant == v {
+				ordered = append(ordered, a)
 			}
-			fmt.Fprintf(&b, "| %s | %g | %d | %s | %s | %s | %d |\n", v, a.Rate, a.Trials, fmtCI(a.NormLatencyWithCut, 4, 1), fmtCI(a.TPOTMean, 1, 1000), fmtCI(a.Running, 1, 1), a.Cut)
 		}
+	}
+	for _, a := range ordered {
+		fmt.Fprintf(&b, "| %s | %g | %d | %s | %s | %s | %d |\n", a.Variant, a.Rate, a.Trials, fmtCI(a.NormLatencyWithCut, 4, 1), fmtCI(a.TPOTMean, 1, 1000), fmtCI(a.Running, 1, 1), a.Cut)
 	}
 
 	// The servers' own figures, which explain the curves.
 	b.WriteString("\n## The servers' own figures\n\n")
 	b.WriteString("What each server reported over each level's window (the analyze package's server figures, the mean across hold runs): engine steps per second and the mean step time (vbtorch exports its step time; for vLLM, which exports only its step count, the client-side TPOT above stands for it), requests waiting, KV tokens reserved for running requests (vLLM: its KV usage × capacity) and, for vbtorch, those filled and the largest free hole, and vLLM's preemptions. `-`: the server does not export it.\n\n")
 	b.WriteString("| variant | rate | steps/s | step time (ms) | waiting | KV reserved | KV filled | largest hole | preemptions |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, v := range vs {
-		for _, a := range res.Aggregates {
-			if a.Variant != v {
-				continue
-			}
-			fmt.Fprintf(&b, "| %s | %g | %s | %s | %s | %s | %s | %s | %s |\n", v, a.Rate, fmtCI(a.StepsPerS, 0, 1), fmtCI(a.StepTime, 1, 1000),
-				fmtCI(a.Waiting, 1, 1), fmtCI(a.KVReserved, 0, 1), fmtCI(a.KVFilled, 0, 1), fmtCI(a.KVLargestHole, 0, 1), fmtCI(a.Preemptions, 0, 1))
-		}
+	for _, a := range ordered {
+		fmt.Fprintf(&b, "| %s | %g | %s | %s | %s | %s | %s | %s | %s |\n", a.Variant, a.Rate, fmtCI(a.StepsPerS, 0, 1), fmtCI(a.StepTime, 1, 1000),
+			fmtCI(a.Waiting, 1, 1), fmtCI(a.KVReserved, 0, 1), fmtCI(a.KVFilled, 0, 1), fmtCI(a.KVLargestHole, 0, 1), fmtCI(a.Preemptions, 0, 1))
 	}
 
 	// Batched at the equal rate (Fig. 13).
