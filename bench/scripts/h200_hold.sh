@@ -19,12 +19,25 @@ set -u
 HOLD=${HOLD:-/root/hold}
 cmd=${1:?start, poll or collect}
 shift
+started() {
+  [ -f "$HOLD/jobs.txt" ] || { echo "h200_hold.sh: no hold was started in $HOLD: run 'start SECONDS JOB…' first (HOLD sets the folder)" >&2; exit 2; }
+}
 case $cmd in
 start)
   secs=${1:?seconds the jobs may take}
   shift
+  case $secs in ''|*[!0-9]*) echo "h200_hold.sh: start $secs: want the seconds the jobs may take, e.g. start 1500 'MODE=run STUDY=…'" >&2; exit 2 ;; esac
+  if [ -f "$HOLD/jobs.txt" ]; then
+    if [ -f "$HOLD/DONE" ]; then
+      echo "h200_hold.sh: a finished hold is in $HOLD: collect it, or remove $HOLD to start over" >&2
+    else
+      echo "h200_hold.sh: a hold is already running in $HOLD (no DONE yet): poll it, or remove $HOLD to start over" >&2
+    fi
+    exit 2
+  fi
   par=0
   if [ "${1:-}" = --parallel ]; then par=1; shift; fi
+  [ $# -gt 0 ] || { echo "h200_hold.sh: start: give at least one job, e.g. 'MODE=run STUDY=examples/h200-dense-sharegpt.toml'" >&2; exit 2; }
   mkdir -p "$HOLD/wk"
   cp -a . "$HOLD/wk/"
   t0=$(date +%s)
@@ -68,6 +81,7 @@ RUN
   echo "started $(wc -l < "$HOLD/jobs.txt") jobs$([ $par = 1 ] && echo ' side by side'), deadline in ${secs}s"
   ;;
 poll)
+  started
   secs=${1:-540}
   end=$(( $(date +%s) + secs ))
   while [ "$(date +%s)" -lt $end ] && [ ! -f "$HOLD/DONE" ]; do sleep 5; done
@@ -83,6 +97,8 @@ collect)
   # already .tar.xz, in parts of 15 MiB) and each collect moves the parts
   # not sent yet, up to 3 (≈45 MiB + the small tar), into $OUT. Repeat
   # collect, in back-to-back calls, until it says "all sent".
+  started
+  [ -f "$HOLD/DONE" ] || echo "h200_hold.sh: warning: the jobs are still running; collecting what is there now, and nothing more later" >&2
   OUT=${OUT:-/tmp/out}
   mkdir -p "$OUT" "$HOLD/collect"
   cd "$HOLD" || exit 1
@@ -106,5 +122,5 @@ collect)
     echo "all sent"
   fi
   ;;
-*) echo "start, poll or collect" >&2; exit 2 ;;
+*) echo "h200_hold.sh: unknown command $cmd: want start, poll or collect" >&2; exit 2 ;;
 esac

@@ -175,3 +175,66 @@ func TestHoldScriptParallel(t *testing.T) {
 		t.Errorf("job 2 lost its CUDA_VISIBLE_DEVICES: %q", b)
 	}
 }
+
+// TestHoldScriptErrors: each misuse ends in exit 2 and a message that says
+// what to do, and none starts anything.
+func TestHoldScriptErrors(t *testing.T) {
+	for _, tool := range []string{"bash", "setsid"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	script, err := filepath.Abs("h200_hold.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := filepath.Join(t.TempDir(), "hold")
+	try := func(args ...string) (int, string) {
+		cmd := exec.Command("bash", append([]string{script}, args...)...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "HOLD="+hold, "OUT="+t.TempDir())
+		b, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(b)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"poll", "1"}, "no hold was started"},
+		{[]string{"collect"}, "no hold was started"},
+		{[]string{"start", "soon", "MODE=run STUDY=a.toml"}, "want the seconds"},
+		{[]string{"start", "600"}, "give at least one job"},
+		{[]string{"start", "600", "--parallel"}, "give at least one job"},
+		{[]string{"stop"}, "start, poll or collect"},
+	} {
+		code, out := try(c.args...)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("h200_hold.sh %q: exit %d %q; want exit 2 with %q", c.args, code, out, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(hold, "jobs.txt")); err == nil {
+		t.Fatal("a refused start left a hold behind")
+	}
+	// A hold already there, running or finished, is not started over.
+	if err := os.MkdirAll(hold, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hold, "jobs.txt"), []byte("MODE=run STUDY=a.toml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := try("start", "600", "MODE=run STUDY=b.toml"); code != 2 || !strings.Contains(out, "already running") {
+		t.Errorf("start over a running hold: exit %d %q", code, out)
+	}
+	if err := os.WriteFile(filepath.Join(hold, "DONE"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := try("start", "600", "MODE=run STUDY=b.toml"); code != 2 || !strings.Contains(out, "finished hold") {
+		t.Errorf("start over a finished hold: exit %d %q", code, out)
+	}
+}
