@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vbench/vbench/capture"
 )
@@ -153,12 +154,18 @@ func bodyOf(text *string, b64 []byte) []byte {
 	return b64
 }
 
+// expandDepth is how far below a given folder ExpandCaptures looks: a
+// vbbench results tree has its captures 5 levels down
+// (model/variant/trial/capture/level).
+const expandDepth = 6
+
 // ExpandCaptures replaces each directory in names that is not a capture
 // itself but holds captures below it (a trial's capture/ folder with one
 // capture per level, or a whole results tree) by those captures, in
-// lexical order, not looking inside a capture. Other names ("-", dump
-// files, captures, paths that hold no capture) are kept as they are, so
-// opening them says what is wrong. It only reads.
+// lexical order, not looking inside a capture, into hidden folders or more
+// than expandDepth levels down. Other names ("-", dump files, captures,
+// paths that hold no capture) are kept as they are, so opening them says
+// what is wrong. It only reads.
 func ExpandCaptures(names []string) []string {
 	var out []string
 	for _, name := range names {
@@ -171,9 +178,13 @@ func ExpandCaptures(names []string) []string {
 			continue
 		}
 		var found []string
+		base := strings.Count(filepath.Clean(name), string(filepath.Separator))
 		_ = filepath.WalkDir(name, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.IsDir() || p == name {
 				return nil // unreadable parts are skipped: the captures found are what is analysed
+			}
+			if strings.HasPrefix(d.Name(), ".") || strings.Count(filepath.Clean(p), string(filepath.Separator))-base > expandDepth {
+				return filepath.SkipDir
 			}
 			if capture.IsCaptureDir(p) {
 				found = append(found, p)

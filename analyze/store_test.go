@@ -172,13 +172,18 @@ func TestExpandCaptures(t *testing.T) {
 	if err := os.MkdirAll("empty/sub", 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Not looked into: hidden folders, and captures deeper than a results
+	// tree's.
+	writeStore(t, "results/.trash/capture/rate-9", recs, samples, metas)
+	writeStore(t, "deep/1/2/3/4/5/6/capture", recs, samples, metas)
 	for _, c := range []struct {
 		in   []string
 		want []string
 	}{
 		{[]string{"results"}, []string{"results/m/v/trial1/capture/engine-warmup", "results/m/v/trial1/capture/rate-1"}},
 		{[]string{"results/m/v/trial1/capture"}, []string{"results/m/v/trial1/capture/engine-warmup", "results/m/v/trial1/capture/rate-1"}},
-		{[]string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing"}, []string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing"}},
+		{[]string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing", "deep"}, []string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing", "deep"}},
+		{[]string{"deep/1"}, []string{"deep/1/2/3/4/5/6/capture"}},
 	} {
 		if got := ExpandCaptures(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("ExpandCaptures(%q) = %q, want %q", c.in, got, c.want)
