@@ -26,9 +26,13 @@
 #                  target is given as --python-version 3.12)
 #   XZ_LEVEL=6     xz preset (docs/benchmarks/offline.md has the measurements)
 #   THREADS=2      xz threads (any count >= 2 gives the same bytes; 1 gives a one-block stream)
-#   PART_SIZE=58M  size of a part (split -b syntax)
-#   CALL_MIB=59    most MiB one call folder may hold (64 MiB per call minus the checkout)
+#   PART_SIZE=44M  size of a part (split -b syntax)
+#   CALL_MIB=45    most MiB one call folder may hold: 64 MiB per call minus the
+#                  checkout, which travels with every call (6 MiB in Dec 2026, and
+#                  growing with docs/results), and .dist beside the last part
 #   TREE=DIR       skip download/install/prune and pack DIR as the site tree (tests)
+#   RESPLIT=1      lay the bundle already in OUT out again in parts of PART_SIZE
+#                  (checked against its SHA256SUMS; nothing downloaded or packed)
 set -euo pipefail
 export LC_ALL=C
 
@@ -54,8 +58,8 @@ models_dir=${MODELS_DIR:-$repo/.bundle/models}
 py=${PY:-python3}
 level=${XZ_LEVEL:-6}
 threads=${THREADS:-2}
-part_size=${PART_SIZE:-58M}
-call_mib=${CALL_MIB:-59}
+part_size=${PART_SIZE:-44M}
+call_mib=${CALL_MIB:-45}
 [[ $level =~ ^[0-9]e?$ ]] || die "XZ_LEVEL must be 0-9 (optionally with e), not '$level'"
 command -v xz >/dev/null || die "xz not found (apt-get install xz-utils)"
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is needed (for --sort=name)"
@@ -69,6 +73,42 @@ done
 pipx() { "$py" -m pip --disable-pip-version-check "$@"; }
 
 work=$out/.work
+resplit=${RESPLIT:-0}
+case $resplit in 0|1) ;; *) die "RESPLIT must be 0 or 1, not '$resplit'" ;; esac
+if [ "$resplit" = 1 ]; then
+  # Lay an existing bundle out again in parts of PART_SIZE (the checkout that
+  # travels with every call grew, say): join its parts, check them against
+  # its SHA256SUMS, and split again. Nothing is downloaded or compressed.
+  [ -f "$out/bundle.env" ] && [ -f "$out/SHA256SUMS" ] || die "RESPLIT=1: no bundle in $out (bundle.env and SHA256SUMS): build it first"
+  old_name=$(sed -n 's/^NAME=//p' "$out/bundle.env")
+  [ "$old_name" = "$name" ] || die "RESPLIT=1: $out holds bundle $old_name, not $name"
+  archive=$name.tar.xz
+  MODELS=${MODELS:-$(sed -n 's/^MODELS=//p' "$out/bundle.env")}
+  rm -rf "$work"
+  mkdir -p "$work"
+  mapfile -t oldparts < <(find "$out"/call* -name "$archive.part*" -type f -printf '%f\t%p\n' | sort | cut -f2)
+  [ ${#oldparts[@]} -gt 0 ] || die "RESPLIT=1: no parts of $archive under $out/call*"
+  want=$(sed -n 's/^PARTS=//p' "$out/bundle.env")
+  [ "${#oldparts[@]}" = "$want" ] || die "RESPLIT=1: $out has ${#oldparts[@]} parts of $archive, bundle.env says $want"
+  cat "${oldparts[@]}" > "$work/$archive"
+  sum=$(awk -v f="$archive" '$2 == f {print $1}' "$out/SHA256SUMS")
+  [ "$(sha256sum < "$work/$archive" | cut -d' ' -f1)" = "$sum" ] || die "RESPLIT=1: the joined $archive does not match $out/SHA256SUMS: rebuild the bundle"
+  extras=()
+  for f in "$out"/call*/*; do
+    b=$(basename "$f")
+    case $b in bundle.env|SHA256SUMS|"$archive".part*) continue ;; esac
+    sum=$(awk -v f="$b" '$2 == f {print $1}' "$out/SHA256SUMS")
+    [ -n "$sum" ] && [ "$(sha256sum < "$f" | cut -d' ' -f1)" = "$sum" ] || die "RESPLIT=1: $f does not match $out/SHA256SUMS: rebuild the bundle"
+    cp "$f" "$work/$b"
+    extras+=("$work/$b")
+  done
+  cp "$out/pruned.tsv" "$work/pruned.tsv" 2>/dev/null || : > "$work/pruned.tsv"
+  site=
+  # The old call folders wait in the work folder until the new ones exist.
+  mkdir -p "$work/oldcalls"
+  mv "$out"/call* "$work/oldcalls/"
+  say "re-split $archive ($(stat -c %s "$work/$archive") bytes, ${#oldparts[@]} parts) and ${#extras[@]} extra files"
+else
 rm -rf "$work" "$out"/call*
 mkdir -p "$work"
 site=$work/site
@@ -169,6 +209,8 @@ for w in ${EXTRA_WHEELS:-}; do
   extras+=("$work/$(basename "$w")")
 done
 
+fi
+
 say "split into parts of $part_size"
 (cd "$work" && split -b "$part_size" -d -a 2 "$archive" "$archive.part")
 parts=$(cd "$work" && ls "$archive".part* | sort)
@@ -209,7 +251,7 @@ for d in "$out"/call*; do
 done
 cp "$work/bundle.env" "$work/SHA256SUMS" "$out/"
 cp "$work/pruned.tsv" "$out/pruned.tsv"
-du -sb "$site" | cut -f1 > "$out/tree-bytes.txt"
+[ -z "$site" ] || du -sb "$site" | cut -f1 > "$out/tree-bytes.txt"
 [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"
 
 say "done: $out"

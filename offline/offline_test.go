@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -515,5 +516,84 @@ func TestPruneListIsWellFormed(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("prune.txt lists nothing")
+	}
+}
+
+// TestBundleResplit: RESPLIT=1 lays a built bundle out again in smaller
+// parts without rebuilding it: the same archive and extras (checked against
+// its SHA256SUMS), more call folders, each under CALL_MIB, the same models
+// and wheels in bundle.env, and host.sh installs the same tree from them. A
+// damaged part stops it with a message, and the call folders stay as they
+// were.
+func TestBundleResplit(t *testing.T) {
+	tmp := t.TempDir()
+	tree := filepath.Join(tmp, "tree")
+	fakeTree(t, tree, "9.9.9")
+	models := filepath.Join(tmp, "models")
+	writeFile(t, filepath.Join(models, "tiny", "config.json"), []byte(`{"vocab_size": 512}`), 0o644)
+	wheel := filepath.Join(tmp, "vbfake-1.0-py3-none-any.whl")
+	fakeWheel(t, wheel)
+	out := filepath.Join(tmp, "out")
+	b := buildBundle(t, tree, out, "MODELS=tiny", "MODELS_DIR="+models, "EXTRA_WHEELS="+wheel)
+	before := mustRead(t, filepath.Join(out, "SHA256SUMS"))
+	archiveSum := func(sums []byte) string {
+		for _, l := range strings.Split(string(sums), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[1] == "vllm-9.9.9.tar.xz" {
+				return f[0]
+			}
+		}
+		t.Fatalf("no archive line in SHA256SUMS:\n%s", sums)
+		return ""
+	}
+
+	_, stderr, code := run(t, repoRoot(t), []string{"OUT=" + out, "RESPLIT=1", "PART_SIZE=16K", "CALL_MIB=1"}, "bash", "offline/bundle.sh", "9.9.9")
+	if code != 0 {
+		t.Fatalf("RESPLIT=1: exit %d: %s", code, stderr)
+	}
+	calls, _ := filepath.Glob(filepath.Join(out, "call*"))
+	slices.SortFunc(calls, cmpNatural)
+	if len(calls) <= len(b.calls) {
+		t.Fatalf("re-split into %d call folders, had %d: want more with half the part size", len(calls), len(b.calls))
+	}
+	after := mustRead(t, filepath.Join(out, "SHA256SUMS"))
+	if archiveSum(after) != archiveSum(before) {
+		t.Errorf("the archive changed in the re-split")
+	}
+	env := string(mustRead(t, filepath.Join(out, "bundle.env")))
+	for _, want := range []string{"MODELS=tiny", "WHEELS=vbfake-1.0-py3-none-any.whl", fmt.Sprintf("FILES_CALL%d=", len(calls))} {
+		if !strings.Contains(env, want) {
+			t.Errorf("bundle.env lacks %q:\n%s", want, env)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, ".work")); err == nil {
+		t.Errorf("the work folder was left behind")
+	}
+	scratch := filepath.Join(tmp, "scratch")
+	var code2 int
+	for i, c := range calls {
+		_, stderr, code2 = host(t, scratch, c)
+		if i < len(calls)-1 && code2 != 3 {
+			t.Fatalf("call %d: exit %d, want 3 (incomplete): %s", i+1, code2, stderr)
+		}
+	}
+	if code2 != 0 {
+		t.Fatalf("the last call: exit %d: %s", code2, stderr)
+	}
+	got, want := treeFiles(t, filepath.Join(scratch, "vllm-9.9.9", "site")), treeFiles(t, tree)
+	if len(got) == 0 || got["vllm/_C.abi3.so"] != want["vllm/_C.abi3.so"] {
+		t.Errorf("the tree installed from the re-split bundle differs from the original")
+	}
+
+	// A damaged part: refused, and the call folders are left as they were.
+	part := filepath.Join(calls[1], "vllm-9.9.9.tar.xz.part01")
+	data := mustRead(t, part)
+	data[len(data)/2] ^= 0xff
+	writeFile(t, part, data, 0o644)
+	_, stderr, code = run(t, repoRoot(t), []string{"OUT=" + out, "RESPLIT=1", "PART_SIZE=64K", "CALL_MIB=1"}, "bash", "offline/bundle.sh", "9.9.9")
+	if code == 0 || !strings.Contains(stderr, "does not match") || !strings.Contains(stderr, "rebuild the bundle") {
+		t.Errorf("RESPLIT over a damaged part: exit %d, %q; want a refusal naming the mismatch", code, stderr)
+	}
+	if again, _ := filepath.Glob(filepath.Join(out, "call*")); len(again) != len(calls) {
+		t.Errorf("after the refusal %d call folders, want the %d there were", len(again), len(calls))
 	}
 }
