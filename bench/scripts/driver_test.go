@@ -48,8 +48,8 @@ echo "host.sh: fake: ready" >&2
 
 // TestStudyDriverOnSim runs the device-side driver, h200_study.sh, as a
 // GPU hold would, but on the simulator and with a fake bundle: in the
-// background through h200_hold.sh, MODE=runall on two GPU lanes and then
-// MODE=run (which finds every trial done), then collects. What comes back
+// background through h200_hold.sh, MODE=runall on two GPU lanes, MODE=run
+// (which finds every trial done) and MODE=probe, then collects. What comes back
 // must hold the results tree and each trial's captures, and the driver's
 // log must say both jobs ended well. Slow (it builds vbbench and vbsynth).
 func TestStudyDriverOnSim(t *testing.T) {
@@ -107,10 +107,16 @@ func TestStudyDriverOnSim(t *testing.T) {
 
 	env := []string{"HOLD=" + filepath.Join(tmp, "hold"), "STATE=" + filepath.Join(tmp, "state"), "VB_BIN=" + bin}
 	run(repo, env, "bash", "bench/scripts/h200_hold.sh", "start", "400",
-		"MODE=runall GPUS=0,1 STUDY=sim.toml", "MODE=run STUDY=sim.toml")
+		"MODE=runall GPUS=0,1 STUDY=sim.toml", "MODE=run STUDY=sim.toml",
+		`MODE=probe EST_VLLM=40 PROBE_FLAGS="--min-concurrency 2 --max-concurrency 4 --duration 2s" STUDY=sim.toml`)
 	out := run(repo, env, "bash", "bench/scripts/h200_hold.sh", "poll", "300")
-	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 1 exit 0") || !strings.Contains(out, "job 2 exit 0") {
-		t.Fatalf("the jobs did not both end well:\n%s", out)
+	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 1 exit 0") || !strings.Contains(out, "job 2 exit 0") || !strings.Contains(out, "job 3 exit 0") {
+		t.Fatalf("the jobs did not all end well:\n%s", out)
+	}
+	for _, v := range []string{"sim-paged", "sim-contiguous"} {
+		if !strings.Contains(out, "probe "+v+": exit 0") {
+			t.Errorf("the probe job did not probe %s:\n%s", v, out)
+		}
 	}
 	if !strings.Contains(out, "run: exit 0") || !strings.Contains(out, "offline/host.sh: exit 0") {
 		t.Errorf("the runall job's log lacks its run or the bundle step:\n%s", out)
@@ -123,6 +129,11 @@ func TestStudyDriverOnSim(t *testing.T) {
 	for _, want := range []string{"results.tar.xz", "driver.txt", "device.txt", "run.log"} {
 		if !strings.Contains(list, want) {
 			t.Errorf("nothing named %s came back:\n%s", want, list)
+		}
+	}
+	for _, want := range []string{"probe-sim-sim-paged.tar.xz", "probe-sim-sim-contiguous.tar.xz"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("the probe's %s did not come back:\n%s", want, list)
 		}
 	}
 	if n := strings.Count(list, "/captures-"); n != 2 {
