@@ -105,9 +105,18 @@ func TestStudyDriverOnSim(t *testing.T) {
 		}
 	}
 
-	env := []string{"HOLD=" + filepath.Join(tmp, "hold"), "STATE=" + filepath.Join(tmp, "state"), "VB_BIN=" + bin}
+	// A compile cache as a GPU host would leave it (CACHE_DIRS instead of
+	// /root/.triton/cache and the rest).
+	cacheDir := filepath.Join(tmp, "triton-cache")
+	if err := os.MkdirAll(filepath.Join(cacheDir, "kernels"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cacheDir, "kernels", "k.bin"), []byte("compiled"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOLD=" + filepath.Join(tmp, "hold"), "STATE=" + filepath.Join(tmp, "state"), "VB_BIN=" + bin, "CACHE_DIRS=" + cacheDir}
 	run(repo, env, "bash", "bench/scripts/h200_hold.sh", "start", "400",
-		"MODE=runall GPUS=0,1 STUDY=sim.toml", "MODE=run STUDY=sim.toml",
+		"CACHES_OUT=1 MODE=runall GPUS=0,1 STUDY=sim.toml", "MODE=run STUDY=sim.toml",
 		`MODE=probe EST_VLLM=40 PROBE_FLAGS="--min-concurrency 2 --max-concurrency 4 --duration 2s" STUDY=sim.toml`)
 	out := run(repo, env, "bash", "bench/scripts/h200_hold.sh", "poll", "300")
 	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 1 exit 0") || !strings.Contains(out, "job 2 exit 0") || !strings.Contains(out, "job 3 exit 0") {
@@ -139,6 +148,32 @@ func TestStudyDriverOnSim(t *testing.T) {
 	if n := strings.Count(list, "/captures-"); n != 2 {
 		t.Errorf("%d captures tarballs came back, want one per trial (2):\n%s", n, list)
 	}
+	// The compile caches came back (CACHES_OUT=1 on the runall job), and a
+	// later hold that carries them in .dist/caches/ unpacks them before its
+	// first server starts.
+	if !strings.Contains(list, "out-1/compile-caches.tar.xz") {
+		t.Fatalf("the compile caches did not come back:\n%s", list)
+	}
+	run(back, nil, "bash", "-c", `mkdir -p c && cat hold-captures.tar.part* | tar xf - -C c`)
+	if err := os.MkdirAll(filepath.Join(dist, "caches"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(back, "c", "out-1", "compile-caches.tar.xz"), filepath.Join(dist, "caches", "compile-caches.tar.xz")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(cacheDir); err != nil {
+		t.Fatal(err)
+	}
+	env2 := []string{"HOLD=" + filepath.Join(tmp, "hold2"), "STATE=" + filepath.Join(tmp, "state2"), "VB_BIN=" + bin}
+	run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "start", "300", "MODE=run STUDY=sim.toml")
+	out = run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "poll", "200")
+	if !strings.Contains(out, "caches: restored compile-caches.tar.xz") {
+		t.Errorf("the second hold did not restore the caches:\n%s", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(cacheDir, "kernels", "k.bin")); err != nil || string(b) != "compiled" {
+		t.Errorf("the restored cache file: %q, %v", b, err)
+	}
+
 	// The runall job ran both trials, on the two lanes.
 	runLog := run(back, nil, "bash", "-c", `mkdir x && tar xf out-1/call-*.tar -C x && cat x/run.log x/driver.txt`)
 	if !strings.Contains(runLog, "[gpu 0]") || !strings.Contains(runLog, "[gpu 1]") || !strings.Contains(runLog, "2 trials: 2 finished") {

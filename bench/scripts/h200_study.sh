@@ -22,7 +22,8 @@
 # .dist/vbsynth.xz (linux/amd64) and .dist/traces/*.bin (each workload's one
 # trace, made here, so every call, hold and session replays the same hash),
 # and .dist/caches/*.tar.xz when an earlier hold brought its compile caches
-# back (CACHES_OUT=1; CACHES_MAX_MIB, default 28).
+# back (CACHES_OUT=1; CACHES_MAX_MIB, default 28; CACHE_DIRS, the absolute
+# folders packed, default Triton's, vLLM's and Inductor's).
 #
 # Environment: OUT (folder whose files come back; default /tmp/out), LIMIT
 # (seconds this call may take; default 570), STUDY, MODE (probe|run),
@@ -208,7 +209,10 @@ nvidia-smi --query-gpu=memory.used --format=csv,noheader >> "$OUT/device.txt" 2>
 # enough to ride along with a bundle part (CACHES_MAX_MIB, default 28).
 if [ "${CACHES_OUT:-0}" = 1 ]; then
   dirs=()
-  for d in root/.triton/cache root/.cache/vllm tmp/torchinductor_root; do [ -d "/$d" ] && dirs+=("$d"); done
+  for d in ${CACHE_DIRS:-/root/.triton/cache /root/.cache/vllm /tmp/torchinductor_root}; do
+    d=${d#/}
+    [ -d "/$d" ] && dirs+=("$d")
+  done
   if [ ${#dirs[@]} -gt 0 ]; then
     tar -C / -cf - "${dirs[@]}" 2>/dev/null | xz -T0 -6 > "$OUT/compile-caches.tar.xz"
     mib=$(( $(stat -c %s "$OUT/compile-caches.tar.xz") / 1048576 ))
