@@ -605,6 +605,13 @@ func Sustains(a *Aggregate, threshold float64) (bool, string) {
 	return true, ""
 }
 
+// SaturationAt is each variant's sustained rate among the aggregates at
+// another normalized-latency threshold (s/token) than the analysis's own
+// (Result.Saturation): the same rule, for a second view of one study.
+func SaturationAt(aggs []*Aggregate, threshold float64) []Saturation {
+	return saturation(aggs, threshold)
+}
+
 func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 	var out []Saturation
 	byVariant := map[string][]*Aggregate{}

@@ -19,7 +19,7 @@
 //
 //	go run ./bench/scripts/studyreport -out DIR -workload sharegpt \
 //	    [-paper ../shared/data/vllm-paper/published_stats.json] [-anchor torch-oracle] \
-//	    [-equal-rate 12] [-saturation 200ms] [-title T] HOLD.toml=RESULTS_DIR ...
+//	    [-equal-rate 12] [-saturation 200ms] [-also-saturation 0] [-title T] HOLD.toml=RESULTS_DIR ...
 //
 // A HOLD.toml may appear several times (its repetitions), each with the
 // results tree that run wrote.
@@ -73,7 +73,7 @@ type trial struct {
 type options struct {
 	out, workload, paper, anchor, title string
 	equalRate                           float64
-	saturation                          time.Duration
+	saturation, alsoSaturation          time.Duration
 }
 
 func run(ctx context.Context, args []string) error {
@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string) error {
 	fl.StringVar(&o.anchor, "anchor", "torch-oracle", "the variant every hold shares")
 	fl.Float64Var(&o.equalRate, "equal-rate", 0, "the rate (req/s) every variant ran, for the batched-requests comparison")
 	fl.DurationVar(&o.saturation, "saturation", 200*time.Millisecond, "normalized latency (per token) under which a rate is sustained")
+	fl.DurationVar(&o.alsoSaturation, "also-saturation", 0, "a second threshold whose sustained rates the report gives beside the first's (0: none)")
 	fl.StringVar(&o.title, "title", "", "report title")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -363,6 +364,20 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", v, fmtSat(s), pk)
 	}
+	if o.alsoSaturation > 0 {
+		also := map[string]analyze.Saturation{}
+		for _, s := range analyze.SaturationAt(res.Aggregates, o.alsoSaturation.Seconds()) {
+			also[s.Variant] = s
+		}
+		fmt.Fprintf(&b, "\nThe same rule at %s/token, each variant's sustained rate (req/s): ", o.alsoSaturation)
+		var parts []string
+		for _, v := range vs {
+			if s, ok := also[v]; ok {
+				parts = append(parts, fmt.Sprintf("%s %s", v, fmtSat(s)))
+			}
+		}
+		b.WriteString(strings.Join(parts, ", ") + ".\n")
+	}
 	b.WriteString("\n| ratio | ours | the paper |\n|---|---:|---:|\n")
 	for _, r := range [][2]string{{"vllm-page", "torch-max"}, {"vllm-page+flash", "torch-max"}, {"vllm-all-opt", "torch-max"},
 		{"torch-oracle", "torch-max"}, {"torch-pow2", "torch-max"}, {"vllm-page", "torch-oracle"},
@@ -564,7 +579,7 @@ func fmtCI(c metric.CI, prec int, scale float64) string {
 func fmtSat(s analyze.Saturation) string {
 	switch {
 	case s.Over:
-		return fmt.Sprintf("< %g", s.Rate)
+		return "below its lowest rate" // its Rate is NaN: no level was sustained
 	case s.Never:
 		return fmt.Sprintf("≥ %g", s.Rate)
 	}
