@@ -535,7 +535,9 @@ func (r *runner) trial(ctx context.Context, t Trial, gpus []string) (st TrialSta
 		}
 		st.Levels = append(st.Levels, lv)
 		st.Cut += lv.Cut
-		measured = measured.Merge(replay.MeasuredOf(metric.Summary{TTFT: lv.TTFT, TPOT: lv.TPOT}))
+		m := replay.MeasuredOf(metric.Summary{TTFT: lv.TTFT, TPOT: lv.TPOT})
+		m.Rate = rate // the next level's drain counts the queue a faster rate may build
+		measured = measured.Merge(m)
 		if err != nil {
 			st.Error = err.Error()
 			switch {

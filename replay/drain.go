@@ -17,14 +17,19 @@ import (
 // (Config.Drain 0) is long enough for the level's longest expected
 // request:
 //
-//	drain = DrainFactor × (TTFT + longest expected output × TPOT)
+//	drain = DrainFactor × (TTFT + longest expected output × TPOT) + backlog
+//	backlog = (rate − R) / R × window, when the level's rate exceeds R
 //
 // with TTFT and TPOT the highest p90s measured so far against this server
 // — the preflight (it asks for preflightTokens tokens), the levels already
 // run, and Config.Measured from the caller (vbbench passes the trial's
 // earlier levels) — and the longest expected output the largest output
 // length (else max_tokens) among the level's requests; at least MinDrain,
-// at most Config.MaxDrain. While nothing is measured (a server that sends
+// at most Config.MaxDrain. R is the highest rate of a level run so far: the
+// server may serve no more than that, and the queue a faster level would
+// then build in its window takes the backlog term to serve. Without it the
+// first level past a server's knee cut its queued requests (an H200 run:
+// 11 of 1,694 at 28 req/s after 20, with a 13-s drain). While nothing is measured (a server that sends
 // one token, or --no-preflight on a first level) it is DefaultDrain,
 // capped the same way. The drain is an upper bound: a level ends as soon
 // as its last request does.
@@ -50,6 +55,9 @@ const (
 type Measured struct {
 	TTFT time.Duration `json:"ttft_p90_ns"`
 	TPOT time.Duration `json:"tpot_p90_ns"`
+	// Rate is the highest request rate (req/s) of a paced level run so
+	// far: a lower bound of what the server can serve (0: none).
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // known reports whether a TPOT was measured.
@@ -57,7 +65,7 @@ func (m Measured) known() bool { return m.TPOT > 0 }
 
 // Merge keeps the larger of each figure.
 func (m Measured) Merge(o Measured) Measured {
-	return Measured{TTFT: max(m.TTFT, o.TTFT), TPOT: max(m.TPOT, o.TPOT)}
+	return Measured{TTFT: max(m.TTFT, o.TTFT), TPOT: max(m.TPOT, o.TPOT), Rate: max(m.Rate, o.Rate)}
 }
 
 // MeasuredOf returns the p90 TTFT and TPOT of a summary (zero where it has
@@ -100,10 +108,11 @@ func expectedOutputOf(reqs []trace.Request, items []item) int32 {
 	return most
 }
 
-// AutoDrain is the policy's drain for a level whose longest request
-// expects maxOutput tokens, given what was measured and the cap: see the
-// comment at the top of this file. The reason says how it was chosen.
-func AutoDrain(maxOutput int32, m Measured, maxDrain time.Duration) (time.Duration, string) {
+// AutoDrain is the policy's drain for a level at rate (req/s; 0: not
+// paced) sending for window, whose longest request expects maxOutput
+// tokens, given what was measured and the cap: see the comment at the top
+// of this file. The reason says how it was chosen.
+func AutoDrain(maxOutput int32, m Measured, maxDrain time.Duration, rate float64, window time.Duration) (time.Duration, string) {
 	if maxDrain <= 0 {
 		maxDrain = DefaultMaxDrain
 	}
@@ -116,9 +125,15 @@ func AutoDrain(maxOutput int32, m Measured, maxDrain time.Duration) (time.Durati
 		return d, fmt.Sprintf("default %v (%s)", d, why)
 	}
 	need := DrainFactor * (m.TTFT + time.Duration(maxOutput)*m.TPOT)
+	why := fmt.Sprintf("%d × (TTFT p90 %v + %d tokens × TPOT p90 %v)",
+		DrainFactor, m.TTFT.Round(time.Millisecond), maxOutput, m.TPOT.Round(100*time.Microsecond))
+	if m.Rate > 0 && rate > m.Rate && window > 0 {
+		backlog := time.Duration((rate - m.Rate) / m.Rate * float64(window))
+		need += backlog
+		why += fmt.Sprintf(" + backlog (%g − %g req/s) / %g req/s × %v = %v", rate, m.Rate, m.Rate, window, backlog.Round(time.Second))
+	}
 	d := min(max(need, MinDrain), maxDrain).Round(time.Second)
-	return d, fmt.Sprintf("%d × (TTFT p90 %v + %d tokens × TPOT p90 %v) = %v, within [%v, %v]",
-		DrainFactor, m.TTFT.Round(time.Millisecond), maxOutput, m.TPOT.Round(100*time.Microsecond), need.Round(time.Second), MinDrain, maxDrain)
+	return d, fmt.Sprintf("%s = %v, within [%v, %v]", why, need.Round(time.Second), MinDrain, maxDrain)
 }
 
 // drainFor is the drain of a phase: Config.Drain when set, else the
@@ -127,5 +142,9 @@ func (r *runner) drainFor(ph *phase) (time.Duration, string) {
 	if r.cfg.Drain > 0 {
 		return r.cfg.Drain, "set (--drain)"
 	}
-	return AutoDrain(expectedOutputOf(r.reqs, ph.items), r.speed.get(), r.cfg.MaxDrain)
+	rate := ph.rate
+	if ph.conc > 0 {
+		rate = 0 // a closed loop builds no queue past its concurrency
+	}
+	return AutoDrain(expectedOutputOf(r.reqs, ph.items), r.speed.get(), r.cfg.MaxDrain, rate, ph.window)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -283,24 +284,60 @@ func TestAutoDrainSynctest(t *testing.T) {
 	})
 }
 
+// TestAutoDrainBacklogSynctest: the second level of a run, at twice the
+// first's rate, drains for the queue it would build if the server served
+// only the first rate (the first level has no earlier rate, so none).
+func TestAutoDrainBacklogSynctest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := &bubbleEngine{ttft: 10 * time.Millisecond, itl: 10 * time.Millisecond, tokens: 5}
+		hdr, reqs := constTrace(200, 100*time.Millisecond, 5)
+		cfg := bubbleConfig(e)
+		cfg.SkipPreflight = false
+		cfg.Rates = []float64{2, 4}
+		cfg.Duration = 10 * time.Second
+		res, err := Run(context.Background(), cfg, hdr, reqs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Levels) != 2 {
+			t.Fatalf("%d levels, want 2", len(res.Levels))
+		}
+		if why := res.Levels[0].DrainReason; strings.Contains(why, "backlog") {
+			t.Errorf("level 1's drain counts a backlog: %s", why)
+		}
+		// (4 − 2) / 2 × 10 s = 10 s on top of the 10-s floor's worth.
+		if lv := res.Levels[1]; !strings.Contains(lv.DrainReason, "backlog (4 − 2 req/s) / 2 req/s × 10s = 10s") || lv.Drain < 10*time.Second {
+			t.Errorf("level 2: drain %v (%s); want a 10-s backlog term", lv.Drain, lv.DrainReason)
+		}
+	})
+}
+
 func TestAutoDrain(t *testing.T) {
 	ms := time.Millisecond
 	for _, tt := range []struct {
-		out  int32
-		m    Measured
-		max  time.Duration
-		want time.Duration
+		out    int32
+		m      Measured
+		max    time.Duration
+		rate   float64
+		window time.Duration
+		want   time.Duration
 	}{
-		{100, Measured{}, 0, DefaultDrain},                                      // nothing measured
-		{0, Measured{TTFT: 100 * ms, TPOT: 20 * ms}, 0, DefaultDrain},           // no lengths in the trace
-		{1000, Measured{TTFT: 100 * ms, TPOT: 20 * ms}, 0, 40 * time.Second},    // 2 × (0.1 + 20) s
-		{10, Measured{TTFT: 10 * ms, TPOT: 5 * ms}, 0, MinDrain},                // short: the floor
-		{4000, Measured{TTFT: time.Second, TPOT: 500 * ms}, 0, DefaultMaxDrain}, // long: the cap
-		{4000, Measured{TTFT: time.Second, TPOT: 500 * ms}, time.Minute, time.Minute},
-		{100, Measured{}, time.Minute, time.Minute}, // the cap bounds the fallback too
+		{100, Measured{}, 0, 0, 0, DefaultDrain},                                      // nothing measured
+		{0, Measured{TTFT: 100 * ms, TPOT: 20 * ms}, 0, 0, 0, DefaultDrain},           // no lengths in the trace
+		{1000, Measured{TTFT: 100 * ms, TPOT: 20 * ms}, 0, 0, 0, 40 * time.Second},    // 2 × (0.1 + 20) s
+		{10, Measured{TTFT: 10 * ms, TPOT: 5 * ms}, 0, 0, 0, MinDrain},                // short: the floor
+		{4000, Measured{TTFT: time.Second, TPOT: 500 * ms}, 0, 0, 0, DefaultMaxDrain}, // long: the cap
+		{4000, Measured{TTFT: time.Second, TPOT: 500 * ms}, time.Minute, 0, 0, time.Minute},
+		{100, Measured{}, time.Minute, 0, 0, time.Minute}, // the cap bounds the fallback too
+		// The H200's vllm-all-opt at 28 req/s after 20: 2 × (86 ms + 825 × 7.9 ms) = 13 s,
+		// plus the queue if the server served only 20 req/s: 8 / 20 × 60 s = 24 s.
+		{825, Measured{TTFT: 86 * ms, TPOT: 7900 * time.Microsecond, Rate: 20}, 2 * time.Minute, 28, time.Minute, 37 * time.Second},
+		{825, Measured{TTFT: 86 * ms, TPOT: 7900 * time.Microsecond, Rate: 20}, 2 * time.Minute, 20, time.Minute, 13 * time.Second}, // no faster than before: no backlog
+		{825, Measured{TTFT: 86 * ms, TPOT: 7900 * time.Microsecond}, 2 * time.Minute, 28, time.Minute, 13 * time.Second},           // no earlier rate: no backlog
+		{825, Measured{TTFT: 86 * ms, TPOT: 7900 * time.Microsecond, Rate: 5}, 2 * time.Minute, 28, time.Minute, 2 * time.Minute},   // the cap bounds the backlog
 	} {
-		if got, why := AutoDrain(tt.out, tt.m, tt.max); got != tt.want {
-			t.Errorf("AutoDrain(%d, %+v, %v) = %v (%s); want %v", tt.out, tt.m, tt.max, got, why, tt.want)
+		if got, why := AutoDrain(tt.out, tt.m, tt.max, tt.rate, tt.window); got != tt.want {
+			t.Errorf("AutoDrain(%d, %+v, %v, %g, %v) = %v (%s); want %v", tt.out, tt.m, tt.max, tt.rate, tt.window, got, why, tt.want)
 		}
 	}
 }

@@ -558,8 +558,13 @@ func (rn *running) summarize() LevelResult {
 	lr := LevelResult{Label: ph.label, Rate: ph.rate, Scale: ph.scale, Warmup: ph.warmup, Window: ph.window,
 		Planned: len(ph.items), Interrupted: rn.interrupted.Load(), Concurrency: ph.conc, Exhausted: rn.exhausted, Drain: rn.drain, DrainReason: rn.drainWhy}
 	s := metric.Summarize(rn.results)
-	// What this phase measured sets the drain of the next ones.
-	rn.r.speed.add(MeasuredOf(s))
+	// What this phase measured sets the drain of the next ones; a paced
+	// level's rate too (the server served up to it).
+	m := MeasuredOf(s)
+	if !ph.warmup && ph.conc == 0 {
+		m.Rate = ph.rate
+	}
+	rn.r.speed.add(m)
 	lr.Sent, lr.Dropped, lr.OK, lr.Cut, lr.Errors = s.Count, s.Dropped, s.Completed, s.Cut, s.FailedBy
 	lr.OutputTokens = s.OutputTokens
 	lr.Lag, lr.TTFT, lr.TTFTScheduled, lr.TPOT, lr.E2E = s.Lag, s.TTFT, s.TTFTScheduled, s.TPOT, s.E2E

@@ -94,7 +94,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 		t.Fatalf("vbproxy died when the capture's disk filled up (%v); its log:\n%s", err, head(p.stderr.String(), 3000))
 	}
 	var lostSeen bool
-	waitFor(5*time.Second, func() bool {
+	waitFor(30*time.Second, func() bool { // returns as soon as it holds; a busy machine flushes late
 		s := p.stats(t)
 		lostSeen = s.Capture != nil && s.Capture.Lost > 0 && s.Capture.Errors > 0
 		return lostSeen
@@ -107,7 +107,7 @@ func TestReliabilityDiskFull(t *testing.T) {
 			t.Errorf("request after freeing space: %d %v", status, err)
 		}
 	}
-	resumed := waitFor(5*time.Second, func() bool {
+	resumed := waitFor(30*time.Second, func() bool { // returns as soon as it holds; a busy machine flushes late
 		s := p.stats(t)
 		return s.Capture != nil && s.Capture.Written >= full.Capture.Written+5
 	})
@@ -126,7 +126,9 @@ func TestReliabilityDiskFull(t *testing.T) {
 			break
 		}
 	}
-	if s.Capture == nil || !lostSeen || full.Capture.Written == 0 {
+	// Whether any record fit before the disk was full depends on what Badger
+	// had preallocated (1 of 10 runs here wrote none): losses are the point.
+	if s.Capture == nil || !lostSeen {
 		t.Errorf("/vb/stats does not count what the full disk lost: capture %+v", s.Capture)
 	} else {
 		t.Logf("/vb/stats while full: requests %d forwarded in full %d, capture written %d, lost %d, errors %d, last_error %q", full.Requests, n-len(bad), full.Capture.Written, full.Capture.Lost, full.Capture.Errors, full.Capture.LastError)
