@@ -130,7 +130,7 @@ func AutoDrain(maxOutput int32, m Measured, maxDrain time.Duration, rate float64
 	if m.Rate > 0 && rate > m.Rate && window > 0 {
 		backlog := time.Duration((rate - m.Rate) / m.Rate * float64(window))
 		need += backlog
-		why += fmt.Sprintf(" + backlog (%g − %g req/s) / %g req/s × %v = %v", rate, m.Rate, m.Rate, window, backlog.Round(time.Second))
+		why += fmt.Sprintf(" + backlog (%g − %g req/s) / %g req/s × %v (%v)", rate, m.Rate, m.Rate, window, backlog.Round(time.Second))
 	}
 	d := min(max(need, MinDrain), maxDrain).Round(time.Second)
 	return d, fmt.Sprintf("%s = %v, within [%v, %v]", why, need.Round(time.Second), MinDrain, maxDrain)

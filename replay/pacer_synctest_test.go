@@ -306,7 +306,7 @@ func TestAutoDrainBacklogSynctest(t *testing.T) {
 			t.Errorf("level 1's drain counts a backlog: %s", why)
 		}
 		// (4 − 2) / 2 × 10 s = 10 s on top of the 10-s floor's worth.
-		if lv := res.Levels[1]; !strings.Contains(lv.DrainReason, "backlog (4 − 2 req/s) / 2 req/s × 10s = 10s") || lv.Drain < 10*time.Second {
+		if lv := res.Levels[1]; !strings.Contains(lv.DrainReason, "backlog (4 − 2 req/s) / 2 req/s × 10s (10s)") || lv.Drain < 10*time.Second {
 			t.Errorf("level 2: drain %v (%s); want a 10-s backlog term", lv.Drain, lv.DrainReason)
 		}
 	})
