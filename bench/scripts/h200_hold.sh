@@ -38,6 +38,10 @@ start)
   par=0
   if [ "${1:-}" = --parallel ]; then par=1; shift; fi
   [ $# -gt 0 ] || { echo "h200_hold.sh: start: give at least one job, e.g. 'MODE=run STUDY=examples/h200-dense-sharegpt.toml'" >&2; exit 2; }
+  mkdir -p "$HOLD"
+  case "$(cd "$HOLD" && pwd -P)/" in
+    "$(pwd -P)"/*) echo "h200_hold.sh: HOLD=$HOLD is inside the checkout, which start copies into it: choose a folder outside (default /root/hold)" >&2; exit 2 ;;
+  esac
   mkdir -p "$HOLD/wk"
   cp -a . "$HOLD/wk/"
   t0=$(date +%s)

@@ -221,6 +221,14 @@ func TestHoldScriptErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(hold, "jobs.txt")); err == nil {
 		t.Fatal("a refused start left a hold behind")
 	}
+	// A hold folder inside the checkout would be copied into itself.
+	repo := t.TempDir()
+	cmd := exec.Command("bash", script, "start", "600", "MODE=run STUDY=a.toml")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "HOLD="+filepath.Join(repo, "hold"))
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "inside the checkout") {
+		t.Errorf("HOLD inside the checkout: %v %q; want a refusal", err, b)
+	}
 	// A hold already there, running or finished, is not started over.
 	if err := os.MkdirAll(hold, 0o755); err != nil {
 		t.Fatal(err)
