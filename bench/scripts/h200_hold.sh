@@ -38,12 +38,14 @@ start)
   par=0
   if [ "${1:-}" = --parallel ]; then par=1; shift; fi
   [ $# -gt 0 ] || { echo "h200_hold.sh: start: give at least one job, e.g. 'MODE=run STUDY=examples/h200-dense-sharegpt.toml'" >&2; exit 2; }
-  mkdir -p "$HOLD"
-  case "$(cd "$HOLD" && pwd -P)/" in
-    "$(pwd -P)"/*) echo "h200_hold.sh: HOLD=$HOLD is inside the checkout, which start copies into it: choose a folder outside (default /root/hold)" >&2; exit 2 ;;
-  esac
   mkdir -p "$HOLD/wk"
-  cp -a . "$HOLD/wk/"
+  # The checkout into the hold, leaving the hold itself out when it lies
+  # inside the checkout.
+  hold_abs=$(cd "$HOLD" && pwd -P)
+  here=$(pwd -P)
+  excl=()
+  case "$hold_abs/" in "$here"/*) excl=(--exclude="./${hold_abs#"$here"/}") ;; esac
+  tar -C . "${excl[@]}" -cf - . | tar -C "$HOLD/wk" -xf - || { echo "h200_hold.sh: copying the checkout into $HOLD/wk failed" >&2; exit 1; }
   t0=$(date +%s)
   printf '%s\n' "$@" > "$HOLD/jobs.txt"
   if [ $par = 0 ]; then

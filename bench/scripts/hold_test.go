@@ -102,13 +102,30 @@ func TestHoldScript(t *testing.T) {
 // (OUT set to its first argument).
 func holdWithFakeDriver(t *testing.T) (string, func(out string, args ...string) string) {
 	t.Helper()
+	repo := fakeCheckout(t)
+	hold := filepath.Join(t.TempDir(), "hold")
+	return hold, func(out string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", append([]string{"bench/scripts/h200_hold.sh"}, args...)...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "HOLD="+hold, "OUT="+out)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("h200_hold.sh %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+}
+
+// fakeCheckout makes a checkout with h200_hold.sh and the fake driver.
+func fakeCheckout(t *testing.T) string {
+	t.Helper()
 	for _, tool := range []string{"bash", "setsid", "tar", "split", "head"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)
 		}
 	}
 	repo := t.TempDir()
-	hold := filepath.Join(t.TempDir(), "hold")
 	src, err := os.ReadFile("h200_hold.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -122,17 +139,7 @@ func holdWithFakeDriver(t *testing.T) (string, func(out string, args ...string) 
 			t.Fatal(err)
 		}
 	}
-	return hold, func(out string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command("bash", append([]string{"bench/scripts/h200_hold.sh"}, args...)...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "HOLD="+hold, "OUT="+out)
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("h200_hold.sh %v: %v\n%s", args, err, b)
-		}
-		return string(b)
-	}
+	return repo
 }
 
 // TestHoldScriptParallel: with --parallel the bundle is installed once
@@ -221,14 +228,7 @@ func TestHoldScriptErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(hold, "jobs.txt")); err == nil {
 		t.Fatal("a refused start left a hold behind")
 	}
-	// A hold folder inside the checkout would be copied into itself.
-	repo := t.TempDir()
-	cmd := exec.Command("bash", script, "start", "600", "MODE=run STUDY=a.toml")
-	cmd.Dir = repo
-	cmd.Env = append(os.Environ(), "HOLD="+filepath.Join(repo, "hold"))
-	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "inside the checkout") {
-		t.Errorf("HOLD inside the checkout: %v %q; want a refusal", err, b)
-	}
+
 	// A hold already there, running or finished, is not started over.
 	if err := os.MkdirAll(hold, 0o755); err != nil {
 		t.Fatal(err)
@@ -244,5 +244,32 @@ func TestHoldScriptErrors(t *testing.T) {
 	}
 	if code, out := try("start", "600", "MODE=run STUDY=b.toml"); code != 2 || !strings.Contains(out, "finished hold") {
 		t.Errorf("start over a finished hold: exit %d %q", code, out)
+	}
+}
+
+// TestHoldInsideCheckout: a hold folder inside the checkout is left out of
+// the checkout's copy into it (no copy of a copy), and the jobs run.
+func TestHoldInsideCheckout(t *testing.T) {
+	repo := fakeCheckout(t)
+	hold := filepath.Join(repo, "hold")
+	run := func(args ...string) string {
+		cmd := exec.Command("bash", append([]string{"bench/scripts/h200_hold.sh"}, args...)...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "HOLD="+hold)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("h200_hold.sh %v: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	run("start", "600", "MODE=run CAP_MIB=0 STUDY=a.toml")
+	if out := run("poll", "60"); !strings.Contains(out, "ALL DONE") {
+		t.Fatalf("poll:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(hold, "wk", "hold")); err == nil {
+		t.Error("the hold was copied into itself")
+	}
+	if _, err := os.Stat(filepath.Join(hold, "wk", "bench", "scripts", "h200_hold.sh")); err != nil {
+		t.Errorf("the checkout was not copied: %v", err)
 	}
 }
