@@ -182,8 +182,10 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.Captures = ExpandCaptures(cfg.Captures)
+	var expandNotes []string
+	cfg.Captures, expandNotes = ExpandCaptures(cfg.Captures)
 	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}, recorder: map[string]recorderState{}}
+	res.Warnings = append(res.Warnings, expandNotes...)
 	groups := map[string]*groupAcc{}
 	var order []*groupAcc
 	// The content chunks of the record being measured: the gaps between

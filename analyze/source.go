@@ -163,40 +163,88 @@ const expandDepth = 6
 // itself but holds captures below it (a trial's capture/ folder with one
 // capture per level, or a whole results tree) by those captures, in
 // lexical order, not looking inside a capture, into hidden folders or more
-// than expandDepth levels down. Other names ("-", dump files, captures,
-// paths that hold no capture) are kept as they are, so opening them says
-// what is wrong. It only reads.
-func ExpandCaptures(names []string) []string {
-	var out []string
+// than expandDepth levels down. A vbbench trial folder whose status.json
+// says it did not finish (interrupted, failed, running: its last level is
+// partial, and a resumed run has re-run it whole elsewhere) is left out,
+// and a note says so; give its captures by name to analyse them. Other
+// names ("-", dump files, captures, paths that hold no capture) are kept
+// as they are, so opening them says what is wrong. It only reads.
+func ExpandCaptures(names []string) (caps, notes []string) {
 	for _, name := range names {
 		if name == "-" || capture.IsCaptureDir(name) {
-			out = append(out, name)
+			caps = append(caps, name)
 			continue
 		}
 		if st, err := os.Stat(name); err != nil || !st.IsDir() {
-			out = append(out, name)
+			caps = append(caps, name)
 			continue
 		}
-		var found []string
-		base := strings.Count(filepath.Clean(name), string(filepath.Separator))
-		_ = filepath.WalkDir(name, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || !d.IsDir() || p == name {
-				return nil // unreadable parts are skipped: the captures found are what is analysed
+		found, left := capturesUnder(name, true)
+		if len(found) == 0 && len(left) > 0 {
+			// Nothing but unfinished trials: analyse them, saying so.
+			found, _ = capturesUnder(name, false)
+			notes = append(notes, fmt.Sprintf("%s holds only trials that did not finish (%s): their last levels are partial", name, strings.Join(left, "; ")))
+		} else {
+			for _, l := range left {
+				notes = append(notes, l+" left out: that trial did not finish, so its last level is partial (give its captures by name to analyse them)")
 			}
-			if strings.HasPrefix(d.Name(), ".") || strings.Count(filepath.Clean(p), string(filepath.Separator))-base > expandDepth {
-				return filepath.SkipDir
-			}
-			if capture.IsCaptureDir(p) {
-				found = append(found, p)
-				return filepath.SkipDir
-			}
-			return nil
-		})
+		}
 		if len(found) == 0 {
-			out = append(out, name)
+			caps = append(caps, name)
 			continue
 		}
-		out = append(out, found...)
+		caps = append(caps, found...)
 	}
-	return out
+	return caps, notes
+}
+
+// capturesUnder lists the captures below dir (see ExpandCaptures) and,
+// when skipUnfinished, leaves out the trial folders that did not finish,
+// returned as "DIR (its status.json: STATUS)".
+func capturesUnder(dir string, skipUnfinished bool) (found, left []string) {
+	base := strings.Count(filepath.Clean(dir), string(filepath.Separator))
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil // unreadable parts are skipped: the captures found are what is analysed
+		}
+		if p != dir && (strings.HasPrefix(d.Name(), ".") || strings.Count(filepath.Clean(p), string(filepath.Separator))-base > expandDepth) {
+			return filepath.SkipDir
+		}
+		if skipUnfinished {
+			if st := unfinishedTrial(p); st != "" {
+				left = append(left, fmt.Sprintf("%s (its status.json: %q)", p, st))
+				return filepath.SkipDir
+			}
+		}
+		if p != dir && capture.IsCaptureDir(p) {
+			found = append(found, p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return found, left
+}
+
+// unfinishedTrial is the status of a vbbench trial folder (one with a
+// status.json and a capture/ folder) that did not finish: anything but ok
+// and early-stopped; "" for a finished trial or another folder.
+func unfinishedTrial(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, "capture")); err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "status.json"))
+	if err != nil {
+		return ""
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(b, &st) != nil {
+		return ""
+	}
+	switch st.Status {
+	case "", "ok", "early-stopped":
+		return ""
+	}
+	return st.Status
 }

@@ -185,8 +185,8 @@ func TestExpandCaptures(t *testing.T) {
 		{[]string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing", "deep"}, []string{"results/m/v/trial1/capture/rate-1", "-", "dump.jsonl", "empty", "missing", "deep"}},
 		{[]string{"deep/1"}, []string{"deep/1/2/3/4/5/6/capture"}},
 	} {
-		if got := ExpandCaptures(c.in); !slices.Equal(got, c.want) {
-			t.Errorf("ExpandCaptures(%q) = %q, want %q", c.in, got, c.want)
+		if got, notes := ExpandCaptures(c.in); !slices.Equal(got, c.want) || len(notes) > 0 {
+			t.Errorf("ExpandCaptures(%q) = %q (notes %q), want %q and no note", c.in, got, notes, c.want)
 		}
 	}
 
@@ -211,5 +211,31 @@ func TestExpandCaptures(t *testing.T) {
 	}
 	if _, err := Analyze(context.Background(), Config{Captures: []string{"empty"}}); !errors.Is(err, capture.ErrNotCapture) {
 		t.Errorf("a folder with no capture: %v, want ErrNotCapture", err)
+	}
+
+	// A vbbench trial that did not finish (Ctrl-C, a crash) is left out of
+	// a tree, with a note; a tree of nothing else is analysed, saying so;
+	// its captures given by name are analysed as they are.
+	writeStore(t, "results/m/v/trial0/capture/rate-1", recs, samples, metas)
+	for dir, status := range map[string]string{"results/m/v/trial0": "interrupted", "results/m/v/trial1": "ok"} {
+		if err := os.WriteFile(dir+"/status.json", []byte(`{"study": "s", "status": "`+status+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, notes := ExpandCaptures([]string{"results/m"})
+	if !slices.Equal(got, []string{"results/m/v/trial1/capture/engine-warmup", "results/m/v/trial1/capture/rate-1"}) ||
+		len(notes) != 1 || !strings.Contains(notes[0], "results/m/v/trial0 (its status.json: \"interrupted\") left out") {
+		t.Errorf("a tree with an interrupted trial: %q, notes %q", got, notes)
+	}
+	got, notes = ExpandCaptures([]string{"results/m/v/trial0"})
+	if !slices.Equal(got, []string{"results/m/v/trial0/capture/rate-1"}) || len(notes) != 1 || !strings.Contains(notes[0], "only trials that did not finish") {
+		t.Errorf("only an interrupted trial: %q, notes %q", got, notes)
+	}
+	if got, notes = ExpandCaptures([]string{"results/m/v/trial0/capture/rate-1"}); len(got) != 1 || len(notes) != 0 {
+		t.Errorf("an unfinished trial's capture by name: %q, notes %q", got, notes)
+	}
+	res, err := Analyze(context.Background(), Config{Captures: []string{"results/m"}})
+	if err != nil || !strings.Contains(strings.Join(res.Warnings, "\n"), "left out: that trial did not finish") {
+		t.Errorf("the analysis of the tree does not say what it left out: %v %q", err, res.Warnings)
 	}
 }
