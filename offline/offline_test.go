@@ -199,15 +199,22 @@ func treeFiles(t *testing.T, dir string) map[string]string {
 	return m
 }
 
-func TestBundleAssemblesAcrossCalls(t *testing.T) {
-	tmp := t.TempDir()
+// fakeBundle builds a bundle of a fake 9.9.9 tree with the model "tiny" and
+// a fake wheel into tmp/out, in 32-KiB parts, and returns it with the tree.
+func fakeBundle(t *testing.T, tmp string) (bundle, string) {
+	t.Helper()
 	tree := filepath.Join(tmp, "tree")
 	fakeTree(t, tree, "9.9.9")
 	models := filepath.Join(tmp, "models")
 	writeFile(t, filepath.Join(models, "tiny", "config.json"), []byte(`{"vocab_size": 512}`), 0o644)
 	wheel := filepath.Join(tmp, "vbfake-1.0-py3-none-any.whl")
 	fakeWheel(t, wheel)
-	b := buildBundle(t, tree, filepath.Join(tmp, "out"), "MODELS=tiny", "MODELS_DIR="+models, "EXTRA_WHEELS="+wheel)
+	return buildBundle(t, tree, filepath.Join(tmp, "out"), "MODELS=tiny", "MODELS_DIR="+models, "EXTRA_WHEELS="+wheel), tree
+}
+
+func TestBundleAssemblesAcrossCalls(t *testing.T) {
+	tmp := t.TempDir()
+	b, tree := fakeBundle(t, tmp)
 	if len(b.calls) < 3 {
 		t.Fatalf("want at least 3 call folders for a ~100 KiB archive in 32 KiB parts, got %v", b.calls)
 	}
@@ -527,14 +534,8 @@ func TestPruneListIsWellFormed(t *testing.T) {
 // were.
 func TestBundleResplit(t *testing.T) {
 	tmp := t.TempDir()
-	tree := filepath.Join(tmp, "tree")
-	fakeTree(t, tree, "9.9.9")
-	models := filepath.Join(tmp, "models")
-	writeFile(t, filepath.Join(models, "tiny", "config.json"), []byte(`{"vocab_size": 512}`), 0o644)
-	wheel := filepath.Join(tmp, "vbfake-1.0-py3-none-any.whl")
-	fakeWheel(t, wheel)
-	out := filepath.Join(tmp, "out")
-	b := buildBundle(t, tree, out, "MODELS=tiny", "MODELS_DIR="+models, "EXTRA_WHEELS="+wheel)
+	b, tree := fakeBundle(t, tmp)
+	out := b.out
 	before := mustRead(t, filepath.Join(out, "SHA256SUMS"))
 	archiveSum := func(sums []byte) string {
 		for _, l := range strings.Split(string(sums), "\n") {
