@@ -406,8 +406,6 @@ func ownerOnly(dir string) {
 	}
 }
 
-// hasBadgerFiles reports whether dir holds Badger's table or log files
-// (a capture that lost its MANIFEST is still read).
 // IsCaptureDir reports whether dir looks like a capture: a directory with
 // Badger's MANIFEST or its table and log files in it. It only reads.
 func IsCaptureDir(dir string) bool {
@@ -420,6 +418,8 @@ func IsCaptureDir(dir string) bool {
 	return hasBadgerFiles(dir)
 }
 
+// hasBadgerFiles reports whether dir holds Badger's table or log files
+// (a capture that lost its MANIFEST is still read).
 func hasBadgerFiles(dir string) bool {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
