@@ -295,28 +295,25 @@ func dedupe(s *[]string) {
 func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration, sat float64) time.Duration {
 	drain = min(drain, r.DrainBound())
 	d := startupEstimate(spec) + tailEstimate(spec) + engineWarmupEstimate(r, drain)
-	sending := r.Duration.D()
 	if r.WarmupMode == replay.WarmupLevel {
 		d += time.Duration(len(rates)) * r.Warmup.D()
-		sending += r.Warmup.D()
 	} else {
 		d += r.Warmup.D()
 	}
 	for _, rate := range rates {
-		d += r.Duration.D() + levelDrain(rate, sat, sending, drain, r.DrainBound())
+		d += r.Duration.D() + min(r.DrainBound(), drain+replay.Backlog(rate, sat, r.sending()))
 	}
 	return d
 }
 
-// levelDrain is the drain the estimate counts for a level at rate: drain
-// below the saturation sat (or when sat is unknown), and past it the time
-// its backlog takes at sat on top, at most bound.
-func levelDrain(rate, sat float64, sending, drain, bound time.Duration) time.Duration {
-	if sat <= 0 || rate <= sat {
-		return drain
+// sending is how long one level sends at its rate: its window, and its
+// warm-up when every level has one (the queue past the saturation builds
+// over both).
+func (r RunConfig) sending() time.Duration {
+	if r.WarmupMode == replay.WarmupLevel {
+		return r.Duration.D() + r.Warmup.D()
 	}
-	backlog := (rate - sat) * sending.Seconds() // requests
-	return min(bound, drain+time.Duration(backlog/sat*float64(time.Second)))
+	return r.Duration.D()
 }
 
 // backlogWarnings names the levels of a trial whose queue, by the
@@ -327,20 +324,13 @@ func levelDrain(rate, sat float64, sending, drain, bound time.Duration) time.Dur
 // run.drain or a lower rate.
 func backlogWarnings(t Trial, r RunConfig) []string {
 	sat := t.Variant.Saturation
-	if sat <= 0 {
-		return nil
-	}
-	sending := r.Duration.D()
-	if r.WarmupMode == replay.WarmupLevel {
-		sending += r.Warmup.D()
-	}
 	var out []string
 	for _, rate := range t.Rates {
-		if rate <= sat {
+		backlog := replay.Backlog(rate, sat, r.sending())
+		if backlog == 0 {
 			continue
 		}
-		need := typicalDrainFor(t.Variant.Spec) + time.Duration((rate-sat)*sending.Seconds()/sat*float64(time.Second))
-		if need > r.DrainBound() {
+		if need := typicalDrainFor(t.Variant.Spec) + backlog; need > r.DrainBound() {
 			out = append(out, fmt.Sprintf("%s/%s at %s req/s: its queue past the saturation (%s req/s) needs ≈%s to drain, more than the drain bound %s: its last requests would be cut (censored); raise run.drain or lower the rate",
 				t.Model.Name, t.Variant.Name, strconv.FormatFloat(rate, 'g', -1, 64), strconv.FormatFloat(sat, 'g', -1, 64), roundDur(need), r.DrainBound()))
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 
 	"github.com/vbench/vbench/metric"
@@ -338,25 +339,17 @@ func TestLevelDrain(t *testing.T) {
 		{12, 4.83, typ + secs((12-4.83)*70/4.83)},
 		{13, 4.83, bound},
 	} {
-		if got := levelDrain(tt.rate, tt.sat, send, typ, bound); got != tt.want {
-			t.Errorf("levelDrain(%g, sat %g) = %v; want %v", tt.rate, tt.sat, got, tt.want)
+		// A level's drain in the estimate: its tail, and past the
+		// saturation its queue (replay.Backlog), at most the bound.
+		if got := min(bound, typ+replay.Backlog(tt.rate, tt.sat, send)); got != tt.want {
+			t.Errorf("drain at %g req/s, sat %g = %v; want %v", tt.rate, tt.sat, got, tt.want)
 		}
 	}
 	// In a study: the saturation lengthens the estimate of a ladder past it,
 	// and a negative one is refused.
 	base := strings.Replace(minimalStudy, "[variants.mine]", "[variants.mine]\nrates = [2, 8]", 1)
 	with := strings.Replace(base, "[variants.mine]", "[variants.mine]\nsaturation = 4", 1)
-	est := func(text string) time.Duration {
-		st, err := ParseStudy(text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := MakePlan(context.Background(), st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p.Trials[1].Estimate
-	}
+	est := func(text string) time.Duration { return planText(t, text).Trials[1].Estimate }
 	if a, b := est(base), est(with); b <= a {
 		t.Errorf("estimate with saturation 4 at rates [2, 8]: %v; without: %v; want longer", b, a)
 	}

@@ -127,13 +127,24 @@ func AutoDrain(maxOutput int32, m Measured, maxDrain time.Duration, rate float64
 	need := DrainFactor * (m.TTFT + time.Duration(maxOutput)*m.TPOT)
 	why := fmt.Sprintf("%d × (TTFT p90 %v + %d tokens × TPOT p90 %v)",
 		DrainFactor, m.TTFT.Round(time.Millisecond), maxOutput, m.TPOT.Round(100*time.Microsecond))
-	if m.Rate > 0 && rate > m.Rate && window > 0 {
-		backlog := time.Duration((rate - m.Rate) / m.Rate * float64(window))
+	if backlog := Backlog(rate, m.Rate, window); backlog > 0 {
 		need += backlog
 		why += fmt.Sprintf(" + backlog (%g − %g req/s) / %g req/s × %v (%v)", rate, m.Rate, m.Rate, window, backlog.Round(time.Second))
 	}
 	d := min(max(need, MinDrain), maxDrain).Round(time.Second)
 	return d, fmt.Sprintf("%s = %v, within [%v, %v]", why, need.Round(time.Second), MinDrain, maxDrain)
+}
+
+// Backlog is how long a server that serves served req/s takes to empty
+// the queue a level at rate req/s builds while it sends for window:
+// (rate − served) × window requests, served at served. Zero when the rate
+// is not above it or either is unknown (≤ 0). The one queue estimate of the
+// automatic drain and of vbbench's plan.
+func Backlog(rate, served float64, window time.Duration) time.Duration {
+	if served <= 0 || rate <= served || window <= 0 {
+		return 0
+	}
+	return time.Duration((rate - served) / served * float64(window))
 }
 
 // drainFor is the drain of a phase: Config.Drain when set, else the
