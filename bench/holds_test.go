@@ -83,22 +83,22 @@ rates = [13, 20, 28, 35]
 // rateList is "5.2, 11".
 func rateList(rates []float64) string { return strings.Trim(fmtRates(rates), "[]") }
 
+// planFile and planText plan a study file or text, failing the test on
+// any error.
 func planFile(t *testing.T, path string) *Plan {
 	t.Helper()
 	s, err := LoadStudy(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := MakePlan(context.Background(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return planOf(t, s, err)
 }
 
 func planText(t *testing.T, text string) *Plan {
 	t.Helper()
 	s, err := ParseStudy(text)
+	return planOf(t, s, err)
+}
+
+func planOf(t *testing.T, s *Study, err error) *Plan {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
