@@ -320,6 +320,15 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
+// ShellWord is s as one word of a POSIX shell command: as it is when it
+// has no character the shell treats specially, else quoted (shellQuote).
+func ShellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,/+:=@%") == "" {
+		return s
+	}
+	return shellQuote(s)
+}
+
 func batchScript(s *Study, studyPath, workDir, exe, subDir string, job SlurmJob, limit time.Duration, opt SlurmOptions) string {
 	c := opt.Config
 	var b strings.Builder

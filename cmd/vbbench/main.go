@@ -114,7 +114,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	lanes := gpusFlag(fs)
 	hold := fs.Duration("hold", 0, "split the study into holds of this length (a GPU lent for a fixed time, e.g. 27m), each trial whole, sharing an anchor variant")
 	anchor := fs.String("anchor", "", "with --hold: the anchor variant, run in every hold (default: the first torch-baseline variant with kv_policy oracle, else the first variant)")
-	anchorRates := fs.String("anchor-rates", "", "with --hold: the anchor's rates in the holds without its whole ladder, each one of its ladder's (default: its lowest and the one at index len/2)")
+	anchorRates := fs.Float64Slice("anchor-rates", nil, "with --hold: the anchor's rates in the holds without its whole ladder, each one of its ladder's, e.g. 5.2,11 (default: its lowest and the one at index len/2)")
 	splitDir := fs.String("split-holds", "", "with --hold: write one study file per hold into this directory, DIR/<study name>-holdN.toml")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -143,14 +143,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *hold > 0 {
 		var rates []float64
 		if fs.Changed("anchor-rates") {
-			rates = []float64{} // given: checked even when empty
-			for _, f := range strings.Split(*anchorRates, ",") {
-				r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-				if err != nil {
-					return cli.Usagef("--anchor-rates %q: want rates in req/s such as 5.2,11", *anchorRates)
-				}
-				rates = append(rates, r)
-			}
+			rates = append([]float64{}, *anchorRates...) // given: checked even when empty
 		}
 		if split, err = p.SplitHolds(*hold, *anchor, rates); err != nil {
 			if !*asJSON {
@@ -216,17 +209,9 @@ func holdCommand(fs *pflag.FlagSet, split *bench.HoldSplit, dir, study string) s
 	args = append(args, "--hold", split.Hold.String(), "--anchor", split.Anchor, "--anchor-rates", strings.Join(rates, ","),
 		"--split-holds", filepath.Clean(dir), study)
 	for i, a := range args {
-		args[i] = shellWord(a)
+		args[i] = bench.ShellWord(a)
 	}
 	return strings.Join(args, " ")
-}
-
-// shellWord quotes a for a POSIX shell when it needs it.
-func shellWord(a string) string {
-	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,/+:=@%") == "" {
-		return a
-	}
-	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -326,7 +326,7 @@ func TestPlanHoldErrors(t *testing.T) {
 		{[]string{"plan", "--anchor", "torch-oracle", dense}, cli.ExitUsage, "", "--anchor needs --hold"},
 		{[]string{"plan", "--split-holds", dir, dense}, cli.ExitUsage, "", "--split-holds needs --hold"},
 		{[]string{"plan", "--hold", "-5m", dense}, cli.ExitUsage, "", "--hold -5m0s: want a positive duration"},
-		{[]string{"plan", "--hold", "27m", "--anchor-rates", "5.2,x", dense}, cli.ExitUsage, "", `--anchor-rates "5.2,x": want rates in req/s such as 5.2,11`},
+		{[]string{"plan", "--hold", "27m", "--anchor-rates", "5.2,x", dense}, cli.ExitUsage, "", `invalid argument "5.2,x" for "--anchor-rates"`},
 		{[]string{"plan", "--hold", "27m", "--anchor", "torch-nope", dense}, cli.ExitFailure, "plan ok",
 			`anchor "torch-nope" is not a variant of the study; its variants: torch-max, torch-pow2, torch-oracle, vllm-page, vllm-page+flash, vllm-all-opt`},
 		{[]string{"plan", "--hold", "27m", "--anchor-rates", "5.2,6.5", dense}, cli.ExitFailure, "",
