@@ -227,7 +227,8 @@ func capturesUnder(dir string, skipUnfinished bool) (found, left []string) {
 
 // unfinishedTrial is the status of a vbbench trial folder (one with a
 // status.json and a capture/ folder) that did not finish: anything but ok
-// and early-stopped; "" for a finished trial or another folder.
+// and early-stopped (bench.StatusOK, bench.StatusEarlyStopped, which this
+// package cannot import); "" for a finished trial or another folder.
 func unfinishedTrial(dir string) string {
 	if _, err := os.Stat(filepath.Join(dir, "capture")); err != nil {
 		return ""

@@ -116,6 +116,25 @@ fi
 vbbench plan "$STUDY" > "$OUT/plan.txt" 2>&1
 name=$(basename "$STUDY" .toml)
 
+# The results tree without captures, and each finished trial's captures
+# once, in their own tarball, at most $1 of them this call (a call returns
+# at most 8 files; h200_hold.sh collects any number in parts): the trials
+# not sent yet. Finished: status ok or early-stopped (bench.StatusOK,
+# bench.StatusEarlyStopped).
+send_results() {
+  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
+  mkdir -p "$STATE/sent"
+  local n=0 st d id
+  for st in $(find results -name status.json 2>/dev/null | sort); do
+    d=$(dirname "$st"); id=$(basename "$d")
+    grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
+    [ -f "$STATE/sent/$id" ] && continue
+    [ $n -ge "$1" ] && { log "more trials' captures wait for the next call"; break; }
+    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
+    n=$((n + 1))
+  done
+}
+
 # 3. The work.
 case $MODE in
 probe)
@@ -167,19 +186,7 @@ run)
     elif [ -f "$m.failed1" ]; then touch "$m.failed2"
     else touch "$m.failed1"; fi
   done < "$OUT/trials.txt"
-  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
-  # Each finished trial's captures come back once, in their own tarball (a
-  # call returns at most 8 files, each under 16 MiB): the trials not sent yet.
-  mkdir -p "$STATE/sent"
-  n=0
-  for st in $(find results -name status.json 2>/dev/null | sort); do
-    d=$(dirname "$st"); id=$(basename "$d")
-    grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
-    [ -f "$STATE/sent/$id" ] && continue
-    [ $n -ge 6 ] && { log "more trials' captures wait for the next call"; break; }
-    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
-    n=$((n + 1))
-  done
+  send_results 6
   ;;
 runall)
   # The whole study in one vbbench run, its trials on GPU lanes (GPUS, e.g.
@@ -191,15 +198,7 @@ runall)
   # shellcheck disable=SC2086
   timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --resume ${GPUS:+--gpus "$GPUS"} "$STUDY" < /dev/null >> "$OUT/run.log" 2>&1
   log "run: exit $? after $(( $(date +%s) - t ))s"
-  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
-  # Each finished trial's captures, once (as MODE=run sends them).
-  mkdir -p "$STATE/sent"
-  for st in $(find results -name status.json 2>/dev/null | sort); do
-    d=$(dirname "$st"); id=$(basename "$d")
-    grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
-    [ -f "$STATE/sent/$id" ] && continue
-    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
-  done
+  send_results 1000
   ;;
 *) log "MODE=$MODE: want probe, run, runall or install"; exit 2 ;;
 esac
