@@ -25,9 +25,6 @@ func (p *Plan) BudgetAdvice() []string {
 	if p.Estimate <= budget || len(p.Trials) == 0 {
 		return nil
 	}
-	wall := func(trials []Trial, gpus []string) time.Duration {
-		return project(trials, gpus, nil, func(t Trial) time.Duration { return t.Estimate }).Wall
-	}
 	var out []string
 
 	// Trim ladders.
@@ -66,6 +63,12 @@ func (p *Plan) BudgetAdvice() []string {
 	return out
 }
 
+// wall is the wall time of trials on gpus by their estimates and the lane
+// placement of the plan's own projection.
+func wall(trials []Trial, gpus []string) time.Duration {
+	return project(trials, gpus, nil, func(t Trial) time.Duration { return t.Estimate }).Wall
+}
+
 // ladderAdvice says which top rates to drop from trials' ladders for their
 // wall time on gpus to fit budget: the top rate of the trial with the most
 // levels left (the highest top rate among equals), from every repetition of
@@ -74,16 +77,13 @@ func (p *Plan) BudgetAdvice() []string {
 // the plan's own. It returns "" when nothing needs to go or when even one
 // level per trial does not fit.
 func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Duration) string {
-	wall := func(trials []Trial) time.Duration {
-		return project(trials, gpus, nil, func(t Trial) time.Duration { return t.Estimate }).Wall
-	}
 	trials = slices.Clone(trials)
 	for i := range trials {
 		trials[i].Rates = slices.Clone(trials[i].Rates)
 	}
 	dropped := map[string][]float64{}
 	levels := 0
-	for est := wall(trials); est > budget; est = wall(trials) {
+	for est := wall(trials, gpus); est > budget; est = wall(trials, gpus) {
 		best := -1
 		for i, t := range trials {
 			if len(t.Rates) <= 1 {
@@ -132,5 +132,5 @@ func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Dura
 		n += fmt.Sprintf(" (%d levels with the repetitions)", levels)
 	}
 	return fmt.Sprintf("trim the ladders by %s → ≈%s: drop %s (level length stays %s; `vbbench probe` shows which rates bracket each knee)",
-		n, roundDur(wall(trials)), strings.Join(what, ", "), run.Duration.D())
+		n, roundDur(wall(trials, gpus)), strings.Join(what, ", "), run.Duration.D())
 }

@@ -260,7 +260,7 @@ func (h *HoldSplit) holdOf(trials []Trial, i, j int) (hd Hold, ok bool) {
 	for k, t := range hd.Trials {
 		ts[k] = t.Trial
 	}
-	hd.Estimate = project(ts, h.Plan.GPUs, nil, func(t Trial) time.Duration { return t.Estimate }).Wall
+	hd.Estimate = wall(ts, h.Plan.GPUs)
 	return hd, true
 }
 
@@ -301,9 +301,6 @@ func (h *HoldSplit) splitRep(trials []Trial) ([]Hold, error) {
 			}
 		}
 	}
-	if fewest[0] >= none {
-		return nil, fmt.Errorf("bench: no split into holds of %s found", h.Hold) // not reached: single trials fit
-	}
 	var out []Hold
 	for i := 0; i < n; {
 		for j := n; j > i; j-- {
@@ -329,7 +326,7 @@ func (h *HoldSplit) tooLong(hd Hold) error {
 	msg := fmt.Sprintf("bench: trial %d (%s) takes ≈%s%s, over the hold of %s by %s",
 		t.Index+1, t.Key(), toSecond(t.Estimate), with, h.Hold, toSecond(hd.Estimate-h.Hold))
 	switch {
-	case anchor >= h.Hold:
+	case anchor > h.Hold:
 		msg += "; the anchor trial alone does not fit: fewer anchor rates, or a longer hold"
 	default:
 		if a := ladderAdvice([]Trial{t}, h.Plan.GPUs, h.Plan.Study.Run, h.Hold-anchor); a != "" {
@@ -395,7 +392,9 @@ func plural(n int, noun string) string {
 // holdFileName is the file of hold n: <study name>-hold<n>.toml, the name
 // made safe for a path.
 func (h *HoldSplit) holdFileName(n int) string {
-	return SanitizeName(h.Plan.Study.Name+"-hold"+strconv.Itoa(n)) + ".toml"
+	// The suffix after sanitizing: SanitizeName shortens a long name, which
+	// would cut "-holdN" off and give every hold one file.
+	return SanitizeName(h.Plan.Study.Name) + "-hold" + strconv.Itoa(n) + ".toml"
 }
 
 // WriteStudies writes one study file per hold into dir (made if missing),
@@ -478,6 +477,14 @@ func (h *HoldSplit) studyText(hd Hold, command string) ([]byte, error) {
 	}
 	if s.Run.Repetitions > 1 {
 		run["repetitions"] = int64(1)
+	}
+	// The GPU lanes the split was estimated on (--gpus overrides the file's
+	// run.gpus): the hold file runs on the same, or its estimate is not the
+	// hold's.
+	if len(h.Plan.GPUs) > 0 {
+		run["gpus"] = strings.Join(h.Plan.GPUs, ",")
+	} else {
+		delete(run, "gpus")
 	}
 	// The hold's variants per model, and the models that run anchor trials.
 	vars := map[string][]string{}

@@ -644,3 +644,52 @@ func anchorEstimate(t *testing.T, h *HoldSplit, i int) time.Duration {
 	t.Fatalf("hold %d has no anchor trial", i+1)
 	return 0
 }
+
+// TestHoldFileNamesLongStudy: a study name too long for a file name is
+// shortened before the hold number is added, so each hold keeps a file of
+// its own (the number was cut off once, and every hold wrote one file).
+func TestHoldFileNamesLongStudy(t *testing.T) {
+	long := strings.Repeat("n", 98)
+	p := planText(t, strings.Replace(denseText, `name = "dense"`, `name = "`+long+`"`, 1))
+	h, err := p.SplitHolds(27*time.Minute, "", nil)
+	if err != nil || len(h.Holds) < 2 {
+		t.Fatalf("split: %v, %d holds; want several", err, len(h.Holds))
+	}
+	files, err := h.WriteStudies(t.TempDir(), "cmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, f := range files {
+		if seen[f] || !strings.HasSuffix(f, fmt.Sprintf("-hold%d.toml", i+1)) {
+			t.Errorf("hold %d's file %s: repeated or without its number (%q)", i+1, f, files)
+		}
+		seen[f] = true
+	}
+}
+
+// TestHoldFilesKeepGPULanes: a split estimated on GPU lanes (--gpus, which
+// overrides the file's run.gpus) writes those lanes into each hold file, so
+// the file plans on them and fits its hold as the split said.
+func TestHoldFilesKeepGPULanes(t *testing.T) {
+	s, err := ParseStudy(denseText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Run.GPUs = GPUList{"0", "1"}
+	p := planOf(t, s, nil)
+	h, err := p.SplitHolds(10*time.Minute, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := h.WriteStudies(t.TempDir(), "cmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files {
+		hp := planFile(t, f)
+		if !slices.Equal(hp.GPUs, []string{"0", "1"}) || hp.Estimate != h.Holds[i].Estimate || hp.Estimate > 10*time.Minute {
+			t.Errorf("%s plans on lanes %v at ≈%s; the split said ≈%s on 0,1 within 10m", f, hp.GPUs, hp.Estimate, h.Holds[i].Estimate)
+		}
+	}
+}
