@@ -574,6 +574,9 @@ type Saturation struct {
 	// saturation rate may be higher).
 	Over  bool `json:"over"`
 	Never bool `json:"never_saturated"`
+	// Next is the first measured rate not sustained (the lowest one when
+	// Over; 0 when Never): the knee lies between Rate (0 when Over) and it.
+	Next float64 `json:"next_rate,omitempty"`
 	// Limit says why the next level is not sustained ("" when Never).
 	Limit string `json:"limit,omitempty"`
 }
@@ -614,6 +617,24 @@ func SaturationAt(aggs []*Aggregate, threshold float64) []Saturation {
 	return saturation(aggs, threshold)
 }
 
+// RateRatio is x's sustained rate over y's and what the number is: bound
+// "" when both crossed the threshold (as exact as their ladders), "≥" a
+// lower bound (x never crossed it), "≤" an upper bound (y never did). ok
+// is false when no ratio means anything: either sustained none of its
+// rates, or neither crossed.
+func RateRatio(x, y Saturation) (ratio float64, bound string, ok bool) {
+	if x.Over || y.Over || !(y.Rate > 0) || x.Never && y.Never {
+		return 0, "", false
+	}
+	switch {
+	case x.Never:
+		bound = "≥"
+	case y.Never:
+		bound = "≤"
+	}
+	return x.Rate / y.Rate, bound, true
+}
+
 func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 	var out []Saturation
 	byVariant := map[string][]*Aggregate{}
@@ -633,7 +654,7 @@ func saturation(aggs []*Aggregate, threshold float64) []Saturation {
 		s := Saturation{Variant: v, Rate: math.NaN(), NormLatency: math.NaN()}
 		for _, a := range as {
 			if ok, why := Sustains(a, threshold); !ok {
-				s.Limit = why
+				s.Limit, s.Next = why, a.Rate
 				break
 			}
 			s.Rate, s.Level, s.NormLatency = a.Rate, a.Level, a.NormLatencyWithCut.Mean

@@ -62,14 +62,15 @@ func SaturationLines(res *analyze.Result) []string {
 		return append(out, fmt.Sprintf("no variant crossed %s s/token, so no ratio: measure higher rates (vbbench probe suggests them)", thr))
 	}
 	for _, s := range res.Saturation {
-		if s.Variant == ref.Variant || s.Over || ref.Rate <= 0 {
+		r, bound, ok := analyze.RateRatio(s, ref)
+		if s.Variant == ref.Variant || !ok {
 			continue
 		}
 		atLeast := ""
-		if s.Never {
+		if bound == "≥" {
 			atLeast = "at least "
 		}
-		out = append(out, fmt.Sprintf("%s sustains %s%.1f× the request rate of %s at %s s/token", s.Variant, atLeast, s.Rate/ref.Rate, ref.Variant, thr))
+		out = append(out, fmt.Sprintf("%s sustains %s%.1f× the request rate of %s at %s s/token", s.Variant, atLeast, r, ref.Variant, thr))
 	}
 	return out
 }

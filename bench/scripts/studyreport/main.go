@@ -26,6 +26,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,13 +107,14 @@ func run(ctx context.Context, args []string) error {
 		holds = append(holds, h)
 	}
 	var caps []string
-	seen := map[string]int{} // trial directory → the run that listed it
+	seen := map[string]int{} // trial (its label: the directory's name) → the run that listed it
 	for _, h := range holds {
 		for _, t := range h.trials {
-			if n, dup := seen[t.dir]; dup {
-				return fmt.Errorf("trial %s is in run %d and run %d: give each run of a hold its own results tree, or its trials count twice", t.dir, n, h.n)
+			id := filepath.Base(t.dir) // however the path was spelled
+			if n, dup := seen[id]; dup {
+				return fmt.Errorf("trial %s is in run %d and run %d: give each run of a hold its own results tree, or its trials count twice", id, n, h.n)
 			}
-			seen[t.dir] = h.n
+			seen[id] = h.n
 			for _, l := range t.Levels {
 				caps = append(caps, filepath.Join(t.dir, l.Capture))
 			}
@@ -384,16 +386,9 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		{"vllm-page+flash", "vllm-page"}, {"vllm-all-opt", "vllm-page+flash"}} {
 		x, okx := sat[r[0]]
 		y, oky := sat[r[1]]
-		if !okx || !oky || y.Rate <= 0 || x.Over || y.Over {
+		ratio, bound, ok := analyze.RateRatio(x, y)
+		if !okx || !oky || !ok {
 			continue
-		}
-		bound := ""
-		if x.Never && !y.Never {
-			bound = "≥ "
-		} else if y.Never && !x.Never {
-			bound = "≤ "
-		} else if x.Never && y.Never {
-			bound = "? "
 		}
 		pr := "-"
 		if paper != nil {
@@ -404,9 +399,12 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 				pr = fmt.Sprintf("%.1f×", a/b)
 			}
 		}
-		fmt.Fprintf(&b, "| %s / %s | %s%.2f× | %s |\n", r[0], r[1], bound, x.Rate/y.Rate, pr)
+		if bound != "" {
+			bound += " "
+		}
+		fmt.Fprintf(&b, "| %s / %s | %s%.2f× | %s |\n", r[0], r[1], bound, ratio, pr)
 	}
-	b.WriteString("\n\"≥\": the numerator never crossed the threshold (its highest rate sustained), so the ratio is a lower bound; \"?\" neither did.\n")
+	b.WriteString("\n\"≥\": the numerator never crossed the threshold (its highest rate sustained), so the ratio is a lower bound; \"≤\": the denominator never did, an upper bound. Pairs where neither crossed it, or either sustained none of its rates, have no row.\n")
 
 	// The paper's ordering.
 	b.WriteString("\n## The paper's ordering: paged > oracle > pow2 > max\n\n| measure | max | pow2 | oracle | paged (vllm-page) | reproduced |\n|---|---:|---:|---:|---:|---|\n")
@@ -469,9 +467,9 @@ func satInterval(s analyze.Saturation) interval {
 	case s.Never:
 		return interval{s.Rate, math.Inf(1)}
 	case s.Over:
-		return interval{0, s.Rate}
+		return interval{0, s.Next} // Rate is NaN: none was sustained
 	}
-	return interval{s.Rate, s.Rate}
+	return interval{s.Rate, s.Next} // the knee lies before the next measured rate
 }
 
 // ciInterval is mean ± the 95% half-width (the mean alone for one run).
@@ -498,7 +496,7 @@ func verdict(xs []interval) string {
 		switch {
 		case xs[i].hi <= xs[i-1].lo:
 			return "**no**"
-		case !(xs[i].lo > xs[i-1].hi):
+		case !(xs[i].lo >= xs[i-1].hi): // a knee's interval [rate, next rate) excludes its end
 			out = "undecided (bounds or CIs overlap)"
 		}
 	}
@@ -524,36 +522,53 @@ func anchorDrift(anchor string, holds []*hold, res *analyze.Result) string {
 			runOf[filepath.Base(t.dir)] = h.n
 		}
 	}
-	byRate := map[float64][]*analyze.Group{}
+	byLevel := map[string][]*analyze.Group{}
+	var levels []string
 	for _, g := range res.Groups {
 		if g.Variant == anchor {
-			byRate[g.Rate] = append(byRate[g.Rate], g)
+			if _, ok := byLevel[g.Level]; !ok {
+				levels = append(levels, g.Level)
+			}
+			byLevel[g.Level] = append(byLevel[g.Level], g)
 		}
 	}
-	var rates []float64
-	for r, gs := range byRate {
-		if len(gs) > 1 {
-			rates = append(rates, r)
+	// Only the levels that two hold runs measured (repetitions inside one
+	// run are not drift between holds).
+	levels = slices.DeleteFunc(levels, func(l string) bool {
+		runs := map[int]bool{}
+		for _, g := range byLevel[l] {
+			runs[runOf[g.Trial]] = true
 		}
-	}
-	sort.Float64s(rates)
+		return len(runs) < 2
+	})
+	slices.SortFunc(levels, func(x, y string) int {
+		return analyze.CompareLevels(x, byLevel[x][0].Rate, y, byLevel[y][0].Rate)
+	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## Drift between holds: the anchor %s\n\n", anchor)
-	if len(rates) == 0 {
+	if len(levels) == 0 {
 		b.WriteString("No rate of the anchor was measured by more than one hold run.\n")
 		return b.String()
 	}
+	num := func(v float64, prec int, scale float64, unit string) string {
+		if math.IsNaN(v) {
+			return "-"
+		}
+		return fmt.Sprintf("%.*f%s", prec, v*scale, unit)
+	}
 	b.WriteString("| rate | run | norm latency | Δ | TPOT mean | Δ | batched | Δ |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, r := range rates {
-		gs := byRate[r]
-		sort.Slice(gs, func(i, j int) bool { return runOf[gs[i].Trial] < runOf[gs[j].Trial] })
+	for _, l := range levels {
+		gs := byLevel[l]
+		slices.SortStableFunc(gs, func(x, y *analyze.Group) int {
+			return cmp.Or(cmp.Compare(runOf[x.Trial], runOf[y.Trial]), cmp.Compare(x.Trial, y.Trial))
+		})
 		base := gs[0]
 		for _, g := range gs {
-			fmt.Fprintf(&b, "| %g | %d | %.4f | %s | %.1f ms | %s | %.1f | %s |\n", r, runOf[g.Trial], g.NormLatencyWithCut.Mean, delta(g.NormLatencyWithCut.Mean, base.NormLatencyWithCut.Mean),
-				1000*g.TPOT.Mean, delta(g.TPOT.Mean, base.TPOT.Mean), g.Running, delta(g.Running, base.Running))
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", l, runOf[g.Trial], num(g.NormLatencyWithCut.Mean, 4, 1, ""), delta(g.NormLatencyWithCut.Mean, base.NormLatencyWithCut.Mean),
+				num(g.TPOT.Mean, 1, 1000, " ms"), delta(g.TPOT.Mean, base.TPOT.Mean), num(g.Running, 1, 1, ""), delta(g.Running, base.Running))
 		}
 	}
-	b.WriteString("\nΔ: the change from the first run that measured the rate.\n")
+	b.WriteString("\nΔ: the change from the first run (in argument order) that measured the rate.\n")
 	return b.String()
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/bench"
 	"github.com/vbench/vbench/capture"
 	"github.com/vbench/vbench/internal/testbin"
@@ -156,6 +157,16 @@ func TestStudyReport(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is in run 1 and run 2") {
 		t.Errorf("a results tree given twice: %v", err)
 	}
+	// Also spelled two ways.
+	file, tree, _ := strings.Cut(args[1], "=")
+	rel, rerr := filepath.Rel(".", tree)
+	if rerr != nil {
+		rel = tree + "/."
+	}
+	err = run(context.Background(), []string{"-out", filepath.Join(dir, "twice2"), "-workload", "sharegpt", args[1], file + "=" + rel + "/"})
+	if err == nil || !strings.Contains(err.Error(), "is in run 1 and run 2") {
+		t.Errorf("a results tree given twice, spelled two ways: %v", err)
+	}
 
 	// A damaged capture: the report is still written, says what was lost,
 	// and the run ends in capture.ErrDamaged, as vbanalyze does.
@@ -218,9 +229,22 @@ func TestVerdict(t *testing.T) {
 		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {10, 14}, {13, 17}}, "undecided (bounds or CIs overlap)"},
 		{[]interval{{4.8, 4.8}, {9.3, 9.3}, {12, inf}, {10, 11}}, "**no**"},
 		{[]interval{{4.8, 4.8}, {nan, nan}, {12, 12}, {15, 15}}, "not all measured"},
+		// Knees known only between two measured rates: [4.8, 6) and [6, 8) rise.
+		{[]interval{{4.8, 6}, {6, 8}, {12, 15}, {15, inf}}, "yes"},
+		{[]interval{{4.8, 9}, {6, 8}, {12, 15}, {15, inf}}, "undecided (bounds or CIs overlap)"},
 	} {
 		if got := verdict(tt.xs); got != tt.want {
 			t.Errorf("verdict(%v) = %q; want %q", tt.xs, got, tt.want)
 		}
+	}
+	// A variant that sustained none of its rates lies below its lowest one
+	// (its Rate is NaN): paged that sustained nothing under 4 is "no", not
+	// undecided.
+	over := satInterval(analyze.Saturation{Rate: nan, Over: true, Next: 4})
+	if over != (interval{0, 4}) {
+		t.Errorf("satInterval(over, next 4) = %v; want [0, 4]", over)
+	}
+	if got := verdict([]interval{{1, 2}, {2, 3}, {5, 6}, over}); got != "**no**" {
+		t.Errorf("verdict with paged below its lowest rate 4 and oracle at 5: %q; want **no**", got)
 	}
 }
