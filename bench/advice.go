@@ -128,6 +128,9 @@ func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Dura
 		what = append(what, fmt.Sprintf("%s %v", k, rs))
 	}
 	n := fmt.Sprintf("%d rates", rates)
+	if rates == 1 {
+		n = "1 rate"
+	}
 	if levels != rates {
 		n += fmt.Sprintf(" (%d levels with the repetitions)", levels)
 	}

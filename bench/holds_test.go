@@ -291,7 +291,7 @@ func TestSplitHoldsErrors(t *testing.T) {
 		// vllm-page ≈8m5s and the anchor ≈4m20s: 25 s over 12 min; one
 		// level less fits. torch-oracle runs whole, with no anchor trial.
 		{12 * time.Minute, "", nil, []string{
-			"trial 4 (llama-3-8b-dummy/vllm-page/rep1) takes ≈8m5s, and with the anchor trial its hold also runs (torch-oracle at [5.2, 11], ≈4m20s) ≈12m25s, over the hold of 12m0s by 25s; trim the ladders by 1 rates → ≈6m40s: drop llama-3-8b-dummy/vllm-page [13]",
+			"trial 4 (llama-3-8b-dummy/vllm-page/rep1) takes ≈8m5s, and with the anchor trial its hold also runs (torch-oracle at [5.2, 11], ≈4m20s) ≈12m25s, over the hold of 12m0s by 25s; trim the ladders by 1 rate → ≈6m40s: drop llama-3-8b-dummy/vllm-page [13]",
 			"trial 6 (llama-3-8b-dummy/vllm-all-opt/rep1)", "by 45s"}},
 		{4 * time.Minute, "", nil, []string{"trial 1 (llama-3-8b-dummy/torch-max/rep1)", "the anchor trial alone does not fit: fewer anchor rates, or a longer hold"}},
 		{2 * time.Minute, "torch-max", []float64{2.2}, []string{"trial 1 (llama-3-8b-dummy/torch-max/rep1) takes ≈7m10s, over the hold of 2m0s by 5m10s; not even one of its levels fits"}},

@@ -335,7 +335,7 @@ func TestPlanHoldErrors(t *testing.T) {
 		{[]string{"plan", "--hold", "12m", "--split-holds", dir, dense}, cli.ExitFailure, "",
 			"trial 1 (llama-3-8b-dummy/torch-max/rep1) takes ≈9m11s, and with the anchor trial its hold also runs (torch-oracle at ["},
 		{[]string{"plan", "--hold", "12m", "--split-holds", dir, dense}, cli.ExitFailure, "",
-			"≈4m25s) ≈13m36s, over the hold of 12m0s by 1m36s; trim the ladders by 1 rates → ≈6m2s: drop llama-3-8b-dummy/torch-max ["},
+			"≈4m25s) ≈13m36s, over the hold of 12m0s by 1m36s; trim the ladders by 1 rate → ≈6m2s: drop llama-3-8b-dummy/torch-max ["},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(tt.args...)
