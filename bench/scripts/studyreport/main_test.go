@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/bench"
@@ -150,6 +152,71 @@ func TestStudyReport(t *testing.T) {
 	}
 	if strings.Contains(md, "NaN") {
 		t.Errorf("report.md has NaN")
+	}
+
+	// Each trial's planned and actual time, its start-up from meta.json.
+	if !regexp.MustCompile(`(?m)^\| 1 \| sim/torch-max rep 1 \| 8 \| [0-9]+ s \| [0-9ms]+ \| [0-9.ms]+ \| [+-][0-9]+% \|$`).MatchString(md) {
+		t.Errorf("report.md lacks hold 1's torch-max row in the per-trial table")
+	}
+
+	// A trial finished twice (a repeated run into the same tree): the later
+	// attempt counts and the earlier is named; a planned trial with no
+	// finished attempt is listed as not run.
+	olds, _ := filepath.Glob(filepath.Join(dir, "results-dense-hold1", "sim", "torch-max", "*"))
+	if len(olds) != 1 {
+		t.Fatalf("hold 1's torch-max trials: %v", olds)
+	}
+	again := olds[0] + "-again"
+	if out, err := exec.Command("cp", "-a", olds[0], again).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	var st map[string]any
+	b, err = os.ReadFile(filepath.Join(again, "status.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"started", "ended"} {
+		tm, err := time.Parse(time.RFC3339Nano, st[k].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st[k] = tm.Add(time.Hour).Format(time.RFC3339Nano)
+	}
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(again, "status.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file1, _, _ := strings.Cut(args[0], "=")
+	if err := os.WriteFile(file1, []byte(holdStudy("dense-hold1", filepath.Join(dir, "results-dense-hold1"), tracePath, strings.Replace(hold1Variants,
+		`variants = ["torch-max", "torch-pow2", "torch-oracle"]`, `variants = ["torch-max", "torch-pow2", "torch-oracle", "vllm-all-opt"]`, 1)+`[variants.vllm-all-opt]
+preset = "sim-paged"
+sim_speed = 20
+rates = [8]
+`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out3 := filepath.Join(dir, "again")
+	if err := run(context.Background(), append([]string{"-out", out3, "-workload", "sharegpt"}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	b, err = os.ReadFile(filepath.Join(out3, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md3 := string(b)
+	if !regexp.MustCompile(`(?m)^\| 1 \| .*dense-hold1\.toml` + "`" + ` \| .* \| 3 \| .* \| sim/vllm-all-opt rep 1 \|$`).MatchString(md3) {
+		t.Errorf("the hold table does not list the trial not run:\n%s", md3)
+	}
+	if !strings.Contains(md3, "Left out, an earlier finished attempt of a trial that finished again: "+olds[0]+".") {
+		t.Errorf("the earlier attempt is not named:\n%s", md3)
+	}
+	if n := strings.Count(md3, "| 1 | sim/torch-max rep 1 |"); n != 1 {
+		t.Errorf("torch-max has %d rows in the per-trial table, want 1 (the later attempt)", n)
 	}
 
 	// The same results tree given for two runs would count its trials twice.
