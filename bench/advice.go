@@ -28,7 +28,7 @@ func (p *Plan) BudgetAdvice() []string {
 	var out []string
 
 	// Trim ladders.
-	if a := ladderAdvice(p.Trials, p.GPUs, p.Study.Run, budget); a != "" {
+	if a := ladderAdvice(p.Trials, p.GPUs, p.Study.Run, budget, p.measured); a != "" {
 		out = append(out, a)
 	}
 
@@ -73,10 +73,10 @@ func wall(trials []Trial, gpus []string) time.Duration {
 // wall time on gpus to fit budget: the top rate of the trial with the most
 // levels left (the highest top rate among equals), from every repetition of
 // its model × variant, one at a time; each trial keeps at least one rate.
-// The estimate it names comes from trialEstimate and the lane placement, as
-// the plan's own. It returns "" when nothing needs to go or when even one
+// The estimate it names comes from the plan's estimate (m's measurements,
+// else trialEstimate) and the lane placement, as the plan's own. It returns "" when nothing needs to go or when even one
 // level per trial does not fit.
-func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Duration) string {
+func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Duration, m *Measured) string {
 	trials = slices.Clone(trials)
 	for i := range trials {
 		trials[i].Rates = slices.Clone(trials[i].Rates)
@@ -104,7 +104,7 @@ func ladderAdvice(trials []Trial, gpus []string, run RunConfig, budget time.Dura
 			u := &trials[i]
 			if u.Model.Name == t.Model.Name && u.Variant.Name == t.Variant.Name && len(u.Rates) > 1 && u.Rates[len(u.Rates)-1] == top {
 				u.Rates = u.Rates[:len(u.Rates)-1]
-				u.Estimate = trialEstimate(u.Variant.Spec, run, u.Rates, typicalDrainFor(u.Variant.Spec), u.Variant.Saturation)
+				u.Estimate, u.Measured = m.estimate(*u, run)
 				levels++
 			}
 		}

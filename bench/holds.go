@@ -221,7 +221,7 @@ func (h *HoldSplit) setAnchor(name string, rates []float64) error {
 func (h *HoldSplit) anchorTrial(whole Trial) HoldTrial {
 	t := whole
 	t.Rates = slices.Clone(h.AnchorRates)
-	t.Estimate = trialEstimate(t.Variant.Spec, h.Plan.Study.Run, t.Rates, typicalDrainFor(t.Variant.Spec), t.Variant.Saturation)
+	t.Estimate, t.Measured = h.Plan.measured.estimate(t, h.Plan.Study.Run)
 	t.Start, t.GPUs = 0, nil
 	return HoldTrial{Trial: t, Anchor: true}
 }
@@ -329,7 +329,7 @@ func (h *HoldSplit) tooLong(hd Hold) error {
 	case anchor > h.Hold:
 		msg += "; the anchor trial alone does not fit: fewer anchor rates, or a longer hold"
 	default:
-		if a := ladderAdvice([]Trial{t}, h.Plan.GPUs, h.Plan.Study.Run, h.Hold-anchor); a != "" {
+		if a := ladderAdvice([]Trial{t}, h.Plan.GPUs, h.Plan.Study.Run, h.Hold-anchor, h.Plan.measured); a != "" {
 			msg += "; " + a
 		} else {
 			msg += "; not even one of its levels fits: a longer hold"

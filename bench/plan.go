@@ -27,8 +27,11 @@ type Trial struct {
 	Rep     int         `json:"rep"`
 	// Rates are the trial's rate levels (Study.RatesFor), low to high.
 	Rates []float64 `json:"rates"`
-	// Estimate is the expected wall time of the trial.
+	// Estimate is the expected wall time of the trial; Measured says it
+	// comes from earlier trials of its model × variant (MakePlanMeasured)
+	// rather than the plan's model.
 	Estimate time.Duration `json:"estimate_ns"`
+	Measured bool          `json:"measured,omitempty"`
 	// Start is when the plan expects the trial to start, from the start of
 	// the run; GPUs are the GPU lanes it is expected on (none without
 	// lanes). The run places trials by the same policy with the real
@@ -70,6 +73,8 @@ type Plan struct {
 	Warnings []string `json:"warnings,omitempty"`
 
 	budgetErr string // the entry of Errors that says the estimate is over budget
+	// measured is the evidence the estimates use (nil: the model alone).
+	measured *Measured
 }
 
 // startupEstimate is the expected start-up of each kind (model load, graph
@@ -121,6 +126,12 @@ const stopEstimate = 15 * time.Second
 // trace against the rates, and estimates the duration. It reads the trace
 // header and asks nvidia-smi; it writes nothing.
 func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
+	return MakePlanMeasured(ctx, s, nil)
+}
+
+// MakePlanMeasured is MakePlan with each trial whose model × variant m has
+// measured estimated from those measurements (Measured); nil m is MakePlan.
+func MakePlanMeasured(ctx context.Context, s *Study, m *Measured) (*Plan, error) {
 	resolved, err := s.Resolve()
 	if err != nil {
 		return nil, err
@@ -152,6 +163,15 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 	if p.TraceReady {
 		p.Errors = append(p.Errors, checkTrace(p.Trace, s.Run, allRates(s, resolved))...)
 	}
+	if m != nil {
+		hash := ""
+		if p.TraceReady {
+			hash = p.Trace.HashHex()
+		}
+		var notes []string
+		p.measured, notes = m.forTrace(hash)
+		p.Warnings = append(p.Warnings, notes...)
+	}
 
 	// The matrix, in run order: model → variant → repetition.
 	usesGPU := false
@@ -171,7 +191,7 @@ func MakePlan(ctx context.Context, s *Study) (*Plan, error) {
 			}
 			for rep := 1; rep <= s.Run.Repetitions; rep++ {
 				t := Trial{Index: len(p.Trials), Model: m, Variant: v, Rep: rep, Rates: s.RatesFor(m, v)}
-				t.Estimate = trialEstimate(v.Spec, s.Run, t.Rates, typicalDrainFor(v.Spec), v.Saturation)
+				t.Estimate, t.Measured = p.measured.estimate(t, s.Run)
 				p.Trials = append(p.Trials, t)
 				p.TrialTime += t.Estimate
 			}
@@ -234,7 +254,7 @@ func (p *Plan) placeOnLanes() []string {
 	}
 	p.Estimate = pr.Wall
 	p.Worst = project(p.Trials, p.GPUs, nil, func(t Trial) time.Duration {
-		return trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.DrainBound(), 0)
+		return max(t.Estimate, trialEstimate(t.Variant.Spec, p.Study.Run, t.Rates, p.Study.Run.DrainBound(), 0))
 	}).Wall
 	return errs.lines("variants")
 }
@@ -492,8 +512,15 @@ func (p *Plan) Print(w io.Writer) {
 			}
 			lane = fmt.Sprintf("gpu %-7s start ≈%-7s ", on, roundDur(max(t.Start, 0)))
 		}
+		if t.Measured {
+			own += "  (measured)"
+		}
 		fmt.Fprintf(w, "  %3d  %-24s %-18s rep %d  %-13s %s≈%-8s (done at ≈%s)%s\n", t.Index+1, t.Model.Name, t.Variant.Name, t.Rep,
 			t.Variant.Spec.Kind, lane, roundDur(t.Estimate), roundDur(max(t.Start, 0)+t.Estimate), own)
+	}
+	if p.measured != nil {
+		fmt.Fprintf(w, "\nmeasured (--measured: %d finished trials; a \"(measured)\" trial's estimate uses these means, and the drain model at rates not measured):\n%s",
+			p.measured.Trials, p.measured)
 	}
 	pct := 100 * float64(p.Estimate) / float64(s.Budget.D())
 	lanes := ""

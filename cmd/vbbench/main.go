@@ -109,7 +109,8 @@ func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
 }
 
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml", stderr)
+	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml", stderr)
+	measuredDirs := fs.StringArray("measured", nil, "estimate each model × variant that finished trials under DIR (a results tree, or a folder above several) from what they took: start-up, engine warm-up and each rate's drain; repeatable")
 	asJSON := fs.Bool("json", false, "print the plan as JSON (with --hold: {\"plan\": …, \"holds\": …})")
 	lanes := gpusFlag(fs)
 	hold := fs.Duration("hold", 0, "split the study into holds of this length (a GPU lent for a fixed time, e.g. 27m), each trial whole, sharing an anchor variant")
@@ -135,7 +136,13 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := lanes(s); err != nil {
 		return err
 	}
-	p, err := bench.MakePlan(ctx, s)
+	var measured *bench.Measured
+	if len(*measuredDirs) > 0 {
+		if measured, err = bench.LoadMeasured(*measuredDirs...); err != nil {
+			return err
+		}
+	}
+	p, err := bench.MakePlanMeasured(ctx, s, measured)
 	if err != nil {
 		return err
 	}
@@ -205,6 +212,11 @@ func holdCommand(fs *pflag.FlagSet, split *bench.HoldSplit, dir, study string) s
 	args := []string{"vbbench", "plan"}
 	if fs.Changed("gpus") {
 		args = append(args, "--gpus", fs.Lookup("gpus").Value.String())
+	}
+	if dirs, err := fs.GetStringArray("measured"); err == nil {
+		for _, d := range dirs {
+			args = append(args, "--measured", filepath.Clean(d))
+		}
 	}
 	args = append(args, "--hold", split.Hold.String(), "--anchor", split.Anchor, "--anchor-rates", strings.Join(rates, ","),
 		"--split-holds", filepath.Clean(dir), study)

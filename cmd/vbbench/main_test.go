@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -345,5 +346,41 @@ func TestPlanHoldErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s was made, though no split wrote a file", dir)
+	}
+}
+
+// TestPlanMeasuredFlag: --measured over the committed H200 runs estimates
+// the variants they measured from them (each marked) and the others from
+// the model; a folder that does not exist is an error that names it.
+func TestPlanMeasuredFlag(t *testing.T) {
+	runs := filepath.Join("..", "..", "docs", "results", "h200-2026-12-03", "runs")
+	code, out, errOut := runCLI("plan", "--measured", runs, filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml"))
+	if code != cli.ExitOK || !strings.Contains(out, "plan ok") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, v := range []string{"torch-oracle", "vllm-page", "vllm-page+flash", "vllm-all-opt"} {
+		if !regexp.MustCompile(`(?m)^ +\d+ +llama-3-8b-dummy +` + regexp.QuoteMeta(v) + ` +rep 1 .*\(measured\)$`).MatchString(out) {
+			t.Errorf("%s is not estimated from its measurements:\n%s", v, out)
+		}
+	}
+	for _, v := range []string{"torch-max", "torch-pow2"} {
+		if regexp.MustCompile(`(?m)^ +\d+ +llama-3-8b-dummy +` + v + ` .*\(measured\)$`).MatchString(out) {
+			t.Errorf("%s was never measured but is marked so:\n%s", v, out)
+		}
+	}
+	// The hold files' header command carries the folders, so the split
+	// can be made again.
+	dir := t.TempDir()
+	code, out, errOut = runCLI("plan", "--measured", runs, "--hold", "27m", "--split-holds", dir, filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml"))
+	if code != cli.ExitOK {
+		t.Fatalf("split: exit %d\n%s\n%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "h200-dense-sharegpt-hold1.toml"))
+	if want := "vbbench plan --measured " + filepath.Clean(runs) + " --hold 27m0s"; err != nil || !strings.Contains(string(b), want) {
+		t.Errorf("the hold file's header lacks %q (%v):\n%.600s", want, err, b)
+	}
+	missing := filepath.Join(t.TempDir(), "none")
+	if code, _, errOut := runCLI("plan", "--measured", missing, filepath.Join("..", "..", "examples", "demo.toml")); code == cli.ExitOK || !strings.Contains(errOut, missing) {
+		t.Errorf("a missing --measured folder: exit %d\n%s", code, errOut)
 	}
 }

@@ -1,0 +1,317 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/replay"
+)
+
+// Measured is what earlier trials took, by model × variant: the evidence
+// `vbbench plan --measured DIR` estimates a trial from instead of the
+// plan's model of a start-up and a level's drain. Its zero value, and nil,
+// know nothing.
+//
+// From each finished trial (status ok or early-stopped) under the given
+// results trees it keeps:
+//   - fixed: the trial's wall time less its replays' (the server's start-up,
+//     its stop, each level's analysis and the gaps between);
+//   - the engine warm-up's wall time;
+//   - each level's drain: the replay's elapsed time past its window, by rate.
+//
+// A trial estimated from it counts the means of these and, for a rate
+// never measured, the plan's drain model; the run settings (window,
+// warm-up, drain bound) are the study's own.
+type Measured struct {
+	cells map[cellKey]*measuredCell
+	// Trials counts the finished trials read; Dirs lists them.
+	Trials int
+	Dirs   []string
+}
+
+// cellKey names a model × variant that replayed one trace (its hash, in
+// hex): drains and start-ups measured on one workload do not stand for
+// another's.
+type cellKey struct{ model, variant, trace string }
+
+// measuredCell is the evidence for one model × variant on one trace.
+type measuredCell struct {
+	fixed, engineWarmup []time.Duration
+	drains              map[float64][]time.Duration
+}
+
+// MeasuredCell summarises what Measured knows of one model × variant.
+type MeasuredCell struct {
+	Trials int
+	// Fixed and EngineWarmup are the means (0: none measured); Drains the
+	// mean drain at each measured rate.
+	Fixed, EngineWarmup time.Duration
+	Drains              map[float64]time.Duration
+}
+
+// LoadMeasured reads every finished trial under roots (results trees, or
+// any folders above them; hidden folders are skipped). A trial whose
+// files do not parse is an error naming the file: an estimate from a
+// partial record would be wrong without saying so. Trials that did not
+// finish are left out.
+func LoadMeasured(roots ...string) (*Measured, error) {
+	m := &Measured{cells: map[cellKey]*measuredCell{}}
+	for _, root := range roots {
+		if _, err := os.Stat(root); err != nil {
+			return nil, fmt.Errorf("measured: %w", err)
+		}
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && path != root && len(d.Name()) > 1 && d.Name()[0] == '.' {
+				return filepath.SkipDir
+			}
+			if d.IsDir() || d.Name() != "status.json" {
+				return nil
+			}
+			return m.addTrial(filepath.Dir(path))
+		})
+		if err != nil {
+			return nil, fmt.Errorf("measured: %w", err)
+		}
+	}
+	sort.Strings(m.Dirs)
+	return m, nil
+}
+
+// addTrial adds one trial directory's evidence (nothing when it did not
+// finish).
+func (m *Measured) addTrial(dir string) error {
+	var st TrialStatus
+	if err := readJSON(filepath.Join(dir, "status.json"), &st); err != nil {
+		return err
+	}
+	if st.Status != StatusOK && st.Status != StatusEarlyStopped || st.Model == "" || st.Variant == "" ||
+		st.Started.IsZero() || !st.Ended.After(st.Started) {
+		return nil
+	}
+	replays := st.Ended.Sub(st.Started)
+	var ew time.Duration
+	trace := ""
+	if st.EngineWarmup != nil {
+		var r replay.Result
+		if err := readJSON(filepath.Join(dir, "replay-"+engineWarmupDir+".json"), &r); err != nil {
+			return err
+		}
+		ew = r.Ended.Sub(r.Started)
+		replays -= ew
+		trace = r.TraceHash
+	}
+	drains := map[float64]time.Duration{}
+	for _, lv := range st.Levels {
+		var r replay.Result
+		if err := readJSON(filepath.Join(dir, "replay-rate-"+lv.Label+".json"), &r); err != nil {
+			return err
+		}
+		if trace == "" {
+			trace = r.TraceHash
+		} else if r.TraceHash != "" && r.TraceHash != trace {
+			return fmt.Errorf("%s: its levels replayed different traces (%.12s, %.12s)", dir, trace, r.TraceHash)
+		}
+		replays -= r.Ended.Sub(r.Started)
+		for _, l := range r.Levels {
+			if !l.Warmup && l.Window > 0 && l.Elapsed > 0 {
+				drains[lv.Rate] = max(l.Elapsed-l.Window, 0)
+			}
+		}
+	}
+	if replays < 0 {
+		return fmt.Errorf("%s: its replays took longer than the trial (clock or record damaged)", dir)
+	}
+	key := cellKey{st.Model, st.Variant, trace}
+	c := m.cells[key]
+	if c == nil {
+		c = &measuredCell{drains: map[float64][]time.Duration{}}
+		m.cells[key] = c
+	}
+	c.fixed = append(c.fixed, replays)
+	if ew > 0 {
+		c.engineWarmup = append(c.engineWarmup, ew)
+	}
+	for rate, d := range drains {
+		c.drains[rate] = append(c.drains[rate], d)
+	}
+	m.Trials++
+	m.Dirs = append(m.Dirs, dir)
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Cell returns what is known of model/variant on the trace of that hash
+// (hex; "" matches any trace when only one was measured). ok is false when
+// nothing, or more than one trace, matches.
+func (m *Measured) Cell(model, variant, trace string) (MeasuredCell, bool) {
+	c := m.cell(model, variant, trace)
+	if c == nil {
+		return MeasuredCell{}, false
+	}
+	out := MeasuredCell{Trials: len(c.fixed), Fixed: mean(c.fixed), EngineWarmup: mean(c.engineWarmup), Drains: map[float64]time.Duration{}}
+	for r, ds := range c.drains {
+		out.Drains[r] = mean(ds)
+	}
+	return out, true
+}
+
+// cell is the evidence for model/variant on trace ("": the one trace it
+// was measured on, nil when there were several).
+func (m *Measured) cell(model, variant, trace string) *measuredCell {
+	if m == nil {
+		return nil
+	}
+	if trace != "" {
+		return m.cells[cellKey{model, variant, trace}]
+	}
+	var found *measuredCell
+	for k, c := range m.cells {
+		if k.model == model && k.variant == variant {
+			if found != nil {
+				return nil
+			}
+			found = c
+		}
+	}
+	return found
+}
+
+// forTrace is the part of m that stands for a study replaying the trace of
+// that hash (hex; "" when the trace is not made yet): each model × variant
+// measured on it, or, with no hash, measured on one trace only. Notes name
+// what is left out. nil when m is.
+func (m *Measured) forTrace(trace string) (*Measured, []string) {
+	if m == nil {
+		return nil, nil
+	}
+	out := &Measured{cells: map[cellKey]*measuredCell{}, Dirs: m.Dirs}
+	var notes []string
+	seen := map[[2]string]bool{}
+	for k := range m.cells {
+		mv := [2]string{k.model, k.variant}
+		if seen[mv] {
+			continue
+		}
+		seen[mv] = true
+		if c := m.cell(k.model, k.variant, trace); c != nil {
+			out.cells[cellKey{k.model, k.variant, trace}] = c
+			out.Trials += len(c.fixed)
+			continue
+		}
+		if trace != "" {
+			notes = append(notes, fmt.Sprintf("--measured: %s/%s was measured on another trace than this study's (%.12s): not used", k.model, k.variant, trace))
+		} else {
+			notes = append(notes, fmt.Sprintf("--measured: %s/%s was measured on several traces and this study's is not made yet: not used (make the trace first)", k.model, k.variant))
+		}
+	}
+	sort.Strings(notes)
+	return out, notes
+}
+
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+// estimate is a trial's expected wall time: from the measurements of its
+// model × variant where there are some (see Measured; m is the view of one
+// trace, forTrace), else the plan's model (trialEstimate). measured says
+// which.
+func (m *Measured) estimate(t Trial, r RunConfig) (d time.Duration, measured bool) {
+	c := m.cell(t.Model.Name, t.Variant.Name, "")
+	if c == nil {
+		return trialEstimate(t.Variant.Spec, r, t.Rates, typicalDrainFor(t.Variant.Spec), t.Variant.Saturation), false
+	}
+	return measuredEstimate(c, t.Variant.Spec, r, t.Rates, t.Variant.Saturation), true
+}
+
+// measuredEstimate is trialEstimate with the measured parts in place of
+// the modelled ones.
+func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []float64, sat float64) time.Duration {
+	d := mean(c.fixed)
+	if r.EngineWarmup.On() {
+		if ew := mean(c.engineWarmup); ew > 0 {
+			d += ew
+		} else {
+			d += engineWarmupEstimate(r, min(typicalDrainFor(spec), r.DrainBound()))
+		}
+	}
+	if r.WarmupMode == replay.WarmupLevel {
+		d += time.Duration(len(rates)) * r.Warmup.D()
+	} else {
+		d += r.Warmup.D()
+	}
+	for _, rate := range rates {
+		drain := typicalDrainFor(spec) + replay.Backlog(rate, sat, r.sending())
+		if ds := c.drains[rate]; len(ds) > 0 {
+			drain = mean(ds)
+		}
+		d += r.Duration.D() + min(r.DrainBound(), drain)
+	}
+	return d
+}
+
+// String lists the cells, one line each: what the estimate uses.
+func (m *Measured) String() string {
+	if m == nil || len(m.cells) == 0 {
+		return "no finished trials"
+	}
+	keys := make([]cellKey, 0, len(m.cells))
+	for k := range m.cells {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.model+"/"+a.variant != b.model+"/"+b.variant {
+			return a.model+"/"+a.variant < b.model+"/"+b.variant
+		}
+		return a.trace < b.trace
+	})
+	var out string
+	for _, k := range keys {
+		c := m.cells[k]
+		rates := make([]float64, 0, len(c.drains))
+		for r := range c.drains {
+			rates = append(rates, r)
+		}
+		sort.Float64s(rates)
+		line := fmt.Sprintf("  %-40s %d trial(s): start-up, stop and analysis ≈%s", k.model+"/"+k.variant, len(c.fixed), roundDur(mean(c.fixed)))
+		if len(c.engineWarmup) > 0 {
+			line += fmt.Sprintf(", engine warm-up ≈%s", roundDur(mean(c.engineWarmup)))
+		}
+		if len(rates) > 0 {
+			line += ", drain"
+			for _, r := range rates {
+				line += fmt.Sprintf(" %s:%s", strconv.FormatFloat(r, 'g', -1, 64), roundDur(mean(c.drains[r])))
+			}
+		}
+		out += line + "\n"
+	}
+	return out
+}
