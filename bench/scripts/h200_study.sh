@@ -33,7 +33,9 @@
 # --duration 12s), EST_TORCH/EST_VLLM (probe: seconds one variant takes,
 # start-up included; defaults 170/310), MARGIN (run: seconds kept beyond a
 # trial's plan estimate; default 45), HOST_SH (default offline/host.sh),
-# VB_BIN (where the binaries are unpacked; default /root/vb), GPUS (runall).
+# VB_BIN (where the binaries are unpacked; default /root/vb), GPUS (runall),
+# PLAN_FLAGS (added to every vbbench plan, e.g. "--measured
+# docs/results/h200-2026-12-03/runs": trial estimates from earlier holds).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -113,7 +115,9 @@ if [ "$MODE" = install ]; then
   log "installed"
   exit 0
 fi
-vbbench plan "$STUDY" > "$OUT/plan.txt" 2>&1
+PLAN_FLAGS=${PLAN_FLAGS:-}
+# shellcheck disable=SC2086 # PLAN_FLAGS is a list of flags
+vbbench plan $PLAN_FLAGS "$STUDY" > "$OUT/plan.txt" 2>&1
 name=$(basename "$STUDY" .toml)
 
 # The results tree without captures, and each finished trial's captures
@@ -165,8 +169,10 @@ run)
   # One trial at a time (vbbench run --trial N --resume), each started only
   # when its plan estimate plus a margin fits in the call's time left: a
   # trial cut by the call's end is re-run whole by the next call, so cutting
-  # one wastes everything it had done.
-  vbbench plan --json "$STUDY" 2>/dev/null |
+  # one wastes everything it had done. A trial that does not fit waits for
+  # the next call; a later, shorter one that fits still runs now.
+  # shellcheck disable=SC2086
+  vbbench plan --json $PLAN_FLAGS "$STUDY" 2>/dev/null |
     python3 -c 'import json, sys; [print(t["index"] + 1, t["estimate_ns"] // 10**9) for t in json.load(sys.stdin)["trials"]]' > "$OUT/trials.txt"
   mkdir -p "$STATE/run-$name"
   while read -r i est; do
@@ -175,7 +181,7 @@ run)
     if [ -f "$m.failed2" ]; then log "trial $i failed twice: skipped (see run.log)"; continue; fi
     if [ "$(left)" -lt $(( est + MARGIN )) ]; then
       log "trial $i: ≈${est}s + ${MARGIN}s margin needed, $(left)s left: next call"
-      break
+      continue
     fi
     t=$(date +%s)
     timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --trial "$i" --resume "$STUDY" "$@" < /dev/null >> "$OUT/run.log" 2>&1
@@ -214,8 +220,9 @@ if [ "${CACHES_OUT:-0}" = 1 ]; then
   done
   if [ ${#dirs[@]} -gt 0 ]; then
     tar -C / -cf - "${dirs[@]}" 2>/dev/null | xz -T0 -6 > "$OUT/compile-caches.tar.xz"
-    mib=$(( $(stat -c %s "$OUT/compile-caches.tar.xz") / 1048576 ))
-    log "caches: ${dirs[*]}: $(du -sh "${dirs[@]/#//}" 2>/dev/null | awk '{print $1}' | tr '\n' ' ')→ ${mib} MiB compressed"
+    bytes=$(stat -c %s "$OUT/compile-caches.tar.xz")
+    mib=$(( bytes / 1048576 ))
+    log "caches: ${dirs[*]}: $(du -sh "${dirs[@]/#//}" 2>/dev/null | awk '{print $1}' | tr '\n' ' ')→ $(( bytes / 1024 )) KiB compressed"
     if [ "$mib" -ge "${CACHES_MAX_MIB:-28}" ]; then
       log "caches: ${mib} MiB is too big to carry: not kept"
       rm -f "$OUT/compile-caches.tar.xz"
