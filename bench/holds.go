@@ -84,6 +84,8 @@ type Hold struct {
 }
 
 // HoldTrial is a trial of a hold: a trial of the plan, or the anchor trial.
+// Its Start and GPUs are where the hold's own run is expected to place it,
+// from the hold's start.
 type HoldTrial struct {
 	Trial
 	// Anchor marks the extra trial of the anchor variant at the anchor
@@ -260,7 +262,11 @@ func (h *HoldSplit) holdOf(trials []Trial, i, j int) (hd Hold, ok bool) {
 	for k, t := range hd.Trials {
 		ts[k] = t.Trial
 	}
-	hd.Estimate = wall(ts, h.Plan.GPUs)
+	pr := project(ts, h.Plan.GPUs, nil, func(t Trial) time.Duration { return t.Estimate })
+	for k := range hd.Trials {
+		hd.Trials[k].Start, hd.Trials[k].GPUs = pr.Start[k], pr.GPUs[k]
+	}
+	hd.Estimate = pr.Wall
 	return hd, true
 }
 
@@ -559,13 +565,28 @@ func (h *HoldSplit) header(w io.Writer, hd Hold, command string) {
 		fmt.Fprintf(w, " by:\n#   %s", command)
 	}
 	fmt.Fprintf(w, "\n#\n# It runs, in ≈%s of a %s hold:\n", toSecond(hd.Estimate), h.Hold)
-	where := ""
+	// Where each model's anchor runs its whole ladder in this repetition.
+	var models []string
+	wholeIn := map[string]int{}
 	for _, o := range h.Holds {
 		for _, t := range o.Trials {
-			if o.Rep == hd.Rep && t.Variant.Name == h.Anchor && !t.Anchor && where == "" {
-				where = fmt.Sprintf(" (its whole ladder in hold %d)", o.Number)
+			if _, seen := wholeIn[t.Model.Name]; o.Rep == hd.Rep && t.Variant.Name == h.Anchor && !t.Anchor && !seen {
+				wholeIn[t.Model.Name] = o.Number
+				models = append(models, t.Model.Name)
 			}
 		}
+	}
+	where := ""
+	switch len(models) {
+	case 0:
+	case 1:
+		where = fmt.Sprintf(" (its whole ladder in hold %d)", wholeIn[models[0]])
+	default:
+		parts := make([]string, len(models))
+		for i, m := range models {
+			parts[i] = fmt.Sprintf("%s's in hold %d", m, wholeIn[m])
+		}
+		where = " (its whole ladder: " + strings.Join(parts, ", ") + ")"
 	}
 	for _, t := range hd.Trials {
 		note := ""

@@ -160,6 +160,10 @@ func TestSplitHoldsDense(t *testing.T) {
 			var got []string
 			var sum time.Duration
 			for _, tr := range hd.Trials {
+				// One after another from the hold's start (no lanes).
+				if tr.Start != sum || tr.GPUs != nil {
+					t.Errorf("%s: hold %d: %s starts at %s on %v; want %s, no lanes", tc.name, i+1, tr.Key(), tr.Start, tr.GPUs, sum)
+				}
 				sum += tr.Estimate
 				if tr.Anchor {
 					got = append(got, tr.Variant.Name+"+anchor")
@@ -556,6 +560,10 @@ sim_speed = 4
 	b, _ := os.ReadFile(files[4])
 	if !bytes.Contains(b, []byte(`(hold 2 of 3 of repetition 2 of 2)`)) || bytes.Contains(b, []byte("by:")) {
 		t.Errorf("%s:\n%s", files[4], b)
+	}
+	// Each model's anchor runs whole in its own hold of the repetition.
+	if flat := strings.Join(strings.Fields(strings.ReplaceAll(string(b), "#", " ")), " "); !strings.Contains(flat, "in every hold (its whole ladder: a's in hold 4, b's in hold 6):") {
+		t.Errorf("%s: the header does not say where each model's anchor runs whole:\n%s", files[4], b)
 	}
 	if _, err := p.SplitHolds(13*time.Minute, "sim-paged", nil); err != nil {
 		t.Errorf("anchor sim-paged: %v", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,6 +198,13 @@ func TestPlanMeasured(t *testing.T) {
 				t.Errorf("%s: estimate %v (measured %v), want the plan's own %v", tr.Variant.Name, tr.Estimate, tr.Measured, plain.Trials[i].Estimate)
 			}
 		}
+	}
+	empty, err := LoadMeasured(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pe, err := MakePlanMeasured(context.Background(), s, empty); err != nil || !slices.ContainsFunc(pe.Warnings, func(w string) bool { return strings.Contains(w, "no finished trial") }) {
+		t.Errorf("an empty --measured folder: %v, warnings %q", err, pe.Warnings)
 	}
 	var b strings.Builder
 	p.Print(&b)

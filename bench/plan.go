@@ -170,6 +170,9 @@ func MakePlanMeasured(ctx context.Context, s *Study, m *Measured) (*Plan, error)
 		}
 		var notes []string
 		p.measured, notes = m.forTrace(hash)
+		if m.Trials == 0 {
+			notes = append(notes, "--measured: no finished trial under the folders given: every estimate is the model's")
+		}
 		p.Warnings = append(p.Warnings, notes...)
 	}
 
