@@ -29,11 +29,18 @@ import (
 // A trial estimated from it counts the means of these and, for a rate
 // never measured, the plan's drain model; the run settings (window,
 // warm-up, drain bound) are the study's own.
+//
+// A `vbbench probe`'s probe.json under the folders gives each probed
+// variant's server start-up: for a model × variant with no finished trial,
+// the estimate counts that start-up (and the model's stop) in place of the
+// model's start-up, and the model for the rest.
 type Measured struct {
 	cells map[cellKey]*measuredCell
-	// Trials counts the finished trials read; Dirs lists them.
-	Trials int
-	Dirs   []string
+	// Trials counts the finished trials read, Probes the probed variants
+	// with a start-up; Dirs lists the trials' folders and the probe.json
+	// files.
+	Trials, Probes int
+	Dirs           []string
 }
 
 // cellKey names a model × variant that replayed one trace (its hash, in
@@ -45,11 +52,15 @@ type cellKey struct{ model, variant, trace string }
 type measuredCell struct {
 	fixed, engineWarmup []time.Duration
 	drains              map[float64][]time.Duration
+	startups            []time.Duration // from probes
 }
 
 // MeasuredCell summarises what Measured knows of one model × variant.
 type MeasuredCell struct {
-	Trials int
+	// Trials counts the finished trials; ProbeStartup is the mean start-up
+	// of the probes of it (0: none).
+	Trials       int
+	ProbeStartup time.Duration
 	// Fixed and EngineWarmup are the means (0: none measured); Drains the
 	// mean drain at each measured rate.
 	Fixed, EngineWarmup time.Duration
@@ -74,10 +85,15 @@ func LoadMeasured(roots ...string) (*Measured, error) {
 			if d.IsDir() && path != root && len(d.Name()) > 1 && d.Name()[0] == '.' {
 				return filepath.SkipDir
 			}
-			if d.IsDir() || d.Name() != "status.json" {
+			switch {
+			case d.IsDir():
 				return nil
+			case d.Name() == "status.json":
+				return m.addTrial(filepath.Dir(path))
+			case d.Name() == "probe.json":
+				return m.addProbe(path)
 			}
-			return m.addTrial(filepath.Dir(path))
+			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("measured: %w", err)
@@ -131,12 +147,7 @@ func (m *Measured) addTrial(dir string) error {
 	if replays < 0 {
 		return fmt.Errorf("%s: its replays took longer than the trial (clock or record damaged)", dir)
 	}
-	key := cellKey{st.Model, st.Variant, trace}
-	c := m.cells[key]
-	if c == nil {
-		c = &measuredCell{drains: map[float64][]time.Duration{}}
-		m.cells[key] = c
-	}
+	c := m.cellFor(cellKey{st.Model, st.Variant, trace})
 	c.fixed = append(c.fixed, replays)
 	if ew > 0 {
 		c.engineWarmup = append(c.engineWarmup, ew)
@@ -147,6 +158,38 @@ func (m *Measured) addTrial(dir string) error {
 	m.Trials++
 	m.Dirs = append(m.Dirs, dir)
 	return nil
+}
+
+// addProbe adds the start-ups a probe.json records.
+func (m *Measured) addProbe(path string) error {
+	var r ProbeResult
+	if err := readJSON(path, &r); err != nil {
+		return err
+	}
+	added := false
+	for _, vp := range r.Variants {
+		if vp.StartupSeconds <= 0 || vp.Model == "" || vp.Variant == "" {
+			continue
+		}
+		m.cellFor(cellKey{vp.Model, vp.Variant, r.TraceHash}).startups = append(m.cellFor(cellKey{vp.Model, vp.Variant, r.TraceHash}).startups,
+			time.Duration(vp.StartupSeconds*float64(time.Second)))
+		m.Probes++
+		added = true
+	}
+	if added {
+		m.Dirs = append(m.Dirs, path)
+	}
+	return nil
+}
+
+// cellFor is the cell of key, made when missing.
+func (m *Measured) cellFor(key cellKey) *measuredCell {
+	c := m.cells[key]
+	if c == nil {
+		c = &measuredCell{drains: map[float64][]time.Duration{}}
+		m.cells[key] = c
+	}
+	return c
 }
 
 func readJSON(path string, v any) error {
@@ -168,7 +211,7 @@ func (m *Measured) Cell(model, variant, trace string) (MeasuredCell, bool) {
 	if c == nil {
 		return MeasuredCell{}, false
 	}
-	out := MeasuredCell{Trials: len(c.fixed), Fixed: mean(c.fixed), EngineWarmup: mean(c.engineWarmup), Drains: map[float64]time.Duration{}}
+	out := MeasuredCell{Trials: len(c.fixed), ProbeStartup: mean(c.startups), Fixed: mean(c.fixed), EngineWarmup: mean(c.engineWarmup), Drains: map[float64]time.Duration{}}
 	for r, ds := range c.drains {
 		out.Drains[r] = mean(ds)
 	}
@@ -216,6 +259,9 @@ func (m *Measured) forTrace(trace string) (*Measured, []string) {
 		if c := m.cell(k.model, k.variant, trace); c != nil {
 			out.cells[cellKey{k.model, k.variant, trace}] = c
 			out.Trials += len(c.fixed)
+			if len(c.fixed) == 0 {
+				out.Probes += len(c.startups)
+			}
 			continue
 		}
 		if trace != "" {
@@ -255,6 +301,9 @@ func (m *Measured) estimate(t Trial, r RunConfig) (d time.Duration, measured boo
 // the modelled ones.
 func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []float64, sat float64) time.Duration {
 	d := mean(c.fixed)
+	if len(c.fixed) == 0 { // a probe's start-up only
+		d = mean(c.startups) + tailEstimate(spec)
+	}
 	if r.EngineWarmup.On() {
 		if ew := mean(c.engineWarmup); ew > 0 {
 			d += ew
@@ -280,7 +329,7 @@ func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []
 // String lists the cells, one line each: what the estimate uses.
 func (m *Measured) String() string {
 	if m == nil || len(m.cells) == 0 {
-		return "no finished trials"
+		return "no finished trials or probed start-ups"
 	}
 	keys := make([]cellKey, 0, len(m.cells))
 	for k := range m.cells {
@@ -301,6 +350,10 @@ func (m *Measured) String() string {
 			rates = append(rates, r)
 		}
 		sort.Float64s(rates)
+		if len(c.fixed) == 0 {
+			out += fmt.Sprintf("  %-40s %d probe(s): start-up ≈%s (the rest: the model)\n", k.model+"/"+k.variant, len(c.startups), roundDur(mean(c.startups)))
+			continue
+		}
 		line := fmt.Sprintf("  %-40s %d trial(s): start-up, stop and analysis ≈%s", k.model+"/"+k.variant, len(c.fixed), roundDur(mean(c.fixed)))
 		if len(c.engineWarmup) > 0 {
 			line += fmt.Sprintf(", engine warm-up ≈%s", roundDur(mean(c.engineWarmup)))

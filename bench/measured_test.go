@@ -144,6 +144,46 @@ func TestLoadMeasured(t *testing.T) {
 		t.Errorf("forTrace(cccc): notes %q", notes)
 	}
 
+	// A probe's start-up stands for a variant with no finished trial; a
+	// variant with trials keeps their figures.
+	probe := ProbeResult{TraceHash: "aaaa", Variants: []VariantProbe{
+		{Model: "m", Variant: "p", StartupSeconds: 200},
+		{Model: "m", Variant: "v", StartupSeconds: 999},
+		{Model: "m", Variant: "failed"}, // never started: no start-up
+	}}
+	pb, err := json.Marshal(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "probe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "probe", "probe.json"), pb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err = LoadMeasured(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Probes != 2 {
+		t.Errorf("%d probed start-ups, want 2", m.Probes)
+	}
+	view, _ = m.forTrace("aaaa")
+	tp := Trial{Model: ModelConfig{Name: "m"}, Variant: Variant{Name: "p"}, Rates: []float64{4, 8}}
+	modelled := trialEstimate(tp.Variant.Spec, run, tp.Rates, typicalDrainFor(tp.Variant.Spec), 0)
+	if got, measured := view.estimate(tp, run); !measured || got != modelled-startupEstimate(tp.Variant.Spec)+200*s {
+		t.Errorf("probed only: %v (measured %v), want the model's %v with the start-up 200s in place of %v", got, measured, modelled, startupEstimate(tp.Variant.Spec))
+	}
+	if c, _ := view.Cell("m", "v", ""); c.Fixed != 140*s || c.ProbeStartup != 999*s {
+		t.Errorf("m/v: %+v, want the trials' fixed 2m20s (the probe's start-up recorded beside)", c)
+	}
+	if _, ok := view.Cell("m", "failed", ""); ok {
+		t.Error("a probe whose server never started gave a cell")
+	}
+	if got := view.String(); !strings.Contains(got, "1 probe(s): start-up ≈3m20s") {
+		t.Errorf("String() = %q", got)
+	}
+
 	// A damaged replay record is an error that names it.
 	bad := filepath.Join(root, "a", "results", "m", "v", "t1", "replay-rate-4.json")
 	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {
@@ -208,7 +248,7 @@ func TestPlanMeasured(t *testing.T) {
 	}
 	var b strings.Builder
 	p.Print(&b)
-	if !strings.Contains(b.String(), "(measured)") || !strings.Contains(b.String(), "measured (--measured: 1 finished trials") {
+	if !strings.Contains(b.String(), "(measured)") || !strings.Contains(b.String(), "measured (--measured: 1 finished trials, 0 probed start-ups") {
 		t.Errorf("plan output:\n%s", b.String())
 	}
 }

@@ -170,8 +170,8 @@ func MakePlanMeasured(ctx context.Context, s *Study, m *Measured) (*Plan, error)
 		}
 		var notes []string
 		p.measured, notes = m.forTrace(hash)
-		if m.Trials == 0 {
-			notes = append(notes, "--measured: no finished trial under the folders given: every estimate is the model's")
+		if m.Trials == 0 && m.Probes == 0 {
+			notes = append(notes, "--measured: no finished trial or probe.json with start-ups under the folders given: every estimate is the model's")
 		}
 		p.Warnings = append(p.Warnings, notes...)
 	}
@@ -522,8 +522,8 @@ func (p *Plan) Print(w io.Writer) {
 			t.Variant.Spec.Kind, lane, roundDur(t.Estimate), roundDur(max(t.Start, 0)+t.Estimate), own)
 	}
 	if p.measured != nil {
-		fmt.Fprintf(w, "\nmeasured (--measured: %d finished trials; a \"(measured)\" trial's estimate uses these means, and the drain model at rates not measured):\n%s",
-			p.measured.Trials, p.measured)
+		fmt.Fprintf(w, "\nmeasured (--measured: %d finished trials, %d probed start-ups; a \"(measured)\" trial's estimate uses these means, and the model where they say nothing):\n%s",
+			p.measured.Trials, p.measured.Probes, p.measured)
 	}
 	pct := 100 * float64(p.Estimate) / float64(s.Budget.D())
 	lanes := ""

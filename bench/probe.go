@@ -132,6 +132,9 @@ type VariantProbe struct {
 	Plateau bool `json:"plateau"`
 	// StopCause says why the steps ended.
 	StopCause string `json:"stop_cause"`
+	// StartupSeconds is the server's launch to healthy (0: it did not
+	// start), as a trial's meta.json records it.
+	StartupSeconds float64 `json:"startup_seconds,omitempty"`
 	// SingleStream is the 1-request step (zero when it failed).
 	SingleStream ProbeStep `json:"single_stream"`
 	// Ladder is the suggested rates for this variant alone.
@@ -368,6 +371,7 @@ func (pr *prober) variant(ctx context.Context, m ModelConfig, v Variant) (vp Var
 	defer logf.Close()
 	cfg := ProbeConfig{Study: s.Name, StudyFile: s.Path(), RunID: pr.runID, Model: m, Variant: v, Run: s.Run, Probe: pr.opt,
 		TraceHash: pr.hdr.HashHex()}
+	launched := pr.opt.Now()
 	b, warns, err := launch(ctx, v.Spec.Clone(), s.Run, pr.opt.SearchDirs, logf, func(b backends.Backend, _ error) {
 		cfg.BaseURL, cfg.Command = b.BaseURL(), b.Command()
 		writeJSON(filepath.Join(dir, "config.json"), cfg)
@@ -384,7 +388,8 @@ func (pr *prober) variant(ctx context.Context, m ModelConfig, v Variant) (vp Var
 			fmt.Fprintf(pr.opt.Progress, "  warning: stop: %v\n", err)
 		}
 	}()
-	fmt.Fprintf(pr.opt.Progress, "  backend healthy at %s\n", b.BaseURL())
+	vp.StartupSeconds = pr.opt.Now().Sub(launched).Seconds()
+	fmt.Fprintf(pr.opt.Progress, "  backend healthy at %s after %.0fs\n", b.BaseURL(), vp.StartupSeconds)
 	if s.Run.EngineWarmup.On() && ctx.Err() == nil {
 		ws, err := pr.engineWarmup(ctx, m, v, b, dir)
 		vp.EngineWarmup = ws
@@ -732,6 +737,9 @@ func (r *ProbeResult) Markdown() string {
 	}
 	for _, vp := range r.Variants {
 		fmt.Fprintf(&b, "\n## %s / %s\n\n", vp.Model, vp.Variant)
+		if vp.StartupSeconds > 0 {
+			fmt.Fprintf(&b, "Server start-up (launch to healthy): %.0f s.\n\n", vp.StartupSeconds)
+		}
 		if ws := vp.EngineWarmup; ws != nil {
 			fmt.Fprintf(&b, "Engine warm-up before the steps (not measured): closed loop at %d for %s: %s.\n\n", ws.Concurrency, ws.Duration, ws.line())
 		}

@@ -140,7 +140,7 @@ func TestProbeSim(t *testing.T) {
 	for _, vp := range res.Variants {
 		t.Logf("%s: saturation %.3g req/s (%.4g tok/s) knee c%d plateau %v (%s); ladder %v", vp.Variant, vp.Saturation,
 			vp.SaturationTokPerS, vp.KneeConcurrency, vp.Plateau, vp.StopCause, vp.Ladder)
-		if vp.Error != "" || vp.Saturation <= 0 || vp.KneeConcurrency < 1 || len(vp.Steps) < 3 || vp.SingleStream.OK == 0 {
+		if vp.Error != "" || vp.Saturation <= 0 || vp.KneeConcurrency < 1 || len(vp.Steps) < 3 || vp.SingleStream.OK == 0 || vp.StartupSeconds <= 0 {
 			t.Errorf("%s: %+v", vp.Variant, vp)
 			continue
 		}
@@ -172,7 +172,7 @@ func TestProbeSim(t *testing.T) {
 		t.Errorf("probe.json: %v\n%s", err, b)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "probe.md"))
-	if !strings.Contains(string(md), "| concurrency |") || !strings.Contains(string(md), "rates = [") {
+	if !strings.Contains(string(md), "| concurrency |") || !strings.Contains(string(md), "rates = [") || !strings.Contains(string(md), "Server start-up (launch to healthy): ") {
 		t.Errorf("probe.md:\n%s", md)
 	}
 	var snip map[string]any
