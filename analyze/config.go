@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ const (
 	// of throughput (the steady-state rate under overload).
 	WindowSteady = "steady"
 )
+
+// DefaultBy is the grouping when Config.By is empty (Analyze puts model
+// first when the captures hold several models).
+var DefaultBy = []string{"variant", "rate", "trial"}
 
 // Config says what to analyse and what to write. The zero value plus
 // Captures is valid; see Validate.
@@ -87,7 +92,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("no capture given"))
 	}
 	if len(c.By) == 0 {
-		c.By = []string{"variant", "rate", "trial"}
+		c.By = slices.Clone(DefaultBy)
 	}
 	for _, b := range c.By {
 		if strings.TrimSpace(b) == "" {

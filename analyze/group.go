@@ -157,7 +157,9 @@ type Group struct {
 
 // groupAcc accumulates one group while records stream by.
 type groupAcc struct {
-	g        *Group
+	g *Group
+	// mixed lists the model labels of its requests other than g.Model.
+	mixed    []string
 	reqs     []int // indexes into the request list
 	itl      []float64
 	itlToken []float64

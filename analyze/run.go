@@ -53,6 +53,8 @@ type Result struct {
 	spans    map[string][]span        // by capture name
 	recorder map[string]recorderState // by capture name
 	damage   []string                 // "capture: health" of each damaged capture
+	// labelledModels are the requests' model labels (sorted).
+	labelledModels []string
 }
 
 // recorderState is what a capture's metadata says about its writers: how
@@ -178,7 +180,28 @@ type Setup struct {
 // Analyze reads the captures and computes the result. A directory that
 // holds captures below it stands for them (ExpandCaptures). It writes
 // nothing.
+//
+// With the default grouping (no Config.By), captures of more than one
+// model (their model label) are grouped by model too, model first: two
+// models' requests under one variant name are never pooled. A warning says
+// so.
 func Analyze(ctx context.Context, cfg Config) (*Result, error) {
+	defaulted := len(cfg.By) == 0
+	res, err := analyzeOnce(ctx, cfg)
+	if err != nil || !defaulted || len(res.labelledModels) < 2 {
+		return res, err
+	}
+	cfg.By = slices.Concat([]string{"model"}, DefaultBy)
+	res, err = analyzeOnce(ctx, cfg)
+	if res != nil {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the captures hold %d models (%s): grouped by model too (%s)",
+			len(res.labelledModels), strings.Join(res.labelledModels, ", "), strings.Join(cfg.By, ",")))
+	}
+	return res, err
+}
+
+// analyzeOnce is Analyze with the grouping as given.
+func analyzeOnce(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -205,6 +228,8 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 	}}
 	facts := map[string]bool{}
 	tools, hosts, models, hashes, variants := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	labelled := map[string]bool{} // the requests' model labels
+	lastModel := ""
 	keyParts := make([]string, len(cfg.By))
 	for _, name := range cfg.Captures {
 		if slices.Contains(res.Setup.Captures, name) {
@@ -259,6 +284,14 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 			hashes[r.TraceHash] = true
 			variants[r.Variant] = true
 			models[a.g.Model] = true
+			if r.Model != "" {
+				if r.Model != lastModel {
+					labelled[r.Model], lastModel = true, r.Model
+				}
+				if a.g.Model != r.Model && !slices.Contains(a.mixed, r.Model) {
+					a.mixed = append(a.mixed, r.Model)
+				}
+			}
 			if r.Completed() {
 				a.addTokenTimes(chunkAt, chunkTokens)
 				if len(gaps) > 0 {
@@ -299,6 +332,13 @@ func Analyze(ctx context.Context, cfg Config) (*Result, error) {
 	res.Setup.Records = len(res.Requests)
 	res.Setup.Variants = sortedSet(variants)
 	res.Setup.Models = sortedSet(models)
+	res.labelledModels = sortedSet(labelled)
+	for _, a := range order {
+		if len(a.mixed) > 0 {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("group %s pools the requests of models %s and %s: group by model too (--by model,%s)",
+				a.g.Key, a.g.Model, strings.Join(a.mixed, ", "), strings.Join(cfg.By, ",")))
+		}
+	}
 	res.Setup.TraceHashes = sortedSet(hashes)
 	res.Setup.Tools = sortedSet(tools)
 	res.Setup.Hosts = sortedSet(hosts)

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runExport(ctx, args[1:], stdout, stderr)
 	}
 	fs := cli.NewFlagSet("vbanalyze", usage, stderr)
-	by := fs.StringSlice("by", []string{"variant", "rate", "trial"}, "group by these fields: variant, rate, trial, run, model, capture or any label")
+	by := fs.StringSlice("by", []string{"variant", "rate", "trial"}, "group by these fields: variant, rate, trial, run, model, capture or any label (default: model first too when the captures hold several models)")
 	out := fs.StringP("out", "o", "", "write summary.csv, summary.json, aggregates.csv, requests.csv, report.md (and charts/, vllm/) to this directory")
 	chart := fs.Bool("chart", false, "draw the charts (PNG and SVG) under OUT/charts (needs --out)")
 	format := fs.String("format", "table", "terminal summary format: table, csv or json")
@@ -74,7 +74,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	cfg := analyze.Config{
 		Captures:   fs.Args(),
 		Stdin:      stdin,
-		By:         *by,
 		Out:        *out,
 		Report:     *report,
 		Chart:      *chart,
@@ -90,6 +89,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		CDFRate:    *cdfRate,
 		Timeline:   *timeline,
 		Title:      *title,
+	}
+	if fs.Changed("by") {
+		cfg.By = *by // else the default, with model first when the captures hold several models
 	}
 	if err := cfg.Validate(); err != nil {
 		return cli.Exit(stderr, "vbanalyze", cli.Usagef("%v", err))

@@ -1,0 +1,74 @@
+package analyze
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/vbench/vbench/capture"
+)
+
+// TestTwoModelsOneVariantName: captures of two models whose variants share
+// a name (a dense and an MoE study, both "vllm-page") are grouped by model
+// too under the default grouping, never pooled, with a warning; under an
+// explicit grouping without model each pooled group is named in a warning.
+func TestTwoModelsOneVariantName(t *testing.T) {
+	dir := t.TempDir()
+	var caps []string
+	for i, model := range []string{"dense", "moe"} {
+		var recs []*capture.Record
+		for k := range 4 {
+			r := tagged(uint64(k+1), t0+int64(k)*100*ms)
+			r.Labels = map[string]string{"variant": "vllm-page", "model": model}
+			// The MoE model's requests take twice as long.
+			end := int64(200 * (i + 1))
+			r.Chunks = []capture.Chunk{chunk(end/2, 1, 1, 1), chunk(end, 1, 1, 2)}
+			r.CompletionTokens, r.End = 2, end*ms
+			recs = append(recs, r)
+		}
+		path := filepath.Join(dir, model+".jsonl")
+		writeDump(t, path, recs, nil, []capture.Meta{{Version: 1, Tool: "vbproxy", ToolVersion: "test", Started: t0 - 1000*ms}})
+		caps = append(caps, path)
+	}
+	res, err := Analyze(context.Background(), Config{Captures: caps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Setup.By, []string{"model", "variant", "rate", "trial"}) || len(res.Groups) != 2 {
+		t.Fatalf("grouped by %v into %d groups; want model,variant,rate,trial and 2", res.Setup.By, len(res.Groups))
+	}
+	for _, g := range res.Groups {
+		want := map[string]float64{"dense": 0.2, "moe": 0.4}[g.Model]
+		if g.Completed != 4 || g.E2E.Mean < want-1e-9 || g.E2E.Mean > want+1e-9 {
+			t.Errorf("group %s (model %q): %d completed, E2E mean %v; want 4, %v", g.Key, g.Model, g.Completed, g.E2E.Mean, want)
+		}
+	}
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "the captures hold 2 models (dense, moe): grouped by model too") }) {
+		t.Errorf("no warning of the regrouping: %q", res.Warnings)
+	}
+
+	// Asked to pool them: done, and said.
+	res, err = Analyze(context.Background(), Config{Captures: caps, By: []string{"variant", "rate", "trial"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 1 || res.Groups[0].Completed != 8 {
+		t.Fatalf("%d groups; want 1 of 8 requests", len(res.Groups))
+	}
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool {
+		return strings.Contains(w, "pools the requests of models dense and moe: group by model too (--by model,variant,rate,trial)")
+	}) {
+		t.Errorf("no warning of the pooled group: %q", res.Warnings)
+	}
+
+	// One model: the default grouping, no warning.
+	res, err = Analyze(context.Background(), Config{Captures: caps[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Setup.By, DefaultBy) || slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "model") }) {
+		t.Errorf("one model: by %v, warnings %q", res.Setup.By, res.Warnings)
+	}
+}
