@@ -45,7 +45,9 @@ func TestTwoModelsOneVariantName(t *testing.T) {
 			t.Errorf("group %s (model %q): %d completed, E2E mean %v; want 4, %v", g.Key, g.Model, g.Completed, g.E2E.Mean, want)
 		}
 	}
-	if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "the captures hold 2 models (dense, moe): grouped by model too") }) {
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool {
+		return strings.Contains(w, "the captures hold 2 models (dense, moe): grouped by model too")
+	}) {
 		t.Errorf("no warning of the regrouping: %q", res.Warnings)
 	}
 
@@ -70,5 +72,41 @@ func TestTwoModelsOneVariantName(t *testing.T) {
 	}
 	if !slices.Equal(res.Setup.By, DefaultBy) || slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "model") }) {
 		t.Errorf("one model: by %v, warnings %q", res.Setup.By, res.Warnings)
+	}
+}
+
+// TestAggregateModelWithSlash: a model named org/name (as Hugging Face
+// names are) keeps its aggregates apart by rate: the aggregate key is made
+// from each group's fields, not by splitting its key at "/".
+func TestAggregateModelWithSlash(t *testing.T) {
+	var recs []*capture.Record
+	id := uint64(0)
+	for _, level := range []string{"1", "2"} {
+		for _, trial := range []string{"1", "2"} {
+			for k := range 3 {
+				id++
+				r := tagged(id, t0+int64(id)*50*ms)
+				r.Labels = map[string]string{"variant": "v", "model": "org/m"}
+				r.Tags.Level, r.Tags.Trial = level, trial
+				r.Tags.Rate = map[string]float64{"1": 1, "2": 2}[level]
+				r.Chunks = []capture.Chunk{chunk(50, 1, 1, 1), chunk(int64(100*(k+1)), 1, 1, 2)}
+				r.CompletionTokens, r.End = 2, int64(100*(k+1))*ms
+				recs = append(recs, r)
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "slash.jsonl")
+	writeDump(t, path, recs, nil, []capture.Meta{{Version: 1, Tool: "vbproxy", ToolVersion: "test", Started: t0 - 1000*ms}})
+	res, err := Analyze(context.Background(), Config{Captures: []string{path}, By: []string{"model", "variant", "rate", "trial"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 4 || len(res.Aggregates) != 2 {
+		t.Fatalf("%d groups, %d aggregates; want 4, 2 (one per rate)", len(res.Groups), len(res.Aggregates))
+	}
+	for _, a := range res.Aggregates {
+		if a.Trials != 2 || a.Model != "org/m" || a.Key != "org/m/v/"+a.Level {
+			t.Errorf("aggregate %q: model %q, level %s, %d trials; want org/m, 2 trials, key org/m/v/LEVEL", a.Key, a.Model, a.Level, a.Trials)
+		}
 	}
 }

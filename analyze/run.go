@@ -483,7 +483,10 @@ func (res *Result) groupInputs(a *groupAcc) ([]span, *sampleSeries) {
 // with its 95% confidence interval.
 type Aggregate struct {
 	// Key is the group key without the trial field.
-	Key     string  `json:"key"`
+	Key string `json:"key"`
+	// Model is the model of its groups (one model when the grouping has
+	// model; else that of the first group).
+	Model   string  `json:"model,omitempty"`
 	Variant string  `json:"variant"`
 	Level   string  `json:"level"`
 	Rate    float64 `json:"rate"`
@@ -534,12 +537,11 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 	byKey := map[string][]*Group{}
 	var keys []string
 	for _, g := range groups {
-		parts := strings.Split(g.Key, "/")
-		var k []string
+		// The group's value of each field (a value may hold "/", as a
+		// model named org/name does, so the key is not split).
+		k := make([]string, 0, len(keep))
 		for _, i := range keep {
-			if i < len(parts) {
-				k = append(k, parts[i])
-			}
+			k = append(k, g.Labels[by[i]])
 		}
 		key := strings.Join(k, "/")
 		if _, ok := byKey[key]; !ok {
@@ -557,7 +559,7 @@ func aggregate(groups []*Group, by []string) []*Aggregate {
 			}
 			return metric.MeanCI(xs)
 		}
-		a := &Aggregate{Key: key, Variant: gs[0].Variant, Level: gs[0].Level, Rate: gs[0].Rate, Trials: len(gs)}
+		a := &Aggregate{Key: key, Model: gs[0].Model, Variant: gs[0].Variant, Level: gs[0].Level, Rate: gs[0].Rate, Trials: len(gs)}
 		for _, g := range gs {
 			a.Completed += g.Completed
 			a.Cut += g.Cut
