@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strconv"
 
 	mstats "github.com/montanaflynn/stats"
 
@@ -111,6 +112,18 @@ func (c CI) MarshalJSON() ([]byte, error) {
 		Mean *float64 `json:"mean"`
 		Half *float64 `json:"ci95"`
 	}{c.N, Num(c.Mean), Num(c.Half)})
+}
+
+// Text is the CI for a table: the mean × scale with prec decimals, then
+// "± half" when two or more values made it; "-" when none did.
+func (c CI) Text(prec int, scale float64) string {
+	if c.N == 0 || math.IsNaN(c.Mean) {
+		return "-"
+	}
+	if c.N < 2 || math.IsNaN(c.Half) {
+		return strconv.FormatFloat(c.Mean*scale, 'f', prec, 64)
+	}
+	return strconv.FormatFloat(c.Mean*scale, 'f', prec, 64) + " ± " + strconv.FormatFloat(c.Half*scale, 'f', prec, 64)
 }
 
 // MeanCI returns the mean of xs (NaN values dropped) and its 95% confidence

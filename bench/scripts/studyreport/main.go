@@ -673,15 +673,7 @@ func delta(x, base float64) string {
 
 // fmtCI is mean ± half-width (the half-width left out for a single
 // run), scaled and with prec decimals.
-func fmtCI(c metric.CI, prec int, scale float64) string {
-	if c.N == 0 || math.IsNaN(c.Mean) {
-		return "-"
-	}
-	if c.N < 2 || math.IsNaN(c.Half) {
-		return fmt.Sprintf("%.*f", prec, c.Mean*scale)
-	}
-	return fmt.Sprintf("%.*f ± %.*f", prec, c.Mean*scale, prec, c.Half*scale)
-}
+func fmtCI(c metric.CI, prec int, scale float64) string { return c.Text(prec, scale) }
 
 func fmtSat(s analyze.Saturation) string {
 	switch {
