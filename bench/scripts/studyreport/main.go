@@ -269,6 +269,80 @@ func (h *hold) actual() time.Duration {
 	return last.Sub(first)
 }
 
+// allocation is what a trial's server said it allocated (meta.json's
+// server_allocated) and the limits it was started with (config.json's
+// variant spec), as table cells ("-": not recorded or not exported).
+type allocation struct {
+	kvTokens, blocks, maxSeqs, maxBatched, attention, eager, prefix string
+}
+
+func allocationOf(dir string) allocation {
+	a := allocation{"-", "-", "-", "-", "-", "-", "-"}
+	var meta struct {
+		Allocated map[string]float64 `json:"server_allocated"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "meta.json")); err == nil && json.Unmarshal(b, &meta) == nil {
+		num := func(k string) (string, bool) {
+			v, ok := meta.Allocated[k]
+			return strconv.FormatFloat(v, 'f', -1, 64), ok
+		}
+		if v, ok := num("vllm:cache_config_info:kv_cache_size_tokens"); ok {
+			a.kvTokens = v
+		} else if v, ok := num("vbtorch:kv_capacity_tokens"); ok {
+			a.kvTokens = v
+		}
+		n, ok1 := num("vllm:cache_config_info:num_gpu_blocks")
+		bs, ok2 := num("vllm:cache_config_info:block_size")
+		if ok1 && ok2 {
+			a.blocks = n + " × " + bs
+			if a.kvTokens == "-" {
+				a.kvTokens = strconv.FormatFloat(meta.Allocated["vllm:cache_config_info:num_gpu_blocks"]*meta.Allocated["vllm:cache_config_info:block_size"], 'f', -1, 64)
+			}
+		}
+	}
+	var cfg struct {
+		Variant struct {
+			Spec struct {
+				Kind          string `json:"kind"`
+				MaxNumSeqs    int    `json:"max_num_seqs"`
+				MaxBatched    int    `json:"max_num_batched_tokens"`
+				Attention     string `json:"attention_backend"`
+				Attn          string `json:"attn"`
+				EnforceEager  *bool  `json:"enforce_eager"`
+				PrefixCaching *bool  `json:"prefix_caching"`
+			} `json:"spec"`
+		} `json:"variant"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil && json.Unmarshal(b, &cfg) == nil {
+		sp := cfg.Variant.Spec
+		if sp.MaxNumSeqs > 0 {
+			a.maxSeqs = strconv.Itoa(sp.MaxNumSeqs)
+		}
+		if sp.MaxBatched > 0 {
+			a.maxBatched = strconv.Itoa(sp.MaxBatched)
+		}
+		yes := func(p *bool, dflt string) string {
+			switch {
+			case p == nil:
+				return dflt
+			case *p:
+				return "yes"
+			}
+			return "no"
+		}
+		switch sp.Kind {
+		case "vllm":
+			a.attention = cmp.Or(sp.Attention, "vLLM's default")
+			a.eager = yes(sp.EnforceEager, "no (compile, CUDA graphs)")
+			a.prefix = yes(sp.PrefixCaching, "vLLM's default (on)")
+		case "torch":
+			a.attention = cmp.Or(sp.Attn, "-")
+			a.eager, a.prefix = "yes", "no"
+		}
+	}
+	return a
+}
+
 // vsPlanned is actual against planned, as a signed percentage ("-" when
 // nothing was planned).
 func vsPlanned(actual, planned time.Duration) string {
@@ -407,6 +481,38 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 	}
 	for _, a := range ordered {
 		fmt.Fprintf(&b, "| %s | %g | %d | %s | %s | %s | %d |\n", a.Variant, a.Rate, a.Trials, fmtCI(a.NormLatencyWithCut, 4, 1), fmtCI(a.TPOTMean, 1, 1000), fmtCI(a.Running, 1, 1), a.Cut)
+	}
+
+	// What each server says it allocated, and the limits it was given.
+	b.WriteString("\n## What each server allocated\n\n")
+	b.WriteString("Per variant, over its trials in every hold run (values that differ between trials are listed with `/`): the KV cache the server reported at start-up (vLLM's `cache_config_info`: blocks × block size; vbtorch's `kv_capacity_tokens`), and the limits and kernels it was started with (the trial's `config.json`).\n\n")
+	b.WriteString("| variant | trials | KV tokens (server) | KV blocks × size | max seqs | max batched tokens | attention | eager | prefix caching |\n|---|---:|---:|---:|---:|---:|---|---|---|\n")
+	for _, v := range vs {
+		var al []allocation
+		for _, h := range holds {
+			for _, t := range h.trials {
+				if t.Variant == v {
+					al = append(al, allocationOf(t.dir))
+				}
+			}
+		}
+		if len(al) == 0 {
+			continue
+		}
+		col := func(f func(allocation) string) string {
+			var seen []string
+			for _, a := range al {
+				if x := f(a); !slices.Contains(seen, x) {
+					seen = append(seen, x)
+				}
+			}
+			return strings.Join(seen, " / ")
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", v, len(al),
+			col(func(a allocation) string { return a.kvTokens }), col(func(a allocation) string { return a.blocks }),
+			col(func(a allocation) string { return a.maxSeqs }), col(func(a allocation) string { return a.maxBatched }),
+			col(func(a allocation) string { return a.attention }), col(func(a allocation) string { return a.eager }),
+			col(func(a allocation) string { return a.prefix }))
 	}
 
 	// The servers' own figures, which explain the curves.
