@@ -63,6 +63,13 @@ func (p *Plan) BudgetAdvice() []string {
 	return out
 }
 
+// LadderAdvice says which top rates to drop from the plan's ladders for
+// its estimate to fit budget (see BudgetAdvice), "" when it fits already
+// or when even one level per trial does not.
+func (p *Plan) LadderAdvice(budget time.Duration) string {
+	return ladderAdvice(p.Trials, p.GPUs, p.Study.Run, budget, p.measured)
+}
+
 // wall is the wall time of trials on gpus by their estimates and the lane
 // placement of the plan's own projection.
 func wall(trials []Trial, gpus []string) time.Duration {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/vbench/vbench/backends"
@@ -109,7 +110,8 @@ func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
 }
 
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml", stderr)
+	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml\n       vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--total-budget D] STUDY.toml...", stderr)
+	totalBudget := fs.Duration("total-budget", 0, "with one study or several (each workload's): their budget together, run one after another (e.g. 4h); over it is an error that says which ladders to trim")
 	measuredDirs := fs.StringArray("measured", nil, "estimate each model × variant that finished trials under DIR (a results tree, or a folder above several) from what they took: start-up, engine warm-up and each rate's drain; repeatable")
 	asJSON := fs.Bool("json", false, "print the plan as JSON (with --hold: {\"plan\": …, \"holds\": …})")
 	lanes := gpusFlag(fs)
@@ -119,6 +121,22 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	splitDir := fs.String("split-holds", "", "with --hold: write one study file per hold into this directory, DIR/<study name>-holdN.toml")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	var measured *bench.Measured
+	if len(*measuredDirs) > 0 {
+		var err error
+		if measured, err = bench.LoadMeasured(*measuredDirs...); err != nil {
+			return err
+		}
+	}
+	if fs.NArg() > 1 || fs.Changed("total-budget") {
+		if *hold != 0 {
+			return cli.Usagef("--hold splits one study: give one study file, without --total-budget")
+		}
+		if *totalBudget < 0 {
+			return cli.Usagef("--total-budget %v: want a positive duration", *totalBudget)
+		}
+		return planMany(ctx, fs.Args(), lanes, measured, *totalBudget, *asJSON, stdout)
 	}
 	if *hold == 0 {
 		for _, f := range []string{"anchor", "anchor-rates", "split-holds"} {
@@ -135,12 +153,6 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if err := lanes(s); err != nil {
 		return err
-	}
-	var measured *bench.Measured
-	if len(*measuredDirs) > 0 {
-		if measured, err = bench.LoadMeasured(*measuredDirs...); err != nil {
-			return err
-		}
 	}
 	p, err := bench.MakePlanMeasured(ctx, s, measured)
 	if err != nil {
@@ -198,6 +210,76 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("the plan has %d errors (above)", len(p.Errors))
 	}
 	return p.Err()
+}
+
+// planMany plans several studies (each workload's), one after another,
+// and sums their estimates against total (0: no total budget): over it is
+// an error with, per study, the ladder trim that alone brings the sum
+// under. Each study's own errors are listed as plan lists them.
+func planMany(ctx context.Context, files []string, lanes func(*bench.Study) error, measured *bench.Measured, total time.Duration, asJSON bool, stdout io.Writer) error {
+	if len(files) == 0 {
+		return cli.Usagef("want one or more study files")
+	}
+	var plans []*bench.Plan
+	var sum time.Duration
+	var parts []string
+	failed := 0
+	for _, f := range files {
+		s, err := bench.LoadStudy(f)
+		if err != nil {
+			return err
+		}
+		if err := lanes(s); err != nil {
+			return err
+		}
+		p, err := bench.MakePlanMeasured(ctx, s, measured)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if !asJSON {
+			fmt.Fprintf(stdout, "== %s\n", f)
+			p.Print(stdout)
+			fmt.Fprintln(stdout)
+		}
+		if len(p.Errors) > 0 {
+			failed++
+		}
+		plans = append(plans, p)
+		sum += p.Estimate
+		parts = append(parts, fmt.Sprintf("%s ≈%s", s.Name, p.Estimate.Round(time.Minute)))
+	}
+	var advice []string
+	if total > 0 && sum > total {
+		for _, p := range plans {
+			if a := p.LadderAdvice(total - (sum - p.Estimate)); a != "" && total > sum-p.Estimate {
+				advice = append(advice, p.Study.Name+": "+a)
+			}
+		}
+		if len(advice) == 0 {
+			advice = append(advice, "no one study's ladders bring it under: trim several, run on GPU lanes (--gpus), or raise the total budget")
+		}
+	}
+	if asJSON {
+		return printJSON(stdout, struct {
+			Studies []*bench.Plan `json:"studies"`
+			Total   time.Duration `json:"total_ns"`
+			Budget  time.Duration `json:"total_budget_ns,omitempty"`
+			Advice  []string      `json:"advice,omitempty"`
+		}{plans, sum, total, advice})
+	}
+	fmt.Fprintf(stdout, "all %d studies, one after another: ≈%s (%s)", len(plans), sum.Round(time.Minute), strings.Join(parts, ", "))
+	if total > 0 {
+		fmt.Fprintf(stdout, " of the total budget %s (%.0f%%)", total, 100*sum.Seconds()/total.Seconds())
+	}
+	fmt.Fprintln(stdout)
+	switch {
+	case len(advice) > 0:
+		return fmt.Errorf("the studies need ≈%s together, over the total budget of %s; any one of these brings them under: %s",
+			sum.Round(time.Minute), total, strings.Join(advice, "; or "))
+	case failed > 0:
+		return fmt.Errorf("%d of the %d plans have errors (above)", failed, len(plans))
+	}
+	return nil
 }
 
 // holdCommand is the plan command that makes split's hold files, written

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -382,5 +383,37 @@ func TestPlanMeasuredFlag(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none")
 	if code, _, errOut := runCLI("plan", "--measured", missing, filepath.Join("..", "..", "examples", "demo.toml")); code == cli.ExitOK || !strings.Contains(errOut, missing) {
 		t.Errorf("a missing --measured folder: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestPlanManyStudies: both dense workloads planned together against the
+// seed's 4-hour budget (deliverable 6 of issue #16): the sum, and over a
+// smaller total budget an error that names, per study, the ladder trim that
+// alone brings the sum under; the JSON's total is the sum of the plans'.
+func TestPlanManyStudies(t *testing.T) {
+	ex := func(f string) string { return filepath.Join("..", "..", "examples", f) }
+	a, b := ex("h200-dense-sharegpt.toml"), ex("h200-dense-alpaca.toml")
+	code, out, errOut := runCLI("plan", "--total-budget", "4h", a, b)
+	if code != cli.ExitOK || !regexp.MustCompile(`(?m)^all 2 studies, one after another: ≈\S+ \(h200-dense-sharegpt ≈\S+, h200-dense-alpaca ≈\S+\) of the total budget 4h0m0s \(\d+%\)$`).MatchString(out) ||
+		strings.Count(out, "plan ok") != 2 {
+		t.Errorf("4h: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI("plan", "--total-budget", "1h30m", a, b)
+	if code == cli.ExitOK || !strings.Contains(errOut, "over the total budget of 1h30m0s; any one of these brings them under: h200-dense-sharegpt: trim the ladders") ||
+		!strings.Contains(errOut, "or h200-dense-alpaca: trim the ladders") {
+		t.Errorf("1h30m: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = runCLI("plan", "--json", a, b)
+	var v struct {
+		Studies []struct {
+			Estimate int64 `json:"estimate_ns"`
+		} `json:"studies"`
+		Total int64 `json:"total_ns"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); code != cli.ExitOK || err != nil || len(v.Studies) != 2 || v.Total != v.Studies[0].Estimate+v.Studies[1].Estimate || v.Total == 0 {
+		t.Errorf("--json: exit %d, %v: %+v", code, err, v)
+	}
+	if code, _, errOut := runCLI("plan", "--hold", "27m", a, b); code != cli.ExitUsage || !strings.Contains(errOut, "--hold splits one study") {
+		t.Errorf("--hold with two studies: exit %d\n%s", code, errOut)
 	}
 }
