@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -41,6 +42,8 @@ type Measured struct {
 	// files.
 	Trials, Probes int
 	Dirs           []string
+	// Notes name the finished trials left out, and why.
+	Notes []string
 }
 
 // cellKey names a model × variant that replayed one trace (its hash, in
@@ -120,7 +123,7 @@ func (m *Measured) addTrial(dir string) error {
 	if st.EngineWarmup != nil {
 		var r replay.Result
 		if err := readJSON(filepath.Join(dir, "replay-"+engineWarmupDir+".json"), &r); err != nil {
-			return err
+			return m.skip(dir, err)
 		}
 		ew = r.Ended.Sub(r.Started)
 		replays -= ew
@@ -130,7 +133,7 @@ func (m *Measured) addTrial(dir string) error {
 	for _, lv := range st.Levels {
 		var r replay.Result
 		if err := readJSON(filepath.Join(dir, "replay-rate-"+lv.Label+".json"), &r); err != nil {
-			return err
+			return m.skip(dir, err)
 		}
 		if trace == "" {
 			trace = r.TraceHash
@@ -190,6 +193,17 @@ func (m *Measured) cellFor(key cellKey) *measuredCell {
 		m.cells[key] = c
 	}
 	return c
+}
+
+// skip leaves out a finished trial whose replay record is missing (a
+// results tree copied without it), with a note; any other error is
+// returned.
+func (m *Measured) skip(dir string, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	m.Notes = append(m.Notes, fmt.Sprintf("--measured: %s left out: %v", dir, err))
+	return nil
 }
 
 func readJSON(path string, v any) error {

@@ -184,6 +184,20 @@ func TestLoadMeasured(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 
+	// A finished trial whose replay record is missing is left out, with a
+	// note; the others still count.
+	lost := filepath.Join(root, "c", "m", "v", "t5")
+	if err := os.Remove(filepath.Join(lost, "replay-rate-4.json")); err != nil {
+		t.Fatal(err)
+	}
+	m, err = LoadMeasured(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Trials != 2 || len(m.Notes) != 1 || !strings.Contains(m.Notes[0], lost+" left out") {
+		t.Errorf("a trial without its replay record: %d trials, notes %q; want 2 and one note naming it", m.Trials, m.Notes)
+	}
+
 	// A damaged replay record is an error that names it.
 	bad := filepath.Join(root, "a", "results", "m", "v", "t1", "replay-rate-4.json")
 	if err := os.WriteFile(bad, []byte("{not json"), 0o644); err != nil {

@@ -170,6 +170,7 @@ func MakePlanMeasured(ctx context.Context, s *Study, m *Measured) (*Plan, error)
 		}
 		var notes []string
 		p.measured, notes = m.forTrace(hash)
+		notes = append(slices.Clone(m.Notes), notes...)
 		if m.Trials == 0 && m.Probes == 0 {
 			notes = append(notes, "--measured: no finished trial or probe.json with start-ups under the folders given: every estimate is the model's")
 		}
