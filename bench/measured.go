@@ -331,7 +331,7 @@ func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []
 		d += r.Warmup.D()
 	}
 	for _, rate := range rates {
-		drain := typicalDrainFor(spec) + replay.Backlog(rate, sat, r.sending())
+		drain := typicalDrainFor(spec) + kneeBacklog(spec, rate, sat, r)
 		if ds := c.drains[rate]; len(ds) > 0 {
 			drain = mean(ds)
 		}

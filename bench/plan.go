@@ -313,9 +313,8 @@ func dedupe(s *[]string) {
 // and the analysis.
 //
 // sat is the variant's saturation (req/s; 0: unknown). A level past it
-// drains longer than drain: its backlog, (rate − sat) × the time it sends
-// (its window, and its warm-up when every level has one), served at sat,
-// at most the study's bound.
+// drains longer than drain: its backlog (kneeBacklog), at most the study's
+// bound.
 func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.Duration, sat float64) time.Duration {
 	drain = min(drain, r.DrainBound())
 	d := startupEstimate(spec) + tailEstimate(spec) + engineWarmupEstimate(r, drain)
@@ -325,9 +324,31 @@ func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.
 		d += r.Warmup.D()
 	}
 	for _, rate := range rates {
-		d += r.Duration.D() + min(r.DrainBound(), drain+replay.Backlog(rate, sat, r.sending()))
+		d += r.Duration.D() + min(r.DrainBound(), drain+kneeBacklog(spec, rate, sat, r))
 	}
 	return d
+}
+
+// pastKneeVLLM is how much longer than its probed saturation says a vLLM
+// level past the knee drains: measured on the H200 (2026-12-03, ShareGPT,
+// five levels of three vLLM variants past their knees), the drains past the
+// first 15 s were 1.3–2.5× the backlog served at the probed rate, about 2×:
+// past its knee vLLM preempts and recomputes, and serves below the rate a
+// closed-loop probe measured (vllm-page's steps/s fell from 37 to 29). A
+// server that reserves before it admits (vbtorch) does not preempt: its
+// factor is 1 until a measurement says otherwise.
+const pastKneeVLLM = 2
+
+// kneeBacklog is the plan's estimate of how long the queue of a level at
+// rate, past the variant's saturation sat (req/s; 0: unknown), takes to
+// drain beyond a level's usual tail: replay.Backlog over the time the level
+// sends, × pastKneeVLLM for vLLM. Zero at or below the saturation.
+func kneeBacklog(spec backends.Spec, rate, sat float64, r RunConfig) time.Duration {
+	b := replay.Backlog(rate, sat, r.sending())
+	if spec.Kind == backends.KindVLLM {
+		b *= pastKneeVLLM
+	}
+	return b
 }
 
 // sending is how long one level sends at its rate: its window, and its
@@ -350,7 +371,7 @@ func backlogWarnings(t Trial, r RunConfig) []string {
 	sat := t.Variant.Saturation
 	var out []string
 	for _, rate := range t.Rates {
-		backlog := replay.Backlog(rate, sat, r.sending())
+		backlog := kneeBacklog(t.Variant.Spec, rate, sat, r)
 		if backlog == 0 {
 			continue
 		}

@@ -364,26 +364,31 @@ func TestLevelDrain(t *testing.T) {
 // saturation, within the bound, or of a variant with no saturation are not.
 func TestBacklogWarnings(t *testing.T) {
 	run := RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), WarmupMode: "level", Drain: Duration(2 * time.Minute)}
-	vllm := backends.Spec{Kind: backends.KindVLLM}
+	torch := backends.Spec{Kind: backends.KindTorch}
 	for _, c := range []struct {
 		name  string
 		sat   float64
 		rates []float64
 		run   RunConfig
 		want  []string // each warning's "at R req/s" in order
+		spec  backends.Spec
 	}{
-		{"no saturation", 0, []float64{2, 50}, run, nil},
-		{"under it", 10, []float64{5, 10}, run, nil},
+		{"no saturation", 0, []float64{2, 50}, run, nil, torch},
+		{"under it", 10, []float64{5, 10}, run, nil, torch},
 		// (12 − 4.83) × 70 s / 4.83 = 104 s + 15 s ≤ 2 min: the H200 study's torch-max at 12
-		{"queue drains in time", 4.83, []float64{12}, run, nil},
+		{"queue drains in time", 4.83, []float64{12}, run, nil, torch},
 		// (14 − 4.83) × 70 / 4.83 = 133 s + 15 s > 2 min
-		{"queue outlasts the drain", 4.83, []float64{6, 12, 14, 20}, run, []string{"at 14 req/s", "at 20 req/s"}},
+		{"queue outlasts the drain", 4.83, []float64{6, 12, 14, 20}, run, []string{"at 14 req/s", "at 20 req/s"}, torch},
 		// without level warm-ups it sends 60 s: (14 − 4.83) × 60 / 4.83 = 114 s + 15 s > 2 min
-		{"one warm-up per run", 4.83, []float64{13, 14}, RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), Drain: Duration(2 * time.Minute)}, []string{"at 14 req/s"}},
+		{"one warm-up per run", 4.83, []float64{13, 14}, RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), Drain: Duration(2 * time.Minute)}, []string{"at 14 req/s"}, torch},
 		// the bound is max_drain when no drain is set
-		{"max_drain bounds", 4.83, []float64{12}, RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), WarmupMode: "level", MaxDrain: Duration(time.Minute)}, []string{"at 12 req/s"}},
+		{"max_drain bounds", 4.83, []float64{12}, RunConfig{Duration: Duration(60 * time.Second), Warmup: Duration(10 * time.Second), WarmupMode: "level", MaxDrain: Duration(time.Minute)}, []string{"at 12 req/s"}, torch},
+		// vLLM past its knee drains twice its backlog (pastKneeVLLM): vllm-page's
+		// knee 10.3; at 15, 2 × 32 s + 15 s ≤ 2 min; at 20, 2 × 66 s + 15 s > 2 min
+		// (which a factor of 1, 81 s, would pass)
+		{"vLLM preempts past its knee", 10.3, []float64{15, 20}, run, []string{"at 20 req/s"}, backends.Spec{Kind: backends.KindVLLM}},
 	} {
-		tr := Trial{Model: ModelConfig{Name: "m"}, Variant: Variant{Name: "v", Spec: vllm, Saturation: c.sat}, Rates: c.rates}
+		tr := Trial{Model: ModelConfig{Name: "m"}, Variant: Variant{Name: "v", Spec: c.spec, Saturation: c.sat}, Rates: c.rates}
 		got := backlogWarnings(tr, c.run)
 		if len(got) != len(c.want) {
 			t.Errorf("%s: %d warnings %q, want %d", c.name, len(got), got, len(c.want))

@@ -37,6 +37,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -62,6 +63,9 @@ type hold struct {
 	file    string
 	results string
 	trials  []trial
+	// asRun says the planned times are those of the plan.txt the hold ran
+	// with (else vbbench plan's of now).
+	asRun bool
 	// notRun are the planned trials (model/variant rep N) with no finished
 	// attempt; superseded the earlier finished attempts of a trial that
 	// finished again (a resumed or repeated run), left out of the report.
@@ -179,6 +183,18 @@ func loadHold(ctx context.Context, n int, file, results string) (*hold, error) {
 			order = append(order, t.Key())
 		}
 	}
+	// The estimates the hold ran with, when its plan.txt is kept beside
+	// the study file (the driver writes it): the plan's model may have
+	// changed since.
+	if b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "plan.txt")); err == nil {
+		for k, d := range plannedFromText(string(b)) {
+			if t, ok := planned[k]; ok {
+				t.Estimate = d
+				planned[k] = t
+				h.asRun = true
+			}
+		}
+	}
 	latest := map[string]int{} // trial key → its index in h.trials
 	err = filepath.WalkDir(results, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "status.json" {
@@ -226,6 +242,26 @@ func loadHold(ctx context.Context, n int, file, results string) (*hold, error) {
 	sort.Strings(h.superseded)
 	sort.Slice(h.trials, func(i, j int) bool { return h.trials[i].Started.Before(h.trials[j].Started) })
 	return h, nil
+}
+
+// planLine is a trial's line in vbbench plan's run order: its number,
+// model, variant, rep, kind, optional lane and start, and estimate.
+var planLine = regexp.MustCompile(`^\s+\d+\s+(\S+)\s+(\S+)\s+rep (\d+)\s+\S+\s+(?:gpu \S+\s+start ≈\S+\s+)?≈(\S+)\s+\(done at`)
+
+// plannedFromText reads the trials' estimates from vbbench plan's printed
+// plan, by trial key (model/variant/repN).
+func plannedFromText(text string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, line := range strings.Split(text, "\n") {
+		m := planLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if d, err := time.ParseDuration(m[4]); err == nil {
+			out[m[1]+"/"+m[2]+"/rep"+m[3]] = d
+		}
+	}
+	return out
 }
 
 // startupOf is the server's start-up that a trial's meta.json recorded (0
@@ -433,7 +469,7 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		}
 		fmt.Fprintf(&b, "| %d | `%s` | `%s` | %d | %s | %s | %s | %s |\n", h.n, h.file, h.results, len(h.trials), fmtDur(h.planned()), fmtDur(h.actual()), vsPlanned(h.actual(), h.planned()), notRun)
 	}
-	b.WriteString("\nPlanned: `vbbench plan`'s estimates of the trials that finished (its model of a level's drain is in docs/vbbench.md). Actual: the first of them's start to the last one's end. Not run: planned trials with no finished attempt (the hold's time ran out, or they failed).\n\n")
+	b.WriteString("\nPlanned: `vbbench plan`'s estimates of the trials that finished: those of the `plan.txt` the hold ran with, kept beside its study file, else the plan's of now (its model of a level's drain is in docs/vbbench.md). Actual: the first of them's start to the last one's end. Not run: planned trials with no finished attempt (the hold's time ran out, or they failed).\n\n")
 	b.WriteString("| run | trial | rates | start-up | planned | actual | actual vs planned |\n|---|---|---|---:|---:|---:|---:|\n")
 	for _, h := range holds {
 		for _, t := range h.trials {

@@ -318,3 +318,29 @@ func TestVerdict(t *testing.T) {
 		t.Errorf("verdict with paged below its lowest rate 4 and oracle at 5: %q; want **no**", got)
 	}
 }
+
+// TestPlannedFromText reads the trials' estimates from plan.txt as vbbench
+// plan prints them, with and without GPU lanes.
+func TestPlannedFromText(t *testing.T) {
+	text := `run order:
+    1  llama-3-8b-dummy         vllm-page          rep 1  vllm          ≈8m48s    (done at ≈8m48s)  rates [4.7, 8, 12, 15]
+    2  llama-3-8b-dummy         vllm-page+flash    rep 2  vllm          ≈8m45s    (done at ≈18m0s)  rates [8, 12, 18, 26]
+    3  m                        torch-oracle       rep 1  torch         gpu 0,1     start ≈7m31s   ≈7m39s    (done at ≈15m0s)  rates [5.2]
+
+estimate: ≈22m0s of the 27m0s budget (81%)
+`
+	got := plannedFromText(text)
+	want := map[string]time.Duration{
+		"llama-3-8b-dummy/vllm-page/rep1":       8*time.Minute + 48*time.Second,
+		"llama-3-8b-dummy/vllm-page+flash/rep2": 8*time.Minute + 45*time.Second,
+		"m/torch-oracle/rep1":                   7*time.Minute + 39*time.Second,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v; want %v", got, want)
+	}
+	for k, d := range want {
+		if got[k] != d {
+			t.Errorf("%s: %v; want %v", k, got[k], d)
+		}
+	}
+}
