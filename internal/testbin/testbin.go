@@ -100,6 +100,17 @@ func Path(t testing.TB, pkg string) string {
 	return filepath.Join(Dir(t, pkg), path.Base(path.Clean(pkg)))
 }
 
+// Trace writes a trace to path with vbsynth (built as for Build) and the
+// given flags before -o, e.g. "--dataset", "sharegpt", "--requests", "400";
+// it fails t when vbsynth does.
+func Trace(t testing.TB, path string, flags ...string) {
+	t.Helper()
+	synth := Path(t, "cmd/vbsynth")
+	if out, err := exec.Command(synth, append(slices.Clone(flags), "-o", path)...).CombinedOutput(); err != nil {
+		t.Fatalf("vbsynth %v: %v\n%s", flags, err, out)
+	}
+}
+
 // Remove deletes the binary directory, if any; the next Build makes a new
 // one. TestMain calls it after m.Run (Main does).
 func Remove() {

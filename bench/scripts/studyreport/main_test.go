@@ -84,12 +84,9 @@ func TestStudyReport(t *testing.T) {
 		t.Skip("runs two simulated holds (≈20 s)")
 	}
 	sim := testbin.Dir(t, "cmd/vbsim")
-	synth := testbin.Path(t, "cmd/vbsynth")
 	dir := t.TempDir()
 	tracePath := filepath.Join(dir, "trace.bin")
-	if out, err := exec.Command(synth, "--dataset", "sharegpt", "--requests", "400", "--max-total", "2048", "--seed", "1", "--quiet", "-o", tracePath).CombinedOutput(); err != nil {
-		t.Fatalf("vbsynth: %v\n%s", err, out)
-	}
+	testbin.Trace(t, tracePath, "--dataset", "sharegpt", "--requests", "400", "--max-total", "2048", "--seed", "1", "--quiet")
 	var args []string
 	for i, vars := range []string{hold1Variants, hold2Variants} {
 		name := []string{"dense-hold1", "dense-hold2"}[i]
