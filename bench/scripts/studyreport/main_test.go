@@ -133,6 +133,9 @@ func TestStudyReport(t *testing.T) {
 		regexp.MustCompile(`(?m)^The same rule at 1ms/token, each variant's sustained rate \(req/s\): torch-max below its lowest rate, .*vllm-page below its lowest rate\.$`),
 		// The servers' own figures, with a CI where two holds ran the rate.
 		regexp.MustCompile(`(?m)^\| torch-oracle \| 4 \| [0-9]+ ± [0-9]+ \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \| [0-9]+ ± [0-9]+ \| [0-9]+ ± [0-9]+ \| - \| [0-9]+ ± [0-9]+ \|$`),
+		// The ordering explained, pair by pair, at the rate both ran.
+		regexp.MustCompile(`(?m)^\| torch-max → torch-pow2 \| 8 \| [0-9.]+ → [0-9.]+ \| [0-9.]+ → [0-9.]+ \| [0-9.]+ → [0-9.]+ \| `),
+		regexp.MustCompile(`(?m)^\| torch-oracle → vllm-page \| 8 \| `),
 		// What the servers allocated: the simulator's 512 blocks of 16 (its
 		// kv_cache_tokens 8192) and the study's max_num_seqs, over both holds' trials.
 		regexp.MustCompile(`(?m)^\| torch-oracle \| 2 \| 8192 \| 512 × 16 \| 64 \| `),
