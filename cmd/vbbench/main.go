@@ -251,7 +251,11 @@ func planMany(ctx context.Context, files []string, lanes func(*bench.Study) erro
 	var advice []string
 	if total > 0 && sum > total {
 		for _, p := range plans {
-			if a := p.LadderAdvice(total - (sum - p.Estimate)); a != "" && total > sum-p.Estimate {
+			others := sum - p.Estimate // this study must fit what the others leave
+			if others >= total {
+				continue
+			}
+			if a := p.LadderAdvice(total - others); a != "" {
 				advice = append(advice, p.Study.Name+": "+a)
 			}
 		}
