@@ -379,6 +379,17 @@ func allocationOf(dir string) allocation {
 	return a
 }
 
+// offGoal marks a hold whose actual time is off its plan by more than the
+// study's goal, ±10 % (issue #16).
+func offGoal(actual, planned time.Duration) string {
+	// In whole percent, as the table prints it (110/100 − 1 is not 0.1 in
+	// floating point).
+	if planned > 0 && math.Abs(math.Round(100*(actual.Seconds()/planned.Seconds()-1))) > 10 {
+		return " (outside ±10 %)"
+	}
+	return ""
+}
+
 // vsPlanned is actual against planned, as a signed percentage ("-" when
 // nothing was planned).
 func vsPlanned(actual, planned time.Duration) string {
@@ -467,9 +478,9 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		if len(h.notRun) > 0 {
 			notRun = strings.Join(h.notRun, ", ")
 		}
-		fmt.Fprintf(&b, "| %d | `%s` | `%s` | %d | %s | %s | %s | %s |\n", h.n, h.file, h.results, len(h.trials), fmtDur(h.planned()), fmtDur(h.actual()), vsPlanned(h.actual(), h.planned()), notRun)
+		fmt.Fprintf(&b, "| %d | `%s` | `%s` | %d | %s | %s | %s | %s |\n", h.n, h.file, h.results, len(h.trials), fmtDur(h.planned()), fmtDur(h.actual()), vsPlanned(h.actual(), h.planned())+offGoal(h.actual(), h.planned()), notRun)
 	}
-	b.WriteString("\nPlanned: `vbbench plan`'s estimates of the trials that finished: those of the `plan.txt` the hold ran with, kept beside its study file, else the plan's of now (its model of a level's drain is in docs/vbbench.md). Actual: the first of them's start to the last one's end. Not run: planned trials with no finished attempt (the hold's time ran out, or they failed).\n\n")
+	b.WriteString("\nPlanned: `vbbench plan`'s estimates of the trials that finished: those of the `plan.txt` the hold ran with, kept beside its study file, else the plan's of now (its model of a level's drain is in docs/vbbench.md). Actual: the first of them's start to the last one's end; the goal is within ±10 %. Not run: planned trials with no finished attempt (the hold's time ran out, or they failed).\n\n")
 	b.WriteString("| run | trial | rates | start-up | planned | actual | actual vs planned |\n|---|---|---|---:|---:|---:|---:|\n")
 	for _, h := range holds {
 		for _, t := range h.trials {

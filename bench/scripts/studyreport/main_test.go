@@ -344,3 +344,20 @@ estimate: ≈22m0s of the 27m0s budget (81%)
 		}
 	}
 }
+
+// TestOffGoal: a hold more than 10 % off its plan either way is marked.
+func TestOffGoal(t *testing.T) {
+	for _, tt := range []struct {
+		actual, planned time.Duration
+		marked          bool
+	}{
+		{110 * time.Second, 100 * time.Second, false},
+		{111 * time.Second, 100 * time.Second, true},
+		{89 * time.Second, 100 * time.Second, true},
+		{time.Second, 0, false},
+	} {
+		if got := offGoal(tt.actual, tt.planned) != ""; got != tt.marked {
+			t.Errorf("offGoal(%v, %v) marked %v; want %v", tt.actual, tt.planned, got, tt.marked)
+		}
+	}
+}
