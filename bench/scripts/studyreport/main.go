@@ -652,8 +652,29 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 	b.WriteString("\n\"≥\": the numerator never crossed the threshold (its highest rate sustained), so the ratio is a lower bound; \"≤\": the denominator never did, an upper bound. Pairs where neither crossed it, or either sustained none of its rates, have no row.\n")
 
 	// The paper's ordering.
-	b.WriteString("\n## The paper's ordering: paged > oracle > pow2 > max\n\n| measure | max | pow2 | oracle | paged (vllm-page) | reproduced |\n|---|---:|---:|---:|---:|---|\n")
+	b.WriteString(orderingSection(o, sat, res))
+
+	// Anchor drift.
+	b.WriteString(anchorDrift(o.anchor, holds, res))
+	if ws := res.AllWarnings(); len(ws) > 0 {
+		b.WriteString("\n## Warnings\n\n")
+		for _, w := range ws {
+			fmt.Fprintf(&b, "- %s\n", w)
+		}
+	}
+	return b.String()
+}
+
+// orderingSection is the paper's ordering, paged > oracle > pow2 > max:
+// each measure's verdict, and each step explained by the servers' figures.
+// A study without the baseline's policies (the MoE study) gets one line.
+func orderingSection(o options, sat map[string]analyze.Saturation, res *analyze.Result) string {
+	var b strings.Builder
 	order := []string{"torch-max", "torch-pow2", "torch-oracle", "vllm-page"}
+	if !slices.ContainsFunc(order[:3], func(v string) bool { _, ok := sat[v]; return ok }) {
+		return "\n## The paper's ordering: paged > oracle > pow2 > max\n\nThis study runs none of the PyTorch baseline's reservation policies (torch-max, torch-pow2, torch-oracle): no ordering to check.\n"
+	}
+	b.WriteString("\n## The paper's ordering: paged > oracle > pow2 > max\n\n| measure | max | pow2 | oracle | paged (vllm-page) | reproduced |\n|---|---:|---:|---:|---:|---|\n")
 	var rates []interval
 	var cells []string
 	for _, v := range order {
@@ -682,15 +703,6 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		fmt.Fprintf(&b, "| batched at %g req/s | %s | %s |\n", o.equalRate, strings.Join(cells, " | "), verdict(bs))
 	}
 	b.WriteString(orderingFigures(order, res))
-
-	// Anchor drift.
-	b.WriteString(anchorDrift(o.anchor, holds, res))
-	if ws := res.AllWarnings(); len(ws) > 0 {
-		b.WriteString("\n## Warnings\n\n")
-		for _, w := range ws {
-			fmt.Fprintf(&b, "- %s\n", w)
-		}
-	}
 	return b.String()
 }
 

@@ -361,3 +361,17 @@ func TestOffGoal(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderingWithoutBaseline: a study of vLLM variants only (the MoE
+// study) says it has no ordering to check instead of an empty table.
+func TestOrderingWithoutBaseline(t *testing.T) {
+	sat := map[string]analyze.Saturation{"vllm-page": {Variant: "vllm-page", Rate: 8}, "vllm-all-opt": {Variant: "vllm-all-opt", Rate: 20}}
+	got := orderingSection(options{equalRate: 8}, sat, &analyze.Result{})
+	if !strings.Contains(got, "no ordering to check") || strings.Contains(got, "| measure |") {
+		t.Errorf("orderingSection:\n%s", got)
+	}
+	sat["torch-oracle"] = analyze.Saturation{Variant: "torch-oracle", Rate: 6}
+	if got := orderingSection(options{}, sat, &analyze.Result{}); !strings.Contains(got, "| sustained rate (req/s) | - | - | 6 | 8 |") {
+		t.Errorf("with torch-oracle:\n%s", got)
+	}
+}
