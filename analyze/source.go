@@ -225,10 +225,17 @@ func capturesUnder(dir string, skipUnfinished bool) (found, left []string) {
 	return found, left
 }
 
+// The statuses of a finished vbbench trial in its status.json (bench's
+// StatusOK and StatusEarlyStopped are these: bench imports this package).
+const (
+	TrialStatusOK           = "ok"
+	TrialStatusEarlyStopped = "early-stopped"
+)
+
 // unfinishedTrial is the status of a vbbench trial folder (one with a
-// status.json and a capture/ folder) that did not finish: anything but ok
-// and early-stopped (bench.StatusOK, bench.StatusEarlyStopped, which this
-// package cannot import); "" for a finished trial or another folder.
+// status.json and a capture/ folder) that did not finish: anything but
+// TrialStatusOK and TrialStatusEarlyStopped; "" for a finished trial or
+// another folder.
 func unfinishedTrial(dir string) string {
 	if _, err := os.Stat(filepath.Join(dir, "capture")); err != nil {
 		return ""
@@ -244,7 +251,7 @@ func unfinishedTrial(dir string) string {
 		return ""
 	}
 	switch st.Status {
-	case "", "ok", "early-stopped":
+	case "", TrialStatusOK, TrialStatusEarlyStopped:
 		return ""
 	}
 	return st.Status

@@ -34,8 +34,8 @@ import (
 // Trial statuses recorded in status.json and the index.
 const (
 	StatusRunning      = "running"
-	StatusOK           = "ok"
-	StatusEarlyStopped = "early-stopped" // ok, higher rates skipped as saturated
+	StatusOK           = analyze.TrialStatusOK
+	StatusEarlyStopped = analyze.TrialStatusEarlyStopped // ok, higher rates skipped as saturated
 	StatusFailed       = "failed"
 	StatusUnsupported  = "unsupported" // the variant cannot run here (skipped)
 	StatusInterrupted  = "interrupted"
