@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vbench/vbench/backends"
@@ -32,18 +34,24 @@ import (
 // warm-up, drain bound) are the study's own.
 //
 // A `vbbench probe`'s probe.json under the folders gives each probed
-// variant's server start-up: for a model × variant with no finished trial,
-// the estimate counts that start-up (and the model's stop) in place of the
-// model's start-up, and the model for the rest.
+// variant's server start-up and its TPOT at the knee: for a model × variant
+// with no finished trial, the estimate counts that start-up (and the
+// model's stop) in place of the model's start-up, a level's tail as the
+// trace's 99th-percentile output × that TPOT (measuredEstimate), and the
+// model for the rest.
 type Measured struct {
 	cells map[cellKey]*measuredCell
 	// Trials counts the finished trials read, Probes the probed variants
-	// with a start-up; Dirs lists the trials' folders and the probe.json
-	// files.
+	// with a start-up or a TPOT.
 	Trials, Probes int
-	Dirs           []string
+	// Dirs lists the trials' folders and the probe.json files read.
+	Dirs []string
 	// Notes name the finished trials left out, and why.
 	Notes []string
+	// outTokens is the 99th percentile of the expected output lengths of
+	// the trace of the view (forTrace; 0: unknown), which with a probe's
+	// TPOT sizes a level's tail.
+	outTokens int32
 }
 
 // cellKey names a model × variant that replayed one trace (its hash, in
@@ -55,7 +63,8 @@ type cellKey struct{ model, variant, trace string }
 type measuredCell struct {
 	fixed, engineWarmup []time.Duration
 	drains              map[float64][]time.Duration
-	startups            []time.Duration // from probes
+	// From probes: the server's start-ups, and the TPOT at the knee.
+	startups, tpots []time.Duration
 }
 
 // MeasuredCell summarises what Measured knows of one model × variant.
@@ -64,6 +73,8 @@ type MeasuredCell struct {
 	// of the probes of it (0: none).
 	Trials       int
 	ProbeStartup time.Duration
+	// ProbeTPOT is the mean TPOT at the knee of the probes of it (0: none).
+	ProbeTPOT time.Duration
 	// Fixed and EngineWarmup are the means (0: none measured); Drains the
 	// mean drain at each measured rate.
 	Fixed, EngineWarmup time.Duration
@@ -163,7 +174,8 @@ func (m *Measured) addTrial(dir string) error {
 	return nil
 }
 
-// addProbe adds the start-ups a probe.json records.
+// addProbe adds what a probe.json records of each variant: its server's
+// start-up, and its TPOT at the knee (the step at its knee concurrency).
 func (m *Measured) addProbe(path string) error {
 	var r ProbeResult
 	if err := readJSON(path, &r); err != nil {
@@ -171,11 +183,25 @@ func (m *Measured) addProbe(path string) error {
 	}
 	added := false
 	for _, vp := range r.Variants {
-		if vp.StartupSeconds <= 0 || vp.Model == "" || vp.Variant == "" {
+		if vp.Model == "" || vp.Variant == "" || vp.Error != "" {
 			continue
 		}
-		m.cellFor(cellKey{vp.Model, vp.Variant, r.TraceHash}).startups = append(m.cellFor(cellKey{vp.Model, vp.Variant, r.TraceHash}).startups,
-			time.Duration(vp.StartupSeconds*float64(time.Second)))
+		var tpot float64
+		for _, st := range vp.Steps {
+			if st.Concurrency == vp.KneeConcurrency && st.TPOT > 0 && !math.IsNaN(st.TPOT) {
+				tpot = st.TPOT
+			}
+		}
+		if vp.StartupSeconds <= 0 && tpot <= 0 {
+			continue
+		}
+		c := m.cellFor(cellKey{vp.Model, vp.Variant, r.TraceHash})
+		if vp.StartupSeconds > 0 {
+			c.startups = append(c.startups, time.Duration(vp.StartupSeconds*float64(time.Second)))
+		}
+		if tpot > 0 {
+			c.tpots = append(c.tpots, time.Duration(tpot*float64(time.Second)))
+		}
 		m.Probes++
 		added = true
 	}
@@ -225,7 +251,7 @@ func (m *Measured) Cell(model, variant, trace string) (MeasuredCell, bool) {
 	if c == nil {
 		return MeasuredCell{}, false
 	}
-	out := MeasuredCell{Trials: len(c.fixed), ProbeStartup: mean(c.startups), Fixed: mean(c.fixed), EngineWarmup: mean(c.engineWarmup), Drains: map[float64]time.Duration{}}
+	out := MeasuredCell{Trials: len(c.fixed), ProbeStartup: mean(c.startups), ProbeTPOT: mean(c.tpots), Fixed: mean(c.fixed), EngineWarmup: mean(c.engineWarmup), Drains: map[float64]time.Duration{}}
 	for r, ds := range c.drains {
 		out.Drains[r] = mean(ds)
 	}
@@ -274,7 +300,7 @@ func (m *Measured) forTrace(trace string) (*Measured, []string) {
 			out.cells[cellKey{k.model, k.variant, trace}] = c
 			out.Trials += len(c.fixed)
 			if len(c.fixed) == 0 {
-				out.Probes += len(c.startups)
+				out.Probes += max(len(c.startups), len(c.tpots))
 			}
 			continue
 		}
@@ -308,21 +334,37 @@ func (m *Measured) estimate(t Trial, r RunConfig) (d time.Duration, measured boo
 	if c == nil {
 		return trialEstimate(t.Variant.Spec, r, t.Rates, typicalDrainFor(t.Variant.Spec), t.Variant.Saturation), false
 	}
-	return measuredEstimate(c, t.Variant.Spec, r, t.Rates, t.Variant.Saturation), true
+	return measuredEstimate(c, t.Variant.Spec, r, t.Rates, t.Variant.Saturation, m.outTokens), true
 }
 
 // measuredEstimate is trialEstimate with the measured parts in place of
 // the modelled ones.
-func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []float64, sat float64) time.Duration {
-	d := mean(c.fixed)
-	if len(c.fixed) == 0 { // a probe's start-up only
+//
+// A level's drain at a rate never measured is its last requests' tail:
+// with a probe's TPOT at the knee and the trace's 99th-percentile output
+// length (outTokens), their product (measured on the H200's ShareGPT
+// levels below the knees: 750 tokens × 21–31 ms = 16–23 s against drains
+// of 14–28 s for eager vLLM, × 7 ms = 5 s against 4 s compiled); else the
+// model's typicalDrainFor. Past the saturation the backlog comes on top.
+func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []float64, sat float64, outTokens int32) time.Duration {
+	var d time.Duration
+	switch {
+	case len(c.fixed) > 0:
+		d = mean(c.fixed)
+	case len(c.startups) > 0: // a probe's start-up
 		d = mean(c.startups) + tailEstimate(spec)
+	default:
+		d = startupEstimate(spec) + tailEstimate(spec)
+	}
+	tail := typicalDrainFor(spec)
+	if tp := mean(c.tpots); tp > 0 && outTokens > 0 {
+		tail = time.Duration(outTokens) * tp
 	}
 	if r.EngineWarmup.On() {
 		if ew := mean(c.engineWarmup); ew > 0 {
 			d += ew
 		} else {
-			d += engineWarmupEstimate(r, min(typicalDrainFor(spec), r.DrainBound()))
+			d += engineWarmupEstimate(r, min(tail, r.DrainBound()))
 		}
 	}
 	if r.WarmupMode == replay.WarmupLevel {
@@ -331,7 +373,7 @@ func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []
 		d += r.Warmup.D()
 	}
 	for _, rate := range rates {
-		drain := typicalDrainFor(spec) + kneeBacklog(spec, rate, sat, r)
+		drain := tail + kneeBacklog(spec, rate, sat, r)
 		if ds := c.drains[rate]; len(ds) > 0 {
 			drain = mean(ds)
 		}
@@ -343,7 +385,7 @@ func measuredEstimate(c *measuredCell, spec backends.Spec, r RunConfig, rates []
 // String lists the cells, one line each: what the estimate uses.
 func (m *Measured) String() string {
 	if m == nil || len(m.cells) == 0 {
-		return "no finished trials or probed start-ups"
+		return "no finished trials or probed variants"
 	}
 	keys := make([]cellKey, 0, len(m.cells))
 	for k := range m.cells {
@@ -365,7 +407,18 @@ func (m *Measured) String() string {
 		}
 		sort.Float64s(rates)
 		if len(c.fixed) == 0 {
-			out += fmt.Sprintf("  %-40s %d probe(s): start-up ≈%s (the rest: the model)\n", k.model+"/"+k.variant, len(c.startups), roundDur(mean(c.startups)))
+			var what []string
+			if len(c.startups) > 0 {
+				what = append(what, fmt.Sprintf("start-up ≈%s", roundDur(mean(c.startups))))
+			}
+			if tp := mean(c.tpots); tp > 0 {
+				w := fmt.Sprintf("TPOT at the knee %.1f ms", tp.Seconds()*1000)
+				if m.outTokens > 0 {
+					w += fmt.Sprintf(" (a level's tail ≈ %d tokens × it = %s)", m.outTokens, roundDur(time.Duration(m.outTokens)*tp))
+				}
+				what = append(what, w)
+			}
+			out += fmt.Sprintf("  %-40s probe: %s; the rest: the model\n", k.model+"/"+k.variant, strings.Join(what, ", "))
 			continue
 		}
 		line := fmt.Sprintf("  %-40s %d trial(s): start-up, stop and analysis ≈%s", k.model+"/"+k.variant, len(c.fixed), roundDur(mean(c.fixed)))

@@ -147,7 +147,8 @@ func TestLoadMeasured(t *testing.T) {
 	// A probe's start-up stands for a variant with no finished trial; a
 	// variant with trials keeps their figures.
 	probe := ProbeResult{TraceHash: "aaaa", Variants: []VariantProbe{
-		{Model: "m", Variant: "p", StartupSeconds: 200},
+		{Model: "m", Variant: "p", StartupSeconds: 200, KneeConcurrency: 8,
+			Steps: []ProbeStep{{Concurrency: 4, TPOT: 0.01}, {Concurrency: 8, TPOT: 0.02}, {Concurrency: 16, TPOT: 0.05}}},
 		{Model: "m", Variant: "v", StartupSeconds: 999},
 		{Model: "m", Variant: "failed"}, // never started: no start-up
 	}}
@@ -166,7 +167,7 @@ func TestLoadMeasured(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.Probes != 2 {
-		t.Errorf("%d probed start-ups, want 2", m.Probes)
+		t.Errorf("%d probed variants, want 2", m.Probes)
 	}
 	view, _ = m.forTrace("aaaa")
 	tp := Trial{Model: ModelConfig{Name: "m"}, Variant: Variant{Name: "p"}, Rates: []float64{4, 8}}
@@ -180,9 +181,23 @@ func TestLoadMeasured(t *testing.T) {
 	if _, ok := view.Cell("m", "failed", ""); ok {
 		t.Error("a probe whose server never started gave a cell")
 	}
-	if got := view.String(); !strings.Contains(got, "1 probe(s): start-up ≈3m20s") {
+	if c, _ := view.Cell("m", "p", ""); c.ProbeTPOT != 20*time.Millisecond {
+		t.Errorf("m/p: probe TPOT %v, want the knee step's 20ms", c.ProbeTPOT)
+	}
+	if got := view.String(); !strings.Contains(got, "probe: start-up ≈3m20s, TPOT at the knee 20.0 ms") {
 		t.Errorf("String() = %q", got)
 	}
+	// With the trace's 99th-percentile output known, a level's tail is
+	// it × the probe's TPOT: 500 tokens × 20 ms = 10 s.
+	view.outTokens = 500
+	want = 200*s + tailEstimate(tp.Variant.Spec) + engineWarmupEstimate(run, 10*s) + 2*(10*s+60*s+10*s)
+	if got, _ := view.estimate(tp, run); got != want {
+		t.Errorf("probed with the trace's outputs: %v, want %v", got, want)
+	}
+	if got := view.String(); !strings.Contains(got, "(a level's tail ≈ 500 tokens × it = 10s)") {
+		t.Errorf("String() = %q", got)
+	}
+	view.outTokens = 0
 
 	// A finished trial whose replay record is missing is left out, with a
 	// note; the others still count.
@@ -238,6 +253,20 @@ func TestPlanMeasured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The trace's 99th-percentile output, for a probed variant's tail.
+	_, reqs, err := trace.ReadFile(s.Trace.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer := 0
+	for _, r := range reqs {
+		if r.OutputTokens > p.measured.outTokens {
+			longer++
+		}
+	}
+	if p.measured.outTokens <= 0 || longer > len(reqs)/100 {
+		t.Errorf("outTokens %d: %d of %d requests expect more; want at most 1%%", p.measured.outTokens, longer, len(reqs))
+	}
 	for i, tr := range p.Trials {
 		switch tr.Variant.Name {
 		case "sim-paged":
@@ -262,7 +291,7 @@ func TestPlanMeasured(t *testing.T) {
 	}
 	var b strings.Builder
 	p.Print(&b)
-	if !strings.Contains(b.String(), "(measured)") || !strings.Contains(b.String(), "measured (--measured: 1 finished trials, 0 probed start-ups") {
+	if !strings.Contains(b.String(), "(measured)") || !strings.Contains(b.String(), "measured (--measured: 1 finished trials, 0 probed variants") {
 		t.Errorf("plan output:\n%s", b.String())
 	}
 }

@@ -170,9 +170,16 @@ func MakePlanMeasured(ctx context.Context, s *Study, m *Measured) (*Plan, error)
 		}
 		var notes []string
 		p.measured, notes = m.forTrace(hash)
+		if p.TraceReady {
+			out, err := outputP99(s.Trace.Path)
+			if err != nil {
+				notes = append(notes, fmt.Sprintf("--measured: the trace's output lengths: %v (a level's tail is the model's)", err))
+			}
+			p.measured.outTokens = out
+		}
 		notes = append(slices.Clone(m.Notes), notes...)
 		if m.Trials == 0 && m.Probes == 0 {
-			notes = append(notes, "--measured: no finished trial or probe.json with start-ups under the folders given: every estimate is the model's")
+			notes = append(notes, "--measured: no finished trial or probed variant under the folders given: every estimate is the model's")
 		}
 		p.Warnings = append(p.Warnings, notes...)
 	}
@@ -327,6 +334,37 @@ func trialEstimate(spec backends.Spec, r RunConfig, rates []float64, drain time.
 		d += r.Duration.D() + min(r.DrainBound(), drain+kneeBacklog(spec, rate, sat, r))
 	}
 	return d
+}
+
+// outputP99 is the 99th percentile of the expected output lengths of the
+// trace at path (tokens; 0 when it has none).
+func outputP99(path string) (int32, error) {
+	f, err := trace.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var outs []int32
+	for {
+		var r trace.Request
+		err := f.Read(&r)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		if n := r.OutputTokens; n > 0 {
+			outs = append(outs, n)
+		} else if n := r.Sampling.MaxTokens; n > 0 {
+			outs = append(outs, n)
+		}
+	}
+	if len(outs) == 0 {
+		return 0, nil
+	}
+	slices.Sort(outs)
+	return outs[min(len(outs)-1, len(outs)*99/100)], nil
 }
 
 // pastKneeVLLM is how much longer than its probed saturation says a vLLM
@@ -544,7 +582,7 @@ func (p *Plan) Print(w io.Writer) {
 			t.Variant.Spec.Kind, lane, roundDur(t.Estimate), roundDur(max(t.Start, 0)+t.Estimate), own)
 	}
 	if p.measured != nil {
-		fmt.Fprintf(w, "\nmeasured (--measured: %d finished trials, %d probed start-ups; a \"(measured)\" trial's estimate uses these means, and the model where they say nothing):\n%s",
+		fmt.Fprintf(w, "\nmeasured (--measured: %d finished trials, %d probed variants; a \"(measured)\" trial's estimate uses these means, and the model where they say nothing):\n%s",
 			p.measured.Trials, p.measured.Probes, p.measured)
 	}
 	pct := 100 * float64(p.Estimate) / float64(s.Budget.D())
