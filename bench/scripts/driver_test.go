@@ -149,6 +149,42 @@ func TestStudyDriverOnSim(t *testing.T) {
 	if n := strings.Count(list, "/captures-"); n != 2 {
 		t.Errorf("%d captures tarballs came back, want one per trial (2):\n%s", n, list)
 	}
+	// Unpacked here as the study keeps a hold run: the run folder, the
+	// captures out of git beside their SHA256, the caches for the next hold.
+	if b, err := os.ReadFile(filepath.Join(root, "bench/scripts/h200_unpack.sh")); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(repo, "bench/scripts/h200_unpack.sh"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runDir := filepath.Join("docs", "results", "sim-study", "runs", "rep1-hold1")
+	out = run(repo, nil, "bash", "bench/scripts/h200_unpack.sh", runDir, "sim.toml", back)
+	if !strings.Contains(out, "unpacked job 1 into "+runDir+": 2 trial(s), 2 captures tarball(s) in .study-data/sim-study/rep1-hold1") {
+		t.Errorf("unpack:\n%s", out)
+	}
+	for _, f := range []string{"study.toml", "plan.txt", "run.log", "device.txt", "CAPTURES.txt", "results/README.md"} {
+		if _, err := os.Stat(filepath.Join(repo, runDir, f)); err != nil {
+			t.Errorf("unpacked run folder: %v", err)
+		}
+	}
+	if caps, _ := filepath.Glob(filepath.Join(repo, ".study-data", "sim-study", "rep1-hold1", "captures-*.tar.xz")); len(caps) != 2 {
+		t.Errorf("captures kept out of git: %v", caps)
+	}
+	if sums := run(filepath.Join(repo, ".study-data", "sim-study", "rep1-hold1"), nil, "bash", "-c", "head -2 ../../../"+runDir+"/CAPTURES.txt | sha256sum -c"); strings.Count(sums, ": OK") != 2 {
+		t.Errorf("CAPTURES.txt does not check the kept captures:\n%s", sums)
+	}
+	if logs, _ := filepath.Glob(filepath.Join(repo, runDir, "results", "*", "*", "*", "backend.log.xz")); len(logs) != 2 {
+		t.Errorf("backend logs compressed: %v", logs)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(repo, runDir, "results", "*", "*", "*", "capture")); len(dirs) != 2 {
+		t.Errorf("captures extracted beside the trials for studyreport: %v", dirs)
+	}
+	if _, err := os.Stat(filepath.Join(repo, ".dist", "caches", "compile-caches.tar.xz")); err != nil {
+		t.Errorf("the compile caches for the next hold: %v", err)
+	}
+	if _, err := exec.Command("bash", filepath.Join(repo, "bench/scripts/h200_unpack.sh"), filepath.Join(repo, runDir), filepath.Join(repo, "sim.toml"), back).CombinedOutput(); err == nil {
+		t.Error("unpacking into a run folder that is not empty: no error")
+	}
+
 	// The compile caches came back (CACHES_OUT=1 on the runall job), and a
 	// later hold that carries them in .dist/caches/ unpacks them before its
 	// first server starts.
