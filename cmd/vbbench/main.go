@@ -112,7 +112,7 @@ func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml\n       vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--total-budget D] STUDY.toml...", stderr)
 	totalBudget := fs.Duration("total-budget", 0, "with one study or several (each workload's): their budget together, run one after another (e.g. 4h); over it is an error that says which ladders to trim")
-	measuredDirs := fs.StringArray("measured", nil, "estimate each model × variant that finished trials under DIR (a results tree, or a folder above several) from what they took: start-up, engine warm-up and each rate's drain; repeatable")
+	measuredDirs := fs.StringArray("measured", nil, "estimate each model × variant that finished trials under DIR (a results tree, or a folder above several) from what they took: start-up, engine warm-up and each rate's drain; a probe.json there gives a probed variant's start-up and TPOT; repeatable")
 	asJSON := fs.Bool("json", false, "print the plan as JSON (with --hold: {\"plan\": …, \"holds\": …})")
 	lanes := gpusFlag(fs)
 	hold := fs.Duration("hold", 0, "split the study into holds of this length (a GPU lent for a fixed time, e.g. 27m), each trial whole, sharing an anchor variant")
