@@ -297,17 +297,43 @@ func archiveCaptures(dir string) error {
 // allocationNote renders the KV capacity a server reported, for progress
 // lines: "; KV 32768 tokens (2048 blocks of 16)".
 func allocationNote(a map[string]float64) string {
+	kv, ok := KVAllocation(a)
+	if !ok {
+		return ""
+	}
+	s := fmt.Sprintf("; KV %.0f tokens", kv.Tokens)
+	if kv.Blocks > 0 {
+		s += fmt.Sprintf(" (%.0f blocks of %.0f)", kv.Blocks, kv.BlockSize)
+	}
+	return s
+}
+
+// KVCache is the KV cache a server says it allocated (Meta.Allocated):
+// its tokens and, for a paged server, its blocks and their size (0 when
+// not reported).
+type KVCache struct {
+	Tokens, Blocks, BlockSize float64
+}
+
+// KVAllocation reads the KV cache from a server's allocation: vLLM's
+// cache_config_info (kv_cache_size_tokens, else its blocks × block size),
+// else vbtorch's or vbsim's capacity series. ok is false when the server
+// said none of them.
+func KVAllocation(a map[string]float64) (kv KVCache, ok bool) {
+	kv.Blocks, kv.BlockSize = a[proxy.CacheConfigInfo+":num_gpu_blocks"], a[proxy.CacheConfigInfo+":block_size"]
 	if v, ok := a[proxy.CacheConfigInfo+":kv_cache_size_tokens"]; ok {
-		s := fmt.Sprintf("; KV %.0f tokens", v)
-		if n, ok := a[proxy.CacheConfigInfo+":num_gpu_blocks"]; ok {
-			s += fmt.Sprintf(" (%.0f blocks of %.0f)", n, a[proxy.CacheConfigInfo+":block_size"])
-		}
-		return s
+		kv.Tokens = v
+		return kv, true
 	}
 	for _, k := range allocationSeries {
 		if v, ok := a[k]; ok {
-			return fmt.Sprintf("; KV %.0f tokens", v)
+			kv.Tokens = v
+			return kv, true
 		}
 	}
-	return ""
+	if kv.Blocks > 0 && kv.BlockSize > 0 {
+		kv.Tokens = kv.Blocks * kv.BlockSize
+		return kv, true
+	}
+	return KVCache{}, false
 }

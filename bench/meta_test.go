@@ -80,3 +80,23 @@ func TestShebangPython(t *testing.T) {
 		}
 	}
 }
+
+func TestKVAllocation(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		a    map[string]float64
+		want KVCache
+		ok   bool
+	}{
+		{"vLLM", map[string]float64{"vllm:cache_config_info:kv_cache_size_tokens": 32768, "vllm:cache_config_info:num_gpu_blocks": 2048, "vllm:cache_config_info:block_size": 16}, KVCache{32768, 2048, 16}, true},
+		{"vLLM without the token count", map[string]float64{"vllm:cache_config_info:num_gpu_blocks": 512, "vllm:cache_config_info:block_size": 16}, KVCache{8192, 512, 16}, true},
+		{"vbtorch", map[string]float64{"vbtorch:kv_capacity_tokens": 32768}, KVCache{Tokens: 32768}, true},
+		{"vbsim", map[string]float64{"vbsim:kv_cache_capacity_tokens": 4096}, KVCache{Tokens: 4096}, true},
+		{"nothing", map[string]float64{"vllm:cache_config_info:gpu_memory_utilization": 0.6}, KVCache{}, false},
+		{"nil", nil, KVCache{}, false},
+	} {
+		if got, ok := KVAllocation(tt.a); got != tt.want || ok != tt.ok {
+			t.Errorf("%s: %+v %v; want %+v %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}

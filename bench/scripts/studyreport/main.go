@@ -46,6 +46,7 @@ import (
 
 	"github.com/vbench/vbench/analyze"
 	"github.com/vbench/vbench/analyze/render"
+	"github.com/vbench/vbench/backends"
 	"github.com/vbench/vbench/bench"
 	"github.com/vbench/vbench/metric"
 )
@@ -267,17 +268,20 @@ func plannedFromText(text string) map[string]time.Duration {
 // startupOf is the server's start-up that a trial's meta.json recorded (0
 // when it has none).
 func startupOf(dir string) time.Duration {
-	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	var m bench.Meta
+	if readJSON(filepath.Join(dir, "meta.json"), &m) != nil {
+		return 0
+	}
+	return time.Duration(m.StartupSeconds * float64(time.Second))
+}
+
+// readJSON decodes the JSON file at path into v.
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0
+		return err
 	}
-	var m struct {
-		Startup float64 `json:"startup_seconds"`
-	}
-	if json.Unmarshal(b, &m) != nil {
-		return 0
-	}
-	return time.Duration(m.Startup * float64(time.Second))
+	return json.Unmarshal(b, v)
 }
 
 // planned is the sum of the plan's estimates of the trials that finished:
@@ -314,48 +318,24 @@ type allocation struct {
 
 func allocationOf(dir string) allocation {
 	a := allocation{"-", "-", "-", "-", "-", "-", "-"}
-	var meta struct {
-		Allocated map[string]float64 `json:"server_allocated"`
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "meta.json")); err == nil && json.Unmarshal(b, &meta) == nil {
-		num := func(k string) (string, bool) {
-			v, ok := meta.Allocated[k]
-			return strconv.FormatFloat(v, 'f', -1, 64), ok
-		}
-		if v, ok := num("vllm:cache_config_info:kv_cache_size_tokens"); ok {
-			a.kvTokens = v
-		} else if v, ok := num("vbtorch:kv_capacity_tokens"); ok {
-			a.kvTokens = v
-		}
-		n, ok1 := num("vllm:cache_config_info:num_gpu_blocks")
-		bs, ok2 := num("vllm:cache_config_info:block_size")
-		if ok1 && ok2 {
-			a.blocks = n + " × " + bs
-			if a.kvTokens == "-" {
-				a.kvTokens = strconv.FormatFloat(meta.Allocated["vllm:cache_config_info:num_gpu_blocks"]*meta.Allocated["vllm:cache_config_info:block_size"], 'f', -1, 64)
+	num := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	var meta bench.Meta
+	if readJSON(filepath.Join(dir, "meta.json"), &meta) == nil {
+		if kv, ok := bench.KVAllocation(meta.Allocated); ok {
+			a.kvTokens = num(kv.Tokens)
+			if kv.Blocks > 0 {
+				a.blocks = num(kv.Blocks) + " × " + num(kv.BlockSize)
 			}
 		}
 	}
-	var cfg struct {
-		Variant struct {
-			Spec struct {
-				Kind          string `json:"kind"`
-				MaxNumSeqs    int    `json:"max_num_seqs"`
-				MaxBatched    int    `json:"max_num_batched_tokens"`
-				Attention     string `json:"attention_backend"`
-				Attn          string `json:"attn"`
-				EnforceEager  *bool  `json:"enforce_eager"`
-				PrefixCaching *bool  `json:"prefix_caching"`
-			} `json:"spec"`
-		} `json:"variant"`
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "config.json")); err == nil && json.Unmarshal(b, &cfg) == nil {
+	var cfg bench.TrialConfig
+	if readJSON(filepath.Join(dir, "config.json"), &cfg) == nil {
 		sp := cfg.Variant.Spec
 		if sp.MaxNumSeqs > 0 {
 			a.maxSeqs = strconv.Itoa(sp.MaxNumSeqs)
 		}
-		if sp.MaxBatched > 0 {
-			a.maxBatched = strconv.Itoa(sp.MaxBatched)
+		if sp.MaxNumBatchedTokens > 0 {
+			a.maxBatched = strconv.Itoa(sp.MaxNumBatchedTokens)
 		}
 		yes := func(p *bool, dflt string) string {
 			switch {
@@ -367,11 +347,11 @@ func allocationOf(dir string) allocation {
 			return "no"
 		}
 		switch sp.Kind {
-		case "vllm":
-			a.attention = cmp.Or(sp.Attention, "vLLM's default")
+		case backends.KindVLLM:
+			a.attention = cmp.Or(sp.AttentionBackend, "vLLM's default")
 			a.eager = yes(sp.EnforceEager, "no (compile, CUDA graphs)")
 			a.prefix = yes(sp.PrefixCaching, "vLLM's default (on)")
-		case "torch":
+		case backends.KindTorch:
 			a.attention = cmp.Or(sp.Attn, "-")
 			a.eager, a.prefix = "yes", "no"
 		}
