@@ -147,14 +147,10 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if *hold < 0 {
 		return cli.Usagef("--hold %v: want a positive duration", *hold)
 	}
-	s, err := loadStudy(fs.Args())
-	if err != nil {
-		return err
+	if fs.NArg() != 1 {
+		return cli.Usagef("want exactly one study file, got %d arguments", fs.NArg())
 	}
-	if err := lanes(s); err != nil {
-		return err
-	}
-	p, err := bench.MakePlanMeasured(ctx, s, measured)
+	p, err := planStudy(ctx, fs.Arg(0), lanes, measured)
 	if err != nil {
 		return err
 	}
@@ -212,6 +208,23 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return p.Err()
 }
 
+// planStudy loads the study file, applies --gpus and plans it with the
+// measurements (nil: none).
+func planStudy(ctx context.Context, file string, lanes func(*bench.Study) error, measured *bench.Measured) (*bench.Plan, error) {
+	s, err := bench.LoadStudy(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := lanes(s); err != nil {
+		return nil, err
+	}
+	p, err := bench.MakePlanMeasured(ctx, s, measured)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return p, nil
+}
+
 // planMany plans several studies (each workload's), one after another,
 // and sums their estimates against total (0: no total budget): over it is
 // an error with, per study, the ladder trim that alone brings the sum
@@ -225,17 +238,11 @@ func planMany(ctx context.Context, files []string, lanes func(*bench.Study) erro
 	var parts []string
 	failed := 0
 	for _, f := range files {
-		s, err := bench.LoadStudy(f)
+		p, err := planStudy(ctx, f, lanes, measured)
 		if err != nil {
 			return err
 		}
-		if err := lanes(s); err != nil {
-			return err
-		}
-		p, err := bench.MakePlanMeasured(ctx, s, measured)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
+		s := p.Study
 		if !asJSON {
 			fmt.Fprintf(stdout, "== %s\n", f)
 			p.Print(stdout)
