@@ -65,6 +65,26 @@ func TestTwoModelsOneVariantName(t *testing.T) {
 		t.Errorf("no warning of the pooled group: %q", res.Warnings)
 	}
 
+	// One labelled model beside unlabelled requests of the same variant:
+	// the default grouping pools them, as before (nothing tells them apart).
+	var recs []*capture.Record
+	for k := range 2 {
+		r := tagged(uint64(k+1), t0+int64(k)*100*ms)
+		r.Labels = map[string]string{"variant": "vllm-page"}
+		r.Chunks = []capture.Chunk{chunk(100, 1, 1, 1), chunk(200, 1, 1, 2)}
+		r.CompletionTokens, r.End = 2, 200*ms
+		recs = append(recs, r)
+	}
+	plain := filepath.Join(dir, "plain.jsonl")
+	writeDump(t, plain, recs, nil, []capture.Meta{{Version: 1, Tool: "vbproxy", ToolVersion: "test", Started: t0 - 1000*ms}})
+	res, err = Analyze(context.Background(), Config{Captures: []string{caps[0], plain}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Setup.By, DefaultBy) || len(res.Groups) != 1 || res.Groups[0].Completed != 6 || res.Groups[0].Key != "vllm-page/1/1" {
+		t.Errorf("labelled and unlabelled: by %v, %d groups (%+v); want the default grouping, one group of 6", res.Setup.By, len(res.Groups), res.Groups[0].Key)
+	}
+
 	// One model: the default grouping, no warning.
 	res, err = Analyze(context.Background(), Config{Captures: caps[:1]})
 	if err != nil {
@@ -72,6 +92,10 @@ func TestTwoModelsOneVariantName(t *testing.T) {
 	}
 	if !slices.Equal(res.Setup.By, DefaultBy) || slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, "model") }) {
 		t.Errorf("one model: by %v, warnings %q", res.Setup.By, res.Warnings)
+	}
+	// Its keys are the plain grouping's, the requests' too.
+	if len(res.Groups) != 1 || res.Groups[0].Key != "vllm-page/1/1" || res.Requests[0].Key != "vllm-page/1/1" || len(res.Aggregates) != 1 || res.Aggregates[0].Key != "vllm-page/1" {
+		t.Errorf("one model: group %q, request %q, aggregates %d", res.Groups[0].Key, res.Requests[0].Key, len(res.Aggregates))
 	}
 }
 

@@ -186,25 +186,25 @@ type Setup struct {
 // models' requests under one variant name are never pooled. A warning says
 // so.
 func Analyze(ctx context.Context, cfg Config) (*Result, error) {
-	defaulted := len(cfg.By) == 0
-	res, err := analyzeOnce(ctx, cfg)
-	if err != nil || !defaulted || len(res.labelledModels) < 2 {
-		return res, err
-	}
-	cfg.By = slices.Concat([]string{"model"}, DefaultBy)
-	res, err = analyzeOnce(ctx, cfg)
-	if res != nil {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the captures hold %d models (%s): grouped by model too (%s)",
-			len(res.labelledModels), strings.Join(res.labelledModels, ", "), strings.Join(cfg.By, ",")))
-	}
-	return res, err
+	return analyze(ctx, cfg, len(cfg.By) == 0)
 }
 
-// analyzeOnce is Analyze with the grouping as given.
-func analyzeOnce(ctx context.Context, cfg Config) (*Result, error) {
+// analyze is Analyze. With byModel (the default grouping), the requests
+// are grouped by model first as they are read, and when they turn out to
+// hold one model label at most, the model is taken out of the groups'
+// keys again (unless unlabelled requests sit beside labelled ones: those
+// groups are not merged, so the captures are read once more without it).
+// The captures are read once in every other case.
+func analyze(ctx context.Context, cfg Config, byModel bool) (*Result, error) {
+	orig := cfg
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	plainBy := cfg.By
+	if byModel {
+		cfg.By = slices.Concat([]string{"model"}, cfg.By)
+	}
+	unlabelled := false // a request without a model label
 	var expandNotes []string
 	cfg.Captures, expandNotes = ExpandCaptures(cfg.Captures)
 	res := &Result{series: map[string]*sampleSeries{}, spans: map[string][]span{}, recorder: map[string]recorderState{}}
@@ -284,7 +284,9 @@ func analyzeOnce(ctx context.Context, cfg Config) (*Result, error) {
 			hashes[r.TraceHash] = true
 			variants[r.Variant] = true
 			models[a.g.Model] = true
-			if r.Model != "" {
+			if r.Model == "" {
+				unlabelled = true
+			} else {
 				if r.Model != lastModel {
 					labelled[r.Model], lastModel = true, r.Model
 				}
@@ -333,6 +335,29 @@ func analyzeOnce(ctx context.Context, cfg Config) (*Result, error) {
 	res.Setup.Variants = sortedSet(variants)
 	res.Setup.Models = sortedSet(models)
 	res.labelledModels = sortedSet(labelled)
+	switch {
+	case !byModel:
+	case len(labelled) >= 2:
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the captures hold %d models (%s): grouped by model too (%s)",
+			len(labelled), strings.Join(res.labelledModels, ", "), strings.Join(cfg.By, ",")))
+	case len(labelled) == 1 && unlabelled:
+		return analyze(ctx, orig, false)
+	default: // one model at most: the groups are the plain grouping's
+		rekey := make(map[string]string, len(order))
+		for _, a := range order {
+			delete(a.g.Labels, "model")
+			parts := make([]string, len(plainBy))
+			for i, f := range plainBy {
+				parts[i] = a.g.Labels[f]
+			}
+			rekey[a.g.Key] = strings.Join(parts, "/")
+			a.g.Key = rekey[a.g.Key]
+		}
+		for i := range res.Requests {
+			res.Requests[i].Key = rekey[res.Requests[i].Key]
+		}
+		cfg.By = plainBy
+	}
 	for _, a := range order {
 		if len(a.mixed) > 0 {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("group %s pools the requests of models %s and %s: group by model too (--by model,%s)",
