@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vbench/vbench/backends"
+	"github.com/vbench/vbench/internal/stats"
 	"github.com/vbench/vbench/replay"
 	"github.com/vbench/vbench/trace"
 )
@@ -364,7 +366,7 @@ func outputP99(path string) (int32, error) {
 		return 0, nil
 	}
 	slices.Sort(outs)
-	return outs[min(len(outs)-1, len(outs)*99/100)], nil
+	return int32(math.Ceil(stats.Percentile(outs, 99))), nil
 }
 
 // pastKneeVLLM is how much longer than its probed saturation says a vLLM
