@@ -202,10 +202,11 @@ func TestStudyDriverOnSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The second hold plans from what the first measured (PLAN_FLAGS
-	// --measured over its results tree, carried in the checkout).
+	// --measured over its results tree, carried in the checkout), and runs
+	// trial 2 first (ORDER, as for a hold's anchor).
 	run(back, nil, "bash", "-c", `mkdir m && for c in out-1/call-*.tar; do tar xf "$c" -C m; done && mkdir -p "$0/measured" && tar xJf m/results.tar.xz -C "$0/measured"`, repo)
 	env2 := []string{"HOLD=" + filepath.Join(tmp, "hold2"), "STATE=" + filepath.Join(tmp, "state2"), "VB_BIN=" + bin}
-	run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "start", "300", `PLAN_FLAGS="--measured measured" MODE=run STUDY=sim.toml`)
+	run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "start", "300", `PLAN_FLAGS="--measured measured" ORDER=2 MODE=run STUDY=sim.toml`)
 	out = run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "poll", "200")
 	if !strings.Contains(out, "caches: restored compile-caches.tar.xz") {
 		t.Errorf("the second hold did not restore the caches:\n%s", out)
@@ -216,6 +217,9 @@ func TestStudyDriverOnSim(t *testing.T) {
 	// (The driver packs its small files, plan.txt among them, into call-*.tar.)
 	if plan := run(filepath.Join(tmp, "hold2", "out-1"), nil, "bash", "-c", `for c in call-*.tar; do tar xOf "$c" ./plan.txt; done`); len(regexp.MustCompile(`(?m)^ +\d+ +sim-8b +sim-\w+ +rep 1 .*\(measured\)$`).FindAllString(plan, -1)) != 2 {
 		t.Errorf("the second hold's plan does not estimate both trials from the first's measurements:\n%s", plan)
+	}
+	if d := run(filepath.Join(tmp, "hold2", "out-1"), nil, "bash", "-c", `for c in call-*.tar; do tar xOf "$c" ./driver.txt; done`); !regexp.MustCompile(`(?s)trial 2: exit 0.*trial 1: exit 0`).MatchString(d) {
+		t.Errorf("ORDER=2 did not run trial 2 before trial 1:\n%s", d)
 	}
 
 	// The runall job ran both trials, on the two lanes.

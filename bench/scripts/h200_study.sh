@@ -35,7 +35,8 @@
 # trial's plan estimate; default 45), HOST_SH (default offline/host.sh),
 # VB_BIN (where the binaries are unpacked; default /root/vb), GPUS (runall),
 # PLAN_FLAGS (added to every vbbench plan, e.g. "--measured
-# docs/results/h200-2026-12-03/runs": trial estimates from earlier holds).
+# docs/results/h200-2026-12-03/runs": trial estimates from earlier holds),
+# ORDER (run: trial numbers to run first, e.g. "3" for a hold's anchor).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -173,7 +174,14 @@ run)
   # the next call; a later, shorter one that fits still runs now.
   # shellcheck disable=SC2086
   vbbench plan --json $PLAN_FLAGS "$STUDY" 2>/dev/null |
-    python3 -c 'import json, sys; [print(t["index"] + 1, t["estimate_ns"] // 10**9) for t in json.load(sys.stdin)["trials"]]' > "$OUT/trials.txt"
+    ORDER=${ORDER:-} python3 -c '
+import json, os, sys
+ts = [(t["index"] + 1, t["estimate_ns"] // 10**9) for t in json.load(sys.stdin)["trials"]]
+# ORDER (e.g. "3 1"): these trials first, in this order, then the rest in
+# the plan order; for an anchor that must run even if the hold runs late.
+first = [int(i) for i in os.environ["ORDER"].split()]
+ts.sort(key=lambda t: first.index(t[0]) if t[0] in first else len(first))
+for i, est in ts: print(i, est)' > "$OUT/trials.txt"
   mkdir -p "$STATE/run-$name"
   while read -r i est; do
     m=$STATE/run-$name/trial-$i
