@@ -96,7 +96,7 @@ func TestStudyDriverOnSim(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range []string{"h200_study.sh", "h200_hold.sh"} {
+	for _, s := range []string{"h200_study.sh", "h200_hold.sh", "fingerprint.py"} {
 		b, err := os.ReadFile(s)
 		if err != nil {
 			t.Fatal(err)
@@ -161,7 +161,7 @@ func TestStudyDriverOnSim(t *testing.T) {
 	if !strings.Contains(out, "unpacked job 1 into "+runDir+": 2 trial(s), 2 captures tarball(s) in .study-data/sim-study/rep1-hold1") {
 		t.Errorf("unpack:\n%s", out)
 	}
-	for _, f := range []string{"study.toml", "plan.txt", "run.log", "device.txt", "CAPTURES.txt", "results/README.md"} {
+	for _, f := range []string{"study.toml", "plan.txt", "run.log", "device.txt", "fingerprint.jsonl", "CAPTURES.txt", "results/README.md"} {
 		if _, err := os.Stat(filepath.Join(repo, runDir, f)); err != nil {
 			t.Errorf("unpacked run folder: %v", err)
 		}
@@ -220,6 +220,12 @@ func TestStudyDriverOnSim(t *testing.T) {
 	}
 	if d := run(filepath.Join(tmp, "hold2", "out-1"), nil, "bash", "-c", `for c in call-*.tar; do tar xOf "$c" ./driver.txt; done`); !regexp.MustCompile(`(?s)trial 2: exit 0.*trial 1: exit 0`).MatchString(d) {
 		t.Errorf("ORDER=2 did not run trial 2 before trial 1:\n%s", d)
+	}
+	// The machine's fingerprint before the work and before each trial, in
+	// the order they ran (here without CUDA: the GPU's figures are null).
+	fp := run(filepath.Join(tmp, "hold2", "out-1"), nil, "bash", "-c", `for c in call-*.tar; do tar xOf "$c" ./fingerprint.jsonl; done`)
+	if !regexp.MustCompile(`(?s)^\{[^\n]*"label": "start"[^\n]*"py_loop_ns": [0-9.]+[^\n]*\}\n\{[^\n]*"label": "trial 2"[^\n]*\}\n\{[^\n]*"label": "trial 1"[^\n]*\}\n$`).MatchString(fp) {
+		t.Errorf("fingerprint.jsonl: want start, trial 2, trial 1:\n%s", fp)
 	}
 
 	// The runall job ran both trials, on the two lanes.

@@ -110,6 +110,17 @@ for f in .dist/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" trac
   vbbench --version 2>/dev/null || true
 } > "$OUT/device.txt" 2>&1
 log "device: $(sed -n 2p "$OUT/device.txt")"
+# The machine's speed now (bench/scripts/fingerprint.py: the host's Python
+# and kernel-launch cost, the GPU's copy and matmul rates, its clocks, what
+# else uses the CPU), before each trial or probed variant and once here: the
+# anchor's drift between holds is then explained, or not, by the machine.
+fingerprint() {
+  local line
+  line=$(timeout 120 python3 bench/scripts/fingerprint.py --label "$1" 2>>"$OUT/host.log") || { log "fingerprint $1: failed (host.log)"; return 0; }
+  echo "$line" >> "$STATE/fingerprint.jsonl"
+  log "fingerprint $1: $(echo "$line" | python3 -c 'import json, sys; r = json.load(sys.stdin); g = r.get("gpu") or {}; print("python %s ns/iter, launch %s µs, sync %s µs, copy %s GB/s, bf16 %s TFLOP/s, SM %s/%s MHz, %s °C, load %s, busiest %s" % (r["py_loop_ns"], r["launch_us"], r["sync_us"], r["hbm_gbs"], r["bf16_tflops"], g.get("sm_mhz"), g.get("max_sm_mhz"), g.get("temp_c"), r["load1"], ", ".join(r["busiest"]) or "-"))')"
+}
+[ "$MODE" = install ] || fingerprint start
 if [ "$MODE" = install ]; then
   # Only the bundle, the binaries and the traces (h200_hold.sh --parallel
   # runs this once before its jobs start side by side).
@@ -153,6 +164,7 @@ probe)
       break
     fi
     rm -rf "$d"; mkdir -p "$d"
+    fingerprint "probe $v"
     t=$(date +%s)
     # shellcheck disable=SC2086
     timeout -s INT -k 30 $(( $(left) - 40 )) vbbench probe --quiet --variants "$v" $PROBE_FLAGS --out "$d" "$STUDY" > "$d/stdout.md" 2> "$d/stderr.txt"
@@ -191,6 +203,7 @@ for i, est in ts: print(i, est)' > "$OUT/trials.txt"
       log "trial $i: ≈${est}s + ${MARGIN}s margin needed, $(left)s left: next call"
       continue
     fi
+    fingerprint "trial $i"
     t=$(date +%s)
     timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --trial "$i" --resume "$STUDY" "$@" < /dev/null >> "$OUT/run.log" 2>&1
     rc=$?
@@ -237,6 +250,7 @@ if [ "${CACHES_OUT:-0}" = 1 ]; then
     fi
   fi
 fi
+[ -f "$STATE/fingerprint.jsonl" ] && cp "$STATE/fingerprint.jsonl" "$OUT/"
 ls -la "$OUT" >> "$S"
 log "done"
 # Only a few files come back per call: everything but the captures goes into

@@ -10,7 +10,7 @@
 # yet, or be empty); HOLD.toml the hold file as it ran (copied to
 # RUN_DIR/study.toml); COLLECT_DIR the folders of the collect calls' files,
 # in call order. It writes into RUN_DIR the job's plan.txt, driver.txt,
-# run.log, device.txt and results tree without captures (its trace copy
+# run.log, device.txt, fingerprint.jsonl and results tree without captures (its trace copy
 # removed, backend.log and requests.csv compressed with xz), CAPTURES.txt
 # (each captures tarball's SHA256 and size); the tarballs into
 # $STUDY_DATA (default .study-data/<results folder>/<run>, kept out of git)
@@ -48,7 +48,7 @@ done
 [ -f "$out/results.tar.xz" ] || { echo "h200_unpack.sh: job $job brought back no results.tar.xz (a probe job? see its driver.txt)" >&2; exit 1; }
 
 mkdir -p "$run_dir"
-for f in plan.txt driver.txt run.log device.txt; do
+for f in plan.txt driver.txt run.log device.txt fingerprint.jsonl; do
   if [ -f "$out/$f" ]; then cp "$out/$f" "$run_dir/"; fi
 done
 cp "$hold" "$run_dir/study.toml"

@@ -71,6 +71,11 @@ type hold struct {
 	// attempt; superseded the earlier finished attempts of a trial that
 	// finished again (a resumed or repeated run), left out of the report.
 	notRun, superseded []string
+	// gpu is the GPU's UUID from device.txt beside the study file, and
+	// fingerprints the machine's speed before each trial from
+	// fingerprint.jsonl there (none before session 5).
+	gpu          string
+	fingerprints []fingerprint
 }
 
 // trial is one finished trial of a hold: its latest finished attempt.
@@ -175,7 +180,10 @@ func loadHold(ctx context.Context, n int, file, results string) (*hold, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &hold{n: n, file: file, results: results}
+	h := &hold{n: n, file: file, results: results, gpu: gpuOf(filepath.Join(filepath.Dir(file), "device.txt"))}
+	if h.fingerprints, err = readFingerprints(filepath.Join(filepath.Dir(file), "fingerprint.jsonl")); err != nil {
+		return nil, err
+	}
 	planned := map[string]bench.Trial{}
 	var order []string
 	if p, err := bench.MakePlan(ctx, s); err == nil {
@@ -636,6 +644,7 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 
 	// Anchor drift.
 	b.WriteString(anchorDrift(o.anchor, holds, res))
+	b.WriteString(machines(holds))
 	if ws := res.AllWarnings(); len(ws) > 0 {
 		b.WriteString("\n## Warnings\n\n")
 		for _, w := range ws {
@@ -831,7 +840,7 @@ func anchorDrift(anchor string, holds []*hold, res *analyze.Result) string {
 		}
 		return fmt.Sprintf("%.*f%s", prec, v*scale, unit)
 	}
-	b.WriteString("| rate | run | norm latency | Δ | TPOT mean | Δ | batched | Δ |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| rate | run | norm latency | Δ | TPOT mean | Δ | batched | Δ | step time | Δ | requests per step |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range levels {
 		gs := byLevel[l]
 		slices.SortStableFunc(gs, func(x, y *analyze.Group) int {
@@ -839,11 +848,111 @@ func anchorDrift(anchor string, holds []*hold, res *analyze.Result) string {
 		})
 		base := gs[0]
 		for _, g := range gs {
-			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", l, runOf[g.Trial], num(g.NormLatencyWithCut.Mean, 4, 1, ""), delta(g.NormLatencyWithCut.Mean, base.NormLatencyWithCut.Mean),
-				num(g.TPOT.Mean, 1, 1000, " ms"), delta(g.TPOT.Mean, base.TPOT.Mean), num(g.Running, 1, 1, ""), delta(g.Running, base.Running))
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l, runOf[g.Trial], num(g.NormLatencyWithCut.Mean, 4, 1, ""), delta(g.NormLatencyWithCut.Mean, base.NormLatencyWithCut.Mean),
+				num(g.TPOT.Mean, 1, 1000, " ms"), delta(g.TPOT.Mean, base.TPOT.Mean), num(g.Running, 1, 1, ""), delta(g.Running, base.Running),
+				num(g.StepTime, 1, 1000, " ms"), delta(g.StepTime, base.StepTime), num(g.BatchPerStep, 1, 1, ""))
 		}
 	}
-	b.WriteString("\nΔ: the change from the first run (in argument order) that measured the rate.\n")
+	b.WriteString("\nΔ: the change from the first run (in argument order) that measured the rate. Step time and requests per step are the server's own (`-` where it does not export them): the same load served in slower steps piles more requests into each, so a step time that grew while the requests per step grew less says the machine was slower, not the load heavier (the machines are below).\n")
+	return b.String()
+}
+
+// fingerprint is one line of a hold run's fingerprint.jsonl
+// (bench/scripts/fingerprint.py, run by the driver before each trial).
+type fingerprint struct {
+	Label string `json:"label"`
+	CPU   struct {
+		Model string `json:"model"`
+		Count int    `json:"count"`
+	} `json:"cpu"`
+	Load1      *float64          `json:"load1"`
+	Busiest    []string          `json:"busiest"`
+	PyLoopNS   *float64          `json:"py_loop_ns"`
+	LaunchUS   *float64          `json:"launch_us"`
+	SyncUS     *float64          `json:"sync_us"`
+	HBMGBs     *float64          `json:"hbm_gbs"`
+	BF16TFLOPs *float64          `json:"bf16_tflops"`
+	GPU        map[string]string `json:"gpu"`
+}
+
+// readFingerprints reads a fingerprint.jsonl (nil, nil when there is none).
+func readFingerprints(path string) ([]fingerprint, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var fs []fingerprint
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var f fingerprint
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+// gpuOf is the GPU's UUID from a hold run's device.txt (its second line is
+// nvidia-smi's name, memory, driver, UUID, PCI bus), "" when not recorded.
+func gpuOf(deviceTxt string) string {
+	b, err := os.ReadFile(deviceTxt)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 2 {
+		return ""
+	}
+	for _, f := range strings.Split(lines[1], ",") {
+		if f = strings.TrimSpace(f); strings.HasPrefix(f, "GPU-") {
+			return f
+		}
+	}
+	return ""
+}
+
+// machines lists each hold run's machine: its GPU, and the fingerprints
+// the driver took before its trials.
+func machines(holds []*hold) string {
+	var b strings.Builder
+	b.WriteString("\n## The machines\n\n")
+	b.WriteString("Each hold run's GPU (`device.txt` beside its study file) and the machine's speed before each trial (`fingerprint.jsonl`, `bench/scripts/fingerprint.py`): a plain Python loop's ns per iteration and a tiny CUDA kernel's launch cost (µs) and launch-and-wait round trip, the host work of an eager step; a 1-GiB device copy (GB/s) and an 8192³ bf16 matmul (TFLOP/s), the GPU's; its SM clock (now/max, MHz) and temperature; the load average and the processes busiest then. `-`: not measured (the fingerprints began with session 5).\n\n")
+	b.WriteString("| run | GPU | before | CPU | Python (ns/iter) | launch (µs) | round trip (µs) | copy (GB/s) | bf16 (TFLOP/s) | SM (MHz) | °C | load | busiest |\n|---:|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|\n")
+	val := func(p *float64, prec int) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*p, 'f', prec, 64)
+	}
+	for _, h := range holds {
+		gpu, fps := cmp.Or(h.gpu, "-"), h.fingerprints
+		if len(fps) == 0 {
+			fmt.Fprintf(&b, "| %d | %s | - | - | - | - | - | - | - | - | - | - | - |\n", h.n, gpu)
+			continue
+		}
+		for _, f := range fps {
+			sm, temp := "-", "-"
+			if f.GPU != nil {
+				sm = f.GPU["sm_mhz"] + "/" + f.GPU["max_sm_mhz"]
+				temp = cmp.Or(f.GPU["temp_c"], "-")
+			}
+			cpu := "-"
+			if f.CPU.Model != "" {
+				cpu = fmt.Sprintf("%s ×%d", f.CPU.Model, f.CPU.Count)
+			}
+			busy := "-"
+			if len(f.Busiest) > 0 {
+				busy = strings.Join(f.Busiest, "; ")
+			}
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", h.n, gpu, cmp.Or(f.Label, "-"), cpu,
+				val(f.PyLoopNS, 1), val(f.LaunchUS, 2), val(f.SyncUS, 1), val(f.HBMGBs, 0), val(f.BF16TFLOPs, 0), sm, temp, val(f.Load1, 2), busy)
+		}
+	}
 	return b.String()
 }
 

@@ -375,3 +375,50 @@ func TestOrderingWithoutBaseline(t *testing.T) {
 		t.Errorf("with torch-oracle:\n%s", got)
 	}
 }
+
+// TestMachines lists each hold run's GPU and its fingerprints, a run
+// without them as not measured, and refuses a damaged fingerprint.jsonl
+// with its line.
+func TestMachines(t *testing.T) {
+	dir := t.TempDir()
+	h1, h2 := filepath.Join(dir, "h1"), filepath.Join(dir, "h2")
+	for _, d := range []string{h1, h2} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(h1, "device.txt"), "date: 2026-12-03T19:24:13Z\nNVIDIA H200, 143771 MiB, 580.159.04, GPU-48588586-48d9-cd39-2673-dab6fd807826, 00000000:00:06.0\n")
+	write(filepath.Join(h1, "fingerprint.jsonl"), `{"label": "start", "cpu": {"model": "Xeon 8480", "count": 16}, "load1": 0.5, "busiest": [], "py_loop_ns": 21.87, "launch_us": 4.1, "sync_us": 11.2, "hbm_gbs": 4100, "bf16_tflops": 690, "gpu": {"sm_mhz": "1980", "max_sm_mhz": "1980", "temp_c": "31"}}
+{"label": "trial 3", "cpu": {"model": "Xeon 8480", "count": 16}, "load1": 2.25, "busiest": ["python3 812: 98%"], "py_loop_ns": 30.5, "launch_us": null, "sync_us": null, "hbm_gbs": null, "bf16_tflops": null, "gpu": null}
+`)
+	write(filepath.Join(h2, "device.txt"), "date: x\nNVIDIA H200, 143771 MiB, 580.159.04\n")
+	var holds []*hold
+	for i, d := range []string{h1, h2} {
+		h := &hold{n: i + 1, file: filepath.Join(d, "study.toml"), gpu: gpuOf(filepath.Join(d, "device.txt"))}
+		var err error
+		if h.fingerprints, err = readFingerprints(filepath.Join(d, "fingerprint.jsonl")); err != nil {
+			t.Fatal(err)
+		}
+		holds = append(holds, h)
+	}
+	md := machines(holds)
+	for _, want := range []string{
+		"| 1 | GPU-48588586-48d9-cd39-2673-dab6fd807826 | start | Xeon 8480 ×16 | 21.9 | 4.10 | 11.2 | 4100 | 690 | 1980/1980 | 31 | 0.50 | - |",
+		"| 1 | GPU-48588586-48d9-cd39-2673-dab6fd807826 | trial 3 | Xeon 8480 ×16 | 30.5 | - | - | - | - | - | - | 2.25 | python3 812: 98% |",
+		"| 2 | - | - | - | - | - | - | - | - | - | - | - | - |",
+	} {
+		if !strings.Contains(md, want+"\n") {
+			t.Errorf("machines lacks %q:\n%s", want, md)
+		}
+	}
+	write(filepath.Join(h2, "fingerprint.jsonl"), "{\"label\": \"start\"}\n{\"label\": \n")
+	if _, err := readFingerprints(filepath.Join(h2, "fingerprint.jsonl")); err == nil || !strings.Contains(err.Error(), "fingerprint.jsonl:2:") {
+		t.Errorf("a damaged fingerprint.jsonl: %v, want its line 2 named", err)
+	}
+}
