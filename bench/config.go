@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -669,4 +670,45 @@ func (r RunConfig) DrainBound() time.Duration {
 		return r.Drain.D()
 	}
 	return r.MaxDrain.D()
+}
+
+// OrderVariants reorders each model's variants: those named come first, in
+// the order given, then the rest in the study's order. The run order, and
+// so a split into holds (Plan.SplitHolds keeps runs of consecutive trials),
+// follows; e.g. two variants named last share the last hold. Every name
+// must be a variant of some model, and none may repeat.
+func (s *Study) OrderVariants(names []string) error {
+	rank := map[string]int{}
+	for i, n := range names {
+		if _, dup := rank[n]; dup {
+			return fmt.Errorf("variant %q is named twice in the order", n)
+		}
+		rank[n] = i
+	}
+	seen := map[string]bool{}
+	for i := range s.Models {
+		vs := s.Models[i].Variants
+		for _, v := range vs {
+			seen[v] = true
+		}
+		slices.SortStableFunc(vs, func(a, b string) int {
+			ra, oka := rank[a]
+			rb, okb := rank[b]
+			switch {
+			case oka && okb:
+				return ra - rb
+			case oka:
+				return -1
+			case okb:
+				return 1
+			}
+			return 0
+		})
+	}
+	for _, n := range names {
+		if !seen[n] {
+			return fmt.Errorf("variant %q in the order is not a variant of any model in the study", n)
+		}
+	}
+	return nil
 }

@@ -305,3 +305,32 @@ func TestStudyDocs(t *testing.T) {
 		t.Errorf("the documented study's warm-ups: mode %q, engine %+v", s.Run.WarmupMode, s.Run.EngineWarmup)
 	}
 }
+
+// TestOrderVariants: the named variants first, in the order given, the
+// rest after in the study's order, for every model; a name of no model's,
+// or named twice, is an error.
+func TestOrderVariants(t *testing.T) {
+	s := &Study{Models: []ModelConfig{
+		{Name: "a", Variants: []string{"max", "pow2", "oracle", "page", "flash", "opt"}},
+		{Name: "b", Variants: []string{"page", "opt", "oracle"}},
+	}}
+	if err := s.OrderVariants([]string{"flash", "oracle", "page"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"flash oracle page max pow2 opt", "oracle page opt"} {
+		if got := strings.Join(s.Models[i].Variants, " "); got != want {
+			t.Errorf("model %s: %s, want %s", s.Models[i].Name, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		order []string
+		want  string
+	}{
+		{[]string{"page", "nope"}, `variant "nope" in the order is not a variant of any model`},
+		{[]string{"page", "page"}, `variant "page" is named twice`},
+	} {
+		if err := s.OrderVariants(tt.order); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("OrderVariants(%v): %v, want %q", tt.order, err, tt.want)
+		}
+	}
+}

@@ -110,7 +110,7 @@ func gpusFlag(fs *pflag.FlagSet) (apply func(*bench.Study) error) {
 }
 
 func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml\n       vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--total-budget D] STUDY.toml...", stderr)
+	fs := cli.NewFlagSet("vbbench plan", "vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--order V,V...] [--hold D [--anchor VARIANT] [--anchor-rates R,R] [--split-holds DIR]] STUDY.toml\n       vbbench plan [--json] [--gpus IDS] [--measured DIR]... [--order V,V...] [--total-budget D] STUDY.toml...", stderr)
 	totalBudget := fs.Duration("total-budget", 0, "with one study or several (each workload's): their budget together, run one after another (e.g. 4h); over it is an error that says which ladders to trim")
 	measuredDirs := fs.StringArray("measured", nil, "estimate each model × variant that finished trials under DIR (a results tree, or a folder above several) from what they took: start-up, engine warm-up and each rate's drain; a probe.json there gives a probed variant's start-up and TPOT; repeatable")
 	asJSON := fs.Bool("json", false, "print the plan as JSON (with --hold: {\"plan\": …, \"holds\": …})")
@@ -119,8 +119,18 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	anchor := fs.String("anchor", "", "with --hold: the anchor variant, run in every hold (default: the first torch-baseline variant with kv_policy oracle, else the first variant)")
 	anchorRates := fs.Float64Slice("anchor-rates", nil, "with --hold: the anchor's rates in the holds without its whole ladder, each one of its ladder's, e.g. 5.2,11 (default: its lowest and the one at index len/2)")
 	splitDir := fs.String("split-holds", "", "with --hold: write one study file per hold into this directory, DIR/<study name>-holdN.toml")
+	order := fs.StringSlice("order", nil, "run these variants first, in this order, then the others in the study's (comma-separated); a split keeps consecutive trials together, so variants named side by side share a hold where they fit")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	setup := lanes
+	if len(*order) > 0 {
+		setup = func(s *bench.Study) error {
+			if err := s.OrderVariants(*order); err != nil {
+				return cli.Usagef("--order: %v", err)
+			}
+			return lanes(s)
+		}
 	}
 	var measured *bench.Measured
 	if len(*measuredDirs) > 0 {
@@ -136,7 +146,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if *totalBudget < 0 {
 			return cli.Usagef("--total-budget %v: want a positive duration", *totalBudget)
 		}
-		return planMany(ctx, fs.Args(), lanes, measured, *totalBudget, *asJSON, stdout)
+		return planMany(ctx, fs.Args(), setup, measured, *totalBudget, *asJSON, stdout)
 	}
 	if *hold == 0 {
 		for _, f := range []string{"anchor", "anchor-rates", "split-holds"} {
@@ -150,7 +160,7 @@ func planCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() != 1 {
 		return cli.Usagef("want exactly one study file, got %d arguments", fs.NArg())
 	}
-	p, err := planStudy(ctx, fs.Arg(0), lanes, measured)
+	p, err := planStudy(ctx, fs.Arg(0), setup, measured)
 	if err != nil {
 		return err
 	}
@@ -310,6 +320,9 @@ func holdCommand(fs *pflag.FlagSet, split *bench.HoldSplit, dir, study string) s
 		for _, d := range dirs {
 			args = append(args, "--measured", filepath.Clean(d))
 		}
+	}
+	if o, err := fs.GetStringSlice("order"); err == nil && len(o) > 0 {
+		args = append(args, "--order", strings.Join(o, ","))
 	}
 	args = append(args, "--hold", split.Hold.String(), "--anchor", split.Anchor, "--anchor-rates", strings.Join(rates, ","),
 		"--split-holds", filepath.Clean(dir), study)

@@ -35,27 +35,45 @@ func TestPlanExamples(t *testing.T) {
 }
 
 // TestHoldFilesCurrent: the committed hold files of the dense ShareGPT
-// study are what vbbench plan --hold writes for the example as it is now
-// (the command refuses to overwrite a file that differs): a ladder edited
-// in the example without regenerating them fails here.
+// study (each docs/results/*/holds*/ folder: repetition 1's, and 2's split
+// differently) are what the vbbench plan command in their header writes
+// for the example as it is now (the command refuses to overwrite a file
+// that differs): a ladder edited in the example without regenerating them
+// fails here. Their --measured folders are finished hold runs, which do not
+// change.
 func TestHoldFilesCurrent(t *testing.T) {
 	t.Chdir(filepath.Join("..", ".."))
-	code, out, errOut := runCLI("plan", "--hold", "27m", "--anchor-rates", "5.2,8.1", "--split-holds", "docs/results/h200-2026-12-03/holds", "examples/h200-dense-sharegpt.toml")
-	if code != cli.ExitOK || !strings.Contains(out, "written or already identical") {
-		t.Errorf("the hold files are stale: regenerate them with the command in their header\nexit %d\n%s\n%s", code, out, errOut)
+	firsts, _ := filepath.Glob("docs/results/*/holds*/*-hold1.toml")
+	if len(firsts) < 2 {
+		t.Fatalf("hold files: %v, want repetition 1's and 2's", firsts)
+	}
+	for _, f := range firsts {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, ok := strings.Cut(string(b), "\n#   vbbench plan ")
+		line, _, _ := strings.Cut(after, "\n")
+		if !ok || strings.ContainsAny(line, `'"\`) {
+			t.Fatalf("%s: no plain vbbench plan command in its header", f)
+		}
+		code, out, errOut := runCLI(append([]string{"plan"}, strings.Fields(line)...)...)
+		if code != cli.ExitOK || !strings.Contains(out, "written or already identical") {
+			t.Errorf("%s and its holds are stale: regenerate them with the command in their header\nexit %d\n%s\n%s", f, code, out, errOut)
+		}
 	}
 }
 
 // TestPlanHolds: the study files of the GPU holds under docs/results (a
 // study split to fit a 30-minute hold) plan within their budgets.
 func TestPlanHolds(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("..", "..", "docs", "results", "*", "holds", "*.toml"))
+	files, _ := filepath.Glob(filepath.Join("..", "..", "docs", "results", "*", "holds*", "*.toml"))
 	if len(files) == 0 {
 		t.Fatal("no hold study files under docs/results/*/holds")
 	}
 	for _, f := range files {
 		code, out, errOut := runCLI("plan", f)
-		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "of the 27m0s budget") {
+		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !regexp.MustCompile(`of the 2[0-9]m[0-9]+s budget`).MatchString(out) {
 			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
 		}
 	}
@@ -99,6 +117,8 @@ func TestPlanErrors(t *testing.T) {
 		{[]string{"plan", filepath.Join(dir, "typo.toml")}, cli.ExitFailure, "", "unknown keys: gpu.memory_gb", ""},
 		{[]string{"plan", filepath.Join(dir, "missing.toml")}, cli.ExitFailure, "", "vbbench plan: study: open " + filepath.Join(dir, "missing.toml") + ": no such file", "bench: "},
 		{[]string{"plan"}, cli.ExitUsage, "", "want exactly one study file", ""},
+		{[]string{"plan", "--order", "torch-oracle,nope", filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml")}, cli.ExitUsage, "", `--order: variant "nope" in the order is not a variant of any model in the study`, ""},
+		{[]string{"plan", "--order", "torch-max,torch-max", filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml")}, cli.ExitUsage, "", `--order: variant "torch-max" is named twice`, ""},
 		{[]string{"run", "--no-such-flag", "x.toml"}, cli.ExitUsage, "", "unknown flag", ""},
 		{[]string{"probe", "--variants", "nope", filepath.Join("..", "..", "examples", "demo.toml")}, cli.ExitFailure, "", `"nope" is not a variant`, ""},
 		{[]string{"probe", "--level", "0s", "x.toml"}, cli.ExitUsage, "", "--duration 0s", ""}, // --level: the old name
@@ -291,7 +311,7 @@ func TestPlanSplitHolds(t *testing.T) {
 			t.Errorf("%s: its header lacks the command %q:\n%s", f, cmd, b)
 		}
 		code, out, errOut := runCLI("plan", f)
-		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !strings.Contains(out, "of the 27m0s budget") {
+		if code != cli.ExitOK || !strings.Contains(out, "plan ok") || !regexp.MustCompile(`of the 2[0-9]m[0-9]+s budget`).MatchString(out) {
 			t.Errorf("plan %s: exit %d\n%s\n%s", f, code, out, errOut)
 		}
 	}
@@ -350,12 +370,14 @@ func TestPlanHoldErrors(t *testing.T) {
 	}
 }
 
-// TestPlanMeasuredFlag: --measured over the committed H200 runs estimates
-// the variants they measured from them (each marked) and the others from
-// the model; a folder that does not exist is an error that names it.
+// TestPlanMeasuredFlag: --measured over two committed H200 hold runs (the
+// vLLM variants' and the anchor's) estimates the variants they measured
+// from them (each marked) and the others from the model; a folder that
+// does not exist is an error that names it.
 func TestPlanMeasuredFlag(t *testing.T) {
-	runs := filepath.Join("..", "..", "docs", "results", "h200-2026-12-03", "runs")
-	code, out, errOut := runCLI("plan", "--measured", runs, filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml"))
+	runs := filepath.Join("..", "..", "docs", "results", "h200-2026-12-03", "runs", "sharegpt-rep1-hold3")
+	hold2 := filepath.Join("..", "..", "docs", "results", "h200-2026-12-03", "runs", "sharegpt-rep1-hold2")
+	code, out, errOut := runCLI("plan", "--measured", runs, "--measured", hold2, filepath.Join("..", "..", "examples", "h200-dense-sharegpt.toml"))
 	if code != cli.ExitOK || !strings.Contains(out, "plan ok") {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
