@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -132,5 +133,27 @@ func TestAggregateModelWithSlash(t *testing.T) {
 		if a.Trials != 2 || a.Model != "org/m" || a.Key != "org/m/v/"+a.Level {
 			t.Errorf("aggregate %q: model %q, level %s, %d trials; want org/m, 2 trials, key org/m/v/LEVEL", a.Key, a.Model, a.Level, a.Trials)
 		}
+	} // AggregatesOf: all the groups give Aggregates again; one trial's give
+	// the same keys over that trial alone.
+	all := res.AggregatesOf(func(*Group) bool { return true })
+	if a, b := fmt.Sprint(keysOf(all)), fmt.Sprint(keysOf(res.Aggregates)); a != b || all[0].NormLatency.Mean != res.Aggregates[0].NormLatency.Mean {
+		t.Errorf("AggregatesOf(all): %s, want %s", a, b)
 	}
+	one := res.AggregatesOf(func(g *Group) bool { return g.Trial == "1" })
+	if len(one) != 2 || one[0].Trials != 1 || one[0].Key != "org/m/v/1" || one[0].Model != "org/m" {
+		t.Fatalf("AggregatesOf(trial 1): %d aggregates, first %+v", len(one), one[0])
+	}
+	for _, g := range res.Groups {
+		if g.Trial == "1" && g.Level == "1" && one[0].NormLatency.Mean != g.NormLatency.Mean {
+			t.Errorf("AggregatesOf(trial 1) at level 1: norm latency %g, want the trial's %g", one[0].NormLatency.Mean, g.NormLatency.Mean)
+		}
+	}
+}
+
+func keysOf(as []*Aggregate) []string {
+	var ks []string
+	for _, a := range as {
+		ks = append(ks, a.Key)
+	}
+	return ks
 }

@@ -55,6 +55,21 @@ type Result struct {
 	damage   []string                 // "capture: health" of each damaged capture
 	// labelledModels are the requests' model labels (sorted).
 	labelledModels []string
+	// by is the grouping the groups were made with (Config.By).
+	by []string
+}
+
+// AggregatesOf merges the trials of the groups keep accepts, as Aggregates
+// merges all of them (the same grouping): e.g. the trials that ran on one
+// machine, whose comparison no drift between machines touches.
+func (res *Result) AggregatesOf(keep func(*Group) bool) []*Aggregate {
+	var gs []*Group
+	for _, g := range res.Groups {
+		if keep(g) {
+			gs = append(gs, g)
+		}
+	}
+	return aggregate(gs, res.by)
 }
 
 // recorderState is what a capture's metadata says about its writers: how
@@ -408,6 +423,7 @@ func analyze(ctx context.Context, cfg Config, byModel bool) (*Result, error) {
 		return nil, fmt.Errorf("analyze: %s: %w: all %d requests are warm-up requests (use --window all to measure them)", strings.Join(cfg.Captures, ", "), ErrNoRecords, len(res.Requests))
 	}
 	sortGroups(res.Groups)
+	res.by = slices.Clone(cfg.By)
 	res.Aggregates = aggregate(res.Groups, cfg.By)
 	res.Saturation = saturation(res.Aggregates, cfg.Saturation.Seconds())
 	for _, g := range res.Groups {

@@ -614,30 +614,13 @@ func report(title string, o options, holds []*hold, res *analyze.Result, paper *
 		b.WriteString(strings.Join(parts, ", ") + ".\n")
 	}
 	b.WriteString("\n| ratio | ours | the paper |\n|---|---:|---:|\n")
-	for _, r := range [][2]string{{"vllm-page", "torch-max"}, {"vllm-page+flash", "torch-max"}, {"vllm-all-opt", "torch-max"},
-		{"torch-oracle", "torch-max"}, {"torch-pow2", "torch-max"}, {"vllm-page", "torch-oracle"},
-		{"vllm-page+flash", "vllm-page"}, {"vllm-all-opt", "vllm-page+flash"}} {
-		x, okx := sat[r[0]]
-		y, oky := sat[r[1]]
-		ratio, bound, ok := analyze.RateRatio(x, y)
-		if !okx || !oky || !ok {
-			continue
+	for _, r := range ratioPairs {
+		if row, ok := ratioRow(r, sat, o.workload, paper); ok {
+			fmt.Fprintf(&b, "| %s / %s | %s |\n", r[0], r[1], row)
 		}
-		pr := "-"
-		if paper != nil {
-			_, kx := paperName(r[0])
-			_, ky := paperName(r[1])
-			kn := paper.knees(o.workload)
-			if a, b := kn[kx], kn[ky]; kx != ky && a > 0 && b > 0 {
-				pr = fmt.Sprintf("%.1f×", a/b)
-			}
-		}
-		if bound != "" {
-			bound += " "
-		}
-		fmt.Fprintf(&b, "| %s / %s | %s%.2f× | %s |\n", r[0], r[1], bound, ratio, pr)
 	}
 	b.WriteString("\n\"≥\": the numerator never crossed the threshold (its highest rate sustained), so the ratio is a lower bound; \"≤\": the denominator never did, an upper bound. Pairs where neither crossed it, or either sustained none of its rates, have no row.\n")
+	b.WriteString(withinHolds(o, holds, res, paper))
 
 	// The paper's ordering.
 	b.WriteString(orderingSection(o, sat, res))
@@ -853,7 +836,7 @@ func anchorDrift(anchor string, holds []*hold, res *analyze.Result) string {
 				num(g.StepTime, 1, 1000, " ms"), delta(g.StepTime, base.StepTime), num(g.BatchPerStep, 1, 1, ""))
 		}
 	}
-	b.WriteString("\nΔ: the change from the first run (in argument order) that measured the rate. Step time and requests per step are the server's own (`-` where it does not export them): the same load served in slower steps piles more requests into each, so a step time that grew while the requests per step grew less says the machine was slower, not the load heavier (the machines are below).\n")
+	b.WriteString("\nΔ: the change from the first run (in argument order) that measured the rate. Step time and requests per step are the server's own (`-` where it does not export them). A slower machine steps slower at the same requests per step; the same arrivals then pile more requests into each step, which slows it further. So compare step times at similar requests per step (a run's other rates give them), not only at one rate. The machines are below.\n")
 	return b.String()
 }
 
@@ -982,6 +965,75 @@ func fmtDur(d time.Duration) string {
 		return "-"
 	}
 	return d.Round(time.Second).String()
+}
+
+// ratioPairs are the sustained-rate ratios the report gives (numerator,
+// denominator): the paper's, and each vLLM preset's step over the last.
+var ratioPairs = [][2]string{{"vllm-page", "torch-max"}, {"vllm-page+flash", "torch-max"}, {"vllm-all-opt", "torch-max"},
+	{"torch-oracle", "torch-max"}, {"torch-pow2", "torch-max"}, {"vllm-page", "torch-oracle"},
+	{"vllm-page+flash", "torch-oracle"}, {"vllm-all-opt", "torch-oracle"},
+	{"vllm-page+flash", "vllm-page"}, {"vllm-all-opt", "vllm-page+flash"}}
+
+// ratioRow is the ratio of r's sustained rates in sat ("≥ 1.70×" with its
+// bound) and the paper's from its knees ("-" when it has none); false when
+// either is missing or the ratio says nothing (analyze.RateRatio).
+func ratioRow(r [2]string, sat map[string]analyze.Saturation, workload string, paper *paperStats) (string, bool) {
+	x, okx := sat[r[0]]
+	y, oky := sat[r[1]]
+	ratio, bound, ok := analyze.RateRatio(x, y)
+	if !okx || !oky || !ok {
+		return "", false
+	}
+	pr := "-"
+	if paper != nil {
+		_, kx := paperName(r[0])
+		_, ky := paperName(r[1])
+		kn := paper.knees(workload)
+		if a, b := kn[kx], kn[ky]; kx != ky && a > 0 && b > 0 {
+			pr = fmt.Sprintf("%.1f×", a/b)
+		}
+	}
+	if bound != "" {
+		bound += " "
+	}
+	return fmt.Sprintf("%s%.2f× | %s", bound, ratio, pr), true
+}
+
+// withinHolds gives each hold run's sustained rates and ratios from its
+// own trials alone: one machine, which the drift between machines does
+// not touch.
+func withinHolds(o options, holds []*hold, res *analyze.Result, paper *paperStats) string {
+	var b strings.Builder
+	b.WriteString("\n## Within one hold: one machine\n\n")
+	b.WriteString("The same rule and ratios, each hold run's trials alone: variants that ran on one machine, compared without the drift between machines (the anchor's drift, below). Rows only where a run holds both variants of a ratio.\n\n")
+	b.WriteString("| run | sustained (req/s) | ratio | ours | the paper |\n|---:|---|---|---:|---:|\n")
+	rows := 0
+	for _, h := range holds {
+		in := map[string]bool{}
+		for _, t := range h.trials {
+			in[filepath.Base(t.dir)] = true
+		}
+		sat := map[string]analyze.Saturation{}
+		var names []string
+		for _, s := range analyze.SaturationAt(res.AggregatesOf(func(g *analyze.Group) bool { return in[g.Trial] }), o.saturation.Seconds()) {
+			sat[s.Variant] = s
+			names = append(names, s.Variant)
+		}
+		var rates []string
+		for _, v := range variantOrder(names) {
+			rates = append(rates, v+" "+fmtSat(sat[v]))
+		}
+		for _, r := range ratioPairs {
+			if row, ok := ratioRow(r, sat, o.workload, paper); ok {
+				fmt.Fprintf(&b, "| %d | %s | %s / %s | %s |\n", h.n, strings.Join(rates, ", "), r[0], r[1], row)
+				rows++
+			}
+		}
+	}
+	if rows == 0 {
+		b.WriteString("| - | - | no hold run holds both variants of a ratio | - | - |\n")
+	}
+	return b.String()
 }
 
 // plural is "1 hold run" or "3 hold runs".

@@ -50,7 +50,7 @@ const hold1Variants = `variants = ["torch-max", "torch-pow2", "torch-oracle"]
 preset = "sim-contiguous"
 sim_reservation = "max"
 sim_speed = 20
-rates = [8]
+rates = [4, 8, 32]
 [variants.torch-pow2]
 preset = "sim-contiguous"
 sim_reservation = "pow2"
@@ -157,8 +157,56 @@ func TestStudyReport(t *testing.T) {
 		t.Errorf("report.md has NaN")
 	}
 
+	// Within one hold: a threshold above every variant's latency at 8 req/s
+	// or less (the simulated servers are far from full there) and below
+	// torch-max's at 32 (the sim's max policy holds 4 requests of 2,048
+	// tokens in 8,192, so most of a level's 32 wait): max then sustains 8
+	// and the others at least 8, which gives run 1's oracle / max and pow2
+	// / max; no ratio pairs variants of different runs there.
+	var sum struct {
+		Aggregates []struct {
+			Variant string  `json:"variant"`
+			Rate    float64 `json:"rate"`
+			NL      float64 `json:"norm_latency_with_cut_mean_s_per_tok"`
+		} `json:"aggregates"`
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "analysis", "summary.json")); err != nil || json.Unmarshal(b, &sum) != nil {
+		t.Fatalf("summary.json: %v", err)
+	}
+	low, max32 := 0.0, 0.0
+	for _, a := range sum.Aggregates {
+		switch {
+		case a.Rate <= 8:
+			low = math.Max(low, a.NL)
+		case a.Variant == "torch-max":
+			max32 = a.NL
+		}
+	}
+	thr := time.Duration(low * 1.2 * 1e9)
+	if !(max32 > 2*low) {
+		t.Fatalf("torch-max's latency at 32 req/s (%g s/token) is not well above every latency at 8 or less (%g)", max32, low)
+	}
+	outW := filepath.Join(dir, "within")
+	if err := run(context.Background(), append([]string{"-out", outW, "-workload", "sharegpt", "-saturation", thr.String()}, args...)); err != nil {
+		t.Fatal(err)
+	}
+	b, err = os.ReadFile(filepath.Join(outW, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, within, _ := strings.Cut(string(b), "## Within one hold: one machine")
+	within, _, _ = strings.Cut(within, "\n## ")
+	for _, v := range []string{"torch-oracle", "torch-pow2"} {
+		if !regexp.MustCompile(`(?m)^\| 1 \| torch-max 8, torch-pow2 ≥ 8, torch-oracle ≥ 8 \| ` + v + ` / torch-max \| ≥ 1\.00× \| - \|$`).MatchString(within) {
+			t.Errorf("no within-hold %s / max row for run 1 (threshold %v):\n%s", v, thr, within)
+		}
+	}
+	if regexp.MustCompile(`(?m)^\| 2 \| [^\n]*torch-max`).MatchString(within) {
+		t.Errorf("run 2 has no torch-max, but a within-hold row names it:\n%s", within)
+	}
+
 	// Each trial's planned and actual time, its start-up from meta.json.
-	if !regexp.MustCompile(`(?m)^\| 1 \| sim/torch-max rep 1 \| 8 \| [0-9]+ s \| [0-9ms]+ \| [0-9.ms]+ \| [+-][0-9]+% \|$`).MatchString(md) {
+	if !regexp.MustCompile(`(?m)^\| 1 \| sim/torch-max rep 1 \| 4, 8, 32 \| [0-9]+ s \| [0-9ms]+ \| [0-9.ms]+ \| [+-][0-9]+% \|$`).MatchString(md) {
 		t.Errorf("report.md lacks hold 1's torch-max row in the per-trial table")
 	}
 
