@@ -26,10 +26,11 @@
 #                  target is given as --python-version 3.12)
 #   XZ_LEVEL=6     xz preset (docs/benchmarks/offline.md has the measurements)
 #   THREADS=2      xz threads (any count >= 2 gives the same bytes; 1 gives a one-block stream)
-#   PART_SIZE=44M  size of a part (split -b syntax)
-#   CALL_MIB=45    most MiB one call folder may hold: 64 MiB per call minus the
-#                  checkout, which travels with every call (6 MiB in Dec 2026, and
-#                  growing with docs/results), and .dist beside the last part
+#   PART_SIZE=39M  size of a part (split -b syntax)
+#   CALL_MIB=40    most MiB one call folder may hold: 64 MiB per call minus the
+#                  checkout, which travels with every call (10 MiB in Dec 2026, and
+#                  growing with docs/results); .dist (≈14 MiB) goes with the
+#                  smallest call, the last part's
 #   TREE=DIR       skip download/install/prune and pack DIR as the site tree (tests)
 #   RESPLIT=1      lay the bundle already in OUT out again in parts of PART_SIZE
 #                  (checked against its SHA256SUMS; nothing downloaded or packed)
@@ -58,8 +59,8 @@ models_dir=${MODELS_DIR:-$repo/.bundle/models}
 py=${PY:-python3}
 level=${XZ_LEVEL:-6}
 threads=${THREADS:-2}
-part_size=${PART_SIZE:-44M}
-call_mib=${CALL_MIB:-45}
+part_size=${PART_SIZE:-39M}
+call_mib=${CALL_MIB:-40}
 [[ $level =~ ^[0-9]e?$ ]] || die "XZ_LEVEL must be 0-9 (optionally with e), not '$level'"
 command -v xz >/dev/null || die "xz not found (apt-get install xz-utils)"
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is needed (for --sort=name)"

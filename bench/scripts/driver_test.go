@@ -172,6 +172,12 @@ func TestStudyDriverOnSim(t *testing.T) {
 	if sums := run(filepath.Join(repo, ".study-data", "sim-study", "rep1-hold1"), nil, "bash", "-c", "head -2 ../../../"+runDir+"/CAPTURES.txt | sha256sum -c"); strings.Count(sums, ": OK") != 2 {
 		t.Errorf("CAPTURES.txt does not check the kept captures:\n%s", sums)
 	}
+	if svgs, _ := filepath.Glob(filepath.Join(repo, runDir, "results", "*", "*", "*", "analysis", "charts", "*.svg")); len(svgs) != 0 {
+		t.Errorf("the trials' SVG charts were kept: %v", svgs)
+	}
+	if pngs, _ := filepath.Glob(filepath.Join(repo, runDir, "results", "*", "*", "*", "analysis", "charts", "*.png")); len(pngs) == 0 {
+		t.Errorf("the trials' PNG charts were not kept")
+	}
 	if logs, _ := filepath.Glob(filepath.Join(repo, runDir, "results", "*", "*", "*", "backend.log.xz")); len(logs) != 2 {
 		t.Errorf("backend logs compressed: %v", logs)
 	}
@@ -206,10 +212,23 @@ func TestStudyDriverOnSim(t *testing.T) {
 	// trial 2 first (ORDER, as for a hold's anchor).
 	run(back, nil, "bash", "-c", `mkdir m && for c in out-1/call-*.tar; do tar xf "$c" -C m; done && mkdir -p "$0/measured" && tar xJf m/results.tar.xz -C "$0/measured"`, repo)
 	env2 := []string{"HOLD=" + filepath.Join(tmp, "hold2"), "STATE=" + filepath.Join(tmp, "state2"), "VB_BIN=" + bin}
+	// .dist may come with an earlier call of the hold than the one that
+	// starts it (here the install's): the driver keeps it on the machine,
+	// and the hold, carrying none, runs from that copy (its trace too).
+	inst := run(repo, append(env2, "OUT="+filepath.Join(tmp, "install-out"), "MODE=install"), "bash", "bench/scripts/h200_study.sh")
+	if !strings.Contains(inst, ".dist: kept in "+filepath.Join(tmp, "state2", "dist")) || !strings.Contains(inst, "caches: restored compile-caches.tar.xz") {
+		t.Errorf("the install call did not keep .dist or restore the caches:\n%s", inst)
+	}
+	if err := os.Rename(dist, dist+"-away"); err != nil {
+		t.Fatal(err)
+	}
 	run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "start", "300", `PLAN_FLAGS="--measured measured" ORDER=2 MODE=run STUDY=sim.toml`)
 	out = run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "poll", "200")
-	if !strings.Contains(out, "caches: restored compile-caches.tar.xz") {
-		t.Errorf("the second hold did not restore the caches:\n%s", out)
+	if err := os.Rename(dist+"-away", dist); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 1 exit 0") || strings.Contains(out, ".dist: kept") {
+		t.Errorf("the second hold, without .dist in its checkout, did not run from the kept copy:\n%s", out)
 	}
 	if b, err := os.ReadFile(filepath.Join(cacheDir, "kernels", "k.bin")); err != nil || string(b) != "compiled" {
 		t.Errorf("the restored cache file: %q, %v", b, err)

@@ -18,7 +18,8 @@
 # better, bench/scripts/h200_hold.sh runs it once in the background for the
 # whole hold (no trial postponed at a call's end).
 #
-# Carried besides the bundle (make h200-study-dist): .dist/vbbench.xz,
+# Carried besides the bundle (make h200-study-dist), with any call of the
+# hold (kept on the machine, step 0 below): .dist/vbbench.xz,
 # .dist/vbsynth.xz (linux/amd64) and .dist/traces/*.bin (each workload's one
 # trace, made here, so every call, hold and session replays the same hash),
 # and .dist/caches/*.tar.xz when an earlier hold brought its compile caches
@@ -56,6 +57,16 @@ S=$OUT/driver.txt
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$S" >&2; }
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 
+# 0. .dist may come with any call of a hold, not only the last bundle
+# part's: it is kept in $STATE/dist (outside the checkout, which each call
+# copies afresh) for the machine's life, and used from there. So a call with
+# room to spare carries it (the checkout grows with docs/results; a call
+# carries at most 64 MiB).
+DIST=$STATE/dist
+if [ -d .dist ]; then
+  mkdir -p "$DIST" && cp -a .dist/. "$DIST/" && log ".dist: kept in $DIST ($(du -sh .dist | cut -f1))"
+fi
+
 # 1. The bundle: store this call's parts; install once all are there.
 HOST_SH=${HOST_SH:-offline/host.sh}
 shopt -s nullglob
@@ -84,7 +95,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 # any server starts; a server that finds them starts sooner (its start-up
 # is recorded in each trial's meta.json either way).
 if [ ! -f "$STATE/caches-restored" ]; then
-  for c in .dist/caches/*.tar.xz; do
+  for c in "$DIST"/caches/*.tar.xz; do
     [ -f "$c" ] || continue
     if tar -C / -xJf "$c"; then log "caches: restored $(basename "$c") ($(du -h "$c" | cut -f1))"; else log "caches: $(basename "$c") did not unpack"; fi
   done
@@ -96,10 +107,12 @@ fi
 VB_BIN=${VB_BIN:-/root/vb}
 mkdir -p "$VB_BIN" traces
 for b in vbbench vbsynth; do
-  [ -x "$VB_BIN/$b" ] || { xz -dc ".dist/$b.xz" > "$VB_BIN/$b" && chmod +x "$VB_BIN/$b"; }
+  [ -x "$VB_BIN/$b" ] && continue
+  [ -f "$DIST/$b.xz" ] || { log "no $b.xz in .dist, on this call or an earlier one: carry .dist (make h200-study-dist) with a call of this hold"; exit 1; }
+  xz -dc "$DIST/$b.xz" > "$VB_BIN/$b" && chmod +x "$VB_BIN/$b"
 done
 export PATH=$VB_BIN:$PATH
-for f in .dist/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" traces/; done
+for f in "$DIST"/traces/*.bin; do [ -f "traces/$(basename "$f")" ] || cp "$f" traces/; done
 {
   echo "date: $(date -u +%FT%TZ)"
   nvidia-smi --query-gpu=name,memory.total,driver_version,uuid,pci.bus_id --format=csv,noheader
@@ -199,8 +212,9 @@ for i, est in ts: print(i, est)' > "$OUT/trials.txt"
     m=$STATE/run-$name/trial-$i
     [ -f "$m.done" ] && continue
     if [ -f "$m.failed2" ]; then log "trial $i failed twice: skipped (see run.log)"; continue; fi
-    if [ "$(left)" -lt $(( est + MARGIN )) ]; then
-      log "trial $i: ≈${est}s + ${MARGIN}s margin needed, $(left)s left: next call"
+    # (+10 s: the fingerprint before it, torch's import and CUDA's start.)
+    if [ "$(left)" -lt $(( est + MARGIN + 10 )) ]; then
+      log "trial $i: ≈${est}s + ${MARGIN}s margin + 10s fingerprint needed, $(left)s left: next call"
       continue
     fi
     fingerprint "trial $i"

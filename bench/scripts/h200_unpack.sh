@@ -11,7 +11,8 @@
 # RUN_DIR/study.toml); COLLECT_DIR the folders of the collect calls' files,
 # in call order. It writes into RUN_DIR the job's plan.txt, driver.txt,
 # run.log, device.txt, fingerprint.jsonl and results tree without captures (its trace copy
-# removed, backend.log and requests.csv compressed with xz), CAPTURES.txt
+# removed, backend.log and requests.csv compressed with xz, the trials'
+# SVG charts left out: their PNGs stay), CAPTURES.txt
 # (each captures tarball's SHA256 and size); the tarballs into
 # $STUDY_DATA (default .study-data/<results folder>/<run>, kept out of git)
 # and extracted into RUN_DIR for studyreport (the capture folders are
@@ -55,6 +56,9 @@ cp "$hold" "$run_dir/study.toml"
 tar xJf "$out/results.tar.xz" -C "$run_dir"
 rm -rf "$run_dir/results/traces"
 find "$run_dir/results" \( -name backend.log -o -name requests.csv \) -type f -exec xz -9 {} +
+# Each trial's charts as PNG only (its report.md links those; the SVGs say
+# the same, ≈0.3 MB a hold, and the checkout travels with every GPU call).
+find "$run_dir/results" -path '*/analysis/charts/*.svg' -type f -delete
 
 res=$(basename "$(dirname "$(dirname "$run_dir")")")
 data=${STUDY_DATA:-.study-data/$res/$(basename "$run_dir")}
