@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -392,25 +394,28 @@ func (v *readView) replayWAL(mems []string, journaled []journalEntry, opt *Optio
 		if err != nil {
 			return err
 		}
-		// Badger has replayed each log and truncated it where replay
-		// stopped. A writer killed in the middle of a commit leaves that
+		if testHookWALReplayed != nil {
+			testHookWALReplayed(wal)
+		}
+		// Badger has replayed each log as far as walReplayEnd reads it
+		// (its own truncation of the copy is no record of that: it then
+		// flushes the replayed memtable in the background and deletes the
+		// copy, maybe before anyone looks, which once read as damage from
+		// byte 0). A writer killed in the middle of a commit leaves that
 		// commit unfinished, which costs nothing it had acknowledged; if a
 		// finished commit (its "!badger!txn" marker) lies after the stop,
 		// the log is damaged and the commits from there on are lost.
 		for name, b := range used {
-			end := int64(0)
-			if st, err := os.Stat(filepath.Join(wal, name)); err == nil {
-				end = min(st.Size(), int64(len(b)))
-			}
+			end := walReplayEnd(b)
 			switch tail := b[end:]; {
 			case bytes.Contains(tail, txnMarker):
 				v.problems = append(v.problems, fmt.Sprintf("write-ahead log %s is damaged at byte %d of %d: the commits written after it (%d bytes) are lost", name, end, len(b), len(tail)))
-			case len(tail) > 0 && cut[name]:
+			case len(bytes.TrimRight(tail, "\x00")) > 0 && cut[name]:
 				// A writer leaves its log at the preallocated size, zeros
 				// after the last entry; this one ends inside an entry.
 				v.problems = append(v.problems, fmt.Sprintf("write-ahead log %s (%d bytes) was cut short inside an entry: the commits that followed are lost", name, len(b)))
 			default:
-				torn += int64(len(tail))
+				torn += int64(len(bytes.TrimRight(tail, "\x00")))
 			}
 		}
 		if len(journaled) > 0 {
@@ -467,6 +472,10 @@ func (v *readView) replayWAL(mems []string, journaled []journalEntry, opt *Optio
 // txnMarker starts the key of the entry that ends each Badger commit.
 var txnMarker = []byte("!badger!txn")
 
+// testHookWALReplayed, when set (tests), runs once Badger has opened the
+// write-ahead logs' copies in walDir, before their sizes are read.
+var testHookWALReplayed func(walDir string)
+
 // copyUsed copies src to dst (mode 0600) up to the last non-zero byte:
 // Badger preallocates its logs and zero bytes end a log. It returns the
 // bytes copied and the source's size.
@@ -479,7 +488,86 @@ func copyUsed(src, dst string) ([]byte, int64, error) {
 	for end > 0 && b[end-1] == 0 {
 		end--
 	}
+	// An entry ends with its CRC, whose last bytes may be zeros: keep them
+	// (the zeros after them read as the end of the log).
+	end = min(len(b), end+crc32.Size)
 	return b[:end:end], int64(len(b)), os.WriteFile(dst, b[:end], 0o600)
+}
+
+// Badger's entry flags (badger/v4 value.go).
+const (
+	walBitTxn    = 1 << 6 // the entry is part of a commit
+	walBitFinTxn = 1 << 7 // the entry ends a commit
+)
+
+// walReplayEnd is the offset up to which Badger replays a write-ahead log
+// (a .mem file; badger/v4 logFile.iterate, read here as that does): past
+// the 20-byte header, entries of a header (meta, user meta, then key
+// length, value length and expiry as uvarints), key, value and a CRC-32C
+// of the three, big-endian; a commit's entries carry walBitTxn and its
+// timestamp in the key's last 8 bytes, and an entry with walBitFinTxn and
+// that timestamp as its value ends it. Replay stops at the first entry
+// that does not read whole, fails its CRC, has an empty key, or breaks a
+// commit; the end is that of the last whole commit (or entry outside one).
+func walReplayEnd(b []byte) int {
+	if len(b) <= vlogHeader {
+		return len(b)
+	}
+	off, end := vlogHeader, vlogHeader
+	var commit uint64
+	for off < len(b) && len(b)-off >= 2 {
+		meta := b[off]
+		p := off + 2
+		var hdr [3]uint64
+		ok := true
+		for i := range hdr {
+			x, n := binary.Uvarint(b[p:])
+			if n <= 0 {
+				ok = false
+				break
+			}
+			hdr[i], p = x, p+n
+		}
+		klen, vlen := hdr[0], hdr[1]
+		if !ok || klen > 1<<16 || vlen > uint64(len(b)) || uint64(len(b)-p) < klen+vlen+crc32.Size {
+			break
+		}
+		kv := p + int(klen+vlen)
+		if crc32.Checksum(b[off:kv], castagnoli) != binary.BigEndian.Uint32(b[kv:]) {
+			break
+		}
+		key, value := b[p:p+int(klen)], b[p+int(klen):kv]
+		next := kv + crc32.Size
+		if len(key) == 0 {
+			break
+		}
+		switch {
+		case meta&walBitTxn != 0:
+			var ts uint64
+			if len(key) > 8 {
+				ts = math.MaxUint64 - binary.BigEndian.Uint64(key[len(key)-8:])
+			}
+			if commit == 0 {
+				commit = ts
+			}
+			if commit != ts {
+				return end
+			}
+		case meta&walBitFinTxn != 0:
+			ts, err := strconv.ParseUint(string(value), 10, 64)
+			if err != nil || ts != commit {
+				return end
+			}
+			commit, end = 0, next
+		default:
+			if commit != 0 {
+				return end
+			}
+			end = next
+		}
+		off = next
+	}
+	return end
 }
 
 // errBadgerPanic wraps a panic of Badger's, recovered at the capture
