@@ -68,7 +68,7 @@ def cpu_ticks():
         if not pid.isdigit():
             continue
         try:
-            with open("/proc/%s/stat" % pid) as f:
+            with open(f"/proc/{pid}/stat") as f:
                 st = f.read()
         except OSError:
             continue
@@ -78,9 +78,9 @@ def cpu_ticks():
     return ticks
 
 
-def busiest(seconds=0.5):
-    """The processes that used the most CPU over the next half second, as
-    "name pid: N%" of one core (this script itself left out)."""
+def busiest(top=3, seconds=0.5):
+    """The top processes that used at least 5 % of a core over the next half
+    second, as "name pid: N%" of one core (this script itself left out)."""
     try:
         a = cpu_ticks()
         time.sleep(seconds)
@@ -95,33 +95,62 @@ def busiest(seconds=0.5):
             continue
         pct = (t - a[pid][1]) / hz / seconds * 100
         if pct >= 5:
-            used.append((pct, "%s %s: %d%%" % (name, pid, round(pct))))
-    return [u for _, u in sorted(used, reverse=True)[:3]]
+            used.append((pct, f"{name} {pid}: {round(pct)}%"))
+    return [u for _, u in sorted(used, reverse=True)[:top]]
 
 
 def gpu_clocks():
-    q = "clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active"
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=" + q, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0 or not out.stdout.strip():
-        return None
-    v = [x.strip() for x in out.stdout.splitlines()[0].split(",")]
+    """nvidia-smi's SM clock, its maximum, temperature, power and the active
+    clock-event (throttle) reasons of the first GPU; None without nvidia-smi.
+    The reasons' field was renamed (clocks_event_reasons in newer drivers,
+    clocks_throttle_reasons before), so each name is tried, then none."""
+    base = "clocks.sm,clocks.max.sm,temperature.gpu,power.draw"
     keys = ["sm_mhz", "max_sm_mhz", "temp_c", "power_w", "throttle"]
-    return dict(zip(keys, v))
+    for extra in (",clocks_event_reasons.active", ",clocks_throttle_reasons.active", ""):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=" + base + extra, "--format=csv,noheader,nounits"],
+                                 check=False, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if out.returncode == 0 and out.stdout.strip():
+            v = [x.strip() for x in out.stdout.splitlines()[0].split(",")]
+            return dict(zip(keys, v))
+    return None
+
+
+def timed(torch, fn, n):
+    """Seconds per call of fn over n calls, the GPU's work included."""
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / n
+
+
+def gpu_rates(torch):
+    """The 1-GiB copy's GB/s and the 8192³ bf16 matmul's TFLOP/s; the
+    tensors are freed on return."""
+    a = torch.empty(512 * 1024 * 1024, dtype=torch.bfloat16, device="cuda")
+    b = torch.empty_like(a)
+    copy_s = best(lambda: timed(torch, lambda: b.copy_(a), 20))
+    n = 8192
+    m1 = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    m2 = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    torch.mm(m1, m2)
+    mm_s = best(lambda: timed(torch, lambda: torch.mm(m1, m2), 10))
+    return round(2 * a.numel() * a.element_size() / copy_s / 1e9, 0), round(2 * n ** 3 / mm_s / 1e12, 0)
 
 
 def cuda_figures():
     none = {"launch_us": None, "sync_us": None, "hbm_gbs": None, "bf16_tflops": None}
     try:
         import torch
-    except Exception:
+    except (ImportError, OSError):
         return none
     if not torch.cuda.is_available():
         return none
-    dev = torch.device("cuda")
-    x = torch.zeros(1, device=dev)
+    x = torch.zeros(1, device="cuda")
     for _ in range(100):
         x.add_(1)
     torch.cuda.synchronize()
@@ -140,37 +169,8 @@ def cuda_figures():
             torch.cuda.synchronize()
         return (time.perf_counter() - t) / 1_000 * 1e6
 
-    a = torch.empty(512 * 1024 * 1024, dtype=torch.bfloat16, device=dev)
-    b = torch.empty_like(a)
-
-    def copy():
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(20):
-            b.copy_(a)
-        torch.cuda.synchronize()
-        return (time.perf_counter() - t) / 20
-
-    n = 8192
-    m1 = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
-    m2 = torch.randn(n, n, dtype=torch.bfloat16, device=dev)
-    torch.mm(m1, m2)
-
-    def mm():
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(10):
-            torch.mm(m1, m2)
-        torch.cuda.synchronize()
-        return (time.perf_counter() - t) / 10
-
-    out = {
-        "launch_us": round(best(launches), 2),
-        "sync_us": round(best(syncs), 2),
-        "hbm_gbs": round(2 * a.numel() * a.element_size() / best(copy) / 1e9, 0),
-        "bf16_tflops": round(2 * n ** 3 / best(mm) / 1e12, 0),
-    }
-    del a, b, m1, m2
+    out = {"launch_us": round(best(launches), 2), "sync_us": round(best(syncs), 2)}
+    out["hbm_gbs"], out["bf16_tflops"] = gpu_rates(torch)
     torch.cuda.empty_cache()
     return out
 
@@ -178,6 +178,7 @@ def cuda_figures():
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--label", default="", help="what this is run before, e.g. 'trial 3'")
+    p.add_argument("--top", type=int, default=3, help="how many of the busiest processes to list")
     args = p.parse_args()
     t = time.time()
     rec = {"label": args.label, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu()}
@@ -185,7 +186,7 @@ def main():
         rec["load1"] = round(os.getloadavg()[0], 2)
     except OSError:
         rec["load1"] = None
-    rec["busiest"] = busiest()
+    rec["busiest"] = busiest(args.top)
     rec["py_loop_ns"] = py_loop_ns()
     rec.update(cuda_figures())
     rec["gpu"] = gpu_clocks()
