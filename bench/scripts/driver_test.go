@@ -190,6 +190,30 @@ func TestStudyDriverOnSim(t *testing.T) {
 	if _, err := exec.Command("bash", filepath.Join(repo, "bench/scripts/h200_unpack.sh"), filepath.Join(repo, runDir), filepath.Join(repo, "sim.toml"), back).CombinedOutput(); err == nil {
 		t.Error("unpacking into a run folder that is not empty: no error")
 	}
+	// The probe job (job 3): each variant's probe.json, probe.md and server
+	// config.json, its captures kept out of git and checked by CAPTURES.txt;
+	// unpacking it again refuses to overwrite; the run job is not a probe.
+	probeDir := filepath.Join("docs", "results", "sim-study", "probe-sim")
+	out = run(repo, []string{"JOB=3"}, "bash", "bench/scripts/h200_unpack.sh", "--probe", probeDir, back)
+	if !strings.Contains(out, "unpacked job 3's probes into "+probeDir+": 2 variant(s), captures in .study-data/sim-study/probe-sim") {
+		t.Errorf("unpack --probe:\n%s", out)
+	}
+	for _, v := range []string{"sim-paged", "sim-contiguous"} {
+		for _, f := range []string{"probe.json", "probe.md", "config.json"} {
+			if _, err := os.Stat(filepath.Join(repo, probeDir, v, f)); err != nil {
+				t.Errorf("unpacked probe: %v", err)
+			}
+		}
+	}
+	if sums := run(filepath.Join(repo, ".study-data", "sim-study", "probe-sim"), nil, "bash", "-c", "head -2 ../../../"+probeDir+"/CAPTURES.txt | sha256sum -c"); strings.Count(sums, ": OK") != 2 {
+		t.Errorf("the probe's CAPTURES.txt does not check its kept captures:\n%s", sums)
+	}
+	if b, err := exec.Command("bash", "-c", "cd "+repo+" && JOB=3 bash bench/scripts/h200_unpack.sh --probe "+probeDir+" "+back).CombinedOutput(); err == nil || !strings.Contains(string(b), "exists: not overwritten") {
+		t.Errorf("unpacking a probe again: %v\n%s", err, b)
+	}
+	if b, err := exec.Command("bash", "-c", "cd "+repo+" && JOB=2 bash bench/scripts/h200_unpack.sh --probe x "+back).CombinedOutput(); err == nil || !strings.Contains(string(b), "no probe-*.tar.xz (a run job?") {
+		t.Errorf("unpacking a run job as a probe: %v\n%s", err, b)
+	}
 
 	// The compile caches came back (CACHES_OUT=1 on the runall job), and a
 	// later hold that carries them in .dist/caches/ unpacks them before its

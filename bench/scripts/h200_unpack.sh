@@ -18,16 +18,32 @@
 # and extracted into RUN_DIR for studyreport (the capture folders are
 # git-ignored); a compile-caches.tar.xz into .dist/caches/ for the next
 # hold. JOB (default 1) picks the hold's job (out-JOB).
+#
+#   JOB=2 bash bench/scripts/h200_unpack.sh --probe PROBE_DIR COLLECT_DIR...
+#
+# unpacks a probe job (MODE=probe) instead: each probed variant's probe.md,
+# probe.json and server config.json into PROBE_DIR/<variant>/ (a variant
+# already there is refused, not overwritten), its captures tarball into
+# $STUDY_DATA (default .study-data/<results folder>/<PROBE_DIR's name>)
+# with its SHA256 and size appended to PROBE_DIR/CAPTURES.txt.
 set -euo pipefail
-run_dir=${1:?RUN_DIR HOLD.toml COLLECT_DIR...}
-hold=${2:?RUN_DIR HOLD.toml COLLECT_DIR...}
-shift 2
-[ $# -gt 0 ] || { echo "h200_unpack.sh: give the collect calls' folders (each with hold-small.tar or hold-captures.tar.partNN)" >&2; exit 2; }
-[ -f "$hold" ] || { echo "h200_unpack.sh: $hold: no such hold file" >&2; exit 2; }
-if [ -d "$run_dir" ] && [ -n "$(ls -A "$run_dir")" ]; then
-  echo "h200_unpack.sh: $run_dir is not empty: give a new run folder (or remove it to unpack again)" >&2
-  exit 2
+probe=0
+if [ "${1:-}" = --probe ]; then
+  probe=1
+  shift
+  run_dir=${1:?--probe PROBE_DIR COLLECT_DIR...}
+  shift
+else
+  run_dir=${1:?RUN_DIR HOLD.toml COLLECT_DIR...}
+  hold=${2:?RUN_DIR HOLD.toml COLLECT_DIR...}
+  shift 2
+  [ -f "$hold" ] || { echo "h200_unpack.sh: $hold: no such hold file" >&2; exit 2; }
+  if [ -d "$run_dir" ] && [ -n "$(ls -A "$run_dir")" ]; then
+    echo "h200_unpack.sh: $run_dir is not empty: give a new run folder (or remove it to unpack again)" >&2
+    exit 2
+  fi
 fi
+[ $# -gt 0 ] || { echo "h200_unpack.sh: give the collect calls' folders (each with hold-small.tar or hold-captures.tar.partNN)" >&2; exit 2; }
 job=${JOB:-1}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -46,7 +62,48 @@ out=$tmp/out-$job
 for c in "$out"/call-*.tar; do
   if [ -f "$c" ]; then tar xf "$c" -C "$out"; fi
 done
-[ -f "$out/results.tar.xz" ] || { echo "h200_unpack.sh: job $job brought back no results.tar.xz (a probe job? see its driver.txt)" >&2; exit 1; }
+
+if [ $probe = 1 ]; then
+  probes=$(find "$out" -maxdepth 1 -name 'probe-*.tar.xz' ! -name '*-captures.tar.xz' | sort)
+  [ -n "$probes" ] || { echo "h200_unpack.sh: job $job brought back no probe-*.tar.xz (a run job? unpack it without --probe; see its driver.txt)" >&2; exit 1; }
+  res=$(basename "$(dirname "$run_dir")")
+  data=${STUDY_DATA:-.study-data/$res/$(basename "$run_dir")}
+  mkdir -p "$run_dir"
+  n=0
+  for p in $probes; do
+    x=$tmp/x-$n
+    mkdir -p "$x"
+    tar xJf "$p" -C "$x"
+    for d in "$x"/*/; do
+      v=$(basename "$d")
+      [ -f "$d/probe.json" ] || { echo "h200_unpack.sh: $(basename "$p"): $v has no probe.json (the probe did not finish; its stderr.txt says why): skipped" >&2; continue; }
+      if [ -e "$run_dir/$v" ]; then
+        echo "h200_unpack.sh: $run_dir/$v exists: not overwritten (remove it to unpack this probe again)" >&2
+        exit 2
+      fi
+      mkdir -p "$run_dir/$v"
+      cp "$d/probe.json" "$d/probe.md" "$run_dir/$v/"
+      cfg=$(find "$d" -name config.json | head -1)
+      if [ -n "$cfg" ]; then cp "$cfg" "$run_dir/$v/"; fi
+      n=$((n + 1))
+    done
+    c=${p%.tar.xz}-captures.tar.xz
+    if [ -f "$c" ]; then
+      mkdir -p "$data"
+      cp "$c" "$data/"
+      (cd "$(dirname "$c")" && sha256sum "$(basename "$c")" && stat -c '%s %n' "$(basename "$c")") >> "$run_dir/CAPTURES.txt"
+    fi
+  done
+  if [ -f "$run_dir/CAPTURES.txt" ]; then
+    # Checksums first, then sizes, as a run folder's (so that
+    # sha256sum -c reads the first lines).
+    sums=$run_dir/CAPTURES.txt
+    { grep -E '^[0-9a-f]{64}  ' "$sums" || true; grep -vE '^[0-9a-f]{64}  ' "$sums" || true; } > "$tmp/sums" && cp "$tmp/sums" "$sums"
+  fi
+  echo "unpacked job $job's probes into $run_dir: $n variant(s), captures in $data"
+  exit 0
+fi
+[ -f "$out/results.tar.xz" ] || { echo "h200_unpack.sh: job $job brought back no results.tar.xz (a probe job? unpack it with --probe PROBE_DIR)" >&2; exit 1; }
 
 mkdir -p "$run_dir"
 for f in plan.txt driver.txt run.log device.txt fingerprint.jsonl; do
