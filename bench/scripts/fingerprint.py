@@ -9,7 +9,7 @@ kernel launches), so the host's speed matters as much as the GPU's. This
 script measures both, in a few seconds, and prints one JSON line:
 
   label         what it was run before (--label)
-  cpu           the CPU model (/proc/cpuinfo) and its count
+  cpu           the CPU model and clock (/proc/cpuinfo) and its count
   load1         the 1-minute load average, and busiest: the processes that
                 used at least 5 % of a core over half a second, the top 3
                 (a server or compile worker left running would show here)
@@ -50,16 +50,26 @@ def py_loop_ns():
 
 
 def cpu():
-    model = ""
+    """The CPU's model name and clock (MHz, the first core's, as the kernel
+    last saw it) from /proc/cpuinfo, and the count. A virtual machine may
+    name only "Intel(R) Xeon(R) Processor"; the clock and py_loop_ns still
+    tell hosts apart."""
+    model, mhz = "", None
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and not model:
                     model = line.split(":", 1)[1].strip()
+                elif line.startswith("cpu MHz") and mhz is None:
+                    try:
+                        mhz = round(float(line.split(":", 1)[1]))
+                    except ValueError:
+                        pass
+                if model and mhz is not None:
                     break
     except OSError:
         pass
-    return {"model": model, "count": os.cpu_count()}
+    return {"model": model, "count": os.cpu_count(), "mhz": mhz}
 
 
 def cpu_ticks():

@@ -48,7 +48,8 @@ esac
 		Busiest  []string          `json:"busiest"`
 		GPU      map[string]string `json:"gpu"`
 		CPU      struct {
-			Count int `json:"count"`
+			Count int      `json:"count"`
+			MHz   *float64 `json:"mhz"`
 		} `json:"cpu"`
 	}
 	if strings.Count(strings.TrimSpace(string(out)), "\n") != 0 || json.Unmarshal(out, &r) != nil {
@@ -56,6 +57,9 @@ esac
 	}
 	if r.Label != "trial 3" || r.PyLoopNS <= 0 || r.CPU.Count < 1 {
 		t.Errorf("label %q, Python loop %g ns, %d CPUs", r.Label, r.PyLoopNS, r.CPU.Count)
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil && strings.Contains(string(b), "cpu MHz") && (r.CPU.MHz == nil || *r.CPU.MHz <= 0) {
+		t.Errorf("cpu MHz = %v, want /proc/cpuinfo's", r.CPU.MHz)
 	}
 	if r.GPU["sm_mhz"] != "1980" || r.GPU["temp_c"] != "31" || r.GPU["throttle"] != "0x0000000000000000" {
 		t.Errorf("gpu = %v, want the stand-in's clocks and reasons", r.GPU)

@@ -845,8 +845,9 @@ func anchorDrift(anchor string, holds []*hold, res *analyze.Result) string {
 type fingerprint struct {
 	Label string `json:"label"`
 	CPU   struct {
-		Model string `json:"model"`
-		Count int    `json:"count"`
+		Model string   `json:"model"`
+		Count int      `json:"count"`
+		MHz   *float64 `json:"mhz"`
 	} `json:"cpu"`
 	Load1      *float64          `json:"load1"`
 	Busiest    []string          `json:"busiest"`
@@ -927,6 +928,9 @@ func machines(holds []*hold) string {
 			cpu := "-"
 			if f.CPU.Model != "" {
 				cpu = fmt.Sprintf("%s ×%d", f.CPU.Model, f.CPU.Count)
+				if f.CPU.MHz != nil {
+					cpu += fmt.Sprintf(" at %.0f MHz", *f.CPU.MHz)
+				}
 			}
 			busy := "-"
 			if len(f.Busiest) > 0 {

@@ -442,7 +442,7 @@ func TestMachines(t *testing.T) {
 		}
 	}
 	write(filepath.Join(h1, "device.txt"), "date: 2026-12-03T19:24:13Z\nNVIDIA H200, 143771 MiB, 580.159.04, GPU-48588586-48d9-cd39-2673-dab6fd807826, 00000000:00:06.0\n")
-	write(filepath.Join(h1, "fingerprint.jsonl"), `{"label": "start", "cpu": {"model": "Xeon 8480", "count": 16}, "load1": 0.5, "busiest": [], "py_loop_ns": 21.87, "launch_us": 4.1, "sync_us": 11.2, "hbm_gbs": 4100, "bf16_tflops": 690, "gpu": {"sm_mhz": "1980", "max_sm_mhz": "1980", "temp_c": "31"}}
+	write(filepath.Join(h1, "fingerprint.jsonl"), `{"label": "start", "cpu": {"model": "Xeon 8480", "count": 16, "mhz": 2100}, "load1": 0.5, "busiest": [], "py_loop_ns": 21.87, "launch_us": 4.1, "sync_us": 11.2, "hbm_gbs": 4100, "bf16_tflops": 690, "gpu": {"sm_mhz": "1980", "max_sm_mhz": "1980", "temp_c": "31"}}
 {"label": "trial 3", "cpu": {"model": "Xeon 8480", "count": 16}, "load1": 2.25, "busiest": ["python3 812: 98%"], "py_loop_ns": 30.5, "launch_us": null, "sync_us": null, "hbm_gbs": null, "bf16_tflops": null, "gpu": null}
 `)
 	write(filepath.Join(h2, "device.txt"), "date: x\nNVIDIA H200, 143771 MiB, 580.159.04\n")
@@ -457,7 +457,7 @@ func TestMachines(t *testing.T) {
 	}
 	md := machines(holds)
 	for _, want := range []string{
-		"| 1 | GPU-48588586-48d9-cd39-2673-dab6fd807826 | start | Xeon 8480 ×16 | 21.9 | 4.10 | 11.2 | 4100 | 690 | 1980/1980 | 31 | 0.50 | - |",
+		"| 1 | GPU-48588586-48d9-cd39-2673-dab6fd807826 | start | Xeon 8480 ×16 at 2100 MHz | 21.9 | 4.10 | 11.2 | 4100 | 690 | 1980/1980 | 31 | 0.50 | - |",
 		"| 1 | GPU-48588586-48d9-cd39-2673-dab6fd807826 | trial 3 | Xeon 8480 ×16 | 30.5 | - | - | - | - | - | - | 2.25 | python3 812: 98% |",
 		"| 2 | - | - | - | - | - | - | - | - | - | - | - | - |",
 	} {
