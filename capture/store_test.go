@@ -368,12 +368,7 @@ func TestReadOnlyAfterCrashRecovers(t *testing.T) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
 	}
-	dir := filepath.Join(t.TempDir(), "cap")
-	ack := filepath.Join(t.TempDir(), "ack")
-	cmd := crashChild(t, dir, ack, "1")
-	waitFor(t, func() bool { return lastAck(t, ack) >= 10_000 })
-	cmd.Process.Kill()
-	cmd.Wait()
+	dir := killedWriter(t, 10_000)
 	before := hashDir(t, dir)
 	s := openTest(t, dir, Options{ReadOnly: true})
 	n, _, err := s.Counts()
@@ -399,12 +394,7 @@ func TestRecoverInPlaceOwnerOnly(t *testing.T) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
 	}
-	dir := filepath.Join(t.TempDir(), "cap")
-	ack := filepath.Join(t.TempDir(), "ack")
-	cmd := crashChild(t, dir, ack, "1")
-	waitFor(t, func() bool { return lastAck(t, ack) >= 2_000 })
-	cmd.Process.Kill()
-	cmd.Wait()
+	dir := killedWriter(t, 2_000)
 	old := syscall.Umask(0o022)
 	notes, err := Recover(dir, Options{Logger: quiet})
 	syscall.Umask(old)
@@ -657,12 +647,7 @@ func TestWALReadAfterBadgerDeletedIt(t *testing.T) {
 	if os.Getenv(crashEnv) != "" {
 		t.Skip("child")
 	}
-	dir := filepath.Join(t.TempDir(), "cap")
-	ack := filepath.Join(t.TempDir(), "ack")
-	cmd := crashChild(t, dir, ack, "1")
-	waitFor(t, func() bool { return lastAck(t, ack) >= 2_000 })
-	cmd.Process.Kill()
-	cmd.Wait()
+	dir := killedWriter(t, 2_000)
 	deleted := false
 	testHookWALReplayed = func(wal string) {
 		deadline := time.Now().Add(20 * time.Second)
@@ -702,4 +687,18 @@ func FuzzWALReplayEnd(f *testing.F) {
 			t.Fatalf("walReplayEnd of its own prefix = %d, want %d", again, end)
 		}
 	})
+}
+
+// killedWriter is a capture whose writer process was SIGKILLed once it had
+// acknowledged at least records records (its write-ahead logs unreplayed,
+// no clean-close metadata).
+func killedWriter(t *testing.T, records uint64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "cap")
+	ack := filepath.Join(t.TempDir(), "ack")
+	cmd := crashChild(t, dir, ack, "1")
+	waitFor(t, func() bool { return lastAck(t, ack) >= records })
+	cmd.Process.Kill()
+	cmd.Wait()
+	return dir
 }
