@@ -88,9 +88,10 @@ def cpu_ticks():
     return ticks
 
 
-def busiest(top=3, seconds=0.5):
-    """The top processes that used at least 5 % of a core over the next half
-    second, as "name pid: N%" of one core (this script itself left out)."""
+def busiest(top=3, min_percent=5.0, seconds=0.5):
+    """The top processes that used at least min_percent of a core over the
+    next half second, as "name pid: N%" of one core (this script itself
+    left out)."""
     try:
         a = cpu_ticks()
         time.sleep(seconds)
@@ -104,7 +105,7 @@ def busiest(top=3, seconds=0.5):
         if pid == me or pid not in a:
             continue
         pct = (t - a[pid][1]) / hz / seconds * 100
-        if pct >= 5:
+        if pct >= min_percent:
             used.append((pct, f"{name} {pid}: {round(pct)}%"))
     return [u for _, u in sorted(used, reverse=True)[:top]]
 
@@ -189,6 +190,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--label", default="", help="what this is run before, e.g. 'trial 3'")
     p.add_argument("--top", type=int, default=3, help="how many of the busiest processes to list")
+    p.add_argument("--min-percent", type=float, default=5.0, help="the least share of a core a listed process used")
     args = p.parse_args()
     t = time.time()
     rec = {"label": args.label, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu": cpu()}
@@ -196,7 +198,7 @@ def main():
         rec["load1"] = round(os.getloadavg()[0], 2)
     except OSError:
         rec["load1"] = None
-    rec["busiest"] = busiest(args.top)
+    rec["busiest"] = busiest(args.top, args.min_percent)
     rec["py_loop_ns"] = py_loop_ns()
     rec.update(cuda_figures())
     rec["gpu"] = gpu_clocks()

@@ -15,7 +15,8 @@ import (
 // refuses the newer name of the throttle-reasons field: the script falls
 // back to the older name, and prints one JSON line with the host's figures
 // (without CUDA here, the GPU's are null) and a busy process among the
-// busiest (--top 50: a busy test machine has others).
+// busiest (--top 50 --min-percent 0.1: a busy test machine has others,
+// and may leave the loop only a small share of a core).
 func TestFingerprintScript(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 not installed")
@@ -36,7 +37,7 @@ esac
 		t.Fatal(err)
 	}
 	defer busy.Process.Kill()
-	cmd := exec.Command("python3", "fingerprint.py", "--label", "trial 3", "--top", "50")
+	cmd := exec.Command("python3", "fingerprint.py", "--label", "trial 3", "--top", "50", "--min-percent", "0.1")
 	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CUDA_VISIBLE_DEVICES=")
 	out, err := cmd.Output()
 	if err != nil {
