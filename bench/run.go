@@ -1087,7 +1087,7 @@ func storeTrace(results, src string, hdr trace.Header) (string, error) {
 
 // scanFinished finds the finished trials of a study under results.
 func scanFinished(results, study string) (map[string]TrialStatus, error) {
-	all, err := scanAttempts(results, study)
+	all, err := ScanAttempts(results, study)
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func (s *StudyState) Finished() int {
 // only reads.
 func Status(ctx context.Context, p *Plan) (*StudyState, error) {
 	s := p.Study
-	attempts, err := scanAttempts(s.ResultsDir, s.Name)
+	attempts, err := ScanAttempts(s.ResultsDir, s.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -101,9 +101,10 @@ func Status(ctx context.Context, p *Plan) (*StudyState, error) {
 	return out, nil
 }
 
-// scanAttempts reads every status.json of the study under results, by
-// trial key, each key's attempts oldest first.
-func scanAttempts(results, study string) (map[string][]TrialStatus, error) {
+// ScanAttempts reads every status.json of the study under results (the
+// results tree's model/variant/trial folders), by trial key, each key's
+// attempts oldest first, each with its Dir; it only reads.
+func ScanAttempts(results, study string) (map[string][]TrialStatus, error) {
 	out := map[string][]TrialStatus{}
 	matches, err := filepath.Glob(filepath.Join(results, "*", "*", "*", "status.json"))
 	if err != nil {

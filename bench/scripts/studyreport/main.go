@@ -204,46 +204,38 @@ func loadHold(ctx context.Context, n int, file, results string) (*hold, error) {
 			}
 		}
 	}
-	latest := map[string]int{} // trial key → its index in h.trials
-	err = filepath.WalkDir(results, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || d.Name() != "status.json" {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var t trial
-		if json.Unmarshal(b, &t.TrialStatus) != nil || t.Study != s.Name {
-			return nil
-		}
-		if t.Status != bench.StatusOK && t.Status != bench.StatusEarlyStopped {
-			return nil
-		}
-		t.dir = filepath.Dir(path)
-		t.planned = planned[t.Key].Estimate
-		t.startup = startupOf(t.dir)
-		if i, dup := latest[t.Key]; dup {
-			older, newer := h.trials[i], t
-			if older.Started.After(newer.Started) {
-				older, newer = newer, older
-			}
-			h.superseded = append(h.superseded, older.dir)
-			h.trials[i] = newer
-			return nil
-		}
-		latest[t.Key] = len(h.trials)
-		h.trials = append(h.trials, t)
-		return nil
-	})
+	attempts, err := bench.ScanAttempts(results, s.Name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", results, err)
 	}
+	latest := map[string]bool{} // trial keys with a finished attempt
+	for key, as := range attempts {
+		var finished []bench.TrialStatus // oldest first, as ScanAttempts gives them
+		for _, a := range as {
+			if a.Status == bench.StatusOK || a.Status == bench.StatusEarlyStopped {
+				finished = append(finished, a)
+			}
+		}
+		if len(finished) == 0 {
+			continue
+		}
+		latest[key] = true
+		for _, a := range finished[:len(finished)-1] {
+			h.superseded = append(h.superseded, a.Dir)
+		}
+		t := trial{TrialStatus: finished[len(finished)-1], dir: finished[len(finished)-1].Dir}
+		t.planned = planned[key].Estimate
+		t.startup = startupOf(t.dir)
+		h.trials = append(h.trials, t)
+	}
+	// The results tree's order (model, variant, trial folder).
+	slices.SortFunc(h.trials, func(a, b trial) int { return strings.Compare(a.dir, b.dir) })
+	slices.Sort(h.superseded)
 	if len(h.trials) == 0 {
 		return nil, fmt.Errorf("%s: no finished trial of study %q (from %s)", results, s.Name, file)
 	}
 	for _, k := range order {
-		if _, ok := latest[k]; !ok {
+		if !latest[k] {
 			t := planned[k]
 			h.notRun = append(h.notRun, fmt.Sprintf("%s/%s rep %d", t.Model.Name, t.Variant.Name, t.Rep))
 		}
