@@ -5,8 +5,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // simStudy is a two-variant study on the built-in simulator, small enough
@@ -246,13 +248,47 @@ func TestStudyDriverOnSim(t *testing.T) {
 	if err := os.Rename(dist, dist+"-away"); err != nil {
 		t.Fatal(err)
 	}
-	run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "start", "300", `PLAN_FLAGS="--measured measured" ORDER=2 MODE=run STUDY=sim.toml`)
-	out = run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "poll", "200")
+	// Its second job waits for a gate: the polls while it waits must already
+	// have sent everything job 1 made, as if the machine were then lost
+	// (nothing collected). A poll that shows "job 1 exit" sent after it.
+	gate := filepath.Join(tmp, "gate")
+	run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "start", "300", `PLAN_FLAGS="--measured measured" ORDER=2 MODE=run STUDY=sim.toml`,
+		`while [ ! -e `+gate+` ]; do sleep 1; done; MODE=install`)
+	var polls []string
+	for deadline := time.Now().Add(4 * time.Minute); ; {
+		dir := filepath.Join(tmp, "polls", strconv.Itoa(len(polls)+1))
+		polls = append(polls, dir)
+		out = run(repo, append(env2, "OUT="+dir), "bash", "bench/scripts/h200_hold.sh", "poll", "3")
+		if strings.Contains(out, "job 1 exit") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job 1 of the second hold did not end:\n%s", out)
+		}
+	}
 	if err := os.Rename(dist+"-away", dist); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "ALL DONE") || !strings.Contains(out, "job 1 exit 0") || strings.Contains(out, ".dist: kept") {
+	if !strings.Contains(out, "job 1 exit 0") || strings.Contains(out, ".dist: kept") {
 		t.Errorf("the second hold, without .dist in its checkout, did not run from the kept copy:\n%s", out)
+	}
+	sent := run(tmp, nil, "bash", "-c", `for d in polls/*; do n=$(ls "$d" | wc -l); [ "$n" -le 8 ] || echo "$d: $n files"; for f in "$d"/hold-sent-*.tar; do [ -f "$f" ] && tar tf "$f"; done; done`)
+	if n := strings.Count(sent, "/captures-"); n != 2 || strings.Contains(sent, "files") {
+		t.Errorf("the polls sent %d captures tarballs (want each of the 2 trials' once, ≤ 8 files a poll):\n%s", n, sent)
+	}
+	lostDir := filepath.Join("docs", "results", "sim-study", "runs", "rep2-lost")
+	out = run(repo, nil, "bash", append([]string{"bench/scripts/h200_unpack.sh", lostDir, "sim.toml"}, polls...)...)
+	if !strings.Contains(out, "2 trial(s), 2 captures tarball(s)") {
+		t.Errorf("unpacking a hold from its polls alone:\n%s", out)
+	}
+	if fp, err := os.ReadFile(filepath.Join(repo, lostDir, "fingerprint.jsonl")); err != nil || strings.Count(string(fp), "\n") != 3 {
+		t.Errorf("the polls' fingerprints (start, trial 2, trial 1): %q, %v", fp, err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(repo, env2, "bash", "bench/scripts/h200_hold.sh", "poll", "120"); !strings.Contains(out, "ALL DONE") {
+		t.Fatalf("the gated job did not end:\n%s", out)
 	}
 	if b, err := os.ReadFile(filepath.Join(cacheDir, "kernels", "k.bin")); err != nil || string(b) != "compiled" {
 		t.Errorf("the restored cache file: %q, %v", b, err)

@@ -7,8 +7,19 @@
 #
 #   bash bench/scripts/h200_hold.sh start SECONDS 'MODE=run STUDY=a.toml' 'MODE=probe STUDY=b.toml VARIANTS="x y"'
 #   bash bench/scripts/h200_hold.sh start SECONDS --parallel 'CUDA_VISIBLE_DEVICES=0 MODE=probe …' 'CUDA_VISIBLE_DEVICES=1 MODE=probe …'
-#   bash bench/scripts/h200_hold.sh poll SECONDS     # wait (≤ SECONDS) and print progress; returns early when all jobs are done
+#   bash bench/scripts/h200_hold.sh poll SECONDS     # wait (≤ SECONDS), print progress, send what is ready; returns early when all jobs are done
 #   bash bench/scripts/h200_hold.sh collect          # move the next ≤ 45 MiB of the jobs' files into $OUT (repeat until "all sent")
+#
+# poll, where OUT is set (as on the device), also sends what the jobs have
+# finished so far: hold-small.tar (the progress, the jobs' logs, plans,
+# fingerprints and results trees as they stand) and hold-sent-<time>.tar
+# (the captures tarballs finished since the last poll, up to 45 MiB; a
+# bigger one waits for collect). A lent machine can be lost between two
+# calls (measured 2026-12-03: 21 minutes into a hold, one call after the
+# other, the next call found a bare machine): what the polls sent is kept,
+# and the unpacker reads it as it reads collect's files. Give
+# h200_unpack.sh every call's folder, polls and collects, in call order
+# (the last hold-small.tar is the newest).
 #
 # start copies the checkout (with its .bundle and .dist) to $HOLD (default
 # /root/hold) and runs the jobs there one after another with
@@ -57,7 +68,7 @@ while IFS= read -r job; do
   left=\$(( $t0 + $secs - \$(date +%s) ))
   echo "[\$(date +%T)] job \$k (\${left}s left): \$job" >> "$HOLD/progress.txt"
   [ \$left -gt 60 ] || { echo "no time left for job \$k" >> "$HOLD/progress.txt"; continue; }
-  env OUT="$HOLD/out-\$k" LIMIT=\$left bash -c "\$job bash bench/scripts/h200_study.sh" >> "$HOLD/progress.txt" 2>&1
+  env OUT="$HOLD/out-\$k" LIMIT=\$left SEND_MAX=1000 bash -c "\$job bash bench/scripts/h200_study.sh" >> "$HOLD/progress.txt" 2>&1
   echo "[\$(date +%T)] job \$k exit \$?" >> "$HOLD/progress.txt"
 done < "$HOLD/jobs.txt"
 touch "$HOLD/DONE"
@@ -75,7 +86,7 @@ while IFS= read -r job; do
   k=\$((k + 1))
   left=\$(( $t0 + $secs - \$(date +%s) ))
   echo "[\$(date +%T)] job \$k (\${left}s left, side by side): \$job" >> "$HOLD/progress.txt"
-  ( env OUT="$HOLD/out-\$k" LIMIT=\$left bash -c "\$job bash bench/scripts/h200_study.sh" > "$HOLD/progress-\$k.txt" 2>&1
+  ( env OUT="$HOLD/out-\$k" LIMIT=\$left SEND_MAX=1000 bash -c "\$job bash bench/scripts/h200_study.sh" > "$HOLD/progress-\$k.txt" 2>&1
     echo "[\$(date +%T)] job \$k exit \$?" >> "$HOLD/progress-\$k.txt" ) &
 done < "$HOLD/jobs.txt"
 wait
@@ -90,12 +101,42 @@ poll)
   started
   secs=${1:-540}
   end=$(( $(date +%s) + secs ))
-  while [ "$(date +%s)" -lt $end ] && [ ! -f "$HOLD/DONE" ]; do sleep 5; done
-  tail -40 "$HOLD/progress.txt"
-  for f in "$HOLD"/progress-*.txt; do
-    [ -f "$f" ] && { echo "== $(basename "$f")"; tail -15 "$f"; }
-  done
-  [ -f "$HOLD/DONE" ] && echo "ALL DONE"
+  while [ "$(date +%s)" -lt $end ] && [ ! -f "$HOLD/DONE" ]; do sleep 2; done
+  # The progress first, then what is sent: every job end shown here was
+  # before the sending, so that job's files are all in what is sent.
+  report=$(
+    tail -40 "$HOLD/progress.txt"
+    for f in "$HOLD"/progress-*.txt; do
+      [ -f "$f" ] && { echo "== $(basename "$f")"; tail -15 "$f"; }
+    done
+    [ -f "$HOLD/DONE" ] && echo "ALL DONE"
+  )
+  if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT" "$HOLD/sent"
+    (
+      cd "$HOLD" || exit 1
+      budget=$((45 * 1048576))
+      list=()
+      for f in $(find out-* -maxdepth 1 -type f \( -name '*captures*.tar.xz' -o -name 'compile-caches.tar.xz' \) ! -name '.tmp-*' 2>/dev/null | sort); do
+        sz=$(stat -c %s "$f")
+        [ "$sz" -le $budget ] || continue
+        list+=("$f")
+        budget=$((budget - sz))
+      done
+      if [ ${#list[@]} -gt 0 ]; then
+        t=$OUT/hold-sent-$(date -u +%H%M%S).tar
+        if tar cf "$t" "${list[@]}"; then
+          for f in "${list[@]}"; do mkdir -p "sent/$(dirname "$f")" && mv "$f" "sent/$f"; done
+          echo "sent: ${list[*]} ($(( $(stat -c %s "$t") / 1048576 )) MiB)"
+        else
+          rm -f "$t"
+        fi
+      fi
+      tar cf "$OUT/hold-small.tar" --exclude='*captures*' --exclude='*caches*' --exclude='.tmp-*' progress*.txt runner.log jobs.txt out-* 2>/dev/null
+      echo "sent: hold-small.tar ($(( $(stat -c %s "$OUT/hold-small.tar") / 1024 )) KiB)"
+    ) >&2
+  fi
+  echo "$report"
   ;;
 collect)
   # A call returns at most 8 files and about 64 MiB in all: the first
@@ -109,7 +150,7 @@ collect)
   mkdir -p "$OUT" "$HOLD/collect"
   cd "$HOLD" || exit 1
   if [ ! -f collect/packed ]; then
-    tar cf collect/hold-small.tar --exclude='*captures*' --exclude='*caches*' progress*.txt runner.log jobs.txt out-* 2>/dev/null
+    tar cf collect/hold-small.tar --exclude='*captures*' --exclude='*caches*' --exclude='.tmp-*' progress*.txt runner.log jobs.txt out-* 2>/dev/null
     if find out-* \( -name '*captures*' -o -name '*caches*' \) 2>/dev/null | grep -q .; then
       find out-* \( -name '*captures*' -o -name '*caches*' \) -print0 | tar cf - --null -T - | split -b 15M -d -a 2 - collect/hold-captures.tar.part
     fi

@@ -37,7 +37,15 @@
 # VB_BIN (where the binaries are unpacked; default /root/vb), GPUS (runall),
 # PLAN_FLAGS (added to every vbbench plan, e.g. "--measured
 # docs/results/h200-2026-12-03/runs": trial estimates from earlier holds),
-# ORDER (run: trial numbers to run first, e.g. "3" for a hold's anchor).
+# ORDER (run: trial numbers to run first, e.g. "3" for a hold's anchor),
+# SEND_MAX (run: captures tarballs one call writes, default 6: a call
+# returns at most 8 files; h200_hold.sh sets it to 1000).
+#
+# Every file this driver leaves in OUT is whole: it is written under a
+# .tmp- name and renamed when complete, so h200_hold.sh poll can send it
+# while the job runs on. MODE=run leaves the results tree, the captures of
+# each finished trial and the fingerprints after every trial, not only at
+# its end: a machine lost mid-hold loses only the trial it was running.
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/out}
@@ -53,9 +61,14 @@ EST_VLLM=${EST_VLLM:-310}
 MARGIN=${MARGIN:-45}
 [ "$MARGIN" -ge 25 ] || MARGIN=25 # the call stops vbbench 20 s before its end
 mkdir -p "$OUT" "$STATE"
+OUT=$(cd "$OUT" && pwd)
 S=$OUT/driver.txt
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$S" >&2; }
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+# put NAME: stdin into $OUT/NAME, whole or not at all (see above).
+put() { cat > "$OUT/.tmp-$1" && mv -f "$OUT/.tmp-$1" "$OUT/$1"; }
+SEND_MAX=${SEND_MAX:-6}
+sent_n=0
 
 # 0. .dist may come with any call of a hold, not only the last bundle
 # part's: it is kept in $STATE/dist (outside the checkout, which each call
@@ -146,21 +159,22 @@ vbbench plan $PLAN_FLAGS "$STUDY" > "$OUT/plan.txt" 2>&1
 name=$(basename "$STUDY" .toml)
 
 # The results tree without captures, and each finished trial's captures
-# once, in their own tarball, at most $1 of them this call (a call returns
-# at most 8 files; h200_hold.sh collects any number in parts): the trials
-# not sent yet. Finished: status ok or early-stopped (bench.StatusOK,
-# bench.StatusEarlyStopped).
+# once, in their own tarball, at most SEND_MAX of them per call (a call
+# returns at most 8 files; h200_hold.sh sends any number as they come): the
+# trials not sent yet. Finished: status ok or early-stopped
+# (bench.StatusOK, bench.StatusEarlyStopped). And the fingerprints so far.
 send_results() {
-  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf "$OUT/results.tar.xz" results reports 2>/dev/null
+  tar -C . --exclude='*/capture' --exclude='*/capture/*' -cJf - results reports 2>/dev/null | put results.tar.xz
+  [ -f "$STATE/fingerprint.jsonl" ] && put fingerprint.jsonl < "$STATE/fingerprint.jsonl"
   mkdir -p "$STATE/sent"
-  local n=0 st d id
+  local st d id
   for st in $(find results -name status.json 2>/dev/null | sort); do
     d=$(dirname "$st"); id=$(basename "$d")
     grep -q '"status": *"\(ok\|early-stopped\)"' "$st" || continue
     [ -f "$STATE/sent/$id" ] && continue
-    [ $n -ge "$1" ] && { log "more trials' captures wait for the next call"; break; }
-    tar -cf - "$d/capture" | xz -T0 -6 > "$OUT/captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
-    n=$((n + 1))
+    [ $sent_n -ge "$SEND_MAX" ] && { log "more trials' captures wait for the next call"; break; }
+    tar -cf - "$d/capture" | xz -T0 -6 | put "captures-${id//+/_}.tar.xz" && touch "$STATE/sent/$id"
+    sent_n=$((sent_n + 1))
   done
 }
 
@@ -186,9 +200,9 @@ probe)
     [ $rc -eq 0 ] && touch "$d/DONE"
     # What comes back may not have a '+' in its name (vllm-page+flash).
     f=$name-${v//+/_}
-    tar -C "$STATE/probe-$name" --exclude='*/capture' -cJf "$OUT/probe-$f.tar.xz" "$v"
+    tar -C "$STATE/probe-$name" --exclude='*/capture' -cJf - "$v" | put "probe-$f.tar.xz"
     cap=$(find "$d" -type d -name capture | head -1)
-    [ -n "$cap" ] && tar -C "$STATE/probe-$name" -cf - "$v/${cap#"$d"/}" | xz -T0 -6 > "$OUT/probe-$f-captures.tar.xz"
+    [ -n "$cap" ] && tar -C "$STATE/probe-$name" -cf - "$v/${cap#"$d"/}" | xz -T0 -6 | put "probe-$f-captures.tar.xz"
   done
   ;;
 run)
@@ -226,8 +240,9 @@ for i, est in ts: print(i, est)' > "$OUT/trials.txt"
     if [ $rc -eq 0 ]; then touch "$m.done"
     elif [ -f "$m.failed1" ]; then touch "$m.failed2"
     else touch "$m.failed1"; fi
+    send_results
   done < "$OUT/trials.txt"
-  send_results 6
+  send_results
   ;;
 runall)
   # The whole study in one vbbench run, its trials on GPU lanes (GPUS, e.g.
@@ -239,7 +254,7 @@ runall)
   # shellcheck disable=SC2086
   timeout -s INT -k 15 $(( $(left) - 20 )) vbbench run --resume ${GPUS:+--gpus "$GPUS"} "$STUDY" < /dev/null >> "$OUT/run.log" 2>&1
   log "run: exit $? after $(( $(date +%s) - t ))s"
-  send_results 1000
+  SEND_MAX=1000 send_results
   ;;
 *) log "MODE=$MODE: want probe, run, runall or install"; exit 2 ;;
 esac
@@ -254,20 +269,23 @@ if [ "${CACHES_OUT:-0}" = 1 ]; then
     [ -d "/$d" ] && dirs+=("$d")
   done
   if [ ${#dirs[@]} -gt 0 ]; then
-    tar -C / -cf - "${dirs[@]}" 2>/dev/null | xz -T0 -6 > "$OUT/compile-caches.tar.xz"
-    bytes=$(stat -c %s "$OUT/compile-caches.tar.xz")
+    tar -C / -cf - "${dirs[@]}" 2>/dev/null | xz -T0 -6 > "$OUT/.tmp-caches"
+    bytes=$(stat -c %s "$OUT/.tmp-caches")
     mib=$(( bytes / 1048576 ))
     log "caches: ${dirs[*]}: $(du -sh "${dirs[@]/#//}" 2>/dev/null | awk '{print $1}' | tr '\n' ' ')→ $(( bytes / 1024 )) KiB compressed"
     if [ "$mib" -ge "${CACHES_MAX_MIB:-28}" ]; then
       log "caches: ${mib} MiB is too big to carry: not kept"
-      rm -f "$OUT/compile-caches.tar.xz"
+      rm -f "$OUT/.tmp-caches"
+    else
+      mv -f "$OUT/.tmp-caches" "$OUT/compile-caches.tar.xz"
     fi
   fi
 fi
-[ -f "$STATE/fingerprint.jsonl" ] && cp "$STATE/fingerprint.jsonl" "$OUT/"
+[ -f "$STATE/fingerprint.jsonl" ] && put fingerprint.jsonl < "$STATE/fingerprint.jsonl"
 ls -la "$OUT" >> "$S"
 log "done"
 # Only a few files come back per call: everything but the captures goes into
 # one call-<time>.tar (driver log, device, plan, host log, probe summaries).
-cd "$OUT" && tar cf "call-$(date -u +%H%M%S).tar" --exclude='*captures*' --exclude='*caches*' --exclude='call-*.tar' ./* &&
-  find . -maxdepth 1 -type f ! -name 'call-*.tar' ! -name '*captures*' ! -name '*caches*' -delete
+c=call-$(date -u +%H%M%S).tar
+cd "$OUT" && tar cf - --exclude='*captures*' --exclude='*caches*' --exclude='call-*.tar' --exclude='.tmp-*' ./* | put "$c" &&
+  find . -maxdepth 1 -type f ! -name 'call-*.tar' ! -name '*captures*' ! -name '*caches*' ! -name '.tmp-*' -delete

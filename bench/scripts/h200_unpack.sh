@@ -8,8 +8,9 @@
 # RUN_DIR is the hold run's folder, e.g.
 # docs/results/h200-2026-12-03/runs/sharegpt-rep1-hold1 (it must not exist
 # yet, or be empty); HOLD.toml the hold file as it ran (copied to
-# RUN_DIR/study.toml); COLLECT_DIR the folders of the collect calls' files,
-# in call order. It writes into RUN_DIR the job's plan.txt, driver.txt,
+# RUN_DIR/study.toml); COLLECT_DIR the folders of the poll and collect
+# calls' files, in call order (the last hold-small.tar is the newest; a
+# hold whose machine was lost before collect unpacks from its polls'). It writes into RUN_DIR the job's plan.txt, driver.txt,
 # run.log, device.txt, fingerprint.jsonl and results tree without captures (its trace copy
 # removed, backend.log and requests.csv compressed with xz, the trials'
 # SVG charts left out: their PNGs stay), CAPTURES.txt
@@ -43,14 +44,23 @@ else
     exit 2
   fi
 fi
-[ $# -gt 0 ] || { echo "h200_unpack.sh: give the collect calls' folders (each with hold-small.tar or hold-captures.tar.partNN)" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "h200_unpack.sh: give the poll and collect calls' folders, in call order (with hold-small.tar, hold-sent-*.tar or hold-captures.tar.partNN)" >&2; exit 2; }
 job=${JOB:-1}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-small=$(find "$@" -maxdepth 1 -name hold-small.tar | head -1)
-[ -n "$small" ] || { echo "h200_unpack.sh: no hold-small.tar in $*: collect again (it comes with the first call)" >&2; exit 1; }
+small=
+for d in "$@"; do
+  if [ -f "$d/hold-small.tar" ]; then small=$d/hold-small.tar; fi
+done
+[ -n "$small" ] || { echo "h200_unpack.sh: no hold-small.tar in $*: it comes with every poll (where OUT is set) and the first collect" >&2; exit 1; }
 tar xf "$small" -C "$tmp"
+# What the polls sent while the jobs ran (each captures tarball once).
+for d in "$@"; do
+  for f in "$d"/hold-sent-*.tar; do
+    if [ -f "$f" ]; then tar xf "$f" -C "$tmp"; fi
+  done
+done
 # The capture parts, in part order whichever call brought them.
 parts=$(find "$@" -maxdepth 1 -name 'hold-captures.tar.part*' | awk -F/ '{print $NF "\t" $0}' | sort | cut -f2-)
 if [ -n "$parts" ]; then

@@ -97,6 +97,65 @@ func TestHoldScript(t *testing.T) {
 	}
 }
 
+// TestHoldPollSends: poll, where OUT is set, sends what the jobs have
+// finished (a machine lost later keeps it): the small files, and each
+// whole captures tarball once, up to 45 MiB a poll; a bigger one, and a
+// file still being written (.tmp-), wait for collect.
+func TestHoldPollSends(t *testing.T) {
+	hold, sh := holdWithFakeDriver(t)
+	sh("", "start", "900", "MODE=run CAP_MIB=20 STUDY=a.toml", "MODE=probe CAP_MIB=50 STUDY=b.toml")
+	if out := sh("", "poll", "120"); !strings.Contains(out, "ALL DONE") {
+		t.Fatalf("poll:\n%s", out)
+	}
+	if err := os.WriteFile(filepath.Join(hold, "out-1", ".tmp-captures-x.tar.xz"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	list := func(dir string) string {
+		t.Helper()
+		b, err := exec.Command("bash", "-c", `cd "$0" && ls && for f in hold-*.tar; do tar tf "$f"; done`, dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, b)
+		}
+		return string(b)
+	}
+	first := filepath.Join(t.TempDir(), "poll1")
+	out := sh(first, "poll", "1")
+	got := list(first)
+	for _, want := range []string{"hold-small.tar", "out-1/run-captures.tar.xz", "out-1/compile-caches.tar.xz", "out-2/env.txt", "progress.txt"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the first poll did not send %s:\n%s\n%s", want, got, out)
+		}
+	}
+	for _, bad := range []string{"probe-captures", ".tmp-"} {
+		if strings.Contains(got, bad) {
+			t.Errorf("the first poll sent %s (over 45 MiB, or not whole):\n%s", bad, got)
+		}
+	}
+	second := filepath.Join(t.TempDir(), "poll2")
+	sh(second, "poll", "1")
+	if got := list(second); strings.Contains(got, "hold-sent") || !strings.Contains(got, "hold-small.tar") {
+		t.Errorf("the second poll sent again what the first had, or not the small files:\n%s", got)
+	}
+	// collect sends what is left: the 50-MiB tarball, in parts, and not
+	// what the polls sent.
+	var parts []string
+	for round := 0; round < 3; round++ {
+		dir := filepath.Join(t.TempDir(), "c")
+		out := sh(dir, "collect")
+		ps, _ := filepath.Glob(filepath.Join(dir, "hold-captures.tar.part*"))
+		parts = append(parts, ps...)
+		if strings.Contains(out, "all sent") {
+			break
+		}
+	}
+	cmd := exec.Command("bash", "-c", `cat "$@" | tar tf -`, "cat")
+	cmd.Args = append(cmd.Args, parts...)
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "out-2/probe-captures.tar.xz") || strings.Contains(string(b), "run-captures") {
+		t.Errorf("collect after the polls: %v\n%s", err, b)
+	}
+}
+
 // holdWithFakeDriver makes a checkout with h200_hold.sh and the fake driver
 // and returns the hold folder and a function that runs the script there
 // (OUT set to its first argument).
